@@ -1,0 +1,300 @@
+// Push/pull benchmark: a Shoal node against the reference registry (CNCF Distribution, Debian's
+// docker-registry), side by side in one run, skopeo as the client on both.
+//
+//   node bench/push-pull.ts [--runs 3] [--only small|large] [--registries shoal,docker-registry]
+//
+// Every run of every registry starts from an empty data directory: a fresh process takes the push
+// (so its VmHWM is the push's peak), then a second fresh process on the same data serves the pull
+// into an empty OCI layout. Images are incompressible (AES-CTR keystream) and uncompressed, pushed
+// with --preserve-digests so both registries receive exactly the same bytes. The table goes to
+// stdout and to bench/out/latest.md, the raw numbers to bench/out/latest.json.
+
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts'
+import type { ImageLayoutResult } from '../test/support/oci-image.ts'
+import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/support/node-process.ts'
+import type { RegistryProcess } from '../test/support/node-process.ts'
+import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
+
+const MiB = 1024 * 1024
+const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
+const IMAGES_DIR = path.join(OUT_DIR, 'images')
+const WORK_DIR = path.join(OUT_DIR, 'work')
+
+interface BenchCase {
+  name: 'large' | 'small'
+  label: string
+  layers: number[]
+  seed: string
+}
+
+const CASES: BenchCase[] = [
+  { name: 'large', label: '1 GiB, 8 layers', layers: Array<number>(8).fill(128 * MiB), seed: 'shoal-bench-large-v1' },
+  { name: 'small', label: '64 MiB, 4 layers', layers: Array<number>(4).fill(16 * MiB), seed: 'shoal-bench-small-v1' }
+]
+
+interface Contender {
+  name: string
+  start: (dataDir: string) => Promise<RegistryProcess>
+}
+
+const CONTENDERS: Record<string, Contender> = {
+  shoal: { name: 'Shoal', start: async (dataDir) => await startNodeProcess({ dataDir, readyTimeoutMs: 60_000 }) },
+  'docker-registry': { name: 'docker-registry', start: async (dataDir) => await startDockerRegistry({ dataDir }) }
+}
+
+type Operation = 'push' | 'pull'
+
+interface Measurement {
+  seconds: number
+  peakRssBytes: number
+}
+
+/** results[case][contender][operation] = one measurement per run */
+type Results = Record<string, Record<string, Record<Operation, Measurement[]>>>
+
+interface Settings {
+  runs: number
+  cases: BenchCase[]
+  contenders: string[]
+}
+
+async function main (): Promise<void> {
+  const settings = parseSettings()
+  checkShoalIsThere(settings.contenders)
+  const images = await prepareImages(settings.cases)
+  const idlePeakRss = await measureIdlePeakRss(settings.contenders)
+  const results: Results = {}
+  for (const benchCase of settings.cases) {
+    results[benchCase.name] = {}
+    for (let run = 0; run < settings.runs; run++) {
+      // Alternate who goes first so neither always meets the warmer page cache.
+      const order = run % 2 === 0 ? settings.contenders : [...settings.contenders].reverse()
+      for (const contenderKey of order) {
+        const measured = await measureRun(benchCase, images.get(benchCase.name)!, contenderKey, run)
+        const perContender = results[benchCase.name]![contenderKey] ??= { push: [], pull: [] }
+        perContender.push.push(measured.push)
+        perContender.pull.push(measured.pull)
+      }
+    }
+  }
+  const report = renderReport(settings, images, results, idlePeakRss)
+  process.stdout.write(report)
+  await mkdir(OUT_DIR, { recursive: true })
+  await writeFile(path.join(OUT_DIR, 'latest.md'), report)
+  await writeFile(path.join(OUT_DIR, 'latest.json'), JSON.stringify({ settings: { ...settings, cases: settings.cases.map((c) => c.name) }, idlePeakRss, results }, null, 2))
+  log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'latest.md'))}`)
+}
+
+function parseSettings (): Settings {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      only: { type: 'string' },
+      registries: { type: 'string', default: 'shoal,docker-registry' }
+    }
+  })
+  const runs = Number(values.runs)
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`)
+  const cases = values.only === undefined ? CASES : CASES.filter((c) => c.name === values.only)
+  if (cases.length === 0) throw new Error(`--only must be one of ${CASES.map((c) => c.name).join(', ')}`)
+  const contenders = values.registries.split(',').map((name) => name.trim()).filter((name) => name !== '')
+  for (const name of contenders) {
+    if (CONTENDERS[name] === undefined) throw new Error(`unknown registry ${name}; known: ${Object.keys(CONTENDERS).join(', ')}`)
+  }
+  return { runs, cases, contenders }
+}
+
+function checkShoalIsThere (contenders: string[]): void {
+  if (contenders.includes('shoal') && !existsSync(path.join(REPO_ROOT, 'src', 'cli', 'main.ts'))) {
+    throw new Error('the Shoal server (src/cli/main.ts) does not exist yet; run with --registries docker-registry')
+  }
+}
+
+async function prepareImages (cases: BenchCase[]): Promise<Map<string, ImageLayoutResult>> {
+  const images = new Map<string, ImageLayoutResult>()
+  for (const benchCase of cases) {
+    const started = performance.now()
+    const image = await cachedImageLayout(imageDir(benchCase), { layers: benchCase.layers, seed: benchCase.seed })
+    log(`image ${benchCase.name}: ${image.manifestDigest} (${formatMiB(image.totalSize)}) ready in ${formatSeconds(performance.now() - started)}`)
+    images.set(benchCase.name, image)
+  }
+  return images
+}
+
+function imageDir (benchCase: BenchCase): string {
+  return path.join(IMAGES_DIR, `${benchCase.name}-${benchCase.seed}`)
+}
+
+/** VmHWM of a process that only started and answered GET /v2/: the baseline under the push figures. */
+async function measureIdlePeakRss (contenders: string[]): Promise<Record<string, number>> {
+  const idle: Record<string, number> = {}
+  for (const contenderKey of contenders) {
+    const dataDir = path.join(WORK_DIR, `idle-${contenderKey}`)
+    await rm(dataDir, { recursive: true, force: true })
+    await mkdir(dataDir, { recursive: true })
+    const { peakRssBytes } = await timed(CONTENDERS[contenderKey]!, dataDir, async () => {})
+    idle[contenderKey] = peakRssBytes
+    await rm(dataDir, { recursive: true, force: true })
+  }
+  return idle
+}
+
+/** One push and one pull of one image on one registry, each on a fresh process. */
+async function measureRun (benchCase: BenchCase, image: ImageLayoutResult, contenderKey: string, run: number): Promise<Record<Operation, Measurement>> {
+  const contender = CONTENDERS[contenderKey]!
+  const runDir = path.join(WORK_DIR, `${benchCase.name}-${contenderKey}-${run}`)
+  const dataDir = path.join(runDir, 'data')
+  const pulledDir = path.join(runDir, 'pulled')
+  await rm(runDir, { recursive: true, force: true })
+  await mkdir(dataDir, { recursive: true })
+  const reference = (registry: RegistryProcess): string => `${registry.host}/bench/${benchCase.name}:latest`
+  try {
+    const push = await timed(contender, dataDir, async (registry) => {
+      await copyToRegistry(imageDir(benchCase), reference(registry))
+    })
+    const pull = await timed(contender, dataDir, async (registry) => {
+      await copyFromRegistry(reference(registry), pulledDir)
+    })
+    const pulled = await findLayoutEntry(pulledDir)
+    if (pulled.digest !== image.manifestDigest) {
+      throw new Error(`${contender.name} returned manifest ${pulled.digest}, pushed ${image.manifestDigest}`)
+    }
+    log(`${benchCase.name} run ${run + 1} ${contender.name}: push ${push.seconds.toFixed(2)} s, pull ${pull.seconds.toFixed(2)} s, ` +
+      `peak RSS push ${formatMiB(push.peakRssBytes)} pull ${formatMiB(pull.peakRssBytes)}`)
+    return { push, pull }
+  } finally {
+    await rm(runDir, { recursive: true, force: true })
+    execFileSync('sync') // the next run should not pay for this run's dirty pages
+  }
+}
+
+/** Starts the registry on dataDir, times `operation`, stops it and reads its peak RSS. */
+async function timed (contender: Contender, dataDir: string, operation: (registry: RegistryProcess) => Promise<void>): Promise<Measurement> {
+  const registry = await contender.start(dataDir)
+  try {
+    const started = performance.now()
+    await operation(registry)
+    const seconds = (performance.now() - started) / 1000
+    const { peakRssBytes } = await registry.stop()
+    return { seconds, peakRssBytes }
+  } catch (error) {
+    await registry.kill9()
+    throw new Error(`${contender.name}: ${(error as Error).message}\n--- registry output ---\n${registry.output()}`, { cause: error })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function renderReport (settings: Settings, images: Map<string, ImageLayoutResult>, results: Results, idlePeakRss: Record<string, number>): string {
+  const shoalAndReference = settings.contenders.includes('shoal') && settings.contenders.includes('docker-registry')
+  const lines = [
+    `## Push/pull, ${new Date().toISOString().slice(0, 10)}`,
+    '',
+    `Machine: ${machineDescription()}. Client: ${toolVersion('skopeo', ['--version'])}. ` +
+      `Reference: ${toolVersion('docker-registry', ['--version'])}. Node ${process.version}. Commit ${gitCommit()}.`,
+    `Median of ${settings.runs} run(s); every run on a fresh data directory and a fresh process per push and per pull. ` +
+      'MB/s = bytes of all blobs (manifest, config, layers) / 10^6 / seconds of the whole `skopeo copy`. ' +
+      'Peak RSS = VmHWM of the registry process, highest over the runs.',
+    '',
+    '| image | op | Shoal s | Shoal MB/s | docker-registry s | docker-registry MB/s | Shoal / docker-registry | Shoal peak RSS | docker-registry peak RSS |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|'
+  ]
+  for (const benchCase of settings.cases) {
+    const bytes = images.get(benchCase.name)!.totalSize
+    for (const operation of ['push', 'pull'] as const) {
+      const shoal = summarize(results[benchCase.name]?.shoal?.[operation], bytes)
+      const reference = summarize(results[benchCase.name]?.['docker-registry']?.[operation], bytes)
+      const ratio = shoalAndReference && shoal !== undefined && reference !== undefined
+        ? (shoal.megabytesPerSecond / reference.megabytesPerSecond).toFixed(2)
+        : '—'
+      lines.push(`| ${benchCase.label} | ${operation} | ${shoal?.seconds ?? '—'} | ${shoal?.throughput ?? '—'} | ` +
+        `${reference?.seconds ?? '—'} | ${reference?.throughput ?? '—'} | ${ratio} | ${shoal?.peakRss ?? '—'} | ${reference?.peakRss ?? '—'} |`)
+    }
+  }
+  const idle = settings.contenders.map((key) => `${CONTENDERS[key]!.name} ${formatMiB(idlePeakRss[key] ?? 0)}`).join(', ')
+  lines.push('', `Idle peak RSS (process started, answered GET /v2/, stopped): ${idle}.`)
+  lines.push('', 'Seconds per run:', '')
+  for (const benchCase of settings.cases) {
+    for (const contenderKey of settings.contenders) {
+      const runs = results[benchCase.name]?.[contenderKey]
+      if (runs === undefined) continue
+      lines.push(`- ${benchCase.label}, ${CONTENDERS[contenderKey]!.name}: push ${runs.push.map((m) => m.seconds.toFixed(2)).join(', ')}; ` +
+        `pull ${runs.pull.map((m) => m.seconds.toFixed(2)).join(', ')}`)
+    }
+  }
+  return `${lines.join('\n')}\n`
+}
+
+interface Summary {
+  seconds: string
+  throughput: string
+  megabytesPerSecond: number
+  peakRss: string
+}
+
+function summarize (measurements: Measurement[] | undefined, bytes: number): Summary | undefined {
+  if (measurements === undefined || measurements.length === 0) return undefined
+  const seconds = median(measurements.map((m) => m.seconds))
+  const megabytesPerSecond = bytes / 1e6 / seconds
+  return {
+    seconds: seconds.toFixed(2),
+    throughput: megabytesPerSecond.toFixed(0),
+    megabytesPerSecond,
+    peakRss: formatMiB(Math.max(...measurements.map((m) => m.peakRssBytes)))
+  }
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+function machineDescription (): string {
+  const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU'
+  return `${os.availableParallelism()} × ${cpu}, ${formatGiB(os.totalmem())} RAM, Linux ${os.release()}`
+}
+
+function toolVersion (command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8' }).trim()
+  } catch {
+    return `${command} (version unknown)`
+  }
+}
+
+function gitCommit (): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return '(none)'
+  }
+}
+
+function formatMiB (bytes: number): string {
+  return `${(bytes / MiB).toFixed(0)} MiB`
+}
+
+function formatGiB (bytes: number): string {
+  return `${(bytes / 1024 / MiB).toFixed(0)} GiB`
+}
+
+function formatSeconds (milliseconds: number): string {
+  return `${(milliseconds / 1000).toFixed(1)} s`
+}
+
+function log (message: string): void {
+  process.stderr.write(`[bench] ${message}\n`)
+}
+
+main().catch((error: unknown) => {
+  log((error as Error).message)
+  process.exitCode = 1
+})

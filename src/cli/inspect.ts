@@ -1,0 +1,75 @@
+import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts'
+
+export interface ImageInfo {
+  repository: string
+  tag?: string
+  digest: string
+  mediaType: string
+  imageCid: string
+  /** Manifests, configs and layers, each counted once. */
+  size: number
+}
+
+export class CliError extends Error {}
+
+/** Asks a node's /v2 API about an image: its digest, its image CID and its total size. */
+export async function inspectImage (node: string, image: string, signal?: AbortSignal): Promise<ImageInfo> {
+  const { repository, reference, tag } = splitImage(image)
+  const top = await fetchManifest(node, repository, reference, signal)
+  const imageCid = top.headers.get('shoal-image-cid')
+  if (imageCid === null) throw new CliError(`${node} did not return an image CID: is it a Shoal node?`)
+  const seen = new Set<string>()
+  let size = 0
+  const visit = async (digest: string, bytes: Buffer): Promise<void> => {
+    if (seen.has(digest)) return
+    seen.add(digest)
+    size += bytes.length
+    const json = JSON.parse(bytes.toString('utf8')) as { manifests?: Array<{ digest: string }>, config?: { digest: string, size: number }, layers?: Array<{ digest: string, size: number }> }
+    for (const blob of [json.config, ...(json.layers ?? [])]) {
+      if (blob !== undefined && !seen.has(blob.digest)) {
+        seen.add(blob.digest)
+        size += blob.size
+      }
+    }
+    for (const child of json.manifests ?? []) {
+      const response = await fetchManifest(node, repository, child.digest, signal)
+      await visit(child.digest, Buffer.from(await response.arrayBuffer()))
+    }
+  }
+  const digest = top.headers.get('docker-content-digest') ?? ''
+  const mediaType = top.headers.get('content-type') ?? ''
+  await visit(digest, Buffer.from(await top.arrayBuffer()))
+  return { repository, tag, digest, mediaType, imageCid, size }
+}
+
+function splitImage (image: string): { repository: string, reference: string, tag?: string } {
+  const at = image.indexOf('@')
+  if (at > 0) return { repository: image.slice(0, at), reference: image.slice(at + 1) }
+  const colon = image.lastIndexOf(':')
+  if (colon > image.lastIndexOf('/') && colon > 0) {
+    const tag = image.slice(colon + 1)
+    return { repository: image.slice(0, colon), reference: tag, tag }
+  }
+  return { repository: image, reference: 'latest', tag: 'latest' }
+}
+
+async function fetchManifest (node: string, repository: string, reference: string, signal?: AbortSignal): Promise<Response> {
+  let response: Response
+  try {
+    response = await fetch(new URL(`/v2/${repository}/manifests/${reference}`, node), {
+      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+      signal
+    })
+  } catch (err) {
+    throw new CliError(`cannot reach ${node}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`)
+  }
+  if (!response.ok) {
+    const body = await response.text()
+    let message = body
+    try {
+      message = (JSON.parse(body) as { errors: Array<{ code: string, message: string }> }).errors.map(e => `${e.code}: ${e.message}`).join('; ')
+    } catch { /* not an OCI error body */ }
+    throw new CliError(`${repository}:${reference}: ${response.status} ${message}`)
+  }
+  return response
+}

@@ -1,0 +1,141 @@
+import { createHash, type Hash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { CID } from 'multiformats/cid'
+import { writeFileAtomic } from './atomic-file.ts'
+import { CHUNK_SIZE, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
+
+/** What survives a restart: the leaves stored so far and the length of the partial tail. */
+export interface WriterState {
+  leaves: Array<{ cid: string, size: number }>
+  tailLength: number
+}
+
+export interface FinishedBlob {
+  root: DagNode
+  size: number
+  /** sha256 of the content, when the writer saw every byte since it was created. */
+  sha256?: string
+}
+
+const MAX_PENDING_LEAF_WRITES = 4
+// A long chunk is checkpointed so a crash mid-request keeps most of what arrived.
+const CHECKPOINT_EVERY_LEAVES = 32
+
+/**
+ * Cuts an upload into the profile's 1 MiB raw leaves as bytes arrive, across any number of
+ * requests and restarts. Full leaves go to the blockstore; the partial tail lives in the
+ * session directory. Memory: one chunk buffer plus a few leaves being written.
+ */
+export class ChunkedBlobWriter {
+  private readonly dir: string
+  private readonly sink: BlockSink
+  private leaves: DagNode[]
+  private readonly buffer: Buffer
+  private filled: number
+  private hash: Hash | undefined
+  private pending = new Set<Promise<unknown>>()
+
+  private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tail: Buffer, hash: Hash | undefined) {
+    this.dir = dir
+    this.sink = sink
+    this.leaves = leaves
+    this.buffer = Buffer.allocUnsafe(CHUNK_SIZE)
+    tail.copy(this.buffer)
+    this.filled = tail.length
+    this.hash = hash
+  }
+
+  static create (dir: string, sink: BlockSink): ChunkedBlobWriter {
+    return new ChunkedBlobWriter(dir, sink, [], Buffer.alloc(0), createHash('sha256'))
+  }
+
+  /** Reopens a writer from its directory; the running hash is lost and recomputed when needed. */
+  static async load (dir: string, sink: BlockSink): Promise<ChunkedBlobWriter> {
+    const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as WriterState
+    const leaves = state.leaves.map(leaf => ({ cid: CID.parse(leaf.cid), dagSize: leaf.size, fileSize: leaf.size }))
+    const tail = state.tailLength === 0 ? Buffer.alloc(0) : (await readFile(join(dir, 'tail'))).subarray(0, state.tailLength)
+    if (tail.length !== state.tailLength) throw new Error(`upload tail in ${dir} is shorter than recorded`)
+    return new ChunkedBlobWriter(dir, sink, leaves, tail, undefined)
+  }
+
+  get size (): number {
+    return this.leaves.length * CHUNK_SIZE + this.filled
+  }
+
+  /**
+   * Appends a stream of bytes. Whatever arrived before an error (a client that went away)
+   * is kept and recorded, so the client can resume from `size`.
+   */
+  async append (source: AsyncIterable<Uint8Array>, limit = Number.POSITIVE_INFINITY): Promise<number> {
+    let appended = 0
+    let sinceCheckpoint = 0
+    try {
+      for await (const chunk of source) {
+        appended += chunk.length
+        if (appended > limit) throw new AppendLimitError(limit)
+        this.hash?.update(chunk)
+        let offset = 0
+        while (offset < chunk.length) {
+          const n = Math.min(chunk.length - offset, CHUNK_SIZE - this.filled)
+          this.buffer.set(chunk.subarray(offset, offset + n), this.filled)
+          this.filled += n
+          offset += n
+          if (this.filled === CHUNK_SIZE) {
+            await this.storeLeaf(Buffer.from(this.buffer))
+            this.filled = 0
+            if (++sinceCheckpoint >= CHECKPOINT_EVERY_LEAVES) {
+              await this.save()
+              sinceCheckpoint = 0
+            }
+          }
+        }
+      }
+    } finally {
+      await this.save()
+    }
+    return appended
+  }
+
+  /** Stores the tail as the last leaf and assembles the file DAG. */
+  async finish (): Promise<FinishedBlob> {
+    if (this.filled > 0 || this.leaves.length === 0) {
+      await this.storeLeaf(Buffer.from(this.buffer.subarray(0, this.filled)))
+      this.filled = 0
+    }
+    await this.drain()
+    const root = await buildFileDag(this.leaves, this.sink)
+    return { root, size: root.fileSize, sha256: this.hash === undefined ? undefined : `sha256:${this.hash.digest('hex')}` }
+  }
+
+  private async storeLeaf (bytes: Buffer): Promise<void> {
+    const cid = rawCid(bytes)
+    this.leaves.push({ cid, dagSize: bytes.length, fileSize: bytes.length })
+    const write = this.sink.put(cid, bytes).finally(() => this.pending.delete(write))
+    this.pending.add(write)
+    if (this.pending.size >= MAX_PENDING_LEAF_WRITES) await Promise.race(this.pending)
+  }
+
+  private async drain (): Promise<void> {
+    await Promise.all(this.pending)
+  }
+
+  /** Records leaves (once durably stored) and the tail, atomically. */
+  private async save (): Promise<void> {
+    await this.drain()
+    if (this.filled > 0) await writeFileAtomic(join(this.dir, 'tail'), this.buffer.subarray(0, this.filled))
+    const state: WriterState = {
+      leaves: this.leaves.map(leaf => ({ cid: leaf.cid.toString(), size: leaf.fileSize })),
+      tailLength: this.filled
+    }
+    await writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify(state))
+  }
+}
+
+export class AppendLimitError extends Error {
+  readonly limit: number
+  constructor (limit: number) {
+    super(`more than ${limit} bytes`)
+    this.limit = limit
+  }
+}

@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdir, open, readFile, rename, rm, stat, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { base32 } from 'multiformats/bases/base32'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as Digest from 'multiformats/hashes/digest'
+import type { Readable } from 'node:stream'
+import type { AbortOptions } from 'abort-error'
+import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
+
+/**
+ * Blocks as files, one per multihash, written atomically: temp file, fsync, rename.
+ * A crash leaves either no block or a whole one, never a truncated file under a block's name.
+ * Implements helia's Blockstore interface so the mesh can hand it to helia unchanged.
+ */
+export class FsBlockstore implements Blockstore {
+  private readonly root: string
+  private readonly tmp: string
+
+  constructor (root: string) {
+    this.root = root
+    this.tmp = join(root, '.tmp')
+  }
+
+  async start (): Promise<void> {
+    // Leftover temp files are writes that never finished: they were never visible as blocks.
+    await rm(this.tmp, { recursive: true, force: true })
+    await mkdir(this.tmp, { recursive: true })
+  }
+
+  async stop (): Promise<void> {}
+
+  /** The file that holds a block (it may not exist). */
+  pathOf (cid: CID): string {
+    const key = base32.encode(cid.multihash.bytes).slice(1) // drop multibase prefix
+    return join(this.root, key.slice(-3, -1), key)
+  }
+
+  async has (cid: CID): Promise<boolean> {
+    try {
+      await stat(this.pathOf(cid))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  async put (cid: CID, bytes: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, options?: AbortOptions): Promise<CID> {
+    options?.signal?.throwIfAborted()
+    const path = this.pathOf(cid)
+    if (await this.has(cid)) return cid
+    const tmpPath = join(this.tmp, randomUUID())
+    const handle = await open(tmpPath, 'w')
+    try {
+      if (bytes instanceof Uint8Array) {
+        await handle.write(bytes)
+      } else {
+        for await (const chunk of bytes) await handle.write(chunk)
+      }
+      await handle.sync()
+    } catch (err) {
+      await handle.close()
+      await rm(tmpPath, { force: true })
+      throw err
+    }
+    await handle.close()
+    await mkdir(join(path, '..'), { recursive: true })
+    await rename(tmpPath, path)
+    return cid
+  }
+
+  async * putMany (source: Iterable<InputPair> | AsyncIterable<InputPair>, options?: AbortOptions): AsyncGenerator<CID> {
+    for await (const { cid, bytes } of source) yield await this.put(cid, bytes, options)
+  }
+
+  async * get (cid: CID, options?: AbortOptions): AsyncGenerator<Uint8Array> {
+    options?.signal?.throwIfAborted()
+    yield await this.getBytes(cid)
+  }
+
+  /** The whole block; throws NotFoundError-like error with code 'ENOENT' when absent. */
+  async getBytes (cid: CID): Promise<Uint8Array> {
+    try {
+      return await readFile(this.pathOf(cid))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
+      throw err
+    }
+  }
+
+  /** A stream of part of a block (inclusive `end`), without reading the rest. */
+  createReadStream (cid: CID, start: number, end: number): Readable {
+    return createReadStream(this.pathOf(cid), { start, end, highWaterMark: 256 * 1024 })
+  }
+
+  async * getMany (source: Iterable<CID> | AsyncIterable<CID>, options?: AbortOptions): AsyncGenerator<Pair> {
+    for await (const cid of source) yield { cid, bytes: this.get(cid, options) }
+  }
+
+  async delete (cid: CID): Promise<void> {
+    await rm(this.pathOf(cid), { force: true })
+  }
+
+  async * deleteMany (source: Iterable<CID> | AsyncIterable<CID>): AsyncGenerator<CID> {
+    for await (const cid of source) {
+      await this.delete(cid)
+      yield cid
+    }
+  }
+
+  /** Every block, as raw-codec CIDs (the store keys by multihash only). */
+  async * getAll (options?: AbortOptions): AsyncGenerator<Pair> {
+    for (const shard of await readdir(this.root)) {
+      if (shard === '.tmp') continue
+      for (const name of await readdir(join(this.root, shard))) {
+        options?.signal?.throwIfAborted()
+        const cid = CID.createV1(raw.code, Digest.decode(base32.decode(`b${name}`)))
+        yield { cid, bytes: this.get(cid) }
+      }
+    }
+  }
+}
+
+export class BlockNotFoundError extends Error {
+  readonly cid: CID
+  constructor (cid: CID) {
+    super(`block not found: ${cid.toString()}`)
+    this.name = 'NotFoundError'
+    this.cid = cid
+  }
+}

@@ -1,0 +1,72 @@
+import { Readable } from 'node:stream'
+import { CarWriter } from '@ipld/car'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { CID } from 'multiformats/cid'
+import { walkDag, type BlockSource } from '../content/dag-reader.ts'
+import type { Metrics } from '../metrics.ts'
+
+const RAW = 'application/vnd.ipld.raw'
+const CAR = 'application/vnd.ipld.car'
+
+export interface GatewayRoutesOptions {
+  blocks: BlockSource & { has(cid: CID): Promise<boolean> }
+  metrics: Metrics
+}
+
+/**
+ * The IPFS Trustless Gateway (`GET /ipfs/<cid>`): one raw block, or a CAR of the whole DAG.
+ * This is how blocks will move between nodes: the receiver verifies each against its CID.
+ */
+export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics }: GatewayRoutesOptions): void {
+  const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const { cid: text } = req.params as { cid: string }
+    let cid: CID
+    try {
+      cid = CID.parse(text)
+    } catch {
+      return await plainError(reply, 400, `not a CID: ${text}`)
+    }
+    const format = responseFormat(req)
+    if (format === undefined) return await plainError(reply, 406, `ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
+    if (!(await blocks.has(cid))) return await plainError(reply, 404, `block ${text} is not held by this node`)
+    reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
+      .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
+    if (format === 'raw') {
+      const bytes = await blocks.getBytes(cid)
+      reply.header('content-type', RAW).header('content-length', bytes.length)
+      if (req.method === 'HEAD') return await reply.send()
+      metrics.bytesOut.inc(bytes.length)
+      return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    }
+    reply.header('content-type', `${CAR}; version=1`)
+    if (req.method === 'HEAD') return await reply.send()
+    const { writer, out } = CarWriter.create([cid])
+    const abort = new AbortController()
+    req.raw.once('close', () => abort.abort())
+    void (async () => {
+      try {
+        for await (const block of walkDag(blocks, cid, abort.signal)) {
+          metrics.bytesOut.inc(block.bytes.length)
+          await writer.put(block)
+        }
+      } finally {
+        await writer.close()
+      }
+    })().catch(() => { /* the client went away; nothing to clean up */ })
+    return await reply.send(Readable.from(out))
+  }
+  app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid', exposeHeadRoute: false, handler })
+}
+
+function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {
+  const query = (req.query as Record<string, string | undefined>).format
+  if (query === 'raw' || query === 'car') return query
+  const accept = req.headers.accept ?? ''
+  if (accept.includes(RAW)) return 'raw'
+  if (accept.includes(CAR)) return 'car'
+  return undefined
+}
+
+async function plainError (reply: FastifyReply, status: number, message: string): Promise<unknown> {
+  return await reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(`${message}\n`)
+}

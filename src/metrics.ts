@@ -1,0 +1,30 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+
+export interface StoreStats {
+  storedBlobs(): Promise<{ blobs: number, bytes: number }>
+  openUploads(): Promise<number>
+}
+
+/** The node's Prometheus metrics, on a registry of its own (several nodes can share a process). */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly requests: Counter<'route' | 'method' | 'status'>
+  readonly bytesIn: Counter
+  readonly bytesOut: Counter
+
+  constructor (stats: StoreStats) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' })
+    this.requests = new Counter({
+      name: 'shoal_http_requests_total',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [this.registry]
+    })
+    this.bytesIn = new Counter({ name: 'shoal_blob_bytes_received_total', help: 'Blob bytes received from clients', registers: [this.registry] })
+    this.bytesOut = new Counter({ name: 'shoal_blob_bytes_sent_total', help: 'Blob and block bytes sent to clients', registers: [this.registry] })
+    const registers = [this.registry]
+    new Gauge({ name: 'shoal_blobs_stored', help: 'Blobs stored', registers, async collect () { this.set((await stats.storedBlobs()).blobs) } })
+    new Gauge({ name: 'shoal_blob_bytes_stored', help: 'Bytes of stored blobs', registers, async collect () { this.set((await stats.storedBlobs()).bytes) } })
+    new Gauge({ name: 'shoal_upload_sessions_open', help: 'Upload sessions not yet completed or cancelled', registers, async collect () { this.set(await stats.openUploads()) } })
+  }
+}

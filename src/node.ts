@@ -1,0 +1,80 @@
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { pino, type Logger } from 'pino'
+import type { FastifyInstance } from 'fastify'
+import { parseListen, type Config } from './config.ts'
+import { FsBlockstore } from './content/fs-blockstore.ts'
+import { UploadStore } from './content/upload-store.ts'
+import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
+import { Metrics } from './metrics.ts'
+import { BlobService } from './registry/blob-service.ts'
+import { IpfsImages } from './registry/ipfs-images.ts'
+import { ManifestService } from './registry/manifest-service.ts'
+import { Metadata } from './registry/metadata.ts'
+import { registerRegistryRoutes } from './registry/routes.ts'
+import { createHttpServer } from './server.ts'
+
+export interface NodeOptions {
+  config: Config
+  logger?: Logger
+}
+
+/** Composition root: builds the parts of a node, starts them in order and stops them in reverse. */
+export class ShoalNode {
+  readonly config: Config
+  readonly logger: Logger
+  readonly blockstore: FsBlockstore
+  readonly metadata: Metadata
+  readonly uploads: UploadStore
+  readonly metrics: Metrics
+  readonly http: FastifyInstance
+  private address: string | undefined
+
+  constructor ({ config, logger }: NodeOptions) {
+    this.config = config
+    this.logger = logger ?? pino({ level: config.logLevel, base: { node: 'shoal' } })
+    const data = resolve(config.data)
+    this.blockstore = new FsBlockstore(join(data, 'blocks'))
+    this.metadata = new Metadata(join(data, 'metadata'))
+    this.uploads = new UploadStore(join(data, 'uploads'), this.blockstore)
+    this.metrics = new Metrics({
+      storedBlobs: () => this.metadata.countBlobs(),
+      openUploads: () => this.uploads.count()
+    })
+    this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
+    registerRegistryRoutes(this.http, {
+      blobs: new BlobService(this.metadata, this.blockstore, this.uploads),
+      manifests: new ManifestService(this.metadata, this.blockstore),
+      ipfsImages: new IpfsImages(this.blockstore),
+      metrics: this.metrics
+    })
+    registerGatewayRoutes(this.http, { blocks: this.blockstore, metrics: this.metrics })
+  }
+
+  /** The base URL the node answers on, once started. */
+  get url (): string {
+    if (this.address === undefined) throw new Error('node is not started')
+    return this.address
+  }
+
+  async start (): Promise<void> {
+    await mkdir(resolve(this.config.data), { recursive: true })
+    await this.blockstore.start()
+    await this.metadata.start()
+    await this.uploads.start()
+    const { host, port } = parseListen(this.config.listen)
+    await this.http.listen({ host, port })
+    const bound = this.http.server.address()
+    const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
+    this.address = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
+    this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
+  }
+
+  async stop (): Promise<void> {
+    await this.http.close()
+    await this.uploads.stop()
+    await this.metadata.stop()
+    await this.blockstore.stop()
+    this.logger.info('stopped')
+  }
+}

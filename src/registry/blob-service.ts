@@ -1,0 +1,165 @@
+import { createHash } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import { CID } from 'multiformats/cid'
+import { readFileRange, type BlockSource } from '../content/dag-reader.ts'
+import type { UploadSession, UploadStore } from '../content/upload-store.ts'
+import type { DagNode } from '../content/unixfs-dag.ts'
+import { parseDigest } from '../oci/digest.ts'
+import { BlobUnknownError, ClientAbortedError, DigestInvalidError, RangeNotSatisfiableError, SizeInvalidError, UploadRangeError } from '../oci/errors.ts'
+import type { BlobRecord, Metadata } from './metadata.ts'
+
+/** An inclusive byte range of a blob, as asked for by a Range header. */
+export interface ByteRange {
+  start: number
+  end: number
+}
+
+export interface BlobView {
+  digest: string
+  size: number
+  cid: CID
+  read(range?: ByteRange): Readable
+}
+
+export interface ChunkInfo {
+  /** Where the client says this chunk starts (Content-Range), if it said. */
+  start?: number
+  /** How many bytes the client says it sends (Content-Length), if it said. */
+  length?: number
+}
+
+/** Blob reads, uploads and links; the /v2 routes call it, it knows nothing of HTTP. */
+export class BlobService {
+  private readonly metadata: Metadata
+  private readonly blocks: BlockSource
+  private readonly uploads: UploadStore
+
+  constructor (metadata: Metadata, blocks: BlockSource, uploads: UploadStore) {
+    this.metadata = metadata
+    this.blocks = blocks
+    this.uploads = uploads
+  }
+
+  async stat (repository: string, digest: string): Promise<BlobView> {
+    parseDigest(digest)
+    const record = await this.metadata.getBlob(digest)
+    if (record === undefined || !(await this.metadata.hasBlobLink(repository, digest))) {
+      throw new BlobUnknownError(`blob ${digest} is not in ${repository}`)
+    }
+    return this.view(digest, record)
+  }
+
+  view (digest: string, record: BlobRecord): BlobView {
+    const cid = CID.parse(record.cid)
+    return {
+      digest,
+      size: record.size,
+      cid,
+      read: (range?: ByteRange) => readFileRange(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1)
+    }
+  }
+
+  async delete (repository: string, digest: string): Promise<void> {
+    await this.stat(repository, digest)
+    await this.metadata.unlinkBlob(repository, digest)
+  }
+
+  /** Links a blob held by the node into another repository; false when it is not held. */
+  async mount (repository: string, digest: string): Promise<boolean> {
+    parseDigest(digest)
+    const record = await this.metadata.getBlob(digest)
+    if (record === undefined) return false
+    await this.metadata.linkBlob(repository, digest, record)
+    return true
+  }
+
+  startUpload (repository: string): Promise<UploadSession> {
+    return this.uploads.create(repository)
+  }
+
+  async uploadSize (repository: string, id: string): Promise<number> {
+    return (await this.uploads.get(repository, id)).writer.size
+  }
+
+  async appendChunk (repository: string, id: string, body: AsyncIterable<Uint8Array>, chunk: ChunkInfo): Promise<number> {
+    return await this.uploads.with(repository, id, async session => {
+      const size = session.writer.size
+      if (chunk.start !== undefined && chunk.start !== size) {
+        throw new UploadRangeError(`chunk starts at ${chunk.start} but the upload holds ${size} bytes`, size)
+      }
+      await appendBody(session, body, chunk.length)
+      return session.writer.size
+    })
+  }
+
+  /** Completes an upload (with an optional last chunk) and records the blob under `digest`. */
+  async finishUpload (repository: string, id: string, digest: string, body?: AsyncIterable<Uint8Array>, length?: number): Promise<BlobView> {
+    const expected = parseDigest(digest)
+    return await this.uploads.with(repository, id, async session => {
+      if (body !== undefined) await appendBody(session, body, length)
+      const finished = await session.writer.finish()
+      const actual = expected.algorithm === 'sha256' && finished.sha256 !== undefined
+        ? finished.sha256
+        : await this.digestOf(finished.root, finished.size, expected.algorithm)
+      await this.uploads.delete(id)
+      if (actual !== digest) throw new DigestInvalidError(`upload has digest ${actual}, not ${digest}`)
+      const record = recordOf(finished.root)
+      await this.metadata.linkBlob(repository, digest, record)
+      return this.view(digest, record)
+    })
+  }
+
+  async cancelUpload (repository: string, id: string): Promise<void> {
+    await this.uploads.get(repository, id)
+    await this.uploads.delete(id)
+  }
+
+  private async digestOf (root: DagNode, size: number, algorithm: string): Promise<string> {
+    const hash = createHash(algorithm)
+    for await (const chunk of readFileRange(this.blocks, root.cid, 0, size - 1)) hash.update(chunk as Uint8Array)
+    return `${algorithm}:${hash.digest('hex')}`
+  }
+}
+
+export function recordOf (node: DagNode): BlobRecord {
+  return { cid: node.cid.toString(), size: node.fileSize, dagSize: node.dagSize }
+}
+
+/** Parses a Range header against a blob size; undefined means the whole blob. */
+export function parseRange (header: string | undefined, size: number): ByteRange | undefined {
+  if (header === undefined || header === '') return undefined
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (match === null) return undefined // multiple or odd ranges: RFC 9110 lets us send the whole blob
+  const [, first = '', last = ''] = match
+  if (first === '' && last === '') return undefined
+  let start: number
+  let end: number
+  if (first === '') {
+    const suffix = Number(last)
+    if (suffix === 0) throw new RangeNotSatisfiableError('empty suffix range', size)
+    start = Math.max(0, size - suffix)
+    end = size - 1
+  } else {
+    start = Number(first)
+    end = last === '' ? size - 1 : Math.min(Number(last), size - 1)
+    if (last !== '' && Number(last) < start) return undefined
+  }
+  if (start >= size) throw new RangeNotSatisfiableError(`range starts at ${start}, blob has ${size} bytes`, size)
+  return { start, end }
+}
+
+async function appendBody (session: UploadSession, body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<void> {
+  let appended: number
+  try {
+    appended = await session.writer.append(body, length)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as Error).message === 'aborted') {
+      throw new ClientAbortedError('the client went away before the chunk was complete')
+    }
+    if ((err as Error).name === 'AppendLimitError') throw new SizeInvalidError(`chunk is longer than its Content-Length ${length ?? ''}`)
+    throw err
+  }
+  if (length !== undefined && appended !== length) {
+    throw new SizeInvalidError(`chunk has ${appended} bytes but its Content-Length is ${length}`)
+  }
+}

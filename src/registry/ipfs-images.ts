@@ -1,0 +1,83 @@
+import { CID } from 'multiformats/cid'
+import { fileSize, readFileRange, readSmallFile, resolvePath, type BlockSource } from '../content/dag-reader.ts'
+import { parseDigest } from '../oci/digest.ts'
+import { BlobUnknownError, ManifestUnknownError, NameUnknownError } from '../oci/errors.ts'
+import { parseManifest, type Descriptor } from '../oci/manifest.ts'
+import { parseReference } from '../oci/names.ts'
+import type { BlobView } from './blob-service.ts'
+import type { StoredManifest } from './manifest-service.ts'
+
+export const IPFS_REPOSITORY_PREFIX = 'ipfs/'
+/** The one tag an image directory has: its top manifest. */
+export const IPFS_IMAGE_TAG = 'latest'
+
+export function isIpfsRepository (repository: string): boolean {
+  return repository.startsWith(IPFS_REPOSITORY_PREFIX)
+}
+
+/**
+ * Serves an image directory (an OCI Image Layout on UnixFS) as the read-only repository
+ * `ipfs/<cid>`: `latest` is the top manifest of its index.json, blobs come from `blobs/`.
+ * It reads the DAG itself, so it serves any such directory the node holds.
+ */
+export class IpfsImages {
+  private readonly blocks: BlockSource & { has(cid: CID): Promise<boolean> }
+
+  constructor (blocks: BlockSource & { has(cid: CID): Promise<boolean> }) {
+    this.blocks = blocks
+  }
+
+  async manifest (repository: string, reference: string): Promise<StoredManifest> {
+    const root = await this.root(repository)
+    const ref = parseReference(reference)
+    const top = await this.topDescriptor(root)
+    const digest = ref.kind === 'tag' ? top.digest : ref.digest
+    if (ref.kind === 'tag' && ref.tag !== IPFS_IMAGE_TAG) throw new ManifestUnknownError(`image ${root.toString()} has only the tag ${IPFS_IMAGE_TAG}`)
+    const cid = await this.blobCid(root, digest)
+    if (cid === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
+    const bytes = await readSmallFile(this.blocks, cid)
+    const mediaType = digest === top.digest ? top.mediaType : parseManifest(bytes, '').mediaType
+    return { digest, mediaType, bytes, imageCid: root.toString() }
+  }
+
+  async blob (repository: string, digest: string): Promise<BlobView> {
+    const root = await this.root(repository)
+    const cid = await this.blobCid(root, digest)
+    if (cid === undefined) throw new BlobUnknownError(`blob ${digest} is not in image ${root.toString()}`)
+    const size = await fileSize(this.blocks, cid)
+    return { digest, size, cid, read: range => readFileRange(this.blocks, cid, range?.start ?? 0, range?.end ?? size - 1) }
+  }
+
+  async tags (repository: string): Promise<string[]> {
+    await this.root(repository)
+    return [IPFS_IMAGE_TAG]
+  }
+
+  private async root (repository: string): Promise<CID> {
+    const text = repository.slice(IPFS_REPOSITORY_PREFIX.length)
+    let cid: CID
+    try {
+      cid = CID.parse(text)
+    } catch {
+      throw new NameUnknownError(`${text} is not a CID`)
+    }
+    if (!(await this.blocks.has(cid)) || (await resolvePath(this.blocks, cid, ['index.json'])) === undefined) {
+      throw new NameUnknownError(`image ${text} is not held by this node`)
+    }
+    return cid
+  }
+
+  private async topDescriptor (root: CID): Promise<Descriptor> {
+    const indexCid = await resolvePath(this.blocks, root, ['index.json'])
+    if (indexCid === undefined) throw new ManifestUnknownError(`image ${root.toString()} has no index.json`)
+    const index = parseManifest(await readSmallFile(this.blocks, indexCid), 'application/vnd.oci.image.index.v1+json')
+    const top = index.manifests[0]
+    if (top === undefined) throw new ManifestUnknownError(`image ${root.toString()} names no manifest`)
+    return top
+  }
+
+  private async blobCid (root: CID, digest: string): Promise<CID | undefined> {
+    const { algorithm, hex } = parseDigest(digest)
+    return await resolvePath(this.blocks, root, ['blobs', algorithm, hex])
+  }
+}

@@ -1,0 +1,146 @@
+import { CID } from 'multiformats/cid'
+import { readSmallFile, type BlockSource } from '../content/dag-reader.ts'
+import { buildImageLayout } from '../content/image-layout.ts'
+import { CHUNK_SIZE, buildFileDag, putSmallFile, type BlockSink, type DagNode } from '../content/unixfs-dag.ts'
+import { digestOf, parseDigest } from '../oci/digest.ts'
+import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError, ManifestUnknownError, NameUnknownError } from '../oci/errors.ts'
+import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts'
+import { OCI_INDEX } from '../oci/media-types.ts'
+import { parseReference } from '../oci/names.ts'
+import type { ManifestRecord, Metadata } from './metadata.ts'
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+export interface StoredManifest {
+  digest: string
+  mediaType: string
+  bytes: Buffer
+  imageCid: string
+}
+
+export interface PushedManifest {
+  digest: string
+  imageCid: string
+  subject?: string
+}
+
+/** Manifests, tags and referrers of repositories; no HTTP here. */
+export class ManifestService {
+  private readonly metadata: Metadata
+  private readonly blocks: BlockSource & BlockSink
+
+  constructor (metadata: Metadata, blocks: BlockSource & BlockSink) {
+    this.metadata = metadata
+    this.blocks = blocks
+  }
+
+  async put (repository: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifest> {
+    const ref = parseReference(reference)
+    const parsed = parseManifest(body, contentType)
+    const algorithm = ref.kind === 'digest' ? parseDigest(ref.digest).algorithm : 'sha256'
+    const digest = digestOf(body, algorithm)
+    if (ref.kind === 'digest' && ref.digest !== digest) {
+      throw new DigestInvalidError(`manifest has digest ${digest}, not ${ref.digest}`)
+    }
+    // Everything the image needs, keyed by digest, for its layout directory.
+    const content = new Map<string, DagNode>()
+    await this.collectReferenced(repository, parsed, content)
+    const manifestNode = await this.storeBytes(body)
+    content.set(digest, manifestNode)
+    const image = await buildImageLayout({ mediaType: parsed.mediaType, digest, size: body.length }, content, this.blocks)
+    const record: ManifestRecord = {
+      mediaType: parsed.mediaType,
+      size: body.length,
+      cid: manifestNode.cid.toString(),
+      dagSize: manifestNode.dagSize,
+      imageCid: image.cid.toString(),
+      subject: parsed.subject?.digest,
+      artifactType: parsed.artifactType,
+      annotations: parsed.annotations
+    }
+    const referrer: Descriptor = { mediaType: parsed.mediaType, digest, size: body.length }
+    if (parsed.artifactType !== undefined) referrer.artifactType = parsed.artifactType
+    if (parsed.annotations !== undefined) referrer.annotations = parsed.annotations
+    await this.metadata.putManifest(repository, digest, record, ref.kind === 'tag' ? ref.tag : undefined, referrer)
+    return { digest, imageCid: record.imageCid, subject: record.subject }
+  }
+
+  async get (repository: string, reference: string): Promise<StoredManifest> {
+    const digest = await this.resolve(repository, reference)
+    const record = await this.metadata.getManifest(digest)
+    if (record === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in ${repository}`)
+    return { digest, mediaType: record.mediaType, bytes: await readSmallFile(this.blocks, CID.parse(record.cid), record.size), imageCid: record.imageCid }
+  }
+
+  /** Deletes a tag, or a manifest (with its tags) when given a digest. */
+  async delete (repository: string, reference: string): Promise<void> {
+    const ref = parseReference(reference)
+    if (ref.kind === 'tag') {
+      if (!(await this.metadata.deleteTag(repository, ref.tag))) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
+      return
+    }
+    if (!(await this.metadata.hasManifestLink(repository, ref.digest))) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
+    await this.metadata.deleteManifest(repository, ref.digest)
+  }
+
+  async tags (repository: string, last: string | undefined, limit: number): Promise<string[]> {
+    if (!(await this.metadata.hasRepository(repository))) throw new NameUnknownError(`repository ${repository} is not known`)
+    return await this.metadata.listTags(repository, last, limit)
+  }
+
+  repositories (last: string | undefined, limit: number): Promise<string[]> {
+    return this.metadata.listRepositories(last, limit)
+  }
+
+  /** The referrers index of a subject, optionally filtered by artifactType. */
+  async referrers (repository: string, subject: string, artifactType: string | undefined): Promise<object> {
+    parseDigest(subject)
+    let manifests = await this.metadata.referrers(repository, subject)
+    if (artifactType !== undefined) manifests = manifests.filter(m => m.artifactType === artifactType)
+    return { schemaVersion: 2, mediaType: OCI_INDEX, manifests }
+  }
+
+  private async resolve (repository: string, reference: string): Promise<string> {
+    const ref = parseReference(reference)
+    if (ref.kind === 'tag') {
+      const digest = await this.metadata.getTag(repository, ref.tag)
+      if (digest === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
+      return digest
+    }
+    if (!(await this.metadata.hasManifestLink(repository, ref.digest))) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
+    return ref.digest
+  }
+
+  /** Checks every referenced blob and manifest is in the repository, gathering their DAGs. */
+  private async collectReferenced (repository: string, parsed: ParsedManifest, content: Map<string, DagNode>): Promise<void> {
+    for (const blob of parsed.blobs) {
+      const record = await this.metadata.getBlob(blob.digest)
+      if (record === undefined || !(await this.metadata.hasBlobLink(repository, blob.digest))) {
+        throw new ManifestBlobUnknownError(`blob ${blob.digest} is not in ${repository}`, { digest: blob.digest })
+      }
+      if (record.size !== blob.size) {
+        throw new ManifestInvalidError(`blob ${blob.digest} has ${record.size} bytes, the manifest says ${blob.size}`)
+      }
+      content.set(blob.digest, { cid: CID.parse(record.cid), dagSize: record.dagSize, fileSize: record.size })
+    }
+    for (const child of parsed.manifests) {
+      const record = await this.metadata.getManifest(child.digest)
+      if (record === undefined || !(await this.metadata.hasManifestLink(repository, child.digest))) {
+        throw new ManifestBlobUnknownError(`manifest ${child.digest} is not in ${repository}`, { digest: child.digest })
+      }
+      if (content.has(child.digest)) continue
+      content.set(child.digest, { cid: CID.parse(record.cid), dagSize: record.dagSize, fileSize: record.size })
+      const bytes = await readSmallFile(this.blocks, CID.parse(record.cid), record.size)
+      await this.collectReferenced(repository, parseManifest(bytes, record.mediaType), content)
+    }
+  }
+
+  private async storeBytes (bytes: Buffer): Promise<DagNode> {
+    if (bytes.length <= CHUNK_SIZE) return await putSmallFile(bytes, this.blocks)
+    const leaves: DagNode[] = []
+    for (let offset = 0; offset < bytes.length; offset += CHUNK_SIZE) {
+      leaves.push(await putSmallFile(bytes.subarray(offset, offset + CHUNK_SIZE), this.blocks))
+    }
+    return await buildFileDag(leaves, this.blocks)
+  }
+}

@@ -1,0 +1,86 @@
+// The CLI as a user runs it: `shoal serve` in a child process, `shoal inspect` against it.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { after, before, describe, it } from 'node:test'
+import { REPO_ROOT, startNodeProcess, type RegistryProcess } from '../support/node-process.ts'
+import { RegistryClient } from '../support/registry-client.ts'
+
+const run = promisify(execFile)
+const shoal = async (...args: string[]): Promise<{ stdout: string, stderr: string, code: number }> => {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['src/cli/main.ts', ...args], { cwd: REPO_ROOT })
+    return { stdout, stderr, code: 0 }
+  } catch (err) {
+    const failed = err as { stdout: string, stderr: string, code: number }
+    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code }
+  }
+}
+
+describe('shoal CLI', () => {
+  let dataDir: string
+  let node: RegistryProcess
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'shoal-cli-'))
+    node = await startNodeProcess({ dataDir })
+  })
+  after(async () => {
+    await node.stop()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it('inspect prints tag, digest, image CID and size', async () => {
+    const registry = new RegistryClient(node.url)
+    const image = await registry.pushImage('cli/app', '1.0', 'cli layer bytes')
+    const imageCid = image.response.headers.get('shoal-image-cid') ?? ''
+    const { stdout, code } = await shoal('inspect', '--node', node.url, 'cli/app:1.0')
+    assert.equal(code, 0)
+    assert.match(stdout, /image: +cli\/app:1\.0/)
+    assert.match(stdout, new RegExp(`digest: +${image.digest}`))
+    assert.match(stdout, new RegExp(`image CID: +${imageCid}`))
+    const config = JSON.parse(image.body) as { config: { size: number } }
+    const size = Buffer.byteLength(image.body) + config.config.size + Buffer.byteLength('cli layer bytes')
+    assert.match(stdout, new RegExp(`size: +${size} bytes`))
+    const json = JSON.parse((await shoal('inspect', '--json', '--node', node.url, `cli/app@${image.digest}`)).stdout) as { imageCid: string }
+    assert.equal(json.imageCid, imageCid)
+  })
+
+  it('fails with one line and a non-zero exit on an unknown image or an unreachable node', async () => {
+    const unknown = await shoal('inspect', '--node', node.url, 'cli/none:1.0')
+    assert.notEqual(unknown.code, 0)
+    assert.match(unknown.stderr, /^shoal: cli\/none:1\.0: 404 MANIFEST_UNKNOWN/)
+    assert.equal(unknown.stderr.trim().split('\n').length, 1)
+    const unreachable = await shoal('inspect', '--node', 'http://127.0.0.1:1', 'cli/app:1.0')
+    assert.notEqual(unreachable.code, 0)
+    assert.match(unreachable.stderr, /^shoal: cannot reach http:\/\/127\.0\.0\.1:1/)
+  })
+
+  it('serve refuses a bad flag with one line', async () => {
+    const bad = await shoal('serve', '--listen', 'nowhere')
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /^shoal: config: listen must be host:port/)
+  })
+
+  it('stops cleanly on SIGTERM', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-cli-stop-'))
+    try {
+      const other = await startNodeProcess({ dataDir: dir })
+      const result = await other.stop('SIGTERM')
+      assert.equal(result.exitCode, 0)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('exposes Prometheus metrics: requests, bytes, blobs stored, open uploads', async () => {
+    await fetch(`${node.url}/v2/cli/app/blobs/uploads/`, { method: 'POST' })
+    const text = await (await fetch(`${node.url}/metrics`)).text()
+    assert.match(text, /shoal_http_requests_total\{route="manifest",method="PUT",status="201"\} 1/)
+    assert.match(text, /shoal_blob_bytes_received_total \d+/)
+    assert.match(text, /shoal_blobs_stored 2/)
+    assert.match(text, /shoal_upload_sessions_open 1/)
+  })
+})

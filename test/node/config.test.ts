@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { ConfigError, DEFAULT_CONFIG, loadConfig } from '../../src/config.ts'
+
+describe('configuration: defaults, then file, then SHOAL_* variables, then flags', () => {
+  it('runs with no configuration at all on 127.0.0.1:5000 with ./data', () => {
+    assert.deepEqual(loadConfig({ env: {} }), DEFAULT_CONFIG)
+    assert.equal(DEFAULT_CONFIG.listen, '127.0.0.1:5000')
+    assert.equal(DEFAULT_CONFIG.data, './data')
+  })
+
+  it('layers the sources in order', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    try {
+      const file = join(dir, 'shoal.yaml')
+      await writeFile(file, 'listen: 127.0.0.1:6000\ndata: /from/file\nlogLevel: info\n')
+      assert.deepEqual(loadConfig({ file, env: {} }), { listen: '127.0.0.1:6000', data: '/from/file', logLevel: 'info' })
+      const env = { SHOAL_CONFIG: file, SHOAL_DATA: '/from/env' }
+      assert.deepEqual(loadConfig({ env }), { listen: '127.0.0.1:6000', data: '/from/env', logLevel: 'info' })
+      assert.deepEqual(loadConfig({ env, flags: { data: '/from/flag', listen: undefined } }), { listen: '127.0.0.1:6000', data: '/from/flag', logLevel: 'info' })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses bad values with a clear message', async () => {
+    assert.throws(() => loadConfig({ env: { SHOAL_LISTEN: 'nowhere' } }), ConfigError)
+    assert.throws(() => loadConfig({ env: { SHOAL_LOG_LEVEL: 'loud' } }), /logLevel must be one of/)
+    assert.throws(() => loadConfig({ file: '/nonexistent/shoal.yaml', env: {} }), /cannot read config file/)
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    try {
+      await writeFile(join(dir, 'bad.yaml'), 'listn: 1\n')
+      assert.throws(() => loadConfig({ file: join(dir, 'bad.yaml'), env: {} }), /unknown keys: listn/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,0 +1,77 @@
+// Clients that misbehave: the node answers with a 4xx, stays up, and keeps what it acknowledged.
+import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { RegistryClient, assertOciError, sha256 } from '../support/registry-client.ts'
+
+/** Sends raw HTTP bytes, then closes the socket without waiting for an answer. */
+async function sendAndHangUp (host: string, port: number, bytes: string | Buffer): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, host, () => {
+      socket.write(bytes, () => {
+        setTimeout(() => { socket.destroy(); resolve() }, 100)
+      })
+    })
+    socket.on('error', reject)
+  })
+}
+
+describe('misbehaving clients', () => {
+  let node: TestNode
+  let registry: RegistryClient
+  let port: number
+  before(async () => {
+    node = await startTestNode()
+    registry = new RegistryClient(node.url)
+    port = Number(new URL(node.url).port)
+  })
+  after(async () => { await node.stop() })
+
+  it('a client that disconnects mid-PATCH keeps what arrived; the node stays up', async () => {
+    const kept = await registry.pushBlob('bad/client', 'acknowledged before')
+    const location = (await registry.request('POST', '/v2/bad/client/blobs/uploads/')).headers.get('location') ?? ''
+    const head = `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`
+    await sendAndHangUp('127.0.0.1', port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const status = await registry.request('GET', location)
+    assert.equal(status.status, 204)
+    assert.equal(status.headers.get('range'), '0-499')
+    assert.equal(await (await registry.request('GET', `/v2/bad/client/blobs/${kept}`)).text(), 'acknowledged before')
+  })
+
+  it('a truncated monolithic upload is not recorded', async () => {
+    const digest = sha256(Buffer.alloc(1000, 2))
+    const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`
+    await sendAndHangUp('127.0.0.1', port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
+    await assertOciError(await registry.request('GET', `/v2/bad/mono/blobs/${digest}`), 404, 'BLOB_UNKNOWN')
+  })
+
+  it('a body longer than its Content-Range is refused with SIZE_INVALID', async () => {
+    const location = (await registry.request('POST', '/v2/bad/size/blobs/uploads/')).headers.get('location') ?? ''
+    await assertOciError(await registry.request('PATCH', location, { body: '123456', headers: { 'content-range': '0-2' } }), 400, 'SIZE_INVALID')
+  })
+
+  it('answers odd URLs and methods with 4xx, never 500', async () => {
+    const cases: Array<[string, string]> = [
+      ['GET', '/v2/%zz/manifests/latest'],
+      ['GET', '/v2/a/b/c'],
+      ['POST', '/v2/repo/manifests/latest'],
+      ['PUT', '/v2/repo/blobs/uploads/not-a-uuid?digest=' + sha256('x')],
+      ['GET', '/v2/repo/blobs/uploads/../../etc/passwd'],
+      ['PATCH', '/v2/ipfs/bafkqaaa/blobs/uploads/x']
+    ]
+    for (const [method, path] of cases) {
+      const response = await registry.request(method, path)
+      assert.ok(response.status >= 400 && response.status < 500, `${method} ${path} gave ${response.status}`)
+      const text = await response.text()
+      const body = JSON.parse(text) as { errors?: Array<{ code: string }> }
+      assert.ok(body.errors?.[0]?.code, `${method} ${path} has an OCI error body: ${text}`)
+    }
+    assert.equal((await registry.request('GET', '/v2/')).status, 200)
+  })
+
+  it('pushes to an ipfs/<cid> repository are refused', async () => {
+    await assertOciError(await registry.request('POST', '/v2/ipfs/bafkqaaa/blobs/uploads/'), 400, 'UNSUPPORTED')
+  })
+})

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+
+export const sha256 = (bytes: Uint8Array | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+export const sha512 = (bytes: Uint8Array | string): string => `sha512:${createHash('sha512').update(bytes).digest('hex')}`
+
+/** A thin /v2 client for tests: plain fetch, nothing hidden. */
+export class RegistryClient {
+  readonly base: string
+  constructor (base: string) {
+    this.base = base
+  }
+
+  async request (method: string, path: string, init: { body?: Uint8Array | string, headers?: Record<string, string> } = {}): Promise<Response> {
+    return await fetch(new URL(path, this.base), { method, body: init.body, headers: init.headers })
+  }
+
+  /** Monolithic push of a blob into a repository. */
+  async pushBlob (repository: string, bytes: Uint8Array | string, digest = sha256(bytes)): Promise<string> {
+    const response = await this.request('POST', `/v2/${repository}/blobs/uploads/?digest=${digest}`, {
+      body: bytes, headers: { 'content-type': 'application/octet-stream' }
+    })
+    assert.equal(response.status, 201, await response.text())
+    return digest
+  }
+
+  async pushManifest (repository: string, reference: string, manifest: object | string, mediaType: string): Promise<Response> {
+    const body = typeof manifest === 'string' ? manifest : JSON.stringify(manifest)
+    return await this.request('PUT', `/v2/${repository}/manifests/${reference}`, { body, headers: { 'content-type': mediaType } })
+  }
+
+  /** Pushes a config and one layer, then an image manifest naming them; returns the manifest digest. */
+  async pushImage (repository: string, tag: string, layer: string, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
+    const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } })
+    await this.pushBlob(repository, config)
+    await this.pushBlob(repository, layer)
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: Buffer.byteLength(layer) }],
+      ...extra
+    }
+    const body = JSON.stringify(manifest)
+    const response = await this.pushManifest(repository, tag, body, manifest.mediaType)
+    assert.equal(response.status, 201, await response.text())
+    return { digest: sha256(body), body, response }
+  }
+}
+
+/** Asserts an OCI error response: status and code. */
+export async function assertOciError (response: Response, status: number, code: string): Promise<void> {
+  const text = await response.text()
+  assert.equal(response.status, status, `expected ${status} ${code}, got ${response.status}: ${text}`)
+  const body = JSON.parse(text) as { errors: Array<{ code: string, message: string }> }
+  assert.equal(body.errors[0]?.code, code, text)
+  assert.ok((body.errors[0]?.message ?? '').length > 0, 'error has a message')
+}
