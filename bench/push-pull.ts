@@ -64,6 +64,8 @@ interface Settings {
   contenders: string[]
 }
 
+const finishedRunDirs: string[] = []
+
 async function main (): Promise<void> {
   const settings = parseSettings()
   checkShoalIsThere(settings.contenders)
@@ -83,6 +85,7 @@ async function main (): Promise<void> {
       }
     }
   }
+  for (const runDir of finishedRunDirs) await rm(runDir, { recursive: true, force: true })
   const report = renderReport(settings, images, results, idlePeakRss)
   process.stdout.write(report)
   await mkdir(OUT_DIR, { recursive: true })
@@ -169,7 +172,11 @@ async function measureRun (benchCase: BenchCase, image: ImageLayoutResult, conte
       `peak RSS push ${formatMiB(push.peakRssBytes)} pull ${formatMiB(pull.peakRssBytes)}`)
     return { push, pull }
   } finally {
-    await rm(runDir, { recursive: true, force: true })
+    // Run directories are removed only at the end: on ext4 without a journal (this machine's
+    // disk), inodes freed in the last 60 s are skipped when new files are created, so a run
+    // right after deleting another run's thousands of block files pays for that deletion
+    // (measured: Shoal's 1 GiB push 5.9 s instead of ~4.5 s).
+    finishedRunDirs.push(runDir)
     execFileSync('sync') // the next run should not pay for this run's dirty pages
   }
 }

@@ -16,21 +16,24 @@ program.command('serve')
   .action(async (options: { listen?: string, data?: string, config?: string, logLevel?: Config['logLevel'] }) => {
     const config = loadConfig({ file: options.config, flags: { listen: options.listen, data: options.data, logLevel: options.logLevel } })
     const node = new ShoalNode({ config })
-    await node.start()
-    // Log at warn so the default (quiet) level still says where the node is.
-    node.logger.warn({ url: node.url, data: config.data }, 'listening')
+    // Handlers go in before the node listens: a signal that arrives while it starts still
+    // gets a clean stop once the start is done.
     let stopping = false
+    const started = node.start()
     const shutdown = (signal: string): void => {
       if (stopping) return
       stopping = true
       node.logger.info({ signal }, 'shutting down')
-      node.stop().then(() => process.exit(0), (err: unknown) => {
+      started.then(() => node.stop()).then(() => process.exit(0), (err: unknown) => {
         node.logger.error({ err }, 'shutdown failed')
         process.exit(1)
       })
     }
     process.on('SIGINT', () => shutdown('SIGINT'))
     process.on('SIGTERM', () => shutdown('SIGTERM'))
+    await started
+    // Log at warn so the default (quiet) level still says where the node is.
+    node.logger.warn({ url: node.url, data: config.data }, 'listening')
   })
 
 program.command('inspect')

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { writeFileAtomic } from './atomic-file.ts'
+import { chunkPool } from './chunk-pool.ts'
 import { CHUNK_SIZE, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
 
 /** What survives a restart: the leaves stored so far and the length of the partial tail. */
@@ -31,7 +32,7 @@ export class ChunkedBlobWriter {
   private readonly dir: string
   private readonly sink: BlockSink
   private leaves: DagNode[]
-  private readonly buffer: Buffer
+  private buffer: Buffer
   private filled: number
   private hash: Hash | undefined
   private pending = new Set<Promise<unknown>>()
@@ -40,7 +41,7 @@ export class ChunkedBlobWriter {
     this.dir = dir
     this.sink = sink
     this.leaves = leaves
-    this.buffer = Buffer.allocUnsafe(CHUNK_SIZE)
+    this.buffer = chunkPool.take()
     tail.copy(this.buffer)
     this.filled = tail.length
     this.hash = hash
@@ -82,8 +83,10 @@ export class ChunkedBlobWriter {
           this.filled += n
           offset += n
           if (this.filled === CHUNK_SIZE) {
-            await this.storeLeaf(Buffer.from(this.buffer))
+            const full = this.buffer
+            this.buffer = chunkPool.take()
             this.filled = 0
+            await this.storeLeaf(full, () => chunkPool.give(full))
             if (++sinceCheckpoint >= CHECKPOINT_EVERY_LEAVES) {
               await this.save()
               sinceCheckpoint = 0
@@ -100,18 +103,23 @@ export class ChunkedBlobWriter {
   /** Stores the tail as the last leaf and assembles the file DAG. */
   async finish (): Promise<FinishedBlob> {
     if (this.filled > 0 || this.leaves.length === 0) {
-      await this.storeLeaf(Buffer.from(this.buffer.subarray(0, this.filled)))
+      await this.storeLeaf(this.buffer.subarray(0, this.filled), () => {})
       this.filled = 0
     }
     await this.drain()
+    chunkPool.give(this.buffer)
     const root = await buildFileDag(this.leaves, this.sink)
     return { root, size: root.fileSize, sha256: this.hash === undefined ? undefined : `sha256:${this.hash.digest('hex')}` }
   }
 
-  private async storeLeaf (bytes: Buffer): Promise<void> {
+  /** Hashes and stores a leaf; `release` runs once the bytes are written and may be reused. */
+  private async storeLeaf (bytes: Buffer, release: () => void): Promise<void> {
     const cid = rawCid(bytes)
     this.leaves.push({ cid, dagSize: bytes.length, fileSize: bytes.length })
-    const write = this.sink.put(cid, bytes).finally(() => this.pending.delete(write))
+    const write = this.sink.put(cid, bytes).finally(() => {
+      this.pending.delete(write)
+      release()
+    })
     this.pending.add(write)
     if (this.pending.size >= MAX_PENDING_LEAF_WRITES) await Promise.race(this.pending)
   }

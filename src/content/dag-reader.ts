@@ -3,25 +3,47 @@ import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import * as raw from 'multiformats/codecs/raw'
 import type { CID } from 'multiformats/cid'
+import { chunkPool, type PooledBytes } from './chunk-pool.ts'
+import { CHUNK_SIZE } from './unixfs-dag.ts'
 
 /** The block reads the readers need; FsBlockstore provides them. */
 export interface BlockSource {
   getBytes(cid: CID): Promise<Uint8Array>
-  createReadStream(cid: CID, start: number, end: number): Readable
+  getRange(cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer>
+}
+
+/** Bytes [start, end] (inclusive) of a UnixFS file as a stream of fresh buffers. */
+export function readFileRange (store: BlockSource, root: CID, start: number, end: number): Readable {
+  return Readable.from(copied(readFileChunks(store, root, start, end)), { objectMode: false })
+}
+
+async function * copied (chunks: AsyncIterable<PooledBytes>): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) {
+    const bytes = Buffer.from(chunk.bytes)
+    chunk.release()
+    yield bytes
+  }
 }
 
 /**
- * Streams bytes [start, end] (inclusive) of a UnixFS file, reading only the leaves that
- * overlap and only the overlapping part of each.
+ * Bytes [start, end] (inclusive) of a UnixFS file, in pooled buffers, reading only the leaves
+ * that overlap and only the overlapping part of each. The consumer releases every chunk.
  */
-export function readFileRange (store: BlockSource, root: CID, start: number, end: number): Readable {
-  return Readable.from(fileRange(store, root, start, end), { objectMode: false })
-}
-
-async function * fileRange (store: BlockSource, cid: CID, start: number, end: number): AsyncGenerator<Uint8Array> {
+export async function * readFileChunks (store: BlockSource, cid: CID, start: number, end: number): AsyncGenerator<PooledBytes> {
   if (end < start) return
   if (cid.code === raw.code) {
-    yield * store.createReadStream(cid, start, end)
+    if (end - start + 1 <= CHUNK_SIZE) {
+      const buffer = chunkPool.take()
+      try {
+        const bytes = await store.getRange(cid, start, end, buffer)
+        yield { bytes, release: () => chunkPool.give(buffer) }
+      } catch (err) {
+        chunkPool.give(buffer)
+        throw err
+      }
+    } else {
+      yield { bytes: await store.getRange(cid, start, end), release: () => {} }
+    }
     return
   }
   const node = dagPb.decode(await store.getBytes(cid))
@@ -29,8 +51,8 @@ async function * fileRange (store: BlockSource, cid: CID, start: number, end: nu
   const unixfs = UnixFS.unmarshal(node.Data)
   if (unixfs.data != null && unixfs.data.length > 0) {
     // Inline data (other importers' leaves); Shoal's own DAGs have none.
-    const inline = unixfs.data
-    if (start < inline.length) yield inline.subarray(start, Math.min(end + 1, inline.length))
+    const inline = Buffer.from(unixfs.data)
+    if (start < inline.length) yield { bytes: inline.subarray(start, Math.min(end + 1, inline.length)), release: () => {} }
   }
   let offset = unixfs.data?.length ?? 0
   for (let i = 0; i < node.Links.length; i++) {
@@ -42,7 +64,7 @@ async function * fileRange (store: BlockSource, cid: CID, start: number, end: nu
     if (childStart > end) break
     const link = node.Links[i]
     if (link === undefined) break
-    yield * fileRange(store, link.Hash, Math.max(start, childStart) - childStart, Math.min(end, childEnd) - childStart)
+    yield * readFileChunks(store, link.Hash, Math.max(start, childStart) - childStart, Math.min(end, childEnd) - childStart)
   }
 }
 

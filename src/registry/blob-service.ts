@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import type { Readable } from 'node:stream'
 import { CID } from 'multiformats/cid'
-import { readFileRange, type BlockSource } from '../content/dag-reader.ts'
+import type { PooledBytes } from '../content/chunk-pool.ts'
+import { readFileChunks, readFileRange, type BlockSource } from '../content/dag-reader.ts'
 import type { UploadSession, UploadStore } from '../content/upload-store.ts'
 import type { DagNode } from '../content/unixfs-dag.ts'
 import { parseDigest } from '../oci/digest.ts'
@@ -18,7 +18,8 @@ export interface BlobView {
   digest: string
   size: number
   cid: CID
-  read(range?: ByteRange): Readable
+  /** The blob's bytes (or a range of them) in pooled buffers; release each once written. */
+  chunks(range?: ByteRange): AsyncIterable<PooledBytes>
 }
 
 export interface ChunkInfo {
@@ -55,7 +56,7 @@ export class BlobService {
       digest,
       size: record.size,
       cid,
-      read: (range?: ByteRange) => readFileRange(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1)
+      chunks: (range?: ByteRange) => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1)
     }
   }
 

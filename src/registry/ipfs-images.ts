@@ -1,5 +1,5 @@
 import { CID } from 'multiformats/cid'
-import { fileSize, readFileRange, readSmallFile, resolvePath, type BlockSource } from '../content/dag-reader.ts'
+import { fileSize, readFileChunks, readSmallFile, resolvePath, type BlockSource } from '../content/dag-reader.ts'
 import { parseDigest } from '../oci/digest.ts'
 import { BlobUnknownError, ManifestUnknownError, NameUnknownError } from '../oci/errors.ts'
 import { parseManifest, type Descriptor } from '../oci/manifest.ts'
@@ -45,7 +45,7 @@ export class IpfsImages {
     const cid = await this.blobCid(root, digest)
     if (cid === undefined) throw new BlobUnknownError(`blob ${digest} is not in image ${root.toString()}`)
     const size = await fileSize(this.blocks, cid)
-    return { digest, size, cid, read: range => readFileRange(this.blocks, cid, range?.start ?? 0, range?.end ?? size - 1) }
+    return { digest, size, cid, chunks: range => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? size - 1) }
   }
 
   async tags (repository: string): Promise<string[]> {

@@ -7,7 +7,9 @@ import { isIpfsRepository, type IpfsImages } from './ipfs-images.ts'
 import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from './manifest-service.ts'
 import { errorBody, toOciError } from './oci-errors.ts'
 import type { Metrics } from '../metrics.ts'
+import { once } from 'node:events'
 import type { Readable } from 'node:stream'
+import type { PooledBytes } from '../content/chunk-pool.ts'
 
 export interface RegistryRoutesOptions {
   blobs: BlobService
@@ -45,8 +47,8 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
     reply.header('content-length', length)
     if (range !== undefined) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`)
     if (req.method === 'HEAD') return await reply.send()
-    metrics.bytesOut.inc(length)
-    return await reply.send(blob.read(range))
+    await writeChunks(reply, blob.chunks(range), metrics)
+    return reply
   }
 
   const sendManifest = async (req: FastifyRequest, reply: FastifyReply, [name, reference]: string[]): Promise<unknown> => {
@@ -226,6 +228,36 @@ export function sendRegistryError (err: unknown, reply: FastifyReply): FastifyRe
   }
   for (const [name, value] of Object.entries(oci.headers ?? {})) reply.header(name, value)
   return reply.code(oci.status).header('content-type', 'application/json').send(errorBody(oci))
+}
+
+/**
+ * Writes pooled chunks straight to the socket, handing each buffer back to the pool once the
+ * socket is done with it (fastify's stream piping cannot tell when that is).
+ */
+async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledBytes>, metrics: Metrics): Promise<void> {
+  reply.header('docker-distribution-api-version', 'registry/2.0')
+  reply.hijack()
+  const res = reply.raw
+  res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>)
+  const closed = new AbortController()
+  res.once('close', () => closed.abort())
+  try {
+    for await (const chunk of chunks) {
+      if (closed.signal.aborted) {
+        chunk.release()
+        break
+      }
+      metrics.bytesOut.inc(chunk.bytes.length)
+      if (!res.write(chunk.bytes, () => chunk.release())) {
+        await once(res, 'drain', { signal: closed.signal }).catch(() => {})
+      }
+    }
+    res.end()
+  } catch (err) {
+    // Headers are gone: all that is left is to cut the response short.
+    reply.log.error({ err }, 'blob read failed mid-response')
+    res.destroy(err as Error)
+  }
 }
 
 function countIn (req: FastifyRequest, metrics: Metrics): AsyncIterable<Uint8Array> {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { REPO_ROOT, startNodeProcess, type RegistryProcess } from '../support/node-process.ts'
-import { RegistryClient } from '../support/registry-client.ts'
+import { RegistryClient, sha256 } from '../support/registry-client.ts'
 
 const run = promisify(execFile)
 const shoal = async (...args: string[]): Promise<{ stdout: string, stderr: string, code: number }> => {
@@ -69,7 +69,7 @@ describe('shoal CLI', () => {
     try {
       const other = await startNodeProcess({ dataDir: dir })
       const result = await other.stop('SIGTERM')
-      assert.equal(result.exitCode, 0)
+      assert.equal(result.exitCode, 0, `exit ${result.exitCode} signal ${result.signal}: ${other.output()}`)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -77,9 +77,13 @@ describe('shoal CLI', () => {
 
   it('exposes Prometheus metrics: requests, bytes, blobs stored, open uploads', async () => {
     await fetch(`${node.url}/v2/cli/app/blobs/uploads/`, { method: 'POST' })
+    const layer = await fetch(`${node.url}/v2/cli/app/blobs/${sha256('cli layer bytes')}`)
+    assert.equal(await layer.text(), 'cli layer bytes')
     const text = await (await fetch(`${node.url}/metrics`)).text()
     assert.match(text, /shoal_http_requests_total\{route="manifest",method="PUT",status="201"\} 1/)
+    assert.match(text, /shoal_http_requests_total\{route="blob",method="GET",status="200"\} 1/)
     assert.match(text, /shoal_blob_bytes_received_total \d+/)
+    assert.match(text, /shoal_blob_bytes_sent_total 15/)
     assert.match(text, /shoal_blobs_stored 2/)
     assert.match(text, /shoal_upload_sessions_open 1/)
   })

@@ -40,6 +40,14 @@ describe('misbehaving clients', () => {
     assert.equal(await (await registry.request('GET', `/v2/bad/client/blobs/${kept}`)).text(), 'acknowledged before')
   })
 
+  it('a client that hangs up mid-download does not disturb the node', async () => {
+    const bytes = Buffer.alloc(8 * 1024 * 1024 + 3, 9)
+    const digest = await registry.pushBlob('bad/download', bytes)
+    await sendAndHangUp('127.0.0.1', port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    const again = Buffer.from(await (await registry.request('GET', `/v2/bad/download/blobs/${digest}`)).arrayBuffer())
+    assert.equal(sha256(again), digest)
+  })
+
   it('a truncated monolithic upload is not recorded', async () => {
     const digest = sha256(Buffer.alloc(1000, 2))
     const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`

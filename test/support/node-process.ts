@@ -54,12 +54,13 @@ const OUTPUT_TAIL_BYTES = 16 * 1024
 const RSS_POLL_MS = 250
 const STOP_GRACE_MS = 10_000
 
-/** Spawns `node src/cli/main.ts serve --listen 127.0.0.1:<port> --data <dataDir>` and waits for /v2/. */
+/** Spawns `bin/shoal serve --listen 127.0.0.1:<port> --data <dataDir>` and waits for /v2/. */
 export async function startNodeProcess (options: NodeProcessOptions): Promise<RegistryProcess> {
   const port = options.port ?? await freePort()
-  const args = ['src/cli/main.ts', 'serve', '--listen', `127.0.0.1:${port}`, '--data', options.dataDir, ...(options.args ?? [])]
-  // process.execPath: the Node 24 that runs the tests (npm puts the pinned node@24 first on PATH).
-  const child = spawn(process.execPath, args, {
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data', options.dataDir, ...(options.args ?? [])]
+  // bin/shoal: the launcher users run, with its Node 24 and its V8 flags (it execs, so the
+  // child's pid is the node's own).
+  const child = spawn(path.join(REPO_ROOT, 'bin', 'shoal'), args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe']
