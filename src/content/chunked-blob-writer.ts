@@ -19,7 +19,10 @@ export interface FinishedBlob {
   sha256?: string
 }
 
-const MAX_PENDING_LEAF_WRITES = 4
+// Leaves whose bytes are still being written (each holds a pooled 1 MiB buffer)...
+const MAX_LEAVES_IN_MEMORY = 4
+// ...and leaves written but still being fsynced and renamed (these hold no memory).
+const MAX_LEAVES_IN_FLIGHT = 32
 // A long chunk is checkpointed so a crash mid-request keeps most of what arrived.
 const CHECKPOINT_EVERY_LEAVES = 32
 
@@ -36,6 +39,8 @@ export class ChunkedBlobWriter {
   private filled: number
   private hash: Hash | undefined
   private pending = new Set<Promise<unknown>>()
+  private inMemory = 0
+  private wake: (() => void) | undefined
 
   private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tail: Buffer, hash: Hash | undefined) {
     this.dir = dir
@@ -116,12 +121,25 @@ export class ChunkedBlobWriter {
   private async storeLeaf (bytes: Buffer, release: () => void): Promise<void> {
     const cid = rawCid(bytes)
     this.leaves.push({ cid, dagSize: bytes.length, fileSize: bytes.length })
-    const write = this.sink.put(cid, bytes).finally(() => {
-      this.pending.delete(write)
+    this.inMemory++
+    let released = false
+    const written = (): void => {
+      if (released) return
+      released = true
+      this.inMemory--
       release()
+      this.wake?.()
+    }
+    const write = this.sink.put(cid, bytes, { onWritten: written }).finally(() => {
+      this.pending.delete(write)
+      written()
     })
     this.pending.add(write)
-    if (this.pending.size >= MAX_PENDING_LEAF_WRITES) await Promise.race(this.pending)
+    while (this.inMemory >= MAX_LEAVES_IN_MEMORY || this.pending.size >= MAX_LEAVES_IN_FLIGHT) {
+      const woken = new Promise<void>(resolve => { this.wake = resolve })
+      await Promise.race([woken, Promise.race(this.pending)])
+      this.wake = undefined
+    }
   }
 
   private async drain (): Promise<void> {

@@ -28,7 +28,8 @@ export interface DagNode {
 }
 
 export interface BlockSink {
-  put(cid: CID, bytes: Uint8Array): Promise<unknown>
+  /** Resolves once the block is durable; `onWritten` may come earlier, when `bytes` can be reused. */
+  put(cid: CID, bytes: Uint8Array, options?: { onWritten?: () => void }): Promise<unknown>
 }
 
 export function sha256Cid (codec: number, bytes: Uint8Array): CID {
