@@ -8,12 +8,19 @@ export interface Config {
   /** Data directory: blocks, metadata, upload sessions. */
   data: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Hours after which an upload nobody touched is removed (Distribution's default: a week). */
+  uploadExpiryHours: number
 }
 
-export const DEFAULT_CONFIG: Config = { listen: '127.0.0.1:5000', data: './data', logLevel: 'warn' }
+export const DEFAULT_CONFIG: Config = { listen: '127.0.0.1:5000', data: './data', logLevel: 'warn', uploadExpiryHours: 168 }
 
 const LOG_LEVELS: ReadonlyArray<Config['logLevel']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
-const ENV_KEYS: Record<keyof Config, string> = { listen: 'SHOAL_LISTEN', data: 'SHOAL_DATA', logLevel: 'SHOAL_LOG_LEVEL' }
+const ENV_KEYS: Record<keyof Config, string> = {
+  listen: 'SHOAL_LISTEN',
+  data: 'SHOAL_DATA',
+  logLevel: 'SHOAL_LOG_LEVEL',
+  uploadExpiryHours: 'SHOAL_UPLOAD_EXPIRY_HOURS'
+}
 
 export class ConfigError extends Error {}
 
@@ -32,7 +39,8 @@ export function loadConfig ({ file, env = process.env, flags = {} }: ConfigSourc
     if (value !== undefined && value !== '') (fromEnv as Record<string, string>)[key] = value
   }
   const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))
-  return validate({ ...DEFAULT_CONFIG, ...fromFile, ...fromEnv, ...defined })
+  const merged = { ...DEFAULT_CONFIG, ...fromFile, ...fromEnv, ...defined }
+  return validate({ ...merged, uploadExpiryHours: Number(merged.uploadExpiryHours) })
 }
 
 function readConfigFile (path: string): Partial<Config> {
@@ -54,6 +62,7 @@ function validate (config: Config): Config {
   parseListen(config.listen)
   if (typeof config.data !== 'string' || config.data === '') throw new ConfigError('data must be a directory path')
   if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
+  if (!(config.uploadExpiryHours > 0)) throw new ConfigError('uploadExpiryHours must be a positive number')
   return config
 }
 

@@ -14,6 +14,8 @@ import { Metadata } from './registry/metadata.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer } from './server.ts'
 
+const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
+
 export interface NodeOptions {
   config: Config
   logger?: Logger
@@ -29,6 +31,7 @@ export class ShoalNode {
   readonly metrics: Metrics
   readonly http: FastifyInstance
   private address: string | undefined
+  private purgeTimer: NodeJS.Timeout | undefined
 
   constructor ({ config, logger }: NodeOptions) {
     this.config = config
@@ -62,6 +65,8 @@ export class ShoalNode {
     await this.blockstore.start()
     await this.metadata.start()
     await this.uploads.start()
+    await this.purgeIdleUploads()
+    this.purgeTimer = setInterval(() => { void this.purgeIdleUploads() }, UPLOAD_PURGE_INTERVAL_MS).unref()
     const { host, port } = parseListen(this.config.listen)
     await this.http.listen({ host, port })
     const bound = this.http.server.address()
@@ -70,7 +75,17 @@ export class ShoalNode {
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
   }
 
+  private async purgeIdleUploads (): Promise<void> {
+    try {
+      const purged = await this.uploads.purgeIdle(this.config.uploadExpiryHours * 3_600_000)
+      if (purged > 0) this.logger.info({ purged }, 'removed abandoned uploads')
+    } catch (err) {
+      this.logger.warn({ err }, 'could not purge abandoned uploads')
+    }
+  }
+
   async stop (): Promise<void> {
+    clearInterval(this.purgeTimer)
     await this.http.close()
     await this.uploads.stop()
     await this.metadata.stop()

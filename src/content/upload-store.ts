@@ -1,10 +1,22 @@
 import { randomUUID } from 'node:crypto'
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BlobUploadInvalidError, BlobUploadUnknownError } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
 import { ChunkedBlobWriter } from './chunked-blob-writer.ts'
 import type { BlockSink } from './unixfs-dag.ts'
+
+/** When a session last changed: its newest file. */
+async function lastTouched (dir: string): Promise<number | undefined> {
+  let newest: number | undefined
+  for (const name of ['meta.json', 'state.json', 'tail']) {
+    try {
+      const { mtimeMs } = await stat(join(dir, name))
+      newest = Math.max(newest ?? 0, mtimeMs)
+    } catch { /* not written yet */ }
+  }
+  return newest
+}
 
 export interface UploadSession {
   id: string
@@ -89,6 +101,24 @@ export class UploadStore {
   async delete (id: string): Promise<void> {
     this.open.delete(id)
     await rm(join(this.root, id), { recursive: true, force: true })
+  }
+
+  /**
+   * Removes sessions nobody touched for `maxIdleMs` (a client that gave up), except one a
+   * request is working on. Returns how many went.
+   */
+  async purgeIdle (maxIdleMs: number, now = Date.now()): Promise<number> {
+    let purged = 0
+    for (const id of await readdir(this.root)) {
+      if (!UPLOAD_ID.test(id) || this.busy.has(id)) continue
+      const dir = join(this.root, id)
+      const touched = await lastTouched(dir)
+      if (touched !== undefined && now - touched > maxIdleMs) {
+        await this.delete(id)
+        purged++
+      }
+    }
+    return purged
   }
 
   async count (): Promise<number> {

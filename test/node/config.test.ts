@@ -16,11 +16,11 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
     try {
       const file = join(dir, 'shoal.yaml')
-      await writeFile(file, 'listen: 127.0.0.1:6000\ndata: /from/file\nlogLevel: info\n')
-      assert.deepEqual(loadConfig({ file, env: {} }), { listen: '127.0.0.1:6000', data: '/from/file', logLevel: 'info' })
-      const env = { SHOAL_CONFIG: file, SHOAL_DATA: '/from/env' }
-      assert.deepEqual(loadConfig({ env }), { listen: '127.0.0.1:6000', data: '/from/env', logLevel: 'info' })
-      assert.deepEqual(loadConfig({ env, flags: { data: '/from/flag', listen: undefined } }), { listen: '127.0.0.1:6000', data: '/from/flag', logLevel: 'info' })
+      await writeFile(file, 'listen: 127.0.0.1:6000\ndata: /from/file\nlogLevel: info\nuploadExpiryHours: 24\n')
+      assert.deepEqual(loadConfig({ file, env: {} }), { listen: '127.0.0.1:6000', data: '/from/file', logLevel: 'info', uploadExpiryHours: 24 })
+      const env = { SHOAL_CONFIG: file, SHOAL_DATA: '/from/env', SHOAL_UPLOAD_EXPIRY_HOURS: '2' }
+      assert.deepEqual(loadConfig({ env }), { listen: '127.0.0.1:6000', data: '/from/env', logLevel: 'info', uploadExpiryHours: 2 })
+      assert.deepEqual(loadConfig({ env, flags: { data: '/from/flag', listen: undefined } }), { listen: '127.0.0.1:6000', data: '/from/flag', logLevel: 'info', uploadExpiryHours: 2 })
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -29,6 +29,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
   it('refuses bad values with a clear message', async () => {
     assert.throws(() => loadConfig({ env: { SHOAL_LISTEN: 'nowhere' } }), ConfigError)
     assert.throws(() => loadConfig({ env: { SHOAL_LOG_LEVEL: 'loud' } }), /logLevel must be one of/)
+    assert.throws(() => loadConfig({ env: { SHOAL_UPLOAD_EXPIRY_HOURS: 'soon' } }), /uploadExpiryHours must be a positive number/)
     assert.throws(() => loadConfig({ file: '/nonexistent/shoal.yaml', env: {} }), /cannot read config file/)
     const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
     try {
