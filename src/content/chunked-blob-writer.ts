@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { writeFileAtomic } from './atomic-file.ts'
 import { chunkPool } from './chunk-pool.ts'
-import { CHUNK_SIZE, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
+import { CHUNK_SIZE, ParallelPuts, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
 
 /** What survives a restart: the leaves stored so far and the length of the partial tail. */
 export interface WriterState {
@@ -113,7 +113,9 @@ export class ChunkedBlobWriter {
     }
     await this.drain()
     chunkPool.give(this.buffer)
-    const root = await buildFileDag(this.leaves, this.sink)
+    const puts = new ParallelPuts(this.sink)
+    const root = await buildFileDag(this.leaves, puts)
+    await puts.flush()
     return { root, size: root.fileSize, sha256: this.hash === undefined ? undefined : `sha256:${this.hash.digest('hex')}` }
   }
 

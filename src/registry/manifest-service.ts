@@ -1,7 +1,7 @@
 import { CID } from 'multiformats/cid'
 import { readSmallFile, type BlockSource } from '../content/dag-reader.ts'
 import { buildImageLayout } from '../content/image-layout.ts'
-import { CHUNK_SIZE, buildFileDag, putSmallFile, type BlockSink, type DagNode } from '../content/unixfs-dag.ts'
+import { CHUNK_SIZE, ParallelPuts, buildFileDag, putSmallFile, type BlockSink, type DagNode } from '../content/unixfs-dag.ts'
 import { digestOf, parseDigest } from '../oci/digest.ts'
 import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError, ManifestUnknownError, NameUnknownError } from '../oci/errors.ts'
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts'
@@ -45,9 +45,11 @@ export class ManifestService {
     // Everything the image needs, keyed by digest, for its layout directory.
     const content = new Map<string, DagNode>()
     await this.collectReferenced(repository, parsed, content)
-    const manifestNode = await this.storeBytes(body)
+    const puts = new ParallelPuts(this.blocks)
+    const manifestNode = await storeBytes(body, puts)
     content.set(digest, manifestNode)
-    const image = await buildImageLayout({ mediaType: parsed.mediaType, digest, size: body.length }, content, this.blocks)
+    const image = await buildImageLayout({ mediaType: parsed.mediaType, digest, size: body.length }, content, puts)
+    await puts.flush()
     const record: ManifestRecord = {
       mediaType: parsed.mediaType,
       size: body.length,
@@ -135,12 +137,13 @@ export class ManifestService {
     }
   }
 
-  private async storeBytes (bytes: Buffer): Promise<DagNode> {
-    if (bytes.length <= CHUNK_SIZE) return await putSmallFile(bytes, this.blocks)
-    const leaves: DagNode[] = []
-    for (let offset = 0; offset < bytes.length; offset += CHUNK_SIZE) {
-      leaves.push(await putSmallFile(bytes.subarray(offset, offset + CHUNK_SIZE), this.blocks))
-    }
-    return await buildFileDag(leaves, this.blocks)
+}
+
+/** Stores bytes held in memory (a manifest) as a UnixFS file under the profile. */
+async function storeBytes (bytes: Buffer, sink: BlockSink): Promise<DagNode> {
+  const leaves: DagNode[] = []
+  for (let offset = 0; offset === 0 || offset < bytes.length; offset += CHUNK_SIZE) {
+    leaves.push(await putSmallFile(bytes.subarray(offset, offset + CHUNK_SIZE), sink))
   }
+  return await buildFileDag(leaves, sink)
 }
