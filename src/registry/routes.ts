@@ -241,12 +241,20 @@ async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledByt
   res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>)
   const closed = new AbortController()
   res.once('close', () => closed.abort())
+  // One chunk read ahead: the next leaf comes off disk while this one goes out.
+  const iterator = chunks[Symbol.asyncIterator]()
+  let next = iterator.next()
   try {
-    for await (const chunk of chunks) {
+    for (;;) {
+      const result = await next
+      if (result.done === true) break
+      const chunk = result.value
       if (closed.signal.aborted) {
         chunk.release()
+        await iterator.return?.()
         break
       }
+      next = iterator.next()
       metrics.bytesOut.inc(chunk.bytes.length)
       if (!res.write(chunk.bytes, () => chunk.release())) {
         await once(res, 'drain', { signal: closed.signal }).catch(() => {})
