@@ -19,6 +19,8 @@ export interface RegistryProcess {
   process: ChildProcess
   /** Peak resident set size (VmHWM) seen so far, in bytes; 0 when never read. */
   peakRssBytes: () => number
+  /** Starts the peak over from the current RSS (Linux: `5` into /proc/<pid>/clear_refs). */
+  resetPeakRss: () => Promise<void>
   /** Last stdout/stderr of the process, for error messages. */
   output: () => string
   /** Sends `signal` (default SIGTERM), SIGKILL after 10 s, and waits for the exit. */
@@ -179,6 +181,10 @@ async function superviseUntilReady (child: ChildProcess, port: number, readyTime
     port,
     process: child,
     peakRssBytes: () => peakRss,
+    resetPeakRss: async () => {
+      if (child.pid !== undefined) await writeFile(`/proc/${child.pid}/clear_refs`, '5')
+      peakRss = 0
+    },
     output: () => outputTail,
     stop,
     kill9: async () => await stop('SIGKILL'),
