@@ -2,13 +2,15 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
-import { parseListen, type Config } from './config.ts'
+import { registerApiRoutes } from './api/routes.ts'
+import { meshEnabled, parseListen, type Config } from './config.ts'
 import { FsBlockstore } from './content/fs-blockstore.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
 import { Metrics } from './metrics.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
+import type { Fleet } from './mesh/fleet.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
@@ -30,6 +32,9 @@ export class ShoalNode {
   readonly uploads: UploadStore
   readonly metrics: Metrics
   readonly http: FastifyInstance
+  readonly manifests: ManifestService
+  /** This node as a fleet member, when the configuration puts it in a mesh. */
+  fleet: Fleet | undefined
   private address: string | undefined
   private purgeTimer: NodeJS.Timeout | undefined
 
@@ -45,13 +50,15 @@ export class ShoalNode {
       openUploads: () => this.uploads.count()
     })
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
+    this.manifests = new ManifestService(this.metadata, this.blockstore)
     registerRegistryRoutes(this.http, {
       blobs: new BlobService(this.metadata, this.blockstore, this.uploads),
-      manifests: new ManifestService(this.metadata, this.blockstore),
+      manifests: this.manifests,
       ipfsImages: new IpfsImages(this.blockstore),
       metrics: this.metrics
     })
     registerGatewayRoutes(this.http, { blocks: this.blockstore, metrics: this.metrics })
+    registerApiRoutes(this.http, { fleet: () => this.fleet })
   }
 
   /** The base URL the node answers on, once started. */
@@ -73,6 +80,26 @@ export class ShoalNode {
     const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
     this.address = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
+    if (meshEnabled(this.config)) await this.joinFleet()
+  }
+
+  /** Starts the mesh and the catalogue; loaded only then, so a single node carries none of it. */
+  private async joinFleet (): Promise<void> {
+    const { Fleet } = await import('./mesh/fleet.ts')
+    const fleet = new Fleet({
+      config: this.config,
+      dataDir: resolve(this.config.data),
+      blockstore: this.blockstore,
+      logger: this.logger,
+      facts: {
+        url: () => this.config.advertiseUrl ?? this.url,
+        usedBytes: async () => (await this.metadata.countBlobs()).bytes,
+        heldImages: () => this.metadata.listImages()
+      }
+    })
+    await fleet.start()
+    this.fleet = fleet
+    this.manifests.useSharedTags(fleet.sharedTags())
   }
 
   private async purgeIdleUploads (): Promise<void> {
@@ -87,6 +114,9 @@ export class ShoalNode {
   async stop (): Promise<void> {
     clearInterval(this.purgeTimer)
     await this.http.close()
+    this.manifests.useSharedTags(undefined)
+    await this.fleet?.stop()
+    this.fleet = undefined
     await this.uploads.stop()
     await this.metadata.stop()
     await this.blockstore.stop()

@@ -1,4 +1,5 @@
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts'
+import { CliError, requestNode } from './api-client.ts'
 
 export interface ImageInfo {
   repository: string
@@ -9,8 +10,6 @@ export interface ImageInfo {
   /** Manifests, configs and layers, each counted once. */
   size: number
 }
-
-export class CliError extends Error {}
 
 /** Asks a node's /v2 API about an image: its digest, its image CID and its total size. */
 export async function inspectImage (node: string, image: string, signal?: AbortSignal): Promise<ImageInfo> {
@@ -54,15 +53,10 @@ function splitImage (image: string): { repository: string, reference: string, ta
 }
 
 async function fetchManifest (node: string, repository: string, reference: string, signal?: AbortSignal): Promise<Response> {
-  let response: Response
-  try {
-    response = await fetch(new URL(`/v2/${repository}/manifests/${reference}`, node), {
-      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
-      signal
-    })
-  } catch (err) {
-    throw new CliError(`cannot reach ${node}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`)
-  }
+  const response = await requestNode(node, `/v2/${repository}/manifests/${reference}`, {
+    headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+    signal
+  })
   if (!response.ok) {
     const body = await response.text()
     let message = body

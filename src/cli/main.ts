@@ -1,7 +1,32 @@
 import { Command, Option } from 'commander'
-import { ConfigError, loadConfig, type Config } from '../config.ts'
+import { ConfigError, loadConfig, parseLabels, type Config } from '../config.ts'
 import { ShoalNode } from '../node.ts'
+import { getJson } from './api-client.ts'
 import { inspectImage } from './inspect.ts'
+
+interface ServeOptions {
+  listen?: string
+  data?: string
+  config?: string
+  logLevel?: Config['logLevel']
+  peer?: string[]
+  p2pListen?: string[]
+  mdns?: boolean
+  mesh?: boolean
+  swarmKey?: string
+  advertiseUrl?: string
+  name?: string
+  label?: string[]
+}
+
+interface PeersAnswer {
+  self: { id: string, addresses: string[] } | null
+  peers: Array<{ id: string, addresses: string[], latencyMs?: number }>
+}
+
+function collect (value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value]
+}
 
 const program = new Command('shoal')
   .description('Shoal: a peer-to-peer, content-addressed OCI registry')
@@ -13,8 +38,31 @@ program.command('serve')
   .option('--data <dir>', 'data directory')
   .option('--config <file>', 'YAML configuration file')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .action(async (options: { listen?: string, data?: string, config?: string, logLevel?: Config['logLevel'] }) => {
-    const config = loadConfig({ file: options.config, flags: { listen: options.listen, data: options.data, logLevel: options.logLevel } })
+  .option('--peer <multiaddr>', 'join the mesh through this node (repeatable)', collect)
+  .option('--p2p-listen <multiaddr>', 'libp2p listen address (repeatable)', collect)
+  .option('--mdns', 'find peers on the local network')
+  .option('--mesh', 'join a mesh even with no peer given (others dial in)')
+  .option('--swarm-key <file>', 'pre-shared key file: only nodes with the same key connect')
+  .option('--advertise-url <url>', 'HTTP URL peers fetch blocks from (default http://<listen>)')
+  .option('--name <name>', 'node name in the fleet inventory')
+  .option('--label <key=value>', 'node label (repeatable)', collect)
+  .action(async (options: ServeOptions) => {
+    const config = loadConfig({
+      file: options.config,
+      flags: {
+        listen: options.listen,
+        data: options.data,
+        logLevel: options.logLevel,
+        peers: options.peer,
+        p2pListen: options.p2pListen,
+        mdns: options.mdns,
+        mesh: options.mesh,
+        swarmKeyFile: options.swarmKey,
+        advertiseUrl: options.advertiseUrl,
+        name: options.name,
+        labels: options.label === undefined ? undefined : parseLabels(options.label, '--label')
+      }
+    })
     const node = new ShoalNode({ config })
     // Handlers go in before the node listens: a signal that arrives while it starts still
     // gets a clean stop once the start is done.
@@ -34,6 +82,27 @@ program.command('serve')
     await started
     // Log at warn so the default (quiet) level still says where the node is.
     node.logger.warn({ url: node.url, data: config.data }, 'listening')
+  })
+
+program.command('peers')
+  .description('list the peers a node is connected to')
+  .option('--node <url>', 'node to ask', process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000')
+  .option('--json', 'print JSON')
+  .action(async (options: { node: string, json?: boolean }) => {
+    const answer = await getJson<PeersAnswer>(options.node, '/api/v1/peers')
+    if (options.json === true) {
+      console.log(JSON.stringify(answer, null, 2))
+      return
+    }
+    if (answer.self === null) {
+      console.log('this node is not in a mesh (start it with --peer, --mdns or --mesh)')
+      return
+    }
+    console.log(`self: ${answer.self.id}`)
+    if (answer.peers.length === 0) console.log('no peers connected')
+    for (const peer of answer.peers) {
+      console.log(`${peer.id}  ${peer.latencyMs === undefined ? '-' : `${peer.latencyMs} ms`}  ${peer.addresses.join(' ')}`)
+    }
   })
 
 program.command('inspect')

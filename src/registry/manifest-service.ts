@@ -8,6 +8,7 @@ import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/mani
 import { OCI_INDEX } from '../oci/media-types.ts'
 import { parseReference } from '../oci/names.ts'
 import type { ManifestRecord, Metadata } from './metadata.ts'
+import type { SharedTags } from './shared-tags.ts'
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -28,10 +29,16 @@ export interface PushedManifest {
 export class ManifestService {
   private readonly metadata: Metadata
   private readonly blocks: BlockSource & BlockSink
+  /** Set when the node joins a mesh: then tags live in the fleet's catalogue. */
+  private shared: SharedTags | undefined
 
   constructor (metadata: Metadata, blocks: BlockSource & BlockSink) {
     this.metadata = metadata
     this.blocks = blocks
+  }
+
+  useSharedTags (shared: SharedTags | undefined): void {
+    this.shared = shared
   }
 
   async put (repository: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifest> {
@@ -64,6 +71,9 @@ export class ManifestService {
     if (parsed.artifactType !== undefined) referrer.artifactType = parsed.artifactType
     if (parsed.annotations !== undefined) referrer.annotations = parsed.annotations
     await this.metadata.putManifest(repository, digest, record, ref.kind === 'tag' ? ref.tag : undefined, referrer)
+    if (ref.kind === 'tag') {
+      await this.shared?.put({ repository, tag: ref.tag, digest, mediaType: record.mediaType, imageCid: record.imageCid })
+    }
     return { digest, imageCid: record.imageCid, subject: record.subject }
   }
 
@@ -78,20 +88,34 @@ export class ManifestService {
   async delete (repository: string, reference: string): Promise<void> {
     const ref = parseReference(reference)
     if (ref.kind === 'tag') {
-      if (!(await this.metadata.deleteTag(repository, ref.tag))) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
+      const sharedTag = await this.shared?.get(repository, ref.tag)
+      const deletedHere = await this.metadata.deleteTag(repository, ref.tag)
+      if (sharedTag === undefined && !deletedHere) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
+      if (sharedTag !== undefined) await this.shared?.delete(repository, ref.tag)
       return
     }
-    if (!(await this.metadata.hasManifestLink(repository, ref.digest))) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
-    await this.metadata.deleteManifest(repository, ref.digest)
+    const sharedTags = (await this.shared?.all() ?? []).filter(t => t.repository === repository && t.digest === ref.digest)
+    const held = await this.metadata.hasManifestLink(repository, ref.digest)
+    if (!held && sharedTags.length === 0) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
+    if (held) await this.metadata.deleteManifest(repository, ref.digest)
+    for (const tag of sharedTags) await this.shared?.delete(repository, tag.tag)
   }
 
   async tags (repository: string, last: string | undefined, limit: number): Promise<string[]> {
+    if (this.shared !== undefined) {
+      const tags = (await this.shared.all()).filter(t => t.repository === repository).map(t => t.tag)
+      if (tags.length === 0 && !(await this.metadata.hasRepository(repository))) throw new NameUnknownError(`repository ${repository} is not known`)
+      return page(tags, last, limit)
+    }
     if (!(await this.metadata.hasRepository(repository))) throw new NameUnknownError(`repository ${repository} is not known`)
     return await this.metadata.listTags(repository, last, limit)
   }
 
-  repositories (last: string | undefined, limit: number): Promise<string[]> {
-    return this.metadata.listRepositories(last, limit)
+  async repositories (last: string | undefined, limit: number): Promise<string[]> {
+    if (this.shared === undefined) return await this.metadata.listRepositories(last, limit)
+    const names = new Set((await this.shared.all()).map(t => t.repository))
+    for (const name of await this.metadata.listRepositories(undefined, Number.MAX_SAFE_INTEGER)) names.add(name)
+    return page([...names], last, limit)
   }
 
   /** The referrers index of a subject, optionally filtered by artifactType. */
@@ -104,6 +128,14 @@ export class ManifestService {
 
   private async resolve (repository: string, reference: string): Promise<string> {
     const ref = parseReference(reference)
+    if (ref.kind === 'tag' && this.shared !== undefined) {
+      const shared = await this.shared.get(repository, ref.tag)
+      if (shared === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
+      if (!(await this.metadata.hasManifestLink(repository, shared.digest))) {
+        throw new ManifestUnknownError(`manifest ${shared.digest} of ${repository}:${ref.tag} is not held by this node`)
+      }
+      return shared.digest
+    }
     if (ref.kind === 'tag') {
       const digest = await this.metadata.getTag(repository, ref.tag)
       if (digest === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
@@ -146,4 +178,9 @@ async function storeBytes (bytes: Buffer, sink: BlockSink): Promise<DagNode> {
     leaves.push(await putSmallFile(bytes.subarray(offset, offset + CHUNK_SIZE), sink))
   }
   return await buildFileDag(leaves, sink)
+}
+
+/** Lexical page of names after `last`, at most `limit`. */
+function page (names: string[], last: string | undefined, limit: number): string[] {
+  return [...new Set(names)].sort().filter(name => last === undefined || name > last).slice(0, limit)
 }

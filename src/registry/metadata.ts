@@ -168,6 +168,13 @@ export class Metadata {
     return await this.images.get(imageCid)
   }
 
+  /** CIDs of every image directory the node recorded. */
+  async listImages (): Promise<string[]> {
+    const cids: string[] = []
+    for await (const key of this.images.keys()) cids.push(key)
+    return cids
+  }
+
   async countBlobs (): Promise<{ blobs: number, bytes: number }> {
     let blobs = 0
     let bytes = 0

@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_CONFIG } from '../../src/config.ts'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import { DEFAULT_CONFIG, type Config } from '../../src/config.ts'
 import { ShoalNode } from '../../src/node.ts'
 
 export interface TestNode {
@@ -10,22 +12,57 @@ export interface TestNode {
   /** host:port, as image references want it. */
   host: string
   dataDir: string
+  /** Log lines (parsed JSON) at warn and above, for tests that assert what the node said. */
+  logs: Array<Record<string, unknown>>
   stop(): Promise<void>
 }
 
+export interface TestNodeOptions {
+  /** Reuse a data directory (it is then kept at stop). */
+  dataDir?: string
+  config?: Partial<Config>
+}
+
 /** A real node in this process on a free loopback port, with a fresh data directory. */
-export async function startTestNode (dataDir?: string): Promise<TestNode> {
-  const dir = dataDir ?? await mkdtemp(join(tmpdir(), 'shoal-node-'))
-  const node = new ShoalNode({ config: { ...DEFAULT_CONFIG, listen: '127.0.0.1:0', data: dir, logLevel: 'silent' } })
+export async function startTestNode (options: TestNodeOptions = {}): Promise<TestNode> {
+  const dir = options.dataDir ?? await mkdtemp(join(tmpdir(), 'shoal-node-'))
+  const logs: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    }
+  })
+  const node = new ShoalNode({
+    config: { ...DEFAULT_CONFIG, listen: '127.0.0.1:0', data: dir, ...options.config },
+    logger: pino({ level: 'warn' }, sink)
+  })
   await node.start()
   return {
     node,
     url: node.url,
     host: new URL(node.url).host,
     dataDir: dir,
+    logs,
     async stop () {
       await node.stop()
-      if (dataDir === undefined) await rm(dir, { recursive: true, force: true })
+      if (options.dataDir === undefined) await rm(dir, { recursive: true, force: true })
     }
   }
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T> (check: () => Promise<T | undefined>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (err) {
+      last = err
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`)
 }

@@ -1,0 +1,180 @@
+import { join } from 'node:path'
+import { IPFSAccessController, KeyValueIndexed, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
+import type { Logger } from 'pino'
+
+/** Where a tag points, and who put it there. */
+export interface TagRecord {
+  repository: string
+  tag: string
+  digest: string
+  mediaType: string
+  imageCid: string
+  /** Peer id of the node the tag was pushed to. */
+  node: string
+  /** Wall-clock time of the push (ISO 8601), for people; ordering uses the log's clock. */
+  pushedAt: string
+}
+
+/** A node as the fleet sees it. */
+export interface NodeRecord {
+  id: string
+  name: string
+  url: string
+  addresses: string[]
+  labels: Record<string, string>
+  disk: { usedBytes: number, freeBytes: number }
+  /** Image CIDs the node holds. */
+  images: string[]
+  heartbeatAt: string
+}
+
+/** What the catalogue needs of the mesh beyond what OrbitDB takes from helia itself. */
+export interface CatalogueTransport {
+  publish(topic: string, bytes: Uint8Array): Promise<unknown>
+  /** Calls back when a peer connects; returns an unsubscribe function. */
+  onPeerConnect(listener: () => void): () => void
+}
+
+// OrbitDB 4.0.0 sends a log's heads to a joining peer unframed on one stream: with several heads
+// they can arrive as one chunk and fail to decode. Re-announcing every head as its own pubsub
+// message (OrbitDB's path for new entries) makes late joiners converge anyway.
+const HEADS_ANNOUNCE_INTERVAL_MS = 10_000
+const HEADS_ANNOUNCE_DELAY_MS = 300
+
+export interface CatalogueChange {
+  kind: 'tag' | 'node'
+  key: string
+  deleted: boolean
+}
+
+/**
+ * The replicated catalogue (D6): OrbitDB key-value databases every member opens under the same
+ * address, over gossipsub. Conflicting writes of one key resolve by the oplog's order, which every
+ * node computes alike: the Lamport clock, then the writer's identity (see docs/architecture.md).
+ */
+export class Catalogue {
+  private readonly ipfs: unknown
+  private readonly directory: string
+  private readonly logger: Logger
+  private orbitdb: OrbitDB | undefined
+  private tagsDb: KeyValueDatabase<TagRecord> | undefined
+  private nodesDb: KeyValueDatabase<NodeRecord> | undefined
+  private readonly listeners = new Set<(change: CatalogueChange) => void>()
+  private readonly transport: CatalogueTransport
+  private announceTimer: NodeJS.Timeout | undefined
+  private announceSoon: NodeJS.Timeout | undefined
+  private stopListening: (() => void) | undefined
+
+  constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger) {
+    this.ipfs = ipfs
+    this.transport = transport
+    this.directory = directory
+    this.logger = logger
+  }
+
+  async start (): Promise<void> {
+    this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
+    this.tagsDb = await this.open<TagRecord>('shoal.tags', 'tag')
+    this.nodesDb = await this.open<NodeRecord>('shoal.nodes', 'node')
+    this.announceTimer = setInterval(() => { void this.announceHeads() }, HEADS_ANNOUNCE_INTERVAL_MS).unref()
+    this.stopListening = this.transport.onPeerConnect(() => {
+      clearTimeout(this.announceSoon)
+      this.announceSoon = setTimeout(() => { void this.announceHeads() }, HEADS_ANNOUNCE_DELAY_MS).unref()
+    })
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.announceTimer)
+    clearTimeout(this.announceSoon)
+    this.stopListening?.()
+    await this.orbitdb?.stop()
+    this.orbitdb = undefined
+  }
+
+  /** Publishes every head of every database, each as one pubsub message. */
+  async announceHeads (): Promise<void> {
+    for (const db of [this.tagsDb, this.nodesDb]) {
+      if (db === undefined) continue
+      try {
+        for (const head of await db.log.heads()) {
+          const bytes = await db.log.storage.get(head.hash)
+          if (bytes !== undefined) await this.transport.publish(db.address, bytes)
+        }
+      } catch (err) {
+        this.logger.debug({ err, db: db.address }, 'could not announce heads')
+      }
+    }
+  }
+
+  /** The same name and access controller on every node give the same database address. */
+  private async open<T> (name: string, kind: CatalogueChange['kind']): Promise<KeyValueDatabase<T>> {
+    const orbitdb = this.requireStarted()
+    // Any member may write: membership itself is guarded by the mesh's pre-shared key.
+    const db = await orbitdb.open<T>(name, {
+      type: 'keyvalue',
+      Database: KeyValueIndexed({ storage: undefined }),
+      AccessController: IPFSAccessController({ write: ['*'] })
+    })
+    // Sync errors (see HEADS_ANNOUNCE_INTERVAL_MS) are recovered by re-announcing heads.
+    db.events.on('error', (err: Error) => { this.logger.debug({ err, name }, 'catalogue sync error') })
+    db.events.on('update', (entry: LogEntry<T>) => {
+      const key = entry.payload.key ?? ''
+      for (const listener of this.listeners) listener({ kind, key, deleted: entry.payload.op === 'DEL' })
+    })
+    this.logger.debug({ name, address: db.address }, 'catalogue database open')
+    return db
+  }
+
+  private requireStarted (): OrbitDB {
+    if (this.orbitdb === undefined) throw new Error('the catalogue is not started')
+    return this.orbitdb
+  }
+
+  private get tags (): KeyValueDatabase<TagRecord> {
+    if (this.tagsDb === undefined) throw new Error('the catalogue is not started')
+    return this.tagsDb
+  }
+
+  private get nodes (): KeyValueDatabase<NodeRecord> {
+    if (this.nodesDb === undefined) throw new Error('the catalogue is not started')
+    return this.nodesDb
+  }
+
+  onChange (listener: (change: CatalogueChange) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  async putTag (record: TagRecord): Promise<void> {
+    await this.tags.put(tagKey(record.repository, record.tag), record)
+  }
+
+  async deleteTag (repository: string, tag: string): Promise<void> {
+    await this.tags.del(tagKey(repository, tag))
+  }
+
+  async getTag (repository: string, tag: string): Promise<TagRecord | undefined> {
+    return await this.tags.get(tagKey(repository, tag)) ?? undefined
+  }
+
+  async allTags (): Promise<TagRecord[]> {
+    return (await this.tags.all()).map(entry => entry.value)
+  }
+
+  async putNode (record: NodeRecord): Promise<void> {
+    await this.nodes.put(record.id, record)
+  }
+
+  async allNodes (): Promise<NodeRecord[]> {
+    return (await this.nodes.all()).map(entry => entry.value)
+  }
+
+  /** Directory for OrbitDB's own files under the node's data directory. */
+  static directoryIn (dataDir: string): string {
+    return join(dataDir, 'orbitdb')
+  }
+}
+
+function tagKey (repository: string, tag: string): string {
+  return `${repository}:${tag}`
+}

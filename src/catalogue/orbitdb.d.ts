@@ -1,0 +1,34 @@
+// The part of @orbitdb/core (which ships no types) that Shoal uses.
+declare module '@orbitdb/core' {
+  import type { EventEmitter } from 'node:events'
+
+  export interface LogEntry<T = unknown> {
+    hash: string
+    identity: string
+    payload: { op: 'PUT' | 'DEL' | 'ADD', key?: string, value: T }
+    clock: { id: string, time: number }
+  }
+
+  export interface KeyValueDatabase<T = unknown> {
+    address: string
+    events: EventEmitter
+    put(key: string, value: T): Promise<string>
+    del(key: string): Promise<string>
+    get(key: string): Promise<T | undefined>
+    all(): Promise<Array<{ key: string, value: T, hash: string }>>
+    iterator(filters?: { amount?: number }): AsyncIterable<{ key: string, value: T, hash: string }>
+    close(): Promise<void>
+    log: { heads(): Promise<Array<LogEntry<T>>>, storage: { get(hash: string): Promise<Uint8Array | undefined> } }
+  }
+
+  export interface OrbitDB {
+    id: string
+    identity: { id: string }
+    open<T = unknown>(address: string, options?: { type?: string, Database?: unknown, AccessController?: unknown }): Promise<KeyValueDatabase<T>>
+    stop(): Promise<void>
+  }
+
+  export function createOrbitDB (options: { ipfs: unknown, directory?: string, id?: string }): Promise<OrbitDB>
+  export function IPFSAccessController (options?: { write?: string[] }): unknown
+  export function KeyValueIndexed (options?: { storage?: unknown }): unknown
+}

@@ -1,0 +1,138 @@
+import { join } from 'node:path'
+import { LevelDatastore } from 'datastore-level'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { CID } from 'multiformats/cid'
+import type { Logger } from 'pino'
+import type { Blockstore } from 'interface-blockstore'
+import { loadOrCreateIdentity } from './identity.ts'
+import { createMeshNode, type MeshNode } from './libp2p-node.ts'
+import { readSwarmKey } from './swarm-key.ts'
+
+export interface MeshOptions {
+  dataDir: string
+  listen: string[]
+  peers: string[]
+  mdns: boolean
+  swarmKeyFile?: string
+  blockstore: Blockstore
+  logger: Logger
+}
+
+export interface PeerStatus {
+  id: string
+  addresses: string[]
+  /** Round trip of a libp2p ping, when it answered. */
+  latencyMs?: number
+}
+
+// Peers from the configuration are dialled again when their connection drops.
+const REDIAL_INTERVAL_MS = 5_000
+
+/** This node's place in the libp2p mesh: identity, connections, the private DHT. */
+export class Mesh {
+  private readonly options: MeshOptions
+  private node: MeshNode | undefined
+  private datastore: LevelDatastore | undefined
+  private redialTimer: NodeJS.Timeout | undefined
+  /** Peers already reported as unreachable, so the log says so once, not every redial. */
+  private readonly reportedUnreachable = new Set<string>()
+
+  constructor (options: MeshOptions) {
+    this.options = options
+  }
+
+  get helia (): MeshNode {
+    if (this.node === undefined) throw new Error('the mesh is not started')
+    return this.node
+  }
+
+  get peerId (): string {
+    return this.helia.libp2p.peerId.toString()
+  }
+
+  /** Addresses other nodes can dial, each ending in /p2p/<peer id>. */
+  get addresses (): string[] {
+    return this.helia.libp2p.getMultiaddrs().map(address => address.toString())
+  }
+
+  async start (): Promise<void> {
+    const { dataDir, logger } = this.options
+    const privateKey = await loadOrCreateIdentity(join(dataDir, 'identity.key'))
+    const swarmKey = this.options.swarmKeyFile === undefined ? undefined : await readSwarmKey(this.options.swarmKeyFile)
+    this.datastore = new LevelDatastore(join(dataDir, 'datastore'))
+    await this.datastore.open()
+    this.node = createMeshNode({
+      privateKey, listen: this.options.listen, mdns: this.options.mdns, swarmKey,
+      blockstore: this.options.blockstore, datastore: this.datastore
+    })
+    await this.node.start()
+    logger.info({ peerId: this.peerId, addresses: this.addresses, private: swarmKey !== undefined }, 'mesh started')
+    await this.dialConfiguredPeers()
+    this.redialTimer = setInterval(() => { void this.dialConfiguredPeers() }, REDIAL_INTERVAL_MS).unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.redialTimer)
+    await this.node?.stop()
+    await this.datastore?.close()
+    this.node = undefined
+  }
+
+  /** Connects to every configured peer not connected yet; says once, in one line, when one fails. */
+  private async dialConfiguredPeers (): Promise<void> {
+    const libp2p = this.helia.libp2p
+    await Promise.all(this.options.peers.map(async text => {
+      let address: Multiaddr
+      try {
+        address = multiaddr(text)
+      } catch {
+        if (!this.reportedUnreachable.has(text)) this.options.logger.error({ peer: text }, 'peer address is not a multiaddr')
+        this.reportedUnreachable.add(text)
+        return
+      }
+      const peerId = address.getComponents().find(c => c.name === 'p2p')?.value
+      if (peerId !== undefined && libp2p.getConnections().some(c => c.remotePeer.toString() === peerId)) return
+      try {
+        await libp2p.dial(address, { signal: AbortSignal.timeout(10_000) })
+        if (this.reportedUnreachable.delete(text)) this.options.logger.warn({ peer: text }, 'peer reachable again')
+      } catch (err) {
+        if (this.reportedUnreachable.has(text)) return
+        this.reportedUnreachable.add(text)
+        const hint = this.options.swarmKeyFile === undefined
+          ? 'it may be down, or it may require a swarm key this node lacks'
+          : 'it may be down, or its swarm key differs from ours'
+        this.options.logger.warn({ peer: text, err: (err as Error).message }, `cannot connect to peer: ${hint}`)
+      }
+    }))
+  }
+
+  async peers (signal?: AbortSignal): Promise<PeerStatus[]> {
+    const libp2p = this.helia.libp2p
+    const byPeer = new Map<string, PeerStatus>()
+    for (const connection of libp2p.getConnections()) {
+      const id = connection.remotePeer.toString()
+      const status = byPeer.get(id) ?? { id, addresses: [] }
+      status.addresses.push(connection.remoteAddr.toString())
+      byPeer.set(id, status)
+    }
+    await Promise.all([...byPeer.values()].map(async status => {
+      try {
+        const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === status.id)
+        if (connection !== undefined) status.latencyMs = await libp2p.services.ping.ping(connection.remotePeer, { signal: signal ?? AbortSignal.timeout(2_000) })
+      } catch { /* no answer: latency unknown */ }
+    }))
+    return [...byPeer.values()].sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  /** Announces in the DHT that this node holds `cid`. */
+  async provide (cid: CID, signal?: AbortSignal): Promise<void> {
+    await this.helia.libp2p.contentRouting.provide(cid, { signal })
+  }
+
+  /** Peers that announced `cid`, as the DHT knows them. */
+  async * findProviders (cid: CID, signal?: AbortSignal): AsyncGenerator<{ id: string, addresses: string[] }> {
+    for await (const provider of this.helia.libp2p.contentRouting.findProviders(cid, { signal })) {
+      yield { id: provider.id.toString(), addresses: provider.multiaddrs.map(a => a.toString()) }
+    }
+  }
+}

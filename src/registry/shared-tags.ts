@@ -1,0 +1,20 @@
+/** A tag as the whole fleet sees it. */
+export interface SharedTag {
+  repository: string
+  tag: string
+  digest: string
+  mediaType: string
+  imageCid: string
+}
+
+/**
+ * The fleet's tags, when the node is in a mesh: the one authority for what a tag points at.
+ * Owned here, implemented by the catalogue.
+ */
+export interface SharedTags {
+  get(repository: string, tag: string): Promise<SharedTag | undefined>
+  put(tag: SharedTag): Promise<void>
+  delete(repository: string, tag: string): Promise<void>
+  /** Every shared tag (the catalogue is small: one record per tag). */
+  all(): Promise<SharedTag[]>
+}
