@@ -11,6 +11,10 @@ export class Metrics {
   readonly requests: Counter<'route' | 'method' | 'status'>
   readonly bytesIn: Counter
   readonly bytesOut: Counter
+  /** Blocks and their bytes fetched from other nodes, and blocks that did not match their CID. */
+  readonly meshBlocksFetched: Counter<'provider'>
+  readonly meshBytesFetched: Counter<'provider'>
+  readonly meshBadBlocks: Counter<'provider'>
 
   constructor (stats: StoreStats) {
     collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' })
@@ -23,6 +27,9 @@ export class Metrics {
     this.bytesIn = new Counter({ name: 'shoal_blob_bytes_received_total', help: 'Blob bytes received from clients', registers: [this.registry] })
     this.bytesOut = new Counter({ name: 'shoal_blob_bytes_sent_total', help: 'Blob and block bytes sent to clients', registers: [this.registry] })
     const registers = [this.registry]
+    this.meshBlocksFetched = new Counter({ name: 'shoal_mesh_blocks_fetched_total', help: 'Blocks fetched from other nodes and verified, by provider', labelNames: ['provider'], registers })
+    this.meshBytesFetched = new Counter({ name: 'shoal_mesh_bytes_fetched_total', help: 'Bytes of verified blocks fetched from other nodes, by provider', labelNames: ['provider'], registers })
+    this.meshBadBlocks = new Counter({ name: 'shoal_mesh_bad_blocks_total', help: 'Blocks from other nodes that did not match their CID, by provider', labelNames: ['provider'], registers })
     new Gauge({ name: 'shoal_blobs_stored', help: 'Blobs stored', registers, async collect () { this.set((await stats.storedBlobs()).blobs) } })
     new Gauge({ name: 'shoal_blob_bytes_stored', help: 'Bytes of stored blobs', registers, async collect () { this.set((await stats.storedBlobs()).bytes) } })
     new Gauge({ name: 'shoal_upload_sessions_open', help: 'Upload sessions not yet completed or cancelled', registers, async collect () { this.set(await stats.openUploads()) } })

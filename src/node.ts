@@ -33,6 +33,8 @@ export class ShoalNode {
   readonly metrics: Metrics
   readonly http: FastifyInstance
   readonly manifests: ManifestService
+  readonly blobs: BlobService
+  readonly ipfsImages: IpfsImages
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
   private address: string | undefined
@@ -51,10 +53,12 @@ export class ShoalNode {
     })
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
     this.manifests = new ManifestService(this.metadata, this.blockstore)
+    this.blobs = new BlobService(this.metadata, this.blockstore, this.uploads)
+    this.ipfsImages = new IpfsImages(this.blockstore)
     registerRegistryRoutes(this.http, {
-      blobs: new BlobService(this.metadata, this.blockstore, this.uploads),
+      blobs: this.blobs,
       manifests: this.manifests,
-      ipfsImages: new IpfsImages(this.blockstore),
+      ipfsImages: this.ipfsImages,
       metrics: this.metrics
     })
     registerGatewayRoutes(this.http, { blocks: this.blockstore, metrics: this.metrics })
@@ -85,7 +89,9 @@ export class ShoalNode {
 
   /** Starts the mesh and the catalogue; loaded only then, so a single node carries none of it. */
   private async joinFleet (): Promise<void> {
-    const { Fleet } = await import('./mesh/fleet.ts')
+    const [{ Fleet }, { BlockFetcher }, { RemoteContent }] = await Promise.all([
+      import('./mesh/fleet.ts'), import('./mesh/block-fetcher.ts'), import('./mesh/remote-content.ts')
+    ])
     const fleet = new Fleet({
       config: this.config,
       dataDir: resolve(this.config.data),
@@ -99,7 +105,23 @@ export class ShoalNode {
     })
     await fleet.start()
     this.fleet = fleet
-    this.manifests.useSharedTags(fleet.sharedTags())
+    const remote = new RemoteContent({
+      fetcher: new BlockFetcher({
+        blockstore: this.blockstore,
+        onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
+        onBlockFetched: (provider, size) => {
+          this.metrics.meshBlocksFetched.inc({ provider: provider.id })
+          this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
+        },
+        logger: this.logger.child({ part: 'fetch' })
+      }),
+      blockstore: this.blockstore,
+      finder: fleet,
+      logger: this.logger.child({ part: 'remote' })
+    })
+    this.manifests.useFleet(fleet.sharedTags(), remote)
+    this.blobs.useRemote(remote)
+    this.ipfsImages.useRemote(remote)
   }
 
   private async purgeIdleUploads (): Promise<void> {
@@ -114,7 +136,9 @@ export class ShoalNode {
   async stop (): Promise<void> {
     clearInterval(this.purgeTimer)
     await this.http.close()
-    this.manifests.useSharedTags(undefined)
+    this.manifests.useFleet(undefined, undefined)
+    this.blobs.useRemote(undefined)
+    this.ipfsImages.useRemote(undefined)
     await this.fleet?.stop()
     this.fleet = undefined
     await this.uploads.stop()

@@ -30,42 +30,78 @@ async function * copied (chunks: AsyncIterable<PooledBytes>): AsyncGenerator<Buf
  * that overlap and only the overlapping part of each. The consumer releases every chunk.
  */
 export async function * readFileChunks (store: BlockSource, cid: CID, start: number, end: number): AsyncGenerator<PooledBytes> {
+  for await (const segment of fileSegments(async block => await store.getBytes(block), cid, start, end)) {
+    if (segment.kind === 'inline') yield { bytes: segment.bytes, release: () => {} }
+    else yield await readLeafRange(store, segment.cid, segment.start, segment.end)
+  }
+}
+
+/** Bytes [start, end] (inclusive) of one raw block, in a pooled buffer when they fit one. */
+export async function readLeafRange (store: BlockSource, cid: CID, start: number, end: number): Promise<PooledBytes> {
+  if (end - start + 1 > CHUNK_SIZE) return { bytes: await store.getRange(cid, start, end), release: () => {} }
+  const buffer = chunkPool.take()
+  try {
+    const bytes = await store.getRange(cid, start, end, buffer)
+    return { bytes, release: () => chunkPool.give(buffer) }
+  } catch (err) {
+    chunkPool.give(buffer)
+    throw err
+  }
+}
+
+/** One piece of a file's content: part of a raw leaf, or bytes held inside a dag-pb node. */
+export type FileSegment =
+  | { kind: 'leaf', cid: CID, start: number, end: number }
+  | { kind: 'inline', bytes: Buffer }
+
+/**
+ * The pieces that make up bytes [start, end] (inclusive) of a UnixFS file, in order. Inner
+ * nodes are read through `getBlock` (a local store, or a fetch from peers); leaves are only
+ * named, so the caller decides how and when to read them.
+ */
+export async function * fileSegments (getBlock: (cid: CID) => Promise<Uint8Array>, cid: CID, start: number, end: number): AsyncGenerator<FileSegment> {
   if (end < start) return
   if (cid.code === raw.code) {
-    if (end - start + 1 <= CHUNK_SIZE) {
-      const buffer = chunkPool.take()
-      try {
-        const bytes = await store.getRange(cid, start, end, buffer)
-        yield { bytes, release: () => chunkPool.give(buffer) }
-      } catch (err) {
-        chunkPool.give(buffer)
-        throw err
-      }
-    } else {
-      yield { bytes: await store.getRange(cid, start, end), release: () => {} }
-    }
+    yield { kind: 'leaf', cid, start, end }
     return
   }
-  const node = dagPb.decode(await store.getBytes(cid))
+  const node = fileNodeChildren(cid, await getBlock(cid))
+  if (node.inline !== undefined && start < node.inline.length) {
+    yield { kind: 'inline', bytes: node.inline.subarray(start, Math.min(end + 1, node.inline.length)) }
+  }
+  for (const child of node.children) {
+    const childEnd = child.offset + child.size - 1
+    if (childEnd < start) continue
+    if (child.offset > end) break
+    yield * fileSegments(getBlock, child.cid, Math.max(start, child.offset) - child.offset, Math.min(end, childEnd) - child.offset)
+  }
+}
+
+/** A UnixFS file node's own content and its children, each with the span of file bytes it holds. */
+export interface FileNodeChildren {
+  /** Content held in the node itself (other importers' leaves); Shoal's own DAGs have none. */
+  inline: Buffer | undefined
+  /** `offset` is where the child's content starts within this node's content; `size` its length. */
+  children: Array<{ cid: CID, offset: number, size: number }>
+}
+
+/** Decodes a dag-pb UnixFS file node: its links laid out by their blockSizes. */
+export function fileNodeChildren (cid: CID, block: Uint8Array): FileNodeChildren {
+  const node = dagPb.decode(block)
   if (node.Data == null) throw new Error(`block ${cid.toString()} is not a UnixFS node`)
   const unixfs = UnixFS.unmarshal(node.Data)
-  if (unixfs.data != null && unixfs.data.length > 0) {
-    // Inline data (other importers' leaves); Shoal's own DAGs have none.
-    const inline = Buffer.from(unixfs.data)
-    if (start < inline.length) yield { bytes: inline.subarray(start, Math.min(end + 1, inline.length)), release: () => {} }
-  }
+  const inline = unixfs.data != null && unixfs.data.length > 0 ? Buffer.from(unixfs.data) : undefined
+  const children: FileNodeChildren['children'] = []
   let offset = unixfs.data?.length ?? 0
   for (let i = 0; i < node.Links.length; i++) {
-    const size = Number(unixfs.blockSizes[i] ?? 0n)
-    const childStart = offset
-    const childEnd = offset + size - 1
-    offset += size
-    if (childEnd < start) continue
-    if (childStart > end) break
     const link = node.Links[i]
     if (link === undefined) break
-    yield * readFileChunks(store, link.Hash, Math.max(start, childStart) - childStart, Math.min(end, childEnd) - childStart)
+    const size = Number(unixfs.blockSizes[i] ?? 0n)
+    // A child with no content contributes no bytes to any range.
+    if (size > 0) children.push({ cid: link.Hash, offset, size })
+    offset += size
   }
+  return { inline, children }
 }
 
 /** Every block of a DAG (dag-pb and raw), depth first, each once: the order of a CAR. */
@@ -89,15 +125,20 @@ export async function * walkDag (store: BlockSource, root: CID, signal?: AbortSi
 
 /** Looks a path up in a UnixFS directory DAG (flat directories only). */
 export async function resolvePath (store: BlockSource, root: CID, path: string[]): Promise<CID | undefined> {
-  let cid = root
+  return (await resolveLink(store, root, path))?.cid
+}
+
+/** Like resolvePath, with the link's Tsize (the DAG size under it) as well. */
+export async function resolveLink (store: BlockSource, root: CID, path: string[]): Promise<{ cid: CID, dagSize: number } | undefined> {
+  let found = { cid: root, dagSize: 0 }
   for (const name of path) {
-    if (cid.code !== dagPb.code) return undefined
-    const node = dagPb.decode(await store.getBytes(cid))
+    if (found.cid.code !== dagPb.code) return undefined
+    const node = dagPb.decode(await store.getBytes(found.cid))
     const link = node.Links.find(l => l.Name === name)
     if (link === undefined) return undefined
-    cid = link.Hash
+    found = { cid: link.Hash, dagSize: link.Tsize ?? 0 }
   }
-  return cid
+  return found
 }
 
 /** The content size of a UnixFS file. */

@@ -1,13 +1,17 @@
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
 import { Catalogue, type NodeRecord } from '../catalogue/catalogue.ts'
 import type { Config } from '../config.ts'
 import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
+import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 
 export const HEARTBEAT_INTERVAL_MS = 10_000
+const PROVIDER_LOOKUP_MS = 1_500
+const MAX_PROVIDERS = 16
 /** A node whose heartbeat is older than this is marked silent. */
 export const SILENT_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS
 
@@ -96,6 +100,35 @@ export class Fleet {
     } catch (err) {
       this.logger.warn({ err }, 'heartbeat failed')
     }
+  }
+
+  /**
+   * Nodes that hold `cid`, with the HTTP URLs to fetch from: the DHT's provider records and the
+   * inventory's image lists, this node left out. The DHT gets a short while: on a LAN it answers
+   * in milliseconds, and the inventory already names the holders of whole images.
+   */
+  async providersOf (cid: CID, signal?: AbortSignal): Promise<Provider[]> {
+    const self = this.mesh.peerId
+    const nodes = await this.catalogue.allNodes()
+    const urlOf = new Map(nodes.map(node => [node.id, node.url]))
+    const ids = new Set(nodes.filter(node => node.images.includes(cid.toString())).map(node => node.id))
+    const lookup = AbortSignal.any([AbortSignal.timeout(PROVIDER_LOOKUP_MS), ...(signal === undefined ? [] : [signal])])
+    try {
+      for await (const provider of this.mesh.findProviders(cid, lookup)) {
+        ids.add(provider.id)
+        if (ids.size >= MAX_PROVIDERS) break
+      }
+    } catch { /* the lookup ran out of time: use what it found */ }
+    ids.delete(self)
+    return [...ids].flatMap(id => {
+      const url = urlOf.get(id)
+      return url === undefined ? [] : [{ id, url }]
+    })
+  }
+
+  /** Announces in the DHT that this node holds `cid`. */
+  async provide (cid: CID): Promise<void> {
+    await this.mesh.provide(cid)
   }
 
   peers (signal?: AbortSignal): Promise<PeerStatus[]> {

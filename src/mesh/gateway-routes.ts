@@ -8,16 +8,23 @@ import type { Metrics } from '../metrics.ts'
 const RAW = 'application/vnd.ipld.raw'
 const CAR = 'application/vnd.ipld.car'
 
+/** Paces what the gateway sends (a TokenBucket); `take` resolves once `bytes` may go out. */
+export interface UploadLimiter {
+  take(bytes: number, signal: AbortSignal): Promise<void>
+}
+
 export interface GatewayRoutesOptions {
   blocks: BlockSource & { has(cid: CID): Promise<boolean> }
   metrics: Metrics
+  /** Caps this node's upload rate, so a popular seeder is never swamped (D4). None: no cap. */
+  uploadLimiter?: UploadLimiter
 }
 
 /**
  * The IPFS Trustless Gateway (`GET /ipfs/<cid>`): one raw block, or a CAR of the whole DAG.
- * This is how blocks will move between nodes: the receiver verifies each against its CID.
+ * This is how blocks move between nodes (mesh/block-fetcher.ts): the receiver verifies each against its CID.
  */
-export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics }: GatewayRoutesOptions): void {
+export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics, uploadLimiter }: GatewayRoutesOptions): void {
   const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const { cid: text } = req.params as { cid: string }
     let cid: CID
@@ -35,6 +42,16 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics }
       const bytes = await blocks.getBytes(cid)
       reply.header('content-type', RAW).header('content-length', bytes.length)
       if (req.method === 'HEAD') return await reply.send()
+      if (uploadLimiter !== undefined) {
+        const gone = untilResponseCloses(reply)
+        try {
+          await uploadLimiter.take(bytes.length, gone)
+        } catch (err) {
+          if (!gone.aborted) throw err
+          // The client left while waiting for its turn: there is nobody to answer.
+          return reply.hijack()
+        }
+      }
       metrics.bytesOut.inc(bytes.length)
       return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     }
@@ -46,6 +63,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics }
     void (async () => {
       try {
         for await (const block of walkDag(blocks, cid, abort.signal)) {
+          if (uploadLimiter !== undefined) await uploadLimiter.take(block.bytes.length, abort.signal)
           metrics.bytesOut.inc(block.bytes.length)
           await writer.put(block)
         }
@@ -56,6 +74,13 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics }
     return await reply.send(Readable.from(out))
   }
   app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid', exposeHeadRoute: false, handler })
+}
+
+/** Aborts when the response ends or its connection drops: a client that left waits on nothing. */
+function untilResponseCloses (reply: FastifyReply): AbortSignal {
+  const closed = new AbortController()
+  reply.raw.once('close', () => closed.abort())
+  return closed.signal
 }
 
 function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {

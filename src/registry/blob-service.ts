@@ -7,6 +7,7 @@ import type { DagNode } from '../content/unixfs-dag.ts'
 import { parseDigest } from '../oci/digest.ts'
 import { BlobUnknownError, ClientAbortedError, DigestInvalidError, RangeNotSatisfiableError, SizeInvalidError, UploadRangeError } from '../oci/errors.ts'
 import type { BlobRecord, Metadata } from './metadata.ts'
+import type { RemoteBlocks } from './remote-blocks.ts'
 
 /** An inclusive byte range of a blob, as asked for by a Range header. */
 export interface ByteRange {
@@ -34,6 +35,8 @@ export class BlobService {
   private readonly metadata: Metadata
   private readonly blocks: BlockSource
   private readonly uploads: UploadStore
+  /** Set in a mesh: blobs known but not held are fetched from peers as they are read. */
+  private remote: RemoteBlocks | undefined
 
   constructor (metadata: Metadata, blocks: BlockSource, uploads: UploadStore) {
     this.metadata = metadata
@@ -50,13 +53,40 @@ export class BlobService {
     return this.view(digest, record)
   }
 
+  useRemote (remote: RemoteBlocks | undefined): void {
+    this.remote = remote
+  }
+
   view (digest: string, record: BlobRecord): BlobView {
+    if (record.remote === true && this.remote !== undefined) return this.remoteView(digest, record, this.remote)
     const cid = CID.parse(record.cid)
     return {
       digest,
       size: record.size,
       cid,
       chunks: (range?: ByteRange) => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1)
+    }
+  }
+
+  /**
+   * A blob read through the mesh. A read of the whole blob that completes leaves it held here:
+   * it is then recorded as such and announced, so this node serves it to others.
+   */
+  private remoteView (digest: string, record: BlobRecord, remote: RemoteBlocks): BlobView {
+    const cid = CID.parse(record.cid)
+    const metadata = this.metadata
+    return {
+      digest,
+      size: record.size,
+      cid,
+      chunks: (range?: ByteRange) => (async function * () {
+        const whole = (range?.start ?? 0) === 0 && (range?.end ?? record.size - 1) === record.size - 1
+        yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, undefined, record.from === undefined ? undefined : CID.parse(record.from))
+        if (whole) {
+          await metadata.markBlobHeld(digest)
+          remote.announce([cid])
+        }
+      })()
     }
   }
 
@@ -106,6 +136,7 @@ export class BlobService {
       if (actual !== digest) throw new DigestInvalidError(`upload has digest ${actual}, not ${digest}`)
       const record = recordOf(finished.root)
       await this.metadata.linkBlob(repository, digest, record)
+      this.remote?.announce([finished.root.cid])
       return this.view(digest, record)
     })
   }

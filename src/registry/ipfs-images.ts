@@ -4,7 +4,8 @@ import { parseDigest } from '../oci/digest.ts'
 import { BlobUnknownError, ManifestUnknownError, NameUnknownError } from '../oci/errors.ts'
 import { parseManifest, type Descriptor } from '../oci/manifest.ts'
 import { parseReference } from '../oci/names.ts'
-import type { BlobView } from './blob-service.ts'
+import type { BlobView, ByteRange } from './blob-service.ts'
+import type { RemoteBlocks } from './remote-blocks.ts'
 import type { StoredManifest } from './manifest-service.ts'
 
 export const IPFS_REPOSITORY_PREFIX = 'ipfs/'
@@ -21,31 +22,48 @@ export function isIpfsRepository (repository: string): boolean {
  * It reads the DAG itself, so it serves any such directory the node holds.
  */
 export class IpfsImages {
-  private readonly blocks: BlockSource & { has(cid: CID): Promise<boolean> }
+  private readonly local: Blocks
+  /** Set in a mesh: images other nodes hold are served too, fetched as they are read. */
+  private remote: RemoteBlocks | undefined
 
-  constructor (blocks: BlockSource & { has(cid: CID): Promise<boolean> }) {
-    this.blocks = blocks
+  constructor (blocks: Blocks) {
+    this.local = blocks
+  }
+
+  useRemote (remote: RemoteBlocks | undefined): void {
+    this.remote = remote
+  }
+
+  /** Where the blocks under `root` come from: this node, or the fleet through it. */
+  private blocksOf (root: CID): Blocks {
+    return this.remote?.source(root) ?? this.local
   }
 
   async manifest (repository: string, reference: string): Promise<StoredManifest> {
     const root = await this.root(repository)
+    const blocks = this.blocksOf(root)
     const ref = parseReference(reference)
-    const top = await this.topDescriptor(root)
+    const top = await this.topDescriptor(root, blocks)
     const digest = ref.kind === 'tag' ? top.digest : ref.digest
     if (ref.kind === 'tag' && ref.tag !== IPFS_IMAGE_TAG) throw new ManifestUnknownError(`image ${root.toString()} has only the tag ${IPFS_IMAGE_TAG}`)
-    const cid = await this.blobCid(root, digest)
+    const cid = await blobCid(blocks, root, digest)
     if (cid === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
-    const bytes = await readSmallFile(this.blocks, cid)
+    const bytes = await readSmallFile(blocks, cid)
     const mediaType = digest === top.digest ? top.mediaType : parseManifest(bytes, '').mediaType
     return { digest, mediaType, bytes, imageCid: root.toString() }
   }
 
   async blob (repository: string, digest: string): Promise<BlobView> {
     const root = await this.root(repository)
-    const cid = await this.blobCid(root, digest)
+    const blocks = this.blocksOf(root)
+    const cid = await blobCid(blocks, root, digest)
     if (cid === undefined) throw new BlobUnknownError(`blob ${digest} is not in image ${root.toString()}`)
-    const size = await fileSize(this.blocks, cid)
-    return { digest, size, cid, chunks: range => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? size - 1) }
+    const size = await fileSize(blocks, cid)
+    const remote = this.remote
+    const chunks = remote === undefined
+      ? (range?: ByteRange) => readFileChunks(this.local, cid, range?.start ?? 0, range?.end ?? size - 1)
+      : (range?: ByteRange) => remote.fileChunks(cid, range?.start ?? 0, range?.end ?? size - 1, undefined, root)
+    return { digest, size, cid, chunks }
   }
 
   async tags (repository: string): Promise<string[]> {
@@ -61,23 +79,30 @@ export class IpfsImages {
     } catch {
       throw new NameUnknownError(`${text} is not a CID`)
     }
-    if (!(await this.blocks.has(cid)) || (await resolvePath(this.blocks, cid, ['index.json'])) === undefined) {
-      throw new NameUnknownError(`image ${text} is not held by this node`)
+    const blocks = this.blocksOf(cid)
+    let indexJson: CID | undefined
+    try {
+      indexJson = (await blocks.has(cid)) ? await resolvePath(blocks, cid, ['index.json']) : undefined
+    } catch {
+      indexJson = undefined
     }
+    if (indexJson === undefined) throw new NameUnknownError(`image ${text} is not held by this node${this.remote === undefined ? '' : ' nor by its peers'}`)
     return cid
   }
 
-  private async topDescriptor (root: CID): Promise<Descriptor> {
-    const indexCid = await resolvePath(this.blocks, root, ['index.json'])
+  private async topDescriptor (root: CID, blocks: Blocks): Promise<Descriptor> {
+    const indexCid = await resolvePath(blocks, root, ['index.json'])
     if (indexCid === undefined) throw new ManifestUnknownError(`image ${root.toString()} has no index.json`)
-    const index = parseManifest(await readSmallFile(this.blocks, indexCid), 'application/vnd.oci.image.index.v1+json')
+    const index = parseManifest(await readSmallFile(blocks, indexCid), 'application/vnd.oci.image.index.v1+json')
     const top = index.manifests[0]
     if (top === undefined) throw new ManifestUnknownError(`image ${root.toString()} names no manifest`)
     return top
   }
+}
 
-  private async blobCid (root: CID, digest: string): Promise<CID | undefined> {
-    const { algorithm, hex } = parseDigest(digest)
-    return await resolvePath(this.blocks, root, ['blobs', algorithm, hex])
-  }
+type Blocks = BlockSource & { has(cid: CID): Promise<boolean> }
+
+async function blobCid (blocks: BlockSource, root: CID, digest: string): Promise<CID | undefined> {
+  const { algorithm, hex } = parseDigest(digest)
+  return await resolvePath(blocks, root, ['blobs', algorithm, hex])
 }

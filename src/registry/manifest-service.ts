@@ -1,5 +1,5 @@
 import { CID } from 'multiformats/cid'
-import { readSmallFile, type BlockSource } from '../content/dag-reader.ts'
+import { readSmallFile, resolveLink, type BlockSource } from '../content/dag-reader.ts'
 import { buildImageLayout } from '../content/image-layout.ts'
 import { CHUNK_SIZE, ParallelPuts, buildFileDag, putSmallFile, type BlockSink, type DagNode } from '../content/unixfs-dag.ts'
 import { digestOf, parseDigest } from '../oci/digest.ts'
@@ -8,6 +8,7 @@ import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/mani
 import { OCI_INDEX } from '../oci/media-types.ts'
 import { parseReference } from '../oci/names.ts'
 import type { ManifestRecord, Metadata } from './metadata.ts'
+import type { RemoteBlocks } from './remote-blocks.ts'
 import type { SharedTags } from './shared-tags.ts'
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -31,14 +32,17 @@ export class ManifestService {
   private readonly blocks: BlockSource & BlockSink
   /** Set when the node joins a mesh: then tags live in the fleet's catalogue. */
   private shared: SharedTags | undefined
+  private remote: RemoteBlocks | undefined
 
   constructor (metadata: Metadata, blocks: BlockSource & BlockSink) {
     this.metadata = metadata
     this.blocks = blocks
   }
 
-  useSharedTags (shared: SharedTags | undefined): void {
+  /** Joins the fleet: tags from the catalogue, missing manifests fetched from peers. */
+  useFleet (shared: SharedTags | undefined, remote: RemoteBlocks | undefined): void {
     this.shared = shared
+    this.remote = remote
   }
 
   async put (repository: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifest> {
@@ -49,6 +53,15 @@ export class ManifestService {
     if (ref.kind === 'digest' && ref.digest !== digest) {
       throw new DigestInvalidError(`manifest has digest ${digest}, not ${ref.digest}`)
     }
+    const pushed = await this.record(repository, digest, body, parsed, ref.kind === 'tag' ? ref.tag : undefined)
+    if (ref.kind === 'tag') {
+      await this.shared?.put({ repository, tag: ref.tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid })
+    }
+    return pushed
+  }
+
+  /** Checks what a manifest references is in the repository, builds its image directory, records it. */
+  private async record (repository: string, digest: string, body: Buffer, parsed: ParsedManifest, tag: string | undefined): Promise<PushedManifest> {
     // Everything the image needs, keyed by digest, for its layout directory.
     const content = new Map<string, DagNode>()
     await this.collectReferenced(repository, parsed, content)
@@ -70,10 +83,8 @@ export class ManifestService {
     const referrer: Descriptor = { mediaType: parsed.mediaType, digest, size: body.length }
     if (parsed.artifactType !== undefined) referrer.artifactType = parsed.artifactType
     if (parsed.annotations !== undefined) referrer.annotations = parsed.annotations
-    await this.metadata.putManifest(repository, digest, record, ref.kind === 'tag' ? ref.tag : undefined, referrer)
-    if (ref.kind === 'tag') {
-      await this.shared?.put({ repository, tag: ref.tag, digest, mediaType: record.mediaType, imageCid: record.imageCid })
-    }
+    await this.metadata.putManifest(repository, digest, record, tag, referrer)
+    this.remote?.announce([image.cid])
     return { digest, imageCid: record.imageCid, subject: record.subject }
   }
 
@@ -131,9 +142,7 @@ export class ManifestService {
     if (ref.kind === 'tag' && this.shared !== undefined) {
       const shared = await this.shared.get(repository, ref.tag)
       if (shared === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
-      if (!(await this.metadata.hasManifestLink(repository, shared.digest))) {
-        throw new ManifestUnknownError(`manifest ${shared.digest} of ${repository}:${ref.tag} is not held by this node`)
-      }
+      if (!(await this.metadata.hasManifestLink(repository, shared.digest))) await this.adopt(repository, shared.digest, shared.imageCid)
       return shared.digest
     }
     if (ref.kind === 'tag') {
@@ -143,6 +152,43 @@ export class ManifestService {
     }
     if (!(await this.metadata.hasManifestLink(repository, ref.digest))) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
     return ref.digest
+  }
+
+  /**
+   * Brings in a manifest the fleet has and this node lacks, from its image directory on the
+   * nodes that hold it: the manifests are fetched and checked against their digests, the blobs
+   * are recorded as remote (fetched when read), and the image directory rebuilt here must come
+   * out with the CID the catalogue named.
+   */
+  private async adopt (repository: string, digest: string, imageCid: string): Promise<void> {
+    if (this.remote === undefined) throw new ManifestUnknownError(`manifest ${digest} is not held by this node`)
+    const root = CID.parse(imageCid)
+    const source = this.remote.source(root)
+    const adopted = await this.adoptManifest(repository, digest, root, source)
+    if (adopted.imageCid !== imageCid) {
+      throw new ManifestInvalidError(`image ${imageCid} rebuilt here as ${adopted.imageCid}: the fleet's copy does not match its name`)
+    }
+  }
+
+  private async adoptManifest (repository: string, digest: string, root: CID, source: BlockSource): Promise<PushedManifest> {
+    const { algorithm, hex } = parseDigest(digest)
+    const link = await resolveLink(source, root, ['blobs', algorithm, hex])
+    if (link === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
+    const body = await readSmallFile(source, link.cid)
+    if (digestOf(body, algorithm) !== digest) throw new ManifestInvalidError(`image ${root.toString()} holds other bytes under ${digest}`)
+    const parsed = parseManifest(body, '')
+    for (const blob of parsed.blobs) {
+      const { algorithm: blobAlgorithm, hex: blobHex } = parseDigest(blob.digest)
+      const blobLink = await resolveLink(source, root, ['blobs', blobAlgorithm, blobHex])
+      if (blobLink === undefined) throw new ManifestBlobUnknownError(`blob ${blob.digest} is not in image ${root.toString()}`)
+      await this.metadata.linkRemoteBlob(repository, blob.digest, {
+        cid: blobLink.cid.toString(), size: blob.size, dagSize: blobLink.dagSize, from: root.toString()
+      })
+    }
+    for (const child of parsed.manifests) {
+      if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source)
+    }
+    return await this.record(repository, digest, body, parsed, undefined)
   }
 
   /** Checks every referenced blob and manifest is in the repository, gathering their DAGs. */

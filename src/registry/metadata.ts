@@ -7,6 +7,10 @@ export interface BlobRecord {
   size: number
   /** Bytes of every block of the DAG (the dag-pb Tsize of a link to it). */
   dagSize: number
+  /** Known from a fleet image but not (yet) held whole: reads fetch the missing blocks. */
+  remote?: boolean
+  /** For a remote blob: the image CID it came with, whose holders can serve it. */
+  from?: string
 }
 
 export interface ManifestRecord {
@@ -81,6 +85,20 @@ export class Metadata {
       { type: 'put', sublevel: this.blobs, key: digest, value: record },
       { type: 'put', sublevel: this.blobLinks, key: repository + SEP + digest, value: 1 }
     ] as never, { sync: true })
+  }
+
+  /** Links a blob known from an image elsewhere; a blob held whole here stays as it is. */
+  async linkRemoteBlob (repository: string, digest: string, record: BlobRecord): Promise<void> {
+    const held = await this.blobs.get(digest)
+    await this.linkBlob(repository, digest, held !== undefined && held.remote !== true ? held : { ...record, remote: true })
+  }
+
+  /** A remote blob now held whole. */
+  async markBlobHeld (digest: string): Promise<void> {
+    const record = await this.blobs.get(digest)
+    if (record?.remote !== true) return
+    const { remote: _remote, from: _from, ...held } = record
+    await this.blobs.put(digest, held, { sync: true })
   }
 
   async hasBlobLink (repository: string, digest: string): Promise<boolean> {

@@ -1,0 +1,428 @@
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { setTimeout as sleep } from 'node:timers/promises'
+import * as dagPb from '@ipld/dag-pb'
+import type { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import type { Logger } from 'pino'
+import { chunkPool, type PooledBytes } from '../content/chunk-pool.ts'
+import { fileSegments, readLeafRange, type BlockSource, type FileSegment } from '../content/dag-reader.ts'
+
+const RAW = 'application/vnd.ipld.raw'
+const SHA2_256 = 0x12
+/** Shoal writes blocks of at most 1 MiB; other importers stay under 2 MiB (bitswap's limit). */
+const MAX_BLOCK_BYTES = 4 * 1024 * 1024
+/** Failures (errors, timeouts) a provider may have within one block's fetch before it is given up. */
+const MAX_FAILURES_PER_PROVIDER = 2
+const DEFAULT_READ_AHEAD = 8
+const MAX_DAG_CONCURRENCY = 32
+
+/** A Shoal node that may hold blocks: its peer id and the base URL of its HTTP server. */
+export interface Provider {
+  id: string
+  url: string
+}
+
+/** The block store reads and writes the fetcher needs; FsBlockstore provides them. */
+export interface FetcherBlockstore extends BlockSource {
+  has(cid: CID): Promise<boolean>
+  /** `onWritten` runs once `bytes` may be reused, before the block is durable. */
+  put(cid: CID, bytes: Uint8Array, options?: { signal?: AbortSignal, onWritten?: () => void }): Promise<unknown>
+}
+
+export interface BlockFetcherOptions {
+  blockstore: FetcherBlockstore
+  /** Requests in flight to one provider, across every fetch of this fetcher. */
+  maxInFlightPerProvider?: number
+  /** One request, body included; defaults to 30 s. */
+  requestTimeoutMs?: number
+  /** Pause before asking providers again that have all failed once; defaults to 250 ms. */
+  retryDelayMs?: number
+  /** Leaves fetched ahead of a reader of `fetchFileChunks`; defaults to 8. */
+  readAhead?: number
+  /** A provider sent bytes that do not hash to the CID asked for. */
+  onBadBlock?: (provider: Provider, cid: CID) => void
+  /** A block arrived from a provider and verified; `size` is its length in bytes. */
+  onBlockFetched?: (provider: Provider, size: number) => void
+  logger?: Logger
+}
+
+export interface DagFetchProgress {
+  /** Blocks of the DAG known to be held locally now, fetched or already there. */
+  blocks: number
+  /** Of those, blocks fetched from providers, and their bytes. */
+  fetchedBlocks: number
+  fetchedBytes: number
+}
+
+/** No provider could deliver a block that verifies. */
+export class BlockUnavailableError extends Error {
+  readonly cid: CID
+  /** Why each attempt failed, as `<provider id>: <reason>`. */
+  readonly reasons: string[]
+  constructor (cid: CID, reasons: string[]) {
+    super(`block ${cid.toString()} is not available from any provider${reasons.length > 0 ? ` (${reasons.join('; ')})` : ' (no providers)'}`)
+    this.name = 'BlockUnavailableError'
+    this.cid = cid
+    this.reasons = reasons
+  }
+}
+
+/** A CID whose hash the fetcher cannot check, so no bytes for it can be trusted. */
+export class UnsupportedHashError extends Error {
+  readonly cid: CID
+  constructor (cid: CID) {
+    super(`CID ${cid.toString()} uses multihash 0x${cid.multihash.code.toString(16)}; blocks are verified with sha2-256 (0x12) only`)
+    this.name = 'UnsupportedHashError'
+    this.cid = cid
+  }
+}
+
+/** A provider answered, but not with a block (status, media type, size). */
+class ProviderResponseError extends Error {}
+
+/**
+ * Fetches blocks from other Shoal nodes over the Trustless Gateway (D4) and verifies each
+ * against its CID before it is stored or handed on. Load is spread over providers, least busy
+ * first, with a bounded number of requests in flight to each across all concurrent fetches.
+ */
+export class BlockFetcher {
+  private readonly blockstore: FetcherBlockstore
+  private readonly maxInFlightPerProvider: number
+  private readonly requestTimeoutMs: number
+  private readonly retryDelayMs: number
+  private readonly readAhead: number
+  private readonly onBadBlock: ((provider: Provider, cid: CID) => void) | undefined
+  private readonly onBlockFetched: ((provider: Provider, size: number) => void) | undefined
+  private readonly logger: Logger | undefined
+  private readonly inFlight = new Map<string, number>()
+  /** Fetches waiting for a provider slot; each is woken whenever any slot frees. */
+  private readonly slotWaiters = new Set<() => void>()
+
+  constructor (options: BlockFetcherOptions) {
+    this.blockstore = options.blockstore
+    this.maxInFlightPerProvider = options.maxInFlightPerProvider ?? 4
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000
+    this.retryDelayMs = options.retryDelayMs ?? 250
+    this.readAhead = options.readAhead ?? DEFAULT_READ_AHEAD
+    this.onBadBlock = options.onBadBlock
+    this.onBlockFetched = options.onBlockFetched
+    this.logger = options.logger
+    if (this.maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
+  }
+
+  /** A block from the local store, else from the providers (verified, then stored). */
+  async fetchBlock (cid: CID, providers: Provider[], signal: AbortSignal): Promise<Uint8Array> {
+    assertVerifiable(cid)
+    signal.throwIfAborted()
+    if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
+    const bytes = await this.fetchRemote(cid, providers, signal)
+    await this.blockstore.put(cid, bytes, { signal })
+    return bytes
+  }
+
+  /**
+   * Bytes [start, end] (inclusive) of a UnixFS file, as `readFileChunks` gives them, fetching
+   * the blocks the node lacks (and keeping them). Up to `readAhead` leaves are fetched ahead of
+   * the consumer, spread over providers, and yielded strictly in order: at most that many leaves
+   * are held in memory. The consumer releases every chunk.
+   */
+  async * fetchFileChunks (root: CID, providers: Provider[], start: number, end: number, signal: AbortSignal): AsyncGenerator<PooledBytes> {
+    assertVerifiable(root)
+    const segments = fileSegments(async cid => await this.fetchBlock(cid, providers, signal), root, start, end)
+    const ahead: Array<Promise<PooledBytes>> = []
+    // Fetched leaves whose fsync and rename are still running.
+    const settling = new Set<Promise<unknown>>()
+    let exhausted = false
+    const fillAhead = async (): Promise<void> => {
+      while (!exhausted && ahead.length < this.readAhead) {
+        const next = await segments.next()
+        if (next.done === true) {
+          exhausted = true
+          return
+        }
+        const loading = this.loadSegment(next.value, providers, signal, settling)
+        // Observed when its turn comes; until then a failure must not count as unhandled.
+        loading.catch(() => {})
+        ahead.push(loading)
+      }
+    }
+    try {
+      await fillAhead()
+      while (ahead.length > 0) {
+        const chunk = await (ahead.shift() as Promise<PooledBytes>)
+        try {
+          // Start the next fetch before handing this chunk over, so the window stays full
+          // while the consumer writes it out.
+          await fillAhead()
+        } catch (err) {
+          chunk.release()
+          throw err
+        }
+        yield chunk
+      }
+      // The node holds the whole range only once every fetched block is durable.
+      await Promise.all(settling)
+    } finally {
+      // The consumer stopped early or a fetch failed: give back what was fetched ahead.
+      for (const loading of ahead) loading.then(chunk => chunk.release(), () => {})
+      await segments.return(undefined)
+    }
+  }
+
+  /**
+   * Every block of a DAG (dag-pb and raw), verified and stored, with a bounded number of blocks
+   * in flight. Blocks already held are not fetched again, but a held dag-pb node is still read
+   * for its links: an interrupted pull leaves inner nodes without all their children.
+   */
+  async fetchDag (root: CID, providers: Provider[], signal: AbortSignal, onProgress?: (progress: DagFetchProgress) => void): Promise<DagFetchProgress> {
+    assertVerifiable(root)
+    signal.throwIfAborted()
+    const progress: DagFetchProgress = { blocks: 0, fetchedBlocks: 0, fetchedBytes: 0 }
+    // Enough blocks in flight to keep every provider busy, without holding many MiB at once.
+    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, providers.length * this.maxInFlightPerProvider))
+    const failure = new AbortController()
+    const inner = AbortSignal.any([signal, failure.signal])
+    const seen = new Set<string>([root.toString()])
+    const stack: CID[] = [root]
+    let running = 0
+    let error: unknown
+    let hasError = false
+    await new Promise<void>(resolve => {
+      const pump = (): void => {
+        if (hasError || stack.length === 0) {
+          if (running === 0) resolve()
+          return
+        }
+        while (running < limit && stack.length > 0) {
+          const cid = stack.pop() as CID
+          running++
+          this.fetchDagBlock(cid, providers, inner).then(({ links, fetchedBytes }) => {
+            running--
+            progress.blocks++
+            if (fetchedBytes !== undefined) {
+              progress.fetchedBlocks++
+              progress.fetchedBytes += fetchedBytes
+            }
+            // Reversed so that popping visits links in order: depth first, like a CAR.
+            for (let i = links.length - 1; i >= 0; i--) {
+              const link = links[i] as CID
+              const key = link.toString()
+              if (seen.has(key)) continue
+              seen.add(key)
+              stack.push(link)
+            }
+            if (onProgress !== undefined && !hasError) onProgress({ ...progress })
+            pump()
+          }, (err: unknown) => {
+            running--
+            if (!hasError) {
+              hasError = true
+              error = err
+              // Stop the other fetches; settle once all of them have.
+              failure.abort(err)
+            }
+            pump()
+          })
+        }
+      }
+      pump()
+    })
+    if (hasError) throw signal.aborted ? signal.reason : error
+    return progress
+  }
+
+  private async fetchDagBlock (cid: CID, providers: Provider[], signal: AbortSignal): Promise<{ links: CID[], fetchedBytes?: number }> {
+    assertVerifiable(cid)
+    signal.throwIfAborted()
+    const held = await this.blockstore.has(cid)
+    // A held raw block has no links: nothing to read.
+    if (held && cid.code === raw.code) return { links: [] }
+    let bytes: Uint8Array
+    if (held) {
+      bytes = await this.blockstore.getBytes(cid)
+    } else {
+      bytes = await this.fetchRemote(cid, providers, signal)
+      await this.blockstore.put(cid, bytes, { signal })
+    }
+    const links = cid.code === dagPb.code ? dagPb.decode(bytes).Links.map(link => link.Hash) : []
+    return held ? { links } : { links, fetchedBytes: bytes.length }
+  }
+
+  /** One piece of a file: part of a leaf read locally or fetched (and stored), or inline bytes. */
+  private async loadSegment (segment: FileSegment, providers: Provider[], signal: AbortSignal, settling: Set<Promise<unknown>>): Promise<PooledBytes> {
+    if (segment.kind === 'inline') return { bytes: segment.bytes, release: () => {} }
+    const { cid, start, end } = segment
+    assertVerifiable(cid)
+    if (await this.blockstore.has(cid)) return await readLeafRange(this.blockstore, cid, start, end)
+    const buffer = chunkPool.take()
+    try {
+      const bytes = await this.fetchRemote(cid, providers, signal, buffer)
+      if (end >= bytes.length) throw new Error(`block ${cid.toString()} is shorter than ${end + 1} bytes`)
+      // The chunk may go to the consumer once the bytes are in the file; the fsync and rename
+      // that make the block durable need not hold it up.
+      await new Promise<void>((resolve, reject) => {
+        const durable = this.blockstore.put(cid, bytes, { signal, onWritten: resolve })
+        durable.catch(reject)
+        const tracked = durable.finally(() => settling.delete(tracked))
+        // A failure after onWritten surfaces when the reader awaits `settling`; if it stopped
+        // reading early, nobody waits, so the failure is only logged.
+        tracked.catch((err: unknown) => this.logger?.warn({ err, cid: cid.toString() }, 'could not store a fetched block'))
+        settling.add(tracked)
+      })
+      return { bytes: bytes.subarray(start, end + 1), release: () => chunkPool.give(buffer) }
+    } catch (err) {
+      chunkPool.give(buffer)
+      throw err
+    }
+  }
+
+  /**
+   * Asks providers for a block until one delivers bytes that verify. A provider that sends a
+   * bad block is not asked again for it; one that fails is asked again only once every other
+   * has failed too, after a pause.
+   */
+  private async fetchRemote (cid: CID, providers: Provider[], signal: AbortSignal, into?: Buffer): Promise<Buffer> {
+    const candidates = [...new Map(providers.map(p => [p.id, p])).values()]
+    const failures = new Map<string, number>()
+    const lying = new Set<string>()
+    const reasons: string[] = []
+    let retryRound = 0
+    for (;;) {
+      signal.throwIfAborted()
+      const usable = candidates.filter(p => !lying.has(p.id) && (failures.get(p.id) ?? 0) < MAX_FAILURES_PER_PROVIDER)
+      if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
+      const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))
+      if (fewestFailures > retryRound) {
+        // Everyone left has failed: they may have been busy, or still pulling the block themselves.
+        retryRound = fewestFailures
+        await sleep(this.retryDelayMs, undefined, { signal })
+        continue
+      }
+      const provider = this.leastBusy(usable.filter(p => (failures.get(p.id) ?? 0) === fewestFailures))
+      if (provider === undefined) {
+        await this.slotFreed(signal)
+        continue
+      }
+      let bytes: Buffer
+      this.inFlight.set(provider.id, (this.inFlight.get(provider.id) ?? 0) + 1)
+      try {
+        bytes = await this.request(provider, cid, signal, into)
+      } catch (err) {
+        if (signal.aborted) throw signal.reason
+        const reason = describe(err)
+        failures.set(provider.id, (failures.get(provider.id) ?? 0) + 1)
+        reasons.push(`${provider.id}: ${reason}`)
+        this.logger?.debug({ provider: provider.id, cid: cid.toString(), reason }, 'block request failed')
+        continue
+      } finally {
+        this.releaseSlot(provider.id)
+      }
+      if (!verifies(cid, bytes)) {
+        lying.add(provider.id)
+        reasons.push(`${provider.id}: sent bytes that do not match the CID`)
+        this.logger?.warn({ provider: provider.id, url: provider.url, cid: cid.toString() }, 'provider sent a block that does not match its CID')
+        this.onBadBlock?.(provider, cid)
+        continue
+      }
+      this.onBlockFetched?.(provider, bytes.length)
+      return bytes
+    }
+  }
+
+  /** The provider with the fewest requests in flight and a free slot; ties broken at random. */
+  private leastBusy (providers: Provider[]): Provider | undefined {
+    let best: Provider | undefined
+    let bestLoad = this.maxInFlightPerProvider
+    let ties = 0
+    for (const provider of providers) {
+      const load = this.inFlight.get(provider.id) ?? 0
+      if (load < bestLoad) {
+        best = provider
+        bestLoad = load
+        ties = 1
+      } else if (load === bestLoad && best !== undefined && Math.random() * ++ties < 1) {
+        // Reservoir sampling: each of the tied providers ends up chosen with equal chance.
+        best = provider
+      }
+    }
+    return best
+  }
+
+  private releaseSlot (id: string): void {
+    const load = (this.inFlight.get(id) ?? 1) - 1
+    if (load === 0) this.inFlight.delete(id)
+    else this.inFlight.set(id, load)
+    const waiters = [...this.slotWaiters]
+    this.slotWaiters.clear()
+    for (const wake of waiters) wake()
+  }
+
+  private async slotFreed (signal: AbortSignal): Promise<void> {
+    await new Promise<void>(resolve => {
+      const wake = (): void => {
+        signal.removeEventListener('abort', wake)
+        this.slotWaiters.delete(wake)
+        resolve()
+      }
+      this.slotWaiters.add(wake)
+      signal.addEventListener('abort', wake, { once: true })
+    })
+  }
+
+  /**
+   * One GET of a raw block, body included, within the request timeout. node:http rather than
+   * fetch: fetch refuses the ports on the Fetch standard's "bad ports" list (6000, 5060, 10080,
+   * ...), and a node may well listen on one of them.
+   */
+  private async request (provider: Provider, cid: CID, signal: AbortSignal, into?: Buffer): Promise<Buffer> {
+    const url = new URL(`${provider.url.replace(/\/+$/, '')}/ipfs/${cid.toString()}`)
+    const timeout = AbortSignal.timeout(this.requestTimeoutMs)
+    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { accept: RAW }, signal: AbortSignal.any([signal, timeout]) })
+    request.end()
+    try {
+      const [response] = await once(request, 'response') as [IncomingMessage]
+      if (response.statusCode !== 200) throw new ProviderResponseError(`HTTP ${response.statusCode ?? '?'}`)
+      const type = response.headers['content-type'] ?? ''
+      if (!type.startsWith(RAW)) throw new ProviderResponseError(`answered with ${type === '' ? 'no content type' : type}, not ${RAW}`)
+      const declared = Number(response.headers['content-length'] ?? 0)
+      if (declared > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block of ${declared} bytes is over the ${MAX_BLOCK_BYTES} byte limit`)
+      const chunks: Buffer[] = []
+      let length = 0
+      for await (const chunk of response as AsyncIterable<Buffer>) {
+        length += chunk.length
+        if (length > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block is over the ${MAX_BLOCK_BYTES} byte limit`)
+        chunks.push(chunk)
+      }
+      // Leaves land in pooled buffers: a fresh MiB per leaf makes garbage collection the main cost.
+      const out = into !== undefined && length <= into.length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
+      let offset = 0
+      for (const chunk of chunks) {
+        out.set(chunk, offset)
+        offset += chunk.length
+      }
+      return out
+    } catch (err) {
+      // A response not read to its end cannot go back to the connection pool.
+      request.destroy()
+      if (timeout.aborted && !signal.aborted) throw new ProviderResponseError(`no answer within ${this.requestTimeoutMs} ms`)
+      throw err
+    }
+  }
+}
+
+function assertVerifiable (cid: CID): void {
+  if (cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) throw new UnsupportedHashError(cid)
+}
+
+function verifies (cid: CID, bytes: Uint8Array): boolean {
+  return createHash('sha256').update(bytes).digest().equals(cid.multihash.digest)
+}
+
+function describe (err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const code = (err as NodeJS.ErrnoException).code
+  return code !== undefined && !err.message.includes(code) ? `${err.message} (${code})` : err.message
+}

@@ -1,0 +1,19 @@
+import type { CID } from 'multiformats/cid'
+import type { PooledBytes } from '../content/chunk-pool.ts'
+import type { BlockSource } from '../content/dag-reader.ts'
+
+/**
+ * Content this node may not hold yet but the fleet does. Owned by the registry, implemented by
+ * the mesh: every block that comes in is verified against its CID and kept.
+ */
+export interface RemoteBlocks {
+  /** Blocks of the DAG under `root`, fetched from peers that hold `root` when missing here. */
+  source(root: CID): BlockSource & { has(cid: CID): Promise<boolean> }
+  /**
+   * Bytes [start, end] of the file at `root`, leaves fetched ahead from peers where missing;
+   * `heldWith` names a DAG (an image) whose holders may have it too.
+   */
+  fileChunks(root: CID, start: number, end: number, signal?: AbortSignal, heldWith?: CID): AsyncIterable<PooledBytes>
+  /** Tells the fleet this node now holds these DAGs whole. */
+  announce(cids: CID[]): void
+}
