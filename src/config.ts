@@ -26,6 +26,10 @@ export interface Config {
   name: string | undefined
   /** Labels in the inventory (for placement by label). */
   labels: Record<string, string>
+  /** Cap on what this node sends to peers over /ipfs/, in Mbit/s; 0 for none. */
+  uploadLimitMbps: number
+  /** /ipfs/<cid> also answers for blocks this node lacks but its peers hold. */
+  gatewayFetch: boolean
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -40,7 +44,9 @@ export const DEFAULT_CONFIG: Config = {
   swarmKeyFile: undefined,
   advertiseUrl: undefined,
   name: undefined,
-  labels: {}
+  labels: {},
+  uploadLimitMbps: 0,
+  gatewayFetch: false
 }
 
 /** Whether the node joins a mesh at all: a plain single node loads none of libp2p. */
@@ -61,7 +67,9 @@ const KEYS: Record<keyof Config, { env: string, kind: Kind }> = {
   swarmKeyFile: { env: 'SHOAL_SWARM_KEY_FILE', kind: 'optional-string' },
   advertiseUrl: { env: 'SHOAL_ADVERTISE_URL', kind: 'optional-string' },
   name: { env: 'SHOAL_NAME', kind: 'optional-string' },
-  labels: { env: 'SHOAL_LABELS', kind: 'map' }
+  labels: { env: 'SHOAL_LABELS', kind: 'map' },
+  uploadLimitMbps: { env: 'SHOAL_UPLOAD_LIMIT_MBPS', kind: 'number' },
+  gatewayFetch: { env: 'SHOAL_GATEWAY_FETCH', kind: 'boolean' }
 }
 const LOG_LEVELS: ReadonlyArray<Config['logLevel']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
@@ -132,7 +140,10 @@ function validate (config: Config): Config {
   if (typeof config.uploadExpiryHours !== 'number' || !(config.uploadExpiryHours > 0)) {
     throw new ConfigError('uploadExpiryHours must be a positive number')
   }
-  for (const key of ['mesh', 'mdns'] as const) {
+  if (typeof config.uploadLimitMbps !== 'number' || !(config.uploadLimitMbps >= 0)) {
+    throw new ConfigError('uploadLimitMbps must be a number of Mbit/s, 0 for no cap')
+  }
+  for (const key of ['mesh', 'mdns', 'gatewayFetch'] as const) {
     if (typeof config[key] !== 'boolean') throw new ConfigError(`${key} must be true or false`)
   }
   for (const key of ['p2pListen', 'peers'] as const) {

@@ -7,12 +7,14 @@ import { meshEnabled, parseListen, type Config } from './config.ts'
 import { FsBlockstore } from './content/fs-blockstore.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
+import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
 import type { Fleet } from './mesh/fleet.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
+import type { RemoteBlocks } from './registry/remote-blocks.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer } from './server.ts'
 
@@ -37,6 +39,7 @@ export class ShoalNode {
   readonly ipfsImages: IpfsImages
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
+  private remote: RemoteBlocks | undefined
   private address: string | undefined
   private purgeTimer: NodeJS.Timeout | undefined
 
@@ -61,7 +64,12 @@ export class ShoalNode {
       ipfsImages: this.ipfsImages,
       metrics: this.metrics
     })
-    registerGatewayRoutes(this.http, { blocks: this.blockstore, metrics: this.metrics })
+    registerGatewayRoutes(this.http, {
+      blocks: this.blockstore,
+      metrics: this.metrics,
+      uploadLimiter: config.uploadLimitMbps > 0 ? new TokenBucket({ bytesPerSecond: config.uploadLimitMbps * 125_000 }) : undefined,
+      remote: () => config.gatewayFetch ? this.remote : undefined
+    })
     registerApiRoutes(this.http, { fleet: () => this.fleet })
   }
 
@@ -119,6 +127,7 @@ export class ShoalNode {
       finder: fleet,
       logger: this.logger.child({ part: 'remote' })
     })
+    this.remote = remote
     this.manifests.useFleet(fleet.sharedTags(), remote)
     this.blobs.useRemote(remote)
     this.ipfsImages.useRemote(remote)
@@ -136,6 +145,7 @@ export class ShoalNode {
   async stop (): Promise<void> {
     clearInterval(this.purgeTimer)
     await this.http.close()
+    this.remote = undefined
     this.manifests.useFleet(undefined, undefined)
     this.blobs.useRemote(undefined)
     this.ipfsImages.useRemote(undefined)

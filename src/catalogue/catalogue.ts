@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { IPFSAccessController, KeyValueIndexed, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
+import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
 import type { Logger } from 'pino'
 
 /** Where a tag points, and who put it there. */
@@ -60,6 +60,8 @@ export class Catalogue {
   private tagsDb: KeyValueDatabase<TagRecord> | undefined
   private nodesDb: KeyValueDatabase<NodeRecord> | undefined
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
+  /** Each database's current key -> value map, read from its log once per change. */
+  private readonly views = new Map<string, Promise<Map<string, unknown>>>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
@@ -110,14 +112,17 @@ export class Catalogue {
   private async open<T> (name: string, kind: CatalogueChange['kind']): Promise<KeyValueDatabase<T>> {
     const orbitdb = this.requireStarted()
     // Any member may write: membership itself is guarded by the mesh's pre-shared key.
+    // Plain KeyValue, not KeyValueIndexed: the indexed kind applies entries in the order they
+    // arrive, so two nodes that wrote one key at once could each keep the other's value. Reading
+    // the log in its own order (Lamport clock, then writer) gives every node the same answer.
     const db = await orbitdb.open<T>(name, {
       type: 'keyvalue',
-      Database: KeyValueIndexed({ storage: undefined }),
       AccessController: IPFSAccessController({ write: ['*'] })
     })
     // Sync errors (see HEADS_ANNOUNCE_INTERVAL_MS) are recovered by re-announcing heads.
     db.events.on('error', (err: Error) => { this.logger.debug({ err, name }, 'catalogue sync error') })
     db.events.on('update', (entry: LogEntry<T>) => {
+      this.views.delete(db.address)
       const key = entry.payload.key ?? ''
       for (const listener of this.listeners) listener({ kind, key, deleted: entry.payload.op === 'DEL' })
     })
@@ -145,6 +150,16 @@ export class Catalogue {
     return () => this.listeners.delete(listener)
   }
 
+  private async view<T> (db: KeyValueDatabase<T>): Promise<Map<string, T>> {
+    let view = this.views.get(db.address)
+    if (view === undefined) {
+      view = db.all().then(entries => new Map(entries.map(entry => [entry.key, entry.value as unknown])))
+      this.views.set(db.address, view)
+      view.catch(() => this.views.delete(db.address))
+    }
+    return await view as Map<string, T>
+  }
+
   async putTag (record: TagRecord): Promise<void> {
     await this.tags.put(tagKey(record.repository, record.tag), record)
   }
@@ -154,11 +169,11 @@ export class Catalogue {
   }
 
   async getTag (repository: string, tag: string): Promise<TagRecord | undefined> {
-    return await this.tags.get(tagKey(repository, tag)) ?? undefined
+    return (await this.view(this.tags)).get(tagKey(repository, tag))
   }
 
   async allTags (): Promise<TagRecord[]> {
-    return (await this.tags.all()).map(entry => entry.value)
+    return [...(await this.view(this.tags)).values()]
   }
 
   async putNode (record: NodeRecord): Promise<void> {
@@ -166,7 +181,7 @@ export class Catalogue {
   }
 
   async allNodes (): Promise<NodeRecord[]> {
-    return (await this.nodes.all()).map(entry => entry.value)
+    return [...(await this.view(this.nodes)).values()]
   }
 
   /** Directory for OrbitDB's own files under the node's data directory. */

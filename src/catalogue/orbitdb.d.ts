@@ -30,5 +30,4 @@ declare module '@orbitdb/core' {
 
   export function createOrbitDB (options: { ipfs: unknown, directory?: string, id?: string }): Promise<OrbitDB>
   export function IPFSAccessController (options?: { write?: string[] }): unknown
-  export function KeyValueIndexed (options?: { storage?: unknown }): unknown
 }

@@ -17,6 +17,8 @@ interface ServeOptions {
   advertiseUrl?: string
   name?: string
   label?: string[]
+  uploadLimitMbps?: number
+  gatewayFetch?: boolean
 }
 
 interface PeersAnswer {
@@ -46,6 +48,8 @@ program.command('serve')
   .option('--advertise-url <url>', 'HTTP URL peers fetch blocks from (default http://<listen>)')
   .option('--name <name>', 'node name in the fleet inventory')
   .option('--label <key=value>', 'node label (repeatable)', collect)
+  .option('--upload-limit-mbps <n>', 'cap on what this node sends to peers, Mbit/s (0: none)', Number)
+  .option('--gateway-fetch', '/ipfs/<cid> also answers for blocks only peers hold')
   .action(async (options: ServeOptions) => {
     const config = loadConfig({
       file: options.config,
@@ -60,7 +64,9 @@ program.command('serve')
         swarmKeyFile: options.swarmKey,
         advertiseUrl: options.advertiseUrl,
         name: options.name,
-        labels: options.label === undefined ? undefined : parseLabels(options.label, '--label')
+        labels: options.label === undefined ? undefined : parseLabels(options.label, '--label'),
+        uploadLimitMbps: options.uploadLimitMbps,
+        gatewayFetch: options.gatewayFetch
       }
     })
     const node = new ShoalNode({ config })

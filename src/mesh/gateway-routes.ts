@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import { walkDag, type BlockSource } from '../content/dag-reader.ts'
 import type { Metrics } from '../metrics.ts'
+import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 
 const RAW = 'application/vnd.ipld.raw'
 const CAR = 'application/vnd.ipld.car'
@@ -18,13 +19,15 @@ export interface GatewayRoutesOptions {
   metrics: Metrics
   /** Caps this node's upload rate, so a popular seeder is never swamped (D4). None: no cap. */
   uploadLimiter?: UploadLimiter
+  /** When it returns something: blocks this node lacks are fetched from the fleet (opt-in). */
+  remote?: () => RemoteBlocks | undefined
 }
 
 /**
  * The IPFS Trustless Gateway (`GET /ipfs/<cid>`): one raw block, or a CAR of the whole DAG.
  * This is how blocks move between nodes (mesh/block-fetcher.ts): the receiver verifies each against its CID.
  */
-export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics, uploadLimiter }: GatewayRoutesOptions): void {
+export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, metrics, uploadLimiter, remote }: GatewayRoutesOptions): void {
   const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const { cid: text } = req.params as { cid: string }
     let cid: CID
@@ -35,7 +38,9 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks, metrics, 
     }
     const format = responseFormat(req)
     if (format === undefined) return await plainError(reply, 406, `ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
-    if (!(await blocks.has(cid))) return await plainError(reply, 404, `block ${text} is not held by this node`)
+    const fleet = remote?.()
+    const blocks = fleet === undefined || await local.has(cid) ? local : fleet.source(cid)
+    if (!(await blocks.has(cid))) return await plainError(reply, 404, `block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
     if (format === 'raw') {
