@@ -4,10 +4,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { newSwarmKey } from '../../src/mesh/swarm-key.ts'
+import { REPO_ROOT } from '../support/node-process.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 
+const run = promisify(execFile)
 const peersOf = async (node: TestNode): Promise<string[]> => {
   const answer = await (await fetch(`${node.url}/api/v1/peers`)).json() as { peers: Array<{ id: string }> }
   return answer.peers.map(p => p.id)
@@ -47,6 +51,12 @@ describe('a fleet of three nodes', () => {
     assert.deepEqual(answer.peers.map(p => p.id).sort(), ids.sort())
     assert.equal(answer.self.id, a.node.fleet?.mesh.peerId)
     assert.ok(answer.peers.every(p => p.addresses.length > 0))
+  })
+
+  it('shoal peers prints the peers with their latency', async () => {
+    const { stdout } = await run(process.execPath, ['src/cli/main.ts', 'peers', '--node', a.url], { cwd: REPO_ROOT })
+    assert.match(stdout, new RegExp(`^self: ${a.node.fleet?.mesh.peerId ?? ''}$`, 'm'))
+    for (const node of [b, c]) assert.match(stdout, new RegExp(`^${node.node.fleet?.mesh.peerId ?? ''}  \\d+ ms  /ip4/127\\.0\\.0\\.1/tcp/\\d+`, 'm'))
   })
 
   it('a tag pushed on one node is listed on every node, and a delete on another removes it everywhere', async () => {
