@@ -90,6 +90,13 @@ program.command('serve')
     node.logger.warn({ url: node.url, data: config.data }, 'listening')
   })
 
+program.command('swarm-key')
+  .description('print a new pre-shared key (swarm.key format) for a private mesh')
+  .action(async () => {
+    const { newSwarmKey } = await import('../mesh/swarm-key.ts')
+    process.stdout.write(newSwarmKey())
+  })
+
 program.command('peers')
   .description('list the peers a node is connected to')
   .option('--node <url>', 'node to ask', process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000')

@@ -28,7 +28,8 @@ describe('a fleet of three nodes', () => {
   let keyDir: string
   before(async () => {
     keyDir = await mkdtemp(join(tmpdir(), 'shoal-keys-'))
-    await writeFile(join(keyDir, 'fleet.key'), newSwarmKey())
+    // The key as a user makes it.
+    await writeFile(join(keyDir, 'fleet.key'), (await run(process.execPath, ['src/cli/main.ts', 'swarm-key'], { cwd: REPO_ROOT })).stdout)
     await writeFile(join(keyDir, 'other.key'), newSwarmKey())
     const swarmKeyFile = join(keyDir, 'fleet.key')
     a = await startTestNode({ config: { mesh: true, swarmKeyFile, name: 'a', labels: { zone: 'eu' } } })
