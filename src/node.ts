@@ -6,7 +6,7 @@ import { registerApiRoutes } from './api/routes.ts'
 import { meshEnabled, parseListen, type Config } from './config.ts'
 import { FsBlockstore } from './content/fs-blockstore.ts'
 import { UploadStore } from './content/upload-store.ts'
-import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
+import { registerGatewayRoutes, type Relay } from './mesh/gateway-routes.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
 import { BlobService } from './registry/blob-service.ts'
@@ -40,6 +40,7 @@ export class ShoalNode {
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
   private remote: RemoteBlocks | undefined
+  private relay: Relay | undefined
   private address: string | undefined
   private purgeTimer: NodeJS.Timeout | undefined
 
@@ -68,7 +69,8 @@ export class ShoalNode {
       blocks: this.blockstore,
       metrics: this.metrics,
       uploadLimiter: config.uploadLimitMbps > 0 ? new TokenBucket({ bytesPerSecond: config.uploadLimitMbps * 125_000 }) : undefined,
-      remote: () => config.gatewayFetch ? this.remote : undefined
+      remote: () => config.gatewayFetch ? this.remote : undefined,
+      relay: () => this.relay
     })
     registerApiRoutes(this.http, { fleet: () => this.fleet })
   }
@@ -121,6 +123,7 @@ export class ShoalNode {
           this.metrics.meshBlocksFetched.inc({ provider: provider.id })
           this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
         },
+        peerId: fleet.mesh.peerId,
         logger: this.logger.child({ part: 'fetch' })
       }),
       blockstore: this.blockstore,
@@ -128,6 +131,7 @@ export class ShoalNode {
       logger: this.logger.child({ part: 'remote' })
     })
     this.remote = remote
+    this.relay = async (cid, root, peer, signal) => await remote.relay(cid, root, peer, signal)
     this.manifests.useFleet(fleet.sharedTags(), remote)
     this.blobs.useRemote(remote)
     this.ipfsImages.useRemote(remote)
@@ -146,6 +150,7 @@ export class ShoalNode {
     clearInterval(this.purgeTimer)
     await this.http.close()
     this.remote = undefined
+    this.relay = undefined
     this.manifests.useFleet(undefined, undefined)
     this.blobs.useRemote(undefined)
     this.ipfsImages.useRemote(undefined)

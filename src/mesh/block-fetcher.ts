@@ -23,7 +23,26 @@ const MAX_DAG_CONCURRENCY = 32
 export interface Provider {
   id: string
   url: string
+  /**
+   * Lower tiers are asked first; a higher tier only once every provider of the lower ones has
+   * failed for the block (not merely when they are busy). Default 0.
+   */
+  tier?: number
 }
+
+/** Providers as a list, or as a function asked again for every block (the fleet changes). */
+export type Providers = Provider[] | (() => Provider[])
+
+/** Who asks, sent along with every request so that the provider can relay for it. */
+export interface FetchContext {
+  /** This node's peer id. */
+  peer?: string
+  /** The DAG the block belongs to, whose holders the provider may ask in turn. */
+  root?: CID
+}
+
+export const PEER_HEADER = 'shoal-peer'
+export const ROOT_HEADER = 'shoal-root'
 
 /** The block store reads and writes the fetcher needs; FsBlockstore provides them. */
 export interface FetcherBlockstore extends BlockSource {
@@ -46,6 +65,8 @@ export interface BlockFetcherOptions {
   onBadBlock?: (provider: Provider, cid: CID) => void
   /** A block arrived from a provider and verified; `size` is its length in bytes. */
   onBlockFetched?: (provider: Provider, size: number) => void
+  /** This node's peer id, sent with requests (see FetchContext). */
+  peerId?: string
   logger?: Logger
 }
 
@@ -100,6 +121,9 @@ export class BlockFetcher {
   private readonly inFlight = new Map<string, number>()
   /** Fetches waiting for a provider slot; each is woken whenever any slot frees. */
   private readonly slotWaiters = new Set<() => void>()
+  /** Blocks being fetched now, settled once each is stored (or has failed). */
+  private readonly arriving = new Map<string, Promise<void>>()
+  private readonly peerId: string | undefined
 
   constructor (options: BlockFetcherOptions) {
     this.blockstore = options.blockstore
@@ -110,17 +134,46 @@ export class BlockFetcher {
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched
     this.logger = options.logger
+    this.peerId = options.peerId
     if (this.maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
   }
 
   /** A block from the local store, else from the providers (verified, then stored). */
-  async fetchBlock (cid: CID, providers: Provider[], signal: AbortSignal): Promise<Uint8Array> {
+  async fetchBlock (cid: CID, providers: Providers, signal: AbortSignal, root?: CID): Promise<Uint8Array> {
     assertVerifiable(cid)
     signal.throwIfAborted()
     if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
-    const bytes = await this.fetchRemote(cid, providers, signal)
-    await this.blockstore.put(cid, bytes, { signal })
-    return bytes
+    const done = this.expect(cid)
+    try {
+      const bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
+      await this.blockstore.put(cid, bytes, { signal })
+      return bytes
+    } finally {
+      done()
+    }
+  }
+
+  /**
+   * Waits for a block this fetcher is fetching right now; false at once when it is not. A node
+   * serving a peer uses it to hand on a block it is itself receiving, instead of a 404.
+   */
+  async whenArrived (cid: CID, signal?: AbortSignal): Promise<boolean> {
+    const arriving = this.arriving.get(cid.toString())
+    if (arriving === undefined) return false
+    await (signal === undefined ? arriving : Promise.race([arriving, once(signal, 'abort')]))
+    return true
+  }
+
+  /** Marks a block as arriving; the returned function marks it settled. */
+  private expect (cid: CID): () => void {
+    const key = cid.toString()
+    let settle = (): void => {}
+    const settled = new Promise<void>(resolve => { settle = resolve })
+    if (!this.arriving.has(key)) this.arriving.set(key, settled)
+    return () => {
+      if (this.arriving.get(key) === settled) this.arriving.delete(key)
+      settle()
+    }
   }
 
   /**
@@ -129,9 +182,9 @@ export class BlockFetcher {
    * the consumer, spread over providers, and yielded strictly in order: at most that many leaves
    * are held in memory. The consumer releases every chunk.
    */
-  async * fetchFileChunks (root: CID, providers: Provider[], start: number, end: number, signal: AbortSignal): AsyncGenerator<PooledBytes> {
+  async * fetchFileChunks (root: CID, providers: Providers, start: number, end: number, signal: AbortSignal): AsyncGenerator<PooledBytes> {
     assertVerifiable(root)
-    const segments = fileSegments(async cid => await this.fetchBlock(cid, providers, signal), root, start, end)
+    const segments = fileSegments(async cid => await this.fetchBlock(cid, providers, signal, root), root, start, end)
     const ahead: Array<Promise<PooledBytes>> = []
     // Fetched leaves whose fsync and rename are still running.
     const settling = new Set<Promise<unknown>>()
@@ -143,7 +196,7 @@ export class BlockFetcher {
           exhausted = true
           return
         }
-        const loading = this.loadSegment(next.value, providers, signal, settling)
+        const loading = this.loadSegment(next.value, providers, signal, settling, root)
         // Observed when its turn comes; until then a failure must not count as unhandled.
         loading.catch(() => {})
         ahead.push(loading)
@@ -177,12 +230,12 @@ export class BlockFetcher {
    * in flight. Blocks already held are not fetched again, but a held dag-pb node is still read
    * for its links: an interrupted pull leaves inner nodes without all their children.
    */
-  async fetchDag (root: CID, providers: Provider[], signal: AbortSignal, onProgress?: (progress: DagFetchProgress) => void): Promise<DagFetchProgress> {
+  async fetchDag (root: CID, providers: Providers, signal: AbortSignal, onProgress?: (progress: DagFetchProgress) => void): Promise<DagFetchProgress> {
     assertVerifiable(root)
     signal.throwIfAborted()
     const progress: DagFetchProgress = { blocks: 0, fetchedBlocks: 0, fetchedBytes: 0 }
     // Enough blocks in flight to keep every provider busy, without holding many MiB at once.
-    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, providers.length * this.maxInFlightPerProvider))
+    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers).length * this.maxInFlightPerProvider))
     const failure = new AbortController()
     const inner = AbortSignal.any([signal, failure.signal])
     const seen = new Set<string>([root.toString()])
@@ -199,7 +252,7 @@ export class BlockFetcher {
         while (running < limit && stack.length > 0) {
           const cid = stack.pop() as CID
           running++
-          this.fetchDagBlock(cid, providers, inner).then(({ links, fetchedBytes }) => {
+          this.fetchDagBlock(cid, providers, inner, root).then(({ links, fetchedBytes }) => {
             running--
             progress.blocks++
             if (fetchedBytes !== undefined) {
@@ -234,7 +287,7 @@ export class BlockFetcher {
     return progress
   }
 
-  private async fetchDagBlock (cid: CID, providers: Provider[], signal: AbortSignal): Promise<{ links: CID[], fetchedBytes?: number }> {
+  private async fetchDagBlock (cid: CID, providers: Providers, signal: AbortSignal, root: CID): Promise<{ links: CID[], fetchedBytes?: number }> {
     assertVerifiable(cid)
     signal.throwIfAborted()
     const held = await this.blockstore.has(cid)
@@ -244,29 +297,38 @@ export class BlockFetcher {
     if (held) {
       bytes = await this.blockstore.getBytes(cid)
     } else {
-      bytes = await this.fetchRemote(cid, providers, signal)
-      await this.blockstore.put(cid, bytes, { signal })
+      const done = this.expect(cid)
+      try {
+        bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
+        await this.blockstore.put(cid, bytes, { signal })
+      } finally {
+        done()
+      }
     }
     const links = cid.code === dagPb.code ? dagPb.decode(bytes).Links.map(link => link.Hash) : []
     return held ? { links } : { links, fetchedBytes: bytes.length }
   }
 
   /** One piece of a file: part of a leaf read locally or fetched (and stored), or inline bytes. */
-  private async loadSegment (segment: FileSegment, providers: Provider[], signal: AbortSignal, settling: Set<Promise<unknown>>): Promise<PooledBytes> {
+  private async loadSegment (segment: FileSegment, providers: Providers, signal: AbortSignal, settling: Set<Promise<unknown>>, root: CID): Promise<PooledBytes> {
     if (segment.kind === 'inline') return { bytes: segment.bytes, release: () => {} }
     const { cid, start, end } = segment
     assertVerifiable(cid)
     if (await this.blockstore.has(cid)) return await readLeafRange(this.blockstore, cid, start, end)
     const buffer = chunkPool.take()
+    const done = this.expect(cid)
     try {
-      const bytes = await this.fetchRemote(cid, providers, signal, buffer)
+      const bytes = await this.fetchRemote(cid, providers, signal, buffer, root)
       if (end >= bytes.length) throw new Error(`block ${cid.toString()} is shorter than ${end + 1} bytes`)
       // The chunk may go to the consumer once the bytes are in the file; the fsync and rename
       // that make the block durable need not hold it up.
       await new Promise<void>((resolve, reject) => {
         const durable = this.blockstore.put(cid, bytes, { signal, onWritten: resolve })
         durable.catch(reject)
-        const tracked = durable.finally(() => settling.delete(tracked))
+        const tracked = durable.finally(() => {
+          settling.delete(tracked)
+          done()
+        })
         // A failure after onWritten surfaces when the reader awaits `settling`; if it stopped
         // reading early, nobody waits, so the failure is only logged.
         tracked.catch((err: unknown) => this.logger?.warn({ err, cid: cid.toString() }, 'could not store a fetched block'))
@@ -275,6 +337,7 @@ export class BlockFetcher {
       return { bytes: bytes.subarray(start, end + 1), release: () => chunkPool.give(buffer) }
     } catch (err) {
       chunkPool.give(buffer)
+      done()
       throw err
     }
   }
@@ -284,14 +347,15 @@ export class BlockFetcher {
    * bad block is not asked again for it; one that fails is asked again only once every other
    * has failed too, after a pause.
    */
-  private async fetchRemote (cid: CID, providers: Provider[], signal: AbortSignal, into?: Buffer): Promise<Buffer> {
-    const candidates = [...new Map(providers.map(p => [p.id, p])).values()]
+  private async fetchRemote (cid: CID, providers: Providers, signal: AbortSignal, into?: Buffer, root?: CID): Promise<Buffer> {
     const failures = new Map<string, number>()
     const lying = new Set<string>()
     const reasons: string[] = []
     let retryRound = 0
     for (;;) {
       signal.throwIfAborted()
+      // Asked again every round: who is worth asking changes while a pull goes on.
+      const candidates = [...new Map(listOf(providers).map(p => [p.id, p])).values()]
       const usable = candidates.filter(p => !lying.has(p.id) && (failures.get(p.id) ?? 0) < MAX_FAILURES_PER_PROVIDER)
       if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
       const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))
@@ -301,7 +365,9 @@ export class BlockFetcher {
         await sleep(this.retryDelayMs, undefined, { signal })
         continue
       }
-      const provider = this.leastBusy(usable.filter(p => (failures.get(p.id) ?? 0) === fewestFailures))
+      const leastFailed = usable.filter(p => (failures.get(p.id) ?? 0) === fewestFailures)
+      const tier = Math.min(...leastFailed.map(p => p.tier ?? 0))
+      const provider = this.leastBusy(leastFailed.filter(p => (p.tier ?? 0) === tier))
       if (provider === undefined) {
         await this.slotFreed(signal)
         continue
@@ -309,7 +375,7 @@ export class BlockFetcher {
       let bytes: Buffer
       this.inFlight.set(provider.id, (this.inFlight.get(provider.id) ?? 0) + 1)
       try {
-        bytes = await this.request(provider, cid, signal, into)
+        bytes = await this.request(provider, cid, signal, into, root)
       } catch (err) {
         if (signal.aborted) throw signal.reason
         const reason = describe(err)
@@ -377,10 +443,13 @@ export class BlockFetcher {
    * fetch: fetch refuses the ports on the Fetch standard's "bad ports" list (6000, 5060, 10080,
    * ...), and a node may well listen on one of them.
    */
-  private async request (provider: Provider, cid: CID, signal: AbortSignal, into?: Buffer): Promise<Buffer> {
+  private async request (provider: Provider, cid: CID, signal: AbortSignal, into?: Buffer, root?: CID): Promise<Buffer> {
     const url = new URL(`${provider.url.replace(/\/+$/, '')}/ipfs/${cid.toString()}`)
     const timeout = AbortSignal.timeout(this.requestTimeoutMs)
-    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { accept: RAW }, signal: AbortSignal.any([signal, timeout]) })
+    const headers: Record<string, string> = { accept: RAW }
+    if (this.peerId !== undefined) headers[PEER_HEADER] = this.peerId
+    if (root !== undefined) headers[ROOT_HEADER] = root.toString()
+    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers, signal: AbortSignal.any([signal, timeout]) })
     request.end()
     try {
       const [response] = await once(request, 'response') as [IncomingMessage]
@@ -411,6 +480,10 @@ export class BlockFetcher {
       throw err
     }
   }
+}
+
+function listOf (providers: Providers): Provider[] {
+  return typeof providers === 'function' ? providers() : providers
 }
 
 function assertVerifiable (cid: CID): void {

@@ -10,6 +10,12 @@ import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 
 export const HEARTBEAT_INTERVAL_MS = 10_000
+/** Where nodes say which DAGs they are pulling right now (gossipsub). */
+const PULLS_TOPIC = '/shoal/pulls/1'
+/** A pull not re-announced for this long is taken as over. */
+const PULL_EXPIRY_MS = 15_000
+/** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
+const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
 const MAX_PROVIDERS = 16
 /** A node whose heartbeat is older than this is marked silent. */
@@ -20,6 +26,13 @@ export interface LocalNodeFacts {
   url(): string
   usedBytes(): Promise<number>
   heldImages(): Promise<string[]>
+}
+
+interface PullMessage {
+  peer: string
+  url: string
+  root: string
+  done: boolean
 }
 
 export interface FleetNode extends NodeRecord {
@@ -39,6 +52,15 @@ export class Fleet {
   private readonly logger: Logger
   private catalogueInstance: Catalogue | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** root -> peer id -> what the peer said of its pull of root, and when. */
+  private readonly pulls = new Map<string, Map<string, { url: string, done: boolean, at: number }>>()
+  private readonly onPullMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+    if (event.detail.topic !== PULLS_TOPIC) return
+    try {
+      const message = JSON.parse(new TextDecoder().decode(event.detail.data)) as PullMessage
+      if (typeof message.peer === 'string' && typeof message.root === 'string' && typeof message.url === 'string') this.notePull(message)
+    } catch { /* not ours */ }
+  }
 
   constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger }) {
     this.config = options.config
@@ -73,12 +95,19 @@ export class Fleet {
     }
     this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }))
     await this.catalogueInstance.start()
+    libp2p.services.pubsub.subscribe(PULLS_TOPIC)
+    libp2p.services.pubsub.addEventListener('message', this.onPullMessage as never)
     await this.heartbeat()
     this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, HEARTBEAT_INTERVAL_MS).unref()
   }
 
   async stop (): Promise<void> {
     clearInterval(this.heartbeatTimer)
+    try {
+      const pubsub = this.mesh.helia.libp2p.services.pubsub
+      pubsub.removeEventListener('message', this.onPullMessage as never)
+      pubsub.unsubscribe(PULLS_TOPIC)
+    } catch { /* the mesh never started */ }
     await this.catalogueInstance?.stop()
     await this.mesh.stop()
   }
@@ -124,6 +153,50 @@ export class Fleet {
       const url = urlOf.get(id)
       return url === undefined ? [] : [{ id, url }]
     })
+  }
+
+  /**
+   * Tells the fleet this node is pulling `root` (or has just finished it). Others then fetch
+   * blocks of `root` from it as it receives them: see rankedProviders.
+   */
+  async announcePull (root: CID, done: boolean): Promise<void> {
+    const message: PullMessage = { peer: this.mesh.peerId, url: this.facts.url(), root: root.toString(), done }
+    this.notePull(message)
+    try {
+      await this.mesh.helia.libp2p.services.pubsub.publish(PULLS_TOPIC, new TextEncoder().encode(JSON.stringify(message)))
+    } catch (err) {
+      this.logger.debug({ err }, 'could not announce a pull')
+    }
+  }
+
+  private notePull (message: PullMessage): void {
+    const peers = this.pulls.get(message.root) ?? new Map()
+    peers.set(message.peer, { url: message.url, done: message.done, at: Date.now() })
+    this.pulls.set(message.root, peers)
+  }
+
+  /**
+   * Whom to ask for blocks of `root` now. Nodes pulling the same DAG at once form a chain by
+   * peer id: each asks the (at most two) pullers just below it first, who hand on blocks as they
+   * receive them, so the seeders upload each block about once instead of once per puller. The
+   * holders (`seeders`, and pullers that finished) come next, when those fail, and are all a
+   * puller at the bottom of the chain has. A node only ever waits on pullers below it, so no two
+   * nodes wait on each other.
+   */
+  rankedProviders (root: CID, seeders: Provider[]): Provider[] {
+    const self = this.mesh.peerId
+    const now = Date.now()
+    const peers = [...(this.pulls.get(root.toString()) ?? new Map<string, { url: string, done: boolean, at: number }>()).entries()]
+      .filter(([id, pull]) => id !== self && now - pull.at < PULL_EXPIRY_MS)
+    const below = peers.filter(([id, pull]) => !pull.done && id < self).sort(([a], [b]) => (a < b ? 1 : -1))
+      .slice(0, RELAYS_PER_PULLER).map(([id, pull]) => ({ id, url: pull.url, tier: 0 }))
+    const holders = [...seeders, ...peers.filter(([, pull]) => pull.done).map(([id, pull]) => ({ id, url: pull.url }))]
+    return [...below, ...[...new Map(holders.map(h => [h.id, h])).values()].filter(h => !below.some(b => b.id === h.id)).map(h => ({ ...h, tier: 1 }))]
+  }
+
+  /** Whether `peer` ranks above this node in the chain of pullers (and may wait on it). */
+  ranksAbove (peer: string): boolean {
+    return peer > this.mesh.peerId
   }
 
   /** Announces in the DHT that this node holds `cid`. */

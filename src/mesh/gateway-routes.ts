@@ -5,6 +5,7 @@ import { CID } from 'multiformats/cid'
 import { walkDag, type BlockSource } from '../content/dag-reader.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
+import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
 
 const RAW = 'application/vnd.ipld.raw'
 const CAR = 'application/vnd.ipld.car'
@@ -21,13 +22,17 @@ export interface GatewayRoutesOptions {
   uploadLimiter?: UploadLimiter
   /** When it returns something: blocks this node lacks are fetched from the fleet (opt-in). */
   remote?: () => RemoteBlocks | undefined
+  /** For a peer's request of a block this node lacks: the block if this node can relay it. */
+  relay?: () => Relay | undefined
 }
+
+export type Relay = (cid: CID, root: CID | undefined, peer: string | undefined, signal: AbortSignal) => Promise<Uint8Array | undefined>
 
 /**
  * The IPFS Trustless Gateway (`GET /ipfs/<cid>`): one raw block, or a CAR of the whole DAG.
  * This is how blocks move between nodes (mesh/block-fetcher.ts): the receiver verifies each against its CID.
  */
-export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, metrics, uploadLimiter, remote }: GatewayRoutesOptions): void {
+export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, metrics, uploadLimiter, remote, relay }: GatewayRoutesOptions): void {
   const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const { cid: text } = req.params as { cid: string }
     let cid: CID
@@ -38,8 +43,10 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     }
     const format = responseFormat(req)
     if (format === undefined) return await plainError(reply, 406, `ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
+    const held = await local.has(cid)
+    const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay?.())
     const fleet = remote?.()
-    const blocks = fleet === undefined || await local.has(cid) ? local : fleet.source(cid)
+    const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : fleet === undefined || held ? local : fleet.source(cid)
     if (!(await blocks.has(cid))) return await plainError(reply, 404, `block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
@@ -86,6 +93,32 @@ function untilResponseCloses (reply: FastifyReply): AbortSignal {
   const closed = new AbortController()
   reply.raw.once('close', () => closed.abort())
   return closed.signal
+}
+
+/** Asks the relay for a block a peer wants, with what the peer said of itself. */
+async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined): Promise<Uint8Array | undefined> {
+  if (relay === undefined) return undefined
+  const peer = req.headers[PEER_HEADER]
+  const rootText = req.headers[ROOT_HEADER]
+  let root: CID | undefined
+  try {
+    root = typeof rootText === 'string' ? CID.parse(rootText) : undefined
+  } catch {
+    root = undefined
+  }
+  const gone = new AbortController()
+  req.raw.once('close', () => gone.abort())
+  return await relay(cid, root, typeof peer === 'string' ? peer : undefined, gone.signal)
+}
+
+/** One block already in hand, as a block source. */
+function relayedBlock (cid: CID, bytes: Uint8Array): BlockSource & { has(cid: CID): Promise<boolean> } {
+  const same = (other: CID): boolean => other.equals(cid)
+  return {
+    has: async other => same(other),
+    getBytes: async () => bytes,
+    getRange: async (_cid, start, end) => Buffer.from(bytes.subarray(start, end + 1))
+  }
 }
 
 function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {

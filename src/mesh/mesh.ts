@@ -116,10 +116,13 @@ export class Mesh {
       byPeer.set(id, status)
     }
     await Promise.all([...byPeer.values()].map(async status => {
-      try {
-        const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === status.id)
-        if (connection !== undefined) status.latencyMs = await libp2p.services.ping.ping(connection.remotePeer, { signal: signal ?? AbortSignal.timeout(2_000) })
-      } catch { /* no answer: latency unknown */ }
+      const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === status.id)
+      // A ping can fail on a connection still settling; one more try before giving up.
+      for (let attempt = 0; attempt < 2 && connection !== undefined && status.latencyMs === undefined; attempt++) {
+        try {
+          status.latencyMs = await libp2p.services.ping.ping(connection.remotePeer, { signal: signal ?? AbortSignal.timeout(2_000) })
+        } catch { /* no answer: latency unknown */ }
+      }
     }))
     return [...byPeer.values()].sort((a, b) => a.id.localeCompare(b.id))
   }

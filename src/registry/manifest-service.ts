@@ -177,6 +177,7 @@ export class ManifestService {
     const body = await readSmallFile(source, link.cid)
     if (digestOf(body, algorithm) !== digest) throw new ManifestInvalidError(`image ${root.toString()} holds other bytes under ${digest}`)
     const parsed = parseManifest(body, '')
+    const roots: CID[] = []
     for (const blob of parsed.blobs) {
       const { algorithm: blobAlgorithm, hex: blobHex } = parseDigest(blob.digest)
       const blobLink = await resolveLink(source, root, ['blobs', blobAlgorithm, blobHex])
@@ -184,7 +185,9 @@ export class ManifestService {
       await this.metadata.linkRemoteBlob(repository, blob.digest, {
         cid: blobLink.cid.toString(), size: blob.size, dagSize: blobLink.dagSize, from: root.toString()
       })
+      if ((await this.metadata.getBlob(blob.digest))?.remote === true) roots.push(blobLink.cid)
     }
+    this.remote?.willPull(roots)
     for (const child of parsed.manifests) {
       if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source)
     }

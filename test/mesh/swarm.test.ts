@@ -1,0 +1,49 @@
+// Several nodes pulling one image at once share the work: the seeder sends each block about once.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { createImageLayout, readLayoutIndex } from '../support/oci-image.ts'
+import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
+
+const MiB = 1024 * 1024
+
+async function counter (node: TestNode, name: string): Promise<number> {
+  const text = await (await fetch(`${node.url}/metrics`)).text()
+  const match = new RegExp(`^${name} (\\d+)`, 'm').exec(text)
+  return Number(match?.[1] ?? 0)
+}
+
+describe('pulling at once from several nodes', () => {
+  let seeder: TestNode
+  const pullers: TestNode[] = []
+  let work: string
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'shoal-swarm-'))
+    seeder = await startTestNode({ config: { mesh: true } })
+    const peers = [seeder.node.fleet?.mesh.addresses[0] ?? '']
+    for (let i = 0; i < 4; i++) pullers.push(await startTestNode({ config: { peers } }))
+  })
+  after(async () => {
+    await Promise.all([seeder, ...pullers].map(async node => await node?.stop()))
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('each node gets the image; the seeder sends under twice its size', async () => {
+    const image = await createImageLayout(join(work, 'image'), { layers: [12 * MiB, 12 * MiB], seed: 'swarm' })
+    await copyToRegistry(join(work, 'image'), `${seeder.host}/swarm/app:1.0`)
+    for (const node of pullers) {
+      await eventually(async () => await node.node.fleet?.catalogue.getTag('swarm/app', '1.0'), 10_000, 'the tag everywhere')
+      await eventually(async () => ((await node.node.fleet?.nodes())?.length ?? 0) >= 5 ? true : undefined, 10_000, 'the inventory everywhere')
+    }
+    const before = await counter(seeder, 'shoal_blob_bytes_sent_total')
+    await Promise.all(pullers.map(async (node, i) => {
+      await copyFromRegistry(`${node.host}/swarm/app:1.0`, join(work, `out-${i}`))
+      assert.deepEqual((await readLayoutIndex(join(work, `out-${i}`))).manifests.map(m => m.digest), [image.manifestDigest])
+    }))
+    const sent = await counter(seeder, 'shoal_blob_bytes_sent_total') - before
+    assert.ok(sent < 2 * image.totalSize, `the seeder sent ${(sent / MiB).toFixed(1)} MiB for a ${(image.totalSize / MiB).toFixed(1)} MiB image pulled by ${pullers.length} nodes`)
+  })
+})
