@@ -66,3 +66,17 @@ export async function eventually<T> (check: () => Promise<T | undefined>, timeou
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`)
 }
+
+/**
+ * A fleet in this process: the first node starts the mesh, the others join through it; resolves
+ * once every node's inventory lists them all.
+ */
+export async function startFleet (count: number, config: Partial<Config> = {}): Promise<TestNode[]> {
+  const first = await startTestNode({ config: { ...config, mesh: true } })
+  const peers = [first.node.fleet?.mesh.addresses[0] ?? '']
+  const nodes = [first]
+  for (let i = 1; i < count; i++) nodes.push(await startTestNode({ config: { ...config, peers } }))
+  await Promise.all(nodes.map(async node => await eventually(
+    async () => ((await node.node.fleet?.nodes())?.length ?? 0) >= count ? true : undefined, 15_000, 'the fleet to form')))
+  return nodes
+}
