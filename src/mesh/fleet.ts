@@ -17,6 +17,7 @@ const PULL_EXPIRY_MS = 15_000
 /** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
 const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
+const PROVIDER_GRACE_MS = 50
 const MAX_PROVIDERS = 16
 /** A node whose heartbeat is older than this is marked silent. */
 export const SILENT_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS
@@ -141,13 +142,22 @@ export class Fleet {
     const nodes = await this.catalogue.allNodes()
     const urlOf = new Map(nodes.map(node => [node.id, node.url]))
     const ids = new Set(nodes.filter(node => node.images.includes(cid.toString())).map(node => node.id))
-    const lookup = AbortSignal.any([AbortSignal.timeout(PROVIDER_LOOKUP_MS), ...(signal === undefined ? [] : [signal])])
+    // The DHT goes on looking for more providers after the first ones; a puller needs a few,
+    // not all: stop shortly after the first answer, or after PROVIDER_LOOKUP_MS at most.
+    const enough = new AbortController()
+    const lookup = AbortSignal.any([AbortSignal.timeout(PROVIDER_LOOKUP_MS), enough.signal, ...(signal === undefined ? [] : [signal])])
+    let grace: NodeJS.Timeout | undefined
     try {
       for await (const provider of this.mesh.findProviders(cid, lookup)) {
-        ids.add(provider.id)
+        if (provider.id !== self) {
+          ids.add(provider.id)
+          grace ??= setTimeout(() => enough.abort(), PROVIDER_GRACE_MS)
+        }
         if (ids.size >= MAX_PROVIDERS) break
       }
-    } catch { /* the lookup ran out of time: use what it found */ }
+    } catch { /* the lookup ran out of time: use what it found */ } finally {
+      clearTimeout(grace)
+    }
     ids.delete(self)
     return [...ids].flatMap(id => {
       const url = urlOf.get(id)
