@@ -26,13 +26,14 @@
 // clock starts, a 3 MiB image is pushed and pulled by every client (JIT, connections, the DHT
 // warmed, as in a fleet that has been running), the image under test is pushed, every node's
 // catalogue lists all N+1 nodes, the tag, and the seeder as the image's holder (see waitForHolder).
-// Measured: wall time from starting the N pulls to the
-// last one done; egress = bytes sent by the seeder's (or the registry's) tc class during the pulls.
-// The pulled manifest digest of every client is checked. The table goes to stdout and to
-// bench/out/fleet-latest.md, the raw numbers (with per-node diagnostics) to bench/out/fleet-latest.json.
+// Measured: wall time from starting the N pulls to the last one done; egress = bytes sent by the
+// seeder's (or the registry's) tc class during the pulls. The pulled manifest digest of every client
+// is checked. For diagnosis: per Shoal node, its tc class's bytes, bytes fetched by provider and
+// /ipfs answers by status (from /metrics); CPU used during the pulls (machine, servers, clients).
+// The table goes to stdout and to bench/out/fleet-latest.md, the raw numbers to fleet-latest.json.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -79,6 +80,18 @@ interface PullRun {
   clientSeconds: number[]
   /** Bytes sent by the seeder's (Shoal) or the registry's (central) tc class during the pulls. */
   egressBytes: number
+  cpu: CpuUse
+}
+
+/** CPU used during the pulls: is bandwidth the bottleneck, or the machine? */
+interface CpuUse {
+  /** Busy share of all the machine's cores (1 = every core busy all the time). */
+  busy: number
+  /** CPU seconds of all skopeo clients together. */
+  clientSeconds: number
+  /** CPU seconds of each server process (the registry; or the seeder, then node-1..N), and of those in the kernel. */
+  serverSeconds: number[]
+  serverSystemSeconds: number[]
 }
 
 interface NodeDiagnosis {
@@ -124,12 +137,14 @@ async function main (): Promise<void> {
         const run = await measureCentral(n, image)
         results.central.push(run)
         log(`central N=${n}: ${run.seconds.toFixed(2)} s, registry egress ${formatMiB(run.egressBytes)} (clients ${run.clientSeconds.map((s) => s.toFixed(1)).join(', ')} s)`)
+        log(`  ${describeCpu(run.cpu, ['docker-registry'])}`)
       }
       if (settings.shoal) {
         const run = await measureShoal(n, image, settings)
         results.shoal.push(run)
         log(`Shoal N=${n}: ${run.seconds.toFixed(2)} s, seeder egress ${formatMiB(run.egressBytes)} (clients ${run.clientSeconds.map((s) => s.toFixed(1)).join(', ')} s)`)
-        for (const line of describeNodes(run)) log(`  ${line}`)
+        log(`  ${describeCpu(run.cpu, run.nodes.map((node) => node.name))}`)
+        for (const line of describeNodes(run, settings)) log(`  ${line}`)
       }
     }
   } finally {
@@ -139,7 +154,7 @@ async function main (): Promise<void> {
   process.stdout.write(report)
   await mkdir(OUT_DIR, { recursive: true })
   await writeFile(path.join(OUT_DIR, 'fleet-latest.md'), report)
-  await writeFile(path.join(OUT_DIR, 'fleet-latest.json'), JSON.stringify({ settings, imageBytes: image.totalSize, manifestDigest: image.manifestDigest, results }, null, 2))
+  await writeFile(path.join(OUT_DIR, 'fleet-latest.json'), JSON.stringify({ settings, commit: gitCommit(), imageBytes: image.totalSize, manifestDigest: image.manifestDigest, results }, null, 2))
   log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'fleet-latest.md'))} and fleet-latest.json`)
 }
 
@@ -261,10 +276,12 @@ async function measureCentral (n: number, image: Image): Promise<PullRun> {
     await warmUp(Array<string>(n).fill(host), host, runDir)
     execFileSync('sync')
     const before = readClassBytes()
+    const cpuBefore = await sampleCpu([registry])
     const pulls = await pullAll(Array<string>(n).fill(`${host}/${REPOSITORY}:${TAG}`), runDir, image)
+    const cpu = cpuUse(cpuBefore, await sampleCpu([registry]))
     const egressBytes = classDelta(before, readClassBytes(), REGISTRY_PORT)
     await registry.stop()
-    return { n, ...pulls, egressBytes }
+    return { n, ...pulls, egressBytes, cpu }
   } catch (error) {
     await registry.kill9()
     throw new Error(`central N=${n}: ${(error as Error).message}\n--- docker-registry output ---\n${registry.output()}`, { cause: error })
@@ -312,7 +329,9 @@ async function measureShoal (n: number, image: Image, settings: Settings): Promi
 
     const metricsBefore = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node)))
     const before = readClassBytes()
+    const cpuBefore = await sampleCpu(fleet.map((node) => node.process))
     const pulls = await pullAll(nodes.map((node) => `${node.clientHost}/${REPOSITORY}:${TAG}`), runDir, image)
+    const cpu = cpuUse(cpuBefore, await sampleCpu(fleet.map((node) => node.process)))
     const after = readClassBytes()
     const metricsAfter = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node)))
 
@@ -342,7 +361,7 @@ async function measureShoal (n: number, image: Image, settings: Settings): Promi
       }
     })
     await Promise.all(fleet.map(async (node) => await node.process.stop()))
-    return { n, ...pulls, egressBytes: diagnosis[0]!.classBytes, nodes: diagnosis }
+    return { n, ...pulls, egressBytes: diagnosis[0]!.classBytes, cpu, nodes: diagnosis }
   } catch (error) {
     await Promise.all(fleet.map(async (node) => await node.process.kill9()))
     const outputs = fleet.map((node) => `--- ${node.name} output ---\n${node.process.output().trim()}`).join('\n')
@@ -467,6 +486,57 @@ async function pullAll (refs: string[], runDir: string, image: Image): Promise<{
 }
 
 // ---------------------------------------------------------------------------------------------
+// CPU
+
+interface CpuSample {
+  /** Jiffies of all cores from /proc/stat: busy (not idle, not iowait) and in all. */
+  busy: number
+  total: number
+  /** CPU jiffies of this process's finished children (the skopeo clients). */
+  children: number
+  /** CPU jiffies of each server process: user, system. */
+  servers: Array<[number, number]>
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+
+async function sampleCpu (servers: RegistryProcess[]): Promise<CpuSample> {
+  const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = fields.reduce((sum, value) => sum + value, 0)
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+  const self = await processStat('self')
+  return {
+    busy: total - idle,
+    total,
+    children: (self[13] ?? 0) + (self[14] ?? 0),
+    servers: await Promise.all(servers.map(async (server) => {
+      const stat = await processStat(String(server.process.pid))
+      return [stat[11] ?? 0, stat[12] ?? 0] as [number, number]
+    }))
+  }
+}
+
+/** The fields of /proc/<pid>/stat after the command name: index 0 is field 3 (state), 11 utime, 12 stime, 13 cutime, 14 cstime. */
+async function processStat (pid: string): Promise<number[]> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8')
+  return text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number)
+}
+
+function cpuUse (before: CpuSample, after: CpuSample): CpuUse {
+  return {
+    busy: (after.busy - before.busy) / Math.max(1, after.total - before.total),
+    clientSeconds: (after.children - before.children) / CLOCK_TICKS,
+    serverSeconds: after.servers.map(([user, system], index) => (user + system - (before.servers[index]?.[0] ?? 0) - (before.servers[index]?.[1] ?? 0)) / CLOCK_TICKS),
+    serverSystemSeconds: after.servers.map(([, system], index) => (system - (before.servers[index]?.[1] ?? 0)) / CLOCK_TICKS)
+  }
+}
+
+function describeCpu (cpu: CpuUse, serverNames: string[]): string {
+  const servers = cpu.serverSeconds.map((seconds, index) => `${serverNames[index] ?? '?'} ${seconds.toFixed(1)} (sys ${(cpu.serverSystemSeconds[index] ?? 0).toFixed(1)})`).join(', ')
+  return `CPU busy ${(cpu.busy * 100).toFixed(0)} % of ${os.availableParallelism()} cores; CPU s: skopeo clients ${cpu.clientSeconds.toFixed(1)}, ${servers}`
+}
+
+// ---------------------------------------------------------------------------------------------
 // Metrics
 
 interface Sample {
@@ -498,12 +568,13 @@ function subtractMetrics (after: Sample[], before: Sample[]): Sample[] {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function describeNodes (run: ShoalRun): string[] {
+function describeNodes (run: ShoalRun, settings: Settings): string[] {
+  const classLabel = settings.shapeClients ? 'tc class sent (peers and own client)' : 'sent to peers (tc)'
   return run.nodes.map((node) => {
     const fetched = Object.entries(node.fetchedFrom).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
       .map(([provider, bytes]) => `${provider} ${formatMiB(bytes)}`).join(', ')
     const gateway = Object.entries(node.gatewayRequests).map(([status, count]) => `${status}×${count}`).join(' ')
-    return `${node.name}: sent to peers (tc) ${formatMiB(node.classBytes)}, blob+block bytes sent ${formatMiB(node.blobBytesSent)}, ` +
+    return `${node.name}: ${classLabel} ${formatMiB(node.classBytes)}, blob+block bytes sent ${formatMiB(node.blobBytesSent)}, ` +
       `fetched from: ${fetched === '' ? 'none' : fetched}; /ipfs requests: ${gateway === '' ? 'none' : gateway}`
   })
 }
@@ -532,20 +603,21 @@ function renderReport (settings: Settings, image: Image, results: Results): stri
       `${shoal === undefined ? '—' : egress(shoal.egressBytes, imageBytes)} | ${central === undefined ? '—' : egress(central.egressBytes, imageBytes)} |`)
   }
   lines.push('', ...renderBars(settings, imageBytes, centralOf, shoalOf))
-  lines.push('', 'Seconds per client:', '')
+  lines.push('', 'Seconds per client (client order), and CPU during the pulls:', '')
   for (const n of settings.sizes) {
     const central = centralOf.get(n)
     const shoal = shoalOf.get(n)
-    if (central !== undefined) lines.push(`- N=${n} central: ${central.clientSeconds.map((s) => s.toFixed(1)).join(', ')}`)
-    if (shoal !== undefined) lines.push(`- N=${n} Shoal: ${shoal.clientSeconds.map((s) => s.toFixed(1)).join(', ')}`)
+    if (central !== undefined) lines.push(`- N=${n} central: ${central.clientSeconds.map((s) => s.toFixed(1)).join(', ')}. ${describeCpu(central.cpu, ['docker-registry'])}`)
+    if (shoal !== undefined) lines.push(`- N=${n} Shoal: ${shoal.clientSeconds.map((s) => s.toFixed(1)).join(', ')}. ${describeCpu(shoal.cpu, shoal.nodes.map((node) => node.name))}`)
   }
   if (results.shoal.length > 0) {
-    lines.push('', 'Where Shoal\'s bytes came from (during the pulls): bytes each node\'s tc class sent to peers, ' +
+    lines.push('', 'Where Shoal\'s bytes came from (during the pulls): bytes each node\'s tc class sent ' +
+      `(${settings.shapeClients ? 'to peers and to its own client' : 'to peers'}), ` +
       'verified block bytes each node fetched from each provider (`shoal_mesh_bytes_fetched_total`), ' +
       'and the `/ipfs/:cid` requests each node answered, by status.', '')
     for (const run of results.shoal) {
       lines.push(`- N=${run.n}:`)
-      for (const line of describeNodes(run)) lines.push(`  - ${line}`)
+      for (const line of describeNodes(run, settings)) lines.push(`  - ${line}`)
     }
   }
   return `${lines.join('\n')}\n`
