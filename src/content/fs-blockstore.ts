@@ -99,6 +99,27 @@ export class FsBlockstore implements Blockstore {
   }
 
   /**
+   * The whole block read into `into` when it fits (a pooled buffer: no garbage per block);
+   * undefined when it does not.
+   */
+  async readInto (cid: CID, into: Buffer): Promise<Buffer | undefined> {
+    let handle
+    try {
+      handle = await open(this.pathOf(cid), 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
+      throw err
+    }
+    try {
+      const { bytesRead } = await handle.read(into, 0, into.length, 0)
+      if (bytesRead === into.length && (await handle.read(Buffer.alloc(1), 0, 1, bytesRead)).bytesRead > 0) return undefined
+      return into.subarray(0, bytesRead)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  /**
    * Part of a block (inclusive `end`) in one read, into `into` when given (it must be large
    * enough), else into a new buffer. Blocks are at most a few MiB.
    */

@@ -18,6 +18,7 @@ const PULL_EXPIRY_MS = 15_000
 const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
+const HELD_CHANGED_DELAY_MS = 200
 const MAX_PROVIDERS = 16
 /** A node whose heartbeat is older than this is marked silent. */
 export const SILENT_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS
@@ -53,6 +54,7 @@ export class Fleet {
   private readonly logger: Logger
   private catalogueInstance: Catalogue | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
+  private heartbeatSoon: NodeJS.Timeout | undefined
   /** root -> peer id -> what the peer said of its pull of root, and when. */
   private readonly pulls = new Map<string, Map<string, { url: string, done: boolean, at: number }>>()
   private readonly onPullMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
@@ -104,6 +106,7 @@ export class Fleet {
 
   async stop (): Promise<void> {
     clearInterval(this.heartbeatTimer)
+    clearTimeout(this.heartbeatSoon)
     try {
       const pubsub = this.mesh.helia.libp2p.services.pubsub
       pubsub.removeEventListener('message', this.onPullMessage as never)
@@ -207,6 +210,15 @@ export class Fleet {
   /** Whether `peer` ranks above this node in the chain of pullers (and may wait on it). */
   ranksAbove (peer: string): boolean {
     return peer > this.mesh.peerId
+  }
+
+  /** Rewrites the inventory record shortly (coalescing bursts), e.g. after a push. */
+  heldChanged (): void {
+    if (this.heartbeatSoon !== undefined) return
+    this.heartbeatSoon = setTimeout(() => {
+      this.heartbeatSoon = undefined
+      void this.heartbeat()
+    }, HELD_CHANGED_DELAY_MS).unref()
   }
 
   /** Announces in the DHT that this node holds `cid`. */

@@ -3,6 +3,7 @@ import { CarWriter } from '@ipld/car'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import { walkDag, type BlockSource } from '../content/dag-reader.ts'
+import { chunkPool } from '../content/chunk-pool.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
@@ -16,7 +17,7 @@ export interface UploadLimiter {
 }
 
 export interface GatewayRoutesOptions {
-  blocks: BlockSource & { has(cid: CID): Promise<boolean> }
+  blocks: BlockSource & { has(cid: CID): Promise<boolean>, readInto?: (cid: CID, into: Buffer) => Promise<Buffer | undefined> }
   metrics: Metrics
   /** Caps this node's upload rate, so a popular seeder is never swamped (D4). None: no cap. */
   uploadLimiter?: UploadLimiter
@@ -51,21 +52,37 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
     if (format === 'raw') {
-      const bytes = await blocks.getBytes(cid)
+      // Blocks held here are read into a pooled buffer, given back once the socket has sent it:
+      // a fresh buffer per block made garbage collection most of a seeder's CPU.
+      const pooled = blocks === local && local.readInto !== undefined ? chunkPool.take() : undefined
+      const inPool = pooled === undefined || local.readInto === undefined ? undefined : await local.readInto(cid, pooled).catch(() => undefined)
+      if (pooled !== undefined && inPool === undefined) chunkPool.give(pooled)
+      const bytes = inPool ?? await blocks.getBytes(cid)
+      const release = (): void => { if (inPool !== undefined && pooled !== undefined) chunkPool.give(pooled) }
       reply.header('content-type', RAW).header('content-length', bytes.length)
+      if (req.method === 'HEAD') {
+        release()
+        return await reply.send()
+      }
       if (req.method === 'HEAD') return await reply.send()
       if (uploadLimiter !== undefined) {
         const gone = untilResponseCloses(reply)
         try {
           await uploadLimiter.take(bytes.length, gone)
         } catch (err) {
+          release()
           if (!gone.aborted) throw err
           // The client left while waiting for its turn: there is nobody to answer.
           return reply.hijack()
         }
       }
       metrics.bytesOut.inc(bytes.length)
-      return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      if (inPool === undefined) return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      reply.hijack()
+      reply.raw.writeHead(200, reply.getHeaders() as Record<string, string>)
+      reply.raw.once('close', release)
+      reply.raw.end(inPool)
+      return reply
     }
     reply.header('content-type', `${CAR}; version=1`)
     if (req.method === 'HEAD') return await reply.send()

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { PooledBytes } from '../content/chunk-pool.ts'
@@ -16,6 +17,8 @@ export interface ProviderFinder {
   /** Whether `peer` may wait on this node for blocks it is still receiving. */
   ranksAbove(peer: string): boolean
   provide(cid: CID): Promise<void>
+  /** What this node holds changed: the inventory should say so soon. */
+  heldChanged(): void
 }
 
 const FETCH_TIMEOUT_MS = 5 * 60_000
@@ -26,6 +29,8 @@ const SEEDERS_TTL_MS = 10_000
  * holders: a chain of relays that stalls must not stall everyone above it.
  */
 const RELAY_WAIT_MS = 4_000
+const SEEDER_LOOKUPS = 4
+const SEEDER_RETRY_MS = 500
 /** How often a pull in progress is re-announced (the fleet forgets one after 15 s). */
 const PULL_ANNOUNCE_INTERVAL_MS = 5_000
 
@@ -55,9 +60,15 @@ export class RemoteContent implements RemoteBlocks {
     const key = root.toString()
     const cached = this.seeders.get(key)
     if (cached !== undefined && Date.now() - cached.at < SEEDERS_TTL_MS) return await cached.found
-    const found = this.finder.providersOf(root, signal)
-    this.seeders.set(key, { found, at: Date.now() })
-    const list = await found.catch(() => [])
+    let list: Provider[] = []
+    // Right after a push the fleet may not know the holder yet (inventory heartbeat, DHT
+    // records on their way): ask again a few times before giving up.
+    for (let attempt = 0; attempt < SEEDER_LOOKUPS && list.length === 0; attempt++) {
+      if (attempt > 0) await sleep(SEEDER_RETRY_MS, undefined, { signal })
+      const found = this.finder.providersOf(root, signal)
+      this.seeders.set(key, { found, at: Date.now() })
+      list = await found.catch(() => [])
+    }
     if (list.length === 0) this.seeders.delete(key)
     for (const [other, entry] of this.seeders) if (Date.now() - entry.at >= SEEDERS_TTL_MS) this.seeders.delete(other)
     return list
@@ -141,6 +152,7 @@ export class RemoteContent implements RemoteBlocks {
   }
 
   announce (cids: CID[]): void {
+    this.finder.heldChanged()
     for (const cid of cids) {
       void this.finder.announcePull(cid, true)
       this.finder.provide(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not announce') })

@@ -53,7 +53,7 @@ export class ManifestService {
     if (ref.kind === 'digest' && ref.digest !== digest) {
       throw new DigestInvalidError(`manifest has digest ${digest}, not ${ref.digest}`)
     }
-    const pushed = await this.record(repository, digest, body, parsed, ref.kind === 'tag' ? ref.tag : undefined)
+    const pushed = await this.record(repository, digest, body, parsed, ref.kind === 'tag' ? ref.tag : undefined, true)
     if (ref.kind === 'tag') {
       await this.shared?.put({ repository, tag: ref.tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid })
     }
@@ -61,7 +61,8 @@ export class ManifestService {
   }
 
   /** Checks what a manifest references is in the repository, builds its image directory, records it. */
-  private async record (repository: string, digest: string, body: Buffer, parsed: ParsedManifest, tag: string | undefined): Promise<PushedManifest> {
+  /** `whole`: every blob is held here (a push), so the image can be announced as held. */
+  private async record (repository: string, digest: string, body: Buffer, parsed: ParsedManifest, tag: string | undefined, whole: boolean): Promise<PushedManifest> {
     // Everything the image needs, keyed by digest, for its layout directory.
     const content = new Map<string, DagNode>()
     await this.collectReferenced(repository, parsed, content)
@@ -80,11 +81,12 @@ export class ManifestService {
       artifactType: parsed.artifactType,
       annotations: parsed.annotations
     }
+    if (!whole) record.partial = true
     const referrer: Descriptor = { mediaType: parsed.mediaType, digest, size: body.length }
     if (parsed.artifactType !== undefined) referrer.artifactType = parsed.artifactType
     if (parsed.annotations !== undefined) referrer.annotations = parsed.annotations
     await this.metadata.putManifest(repository, digest, record, tag, referrer)
-    this.remote?.announce([image.cid])
+    if (whole) this.remote?.announce([image.cid])
     return { digest, imageCid: record.imageCid, subject: record.subject }
   }
 
@@ -191,7 +193,7 @@ export class ManifestService {
     for (const child of parsed.manifests) {
       if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source)
     }
-    return await this.record(repository, digest, body, parsed, undefined)
+    return await this.record(repository, digest, body, parsed, undefined, false)
   }
 
   /** Checks every referenced blob and manifest is in the repository, gathering their DAGs. */

@@ -24,6 +24,8 @@ export interface ManifestRecord {
   subject?: string
   artifactType?: string
   annotations?: Record<string, string>
+  /** Adopted from the fleet: its blobs may not all be held here. */
+  partial?: boolean
 }
 
 const SEP = '\x00'
@@ -186,10 +188,12 @@ export class Metadata {
     return await this.images.get(imageCid)
   }
 
-  /** CIDs of every image directory the node recorded. */
+  /** CIDs of the image directories the node holds whole (pushed here, not adopted). */
   async listImages (): Promise<string[]> {
     const cids: string[] = []
-    for await (const key of this.images.keys()) cids.push(key)
+    for await (const [key, digest] of this.images.iterator()) {
+      if ((await this.manifests.get(digest))?.partial !== true) cids.push(key)
+    }
     return cids
   }
 
