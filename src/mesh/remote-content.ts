@@ -24,11 +24,9 @@ const FETCH_TIMEOUT_MS = 5 * 60_000
 const SEEDERS_TTL_MS = 10_000
 /**
  * How long a relay may keep a peer waiting before it answers 404 and the peer turns to the
- * holders. Relays fetch only from holders, so a wait cannot be part of a cycle; a short limit
- * only sent peers to the holders while they were busiest (fleet bench at 50 Mbit/s: the seeder
- * sent 4.3x the image with 4 s). Just under the asker's own 30 s request timeout.
+ * holders: a chain of relays that stalls must not stall everyone above it.
  */
-const RELAY_WAIT_MS = 25_000
+const RELAY_WAIT_MS = 4_000
 const SEEDER_LOOKUPS = 4
 const SEEDER_RETRY_MS = 500
 /** How often a pull in progress is re-announced (the fleet forgets one after 15 s). */
