@@ -31,7 +31,7 @@ export interface Provider {
 }
 
 /** Providers as a list, or as a function asked again for every block (the fleet changes). */
-export type Providers = Provider[] | ((cid: CID) => Provider[])
+export type Providers = Provider[] | (() => Provider[])
 
 /** Who asks, sent along with every request so that the provider can relay for it. */
 export interface FetchContext {
@@ -235,7 +235,7 @@ export class BlockFetcher {
     signal.throwIfAborted()
     const progress: DagFetchProgress = { blocks: 0, fetchedBlocks: 0, fetchedBytes: 0 }
     // Enough blocks in flight to keep every provider busy, without holding many MiB at once.
-    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers, root).length * this.maxInFlightPerProvider))
+    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers).length * this.maxInFlightPerProvider))
     const failure = new AbortController()
     const inner = AbortSignal.any([signal, failure.signal])
     const seen = new Set<string>([root.toString()])
@@ -355,7 +355,7 @@ export class BlockFetcher {
     for (;;) {
       signal.throwIfAborted()
       // Asked again every round: who is worth asking changes while a pull goes on.
-      const candidates = [...new Map(listOf(providers, cid).map(p => [p.id, p])).values()]
+      const candidates = [...new Map(listOf(providers).map(p => [p.id, p])).values()]
       const usable = candidates.filter(p => !lying.has(p.id) && (failures.get(p.id) ?? 0) < MAX_FAILURES_PER_PROVIDER)
       if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
       const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))
@@ -482,8 +482,8 @@ export class BlockFetcher {
   }
 }
 
-function listOf (providers: Providers, cid: CID): Provider[] {
-  return typeof providers === 'function' ? providers(cid) : providers
+function listOf (providers: Providers): Provider[] {
+  return typeof providers === 'function' ? providers() : providers
 }
 
 function assertVerifiable (cid: CID): void {

@@ -14,6 +14,8 @@ export const HEARTBEAT_INTERVAL_MS = 10_000
 const PULLS_TOPIC = '/shoal/pulls/1'
 /** A pull not re-announced for this long is taken as over. */
 const PULL_EXPIRY_MS = 15_000
+/** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
+const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
 const HELD_CHANGED_DELAY_MS = 200
@@ -26,14 +28,6 @@ export interface LocalNodeFacts {
   url(): string
   usedBytes(): Promise<number>
   heldImages(): Promise<string[]>
-}
-
-/** Which of `count` pullers takes block `cid` from the holders: the same answer on every node. */
-function designatedIndex (cid: CID, count: number): number {
-  const digest = cid.multihash.digest
-  // The digest is a hash already: its last bytes are as good as any.
-  const value = ((digest[digest.length - 4] ?? 0) << 24 | (digest[digest.length - 3] ?? 0) << 16 | (digest[digest.length - 2] ?? 0) << 8 | (digest[digest.length - 1] ?? 0)) >>> 0
-  return value % Math.max(1, count)
 }
 
 interface PullMessage {
@@ -176,7 +170,7 @@ export class Fleet {
 
   /**
    * Tells the fleet this node is pulling `root` (or has just finished it). Others then fetch
-   * blocks of `root` from it as it receives them: see providersFor.
+   * blocks of `root` from it as it receives them: see rankedProviders.
    */
   async announcePull (root: CID, done: boolean): Promise<void> {
     const message: PullMessage = { peer: this.mesh.peerId, url: this.facts.url(), root: root.toString(), done }
@@ -195,26 +189,27 @@ export class Fleet {
   }
 
   /**
-   * Whom to ask now for block `cid` of `root`. Nodes pulling the same DAG at once split it: each
-   * block has one designated puller (by a hash of the block over the pullers, in peer-id order),
-   * which takes it from the holders and hands it on to the others. So the holders send each block
-   * about once, and every block reaches every puller in at most two hops. The designated puller
-   * is asked first (tier 0); the holders (`seeders`, and pullers that finished) when it fails.
-   * A puller relaying for others only ever asks holders, so no two nodes wait on each other.
+   * Whom to ask for blocks of `root` now. Nodes pulling the same DAG at once form a chain by
+   * peer id: each asks the (at most two) pullers just below it first, who hand on blocks as they
+   * receive them, so the seeders upload each block about once instead of once per puller. The
+   * holders (`seeders`, and pullers that finished) come next, when those fail, and are all a
+   * puller at the bottom of the chain has. A node only ever waits on pullers below it, so no two
+   * nodes wait on each other.
    */
-  providersFor (root: CID, cid: CID, seeders: Provider[]): Provider[] {
+  rankedProviders (root: CID, seeders: Provider[]): Provider[] {
     const self = this.mesh.peerId
     const now = Date.now()
     const peers = [...(this.pulls.get(root.toString()) ?? new Map<string, { url: string, done: boolean, at: number }>()).entries()]
-      .filter(([, pull]) => now - pull.at < PULL_EXPIRY_MS)
-    const holders = [...seeders, ...peers.filter(([id, pull]) => pull.done && id !== self).map(([id, pull]) => ({ id, url: pull.url }))]
-      .filter((holder, i, all) => all.findIndex(other => other.id === holder.id) === i).map(holder => ({ ...holder, tier: 1 }))
-    const pulling = peers.filter(([, pull]) => !pull.done).map(([id, pull]) => ({ id, url: pull.url }))
-    if (!pulling.some(p => p.id === self)) pulling.push({ id: self, url: this.facts.url() })
-    pulling.sort((a, b) => (a.id < b.id ? -1 : 1))
-    const designated = pulling[designatedIndex(cid, pulling.length)]
-    if (designated === undefined || designated.id === self || holders.some(h => h.id === designated.id)) return holders
-    return [{ ...designated, tier: 0 }, ...holders]
+      .filter(([id, pull]) => id !== self && now - pull.at < PULL_EXPIRY_MS)
+    const below = peers.filter(([id, pull]) => !pull.done && id < self).sort(([a], [b]) => (a < b ? 1 : -1))
+      .slice(0, RELAYS_PER_PULLER).map(([id, pull]) => ({ id, url: pull.url, tier: 0 }))
+    const holders = [...seeders, ...peers.filter(([, pull]) => pull.done).map(([id, pull]) => ({ id, url: pull.url }))]
+    return [...below, ...[...new Map(holders.map(h => [h.id, h])).values()].filter(h => !below.some(b => b.id === h.id)).map(h => ({ ...h, tier: 1 }))]
+  }
+
+  /** Whether `peer` ranks above this node in the chain of pullers (and may wait on it). */
+  ranksAbove (peer: string): boolean {
+    return peer > this.mesh.peerId
   }
 
   /** Rewrites the inventory record shortly (coalescing bursts), e.g. after a push. */

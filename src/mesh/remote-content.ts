@@ -11,9 +11,11 @@ import type { BlockFetcher, Provider } from './block-fetcher.ts'
 export interface ProviderFinder {
   /** Nodes that hold `cid` whole (DHT and inventory). */
   providersOf(cid: CID, signal?: AbortSignal): Promise<Provider[]>
-  /** Whom to ask now for block `cid` under `root`, given its holders. */
-  providersFor(root: CID, cid: CID, seeders: Provider[]): Provider[]
+  /** Whom to ask now for blocks under `root`, given its holders. */
+  rankedProviders(root: CID, seeders: Provider[]): Provider[]
   announcePull(root: CID, done: boolean): Promise<void>
+  /** Whether `peer` may wait on this node for blocks it is still receiving. */
+  ranksAbove(peer: string): boolean
   provide(cid: CID): Promise<void>
   /** What this node holds changed: the inventory should say so soon. */
   heldChanged(): void
@@ -77,7 +79,7 @@ export class RemoteContent implements RemoteBlocks {
     const fetched = async (cid: CID): Promise<Uint8Array> => {
       if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
       const known = await seedersOfRoot()
-      return await this.fetcher.fetchBlock(cid, block => this.finder.providersFor(root, block, known), AbortSignal.timeout(FETCH_TIMEOUT_MS), root)
+      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, known), AbortSignal.timeout(FETCH_TIMEOUT_MS), root)
     }
     return {
       has: async (cid) => await this.blockstore.has(cid) || (await seedersOfRoot()).length > 0,
@@ -121,7 +123,7 @@ export class RemoteContent implements RemoteBlocks {
       ])
       // Those that announced the blob itself first: they hold it whole.
       const seeders = [...own, ...ofImage.filter(p => !own.some(o => o.id === p.id))]
-      yield * this.fetcher.fetchFileChunks(root, block => this.finder.providersFor(root, block, seeders), start, end, signal ?? AbortSignal.timeout(FETCH_TIMEOUT_MS))
+      yield * this.fetcher.fetchFileChunks(root, () => this.finder.rankedProviders(root, seeders), start, end, signal ?? AbortSignal.timeout(FETCH_TIMEOUT_MS))
     } finally {
       clearInterval(reannounce)
     }
@@ -129,16 +131,16 @@ export class RemoteContent implements RemoteBlocks {
 
   /**
    * A block a peer asked this node for and it lacks. It is handed on if this node is receiving it
-   * right now, or fetched for the peer from the holders of `root`: only the holders, never
-   * another puller, so a relay never waits on a node that may be waiting on it.
+   * right now, or, for a peer ranked above this node in a shared pull of `root`, fetched for it
+   * (this node only waits on peers below it, so the waits can never form a cycle).
    */
   async relay (cid: CID, root: CID | undefined, peer: string | undefined, signal: AbortSignal): Promise<Uint8Array | undefined> {
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(RELAY_WAIT_MS)])
     try {
       if (await this.fetcher.whenArrived(cid, bounded) && await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
-      if (root === undefined || peer === undefined) return undefined
+      if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer)) return undefined
       const seeders = await this.seedersOf(root, bounded)
-      return await this.fetcher.fetchBlock(cid, block => this.finder.providersFor(root, block, seeders).filter(p => (p.tier ?? 0) > 0), bounded, root)
+      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, seeders), bounded, root)
     } catch (err) {
       this.logger.debug({ err, cid: cid.toString() }, 'could not relay a block')
       return undefined
