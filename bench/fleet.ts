@@ -43,6 +43,7 @@ import type { ImageLayoutResult } from '../test/support/oci-image.ts'
 import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/support/node-process.ts'
 import type { RegistryProcess } from '../test/support/node-process.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
+import { gitCommit, machineDescription, toolVersion } from './environment.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -680,28 +681,8 @@ function run (command: string, args: string[]): void {
   execFileSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
 }
 
-function machineDescription (): string {
-  const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU'
-  return `${os.availableParallelism()} × ${cpu}, ${(os.totalmem() / 1024 / MiB).toFixed(0)} GiB RAM, Linux ${os.release()}`
-}
 
-function toolVersion (command: string, args: string[]): string {
-  try {
-    return execFileSync(command, args, { encoding: 'utf8' }).trim()
-  } catch {
-    return `${command} (version unknown)`
-  }
-}
 
-function gitCommit (): string {
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-    return dirty === '' ? commit : `${commit} (src/ modified)`
-  } catch {
-    return '(none)'
-  }
-}
 
 function formatMiB (bytes: number): string {
   return `${(bytes / MiB).toFixed(0)} MiB`

@@ -13,7 +13,6 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts'
@@ -21,6 +20,7 @@ import type { ImageLayoutResult } from '../test/support/oci-image.ts'
 import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/support/node-process.ts'
 import type { RegistryProcess } from '../test/support/node-process.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
+import { gitCommit, machineDescription, toolVersion } from './environment.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -278,33 +278,11 @@ function median (values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
-function machineDescription (): string {
-  const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU'
-  return `${os.availableParallelism()} × ${cpu}, ${formatGiB(os.totalmem())} RAM, Linux ${os.release()}`
-}
 
-function toolVersion (command: string, args: string[]): string {
-  try {
-    return execFileSync(command, args, { encoding: 'utf8' }).trim()
-  } catch {
-    return `${command} (version unknown)`
-  }
-}
 
-function gitCommit (): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return '(none)'
-  }
-}
 
 function formatMiB (bytes: number): string {
   return `${(bytes / MiB).toFixed(0)} MiB`
-}
-
-function formatGiB (bytes: number): string {
-  return `${(bytes / 1024 / MiB).toFixed(0)} GiB`
 }
 
 function formatSeconds (milliseconds: number): string {

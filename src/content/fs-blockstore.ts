@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat, readdir } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
@@ -98,18 +98,21 @@ export class FsBlockstore implements Blockstore {
     }
   }
 
+  private async openBlock (cid: CID): Promise<FileHandle> {
+    try {
+      return await open(this.pathOf(cid), 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
+      throw err
+    }
+  }
+
   /**
    * The whole block read into `into` when it fits (a pooled buffer: no garbage per block);
    * undefined when it does not.
    */
   async readInto (cid: CID, into: Buffer): Promise<Buffer | undefined> {
-    let handle
-    try {
-      handle = await open(this.pathOf(cid), 'r')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
-      throw err
-    }
+    const handle = await this.openBlock(cid)
     try {
       const { bytesRead } = await handle.read(into, 0, into.length, 0)
       if (bytesRead === into.length && (await handle.read(Buffer.alloc(1), 0, 1, bytesRead)).bytesRead > 0) return undefined
@@ -124,13 +127,7 @@ export class FsBlockstore implements Blockstore {
    * enough), else into a new buffer. Blocks are at most a few MiB.
    */
   async getRange (cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer> {
-    let handle
-    try {
-      handle = await open(this.pathOf(cid), 'r')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
-      throw err
-    }
+    const handle = await this.openBlock(cid)
     try {
       const bytes = into === undefined ? Buffer.allocUnsafe(end - start + 1) : into.subarray(0, end - start + 1)
       const { bytesRead } = await handle.read(bytes, 0, bytes.length, start)
