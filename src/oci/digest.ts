@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { DigestInvalidError } from './errors.ts'
 
 export type DigestAlgorithm = 'sha256' | 'sha512'
@@ -28,34 +28,6 @@ export function parseDigest (text: string): Digest {
   return { algorithm, hex, value: text }
 }
 
-export function isDigest (text: string): boolean {
-  try {
-    parseDigest(text)
-    return true
-  } catch {
-    return false
-  }
-}
-
 export function digestOf (bytes: Uint8Array, algorithm: DigestAlgorithm = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`
-}
-
-/** Incremental digest for streams. */
-export class DigestHasher {
-  readonly algorithm: DigestAlgorithm
-  private readonly hash: Hash
-  constructor (algorithm: DigestAlgorithm = 'sha256') {
-    this.algorithm = algorithm
-    this.hash = createHash(algorithm)
-  }
-
-  update (bytes: Uint8Array): void {
-    this.hash.update(bytes)
-  }
-
-  /** The digest so far; the hasher stays usable. */
-  current (): string {
-    return `${this.algorithm}:${this.hash.copy().digest('hex')}`
-  }
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
+import { digestOf } from '../../src/oci/digest.ts'
 
-export const sha256 = (bytes: Uint8Array | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-export const sha512 = (bytes: Uint8Array | string): string => `sha512:${createHash('sha512').update(bytes).digest('hex')}`
+const asBytes = (bytes: Uint8Array | string): Uint8Array => typeof bytes === 'string' ? Buffer.from(bytes) : bytes
+export const sha256 = (bytes: Uint8Array | string): string => digestOf(asBytes(bytes), 'sha256')
+export const sha512 = (bytes: Uint8Array | string): string => digestOf(asBytes(bytes), 'sha512')
 
 /** A thin /v2 client for tests: plain fetch, nothing hidden. */
 export class RegistryClient {
