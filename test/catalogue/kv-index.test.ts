@@ -1,0 +1,112 @@
+// The incremental key-value index gives OrbitDB KeyValue's answer however entries arrive.
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { KeyValueIndex, comesAfter, type EntrySource, type IndexedEntry } from '../../src/catalogue/kv-index.ts'
+
+/** A seeded PRNG, so a failure can be replayed. */
+function random (seed: number): () => number {
+  let state = seed
+  return () => {
+    state = (state + 0x6d2b79f5) | 0
+    let t = Math.imul(state ^ (state >>> 15), 1 | state)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Several writers appending to their own view of a log and merging now and then, like OrbitDB. */
+function randomLog (seed: number, count: number): IndexedEntry[] {
+  const next = random(seed)
+  const writers = ['writer-a', 'writer-b', 'writer-c']
+  const heads = new Map(writers.map(w => [w, [] as IndexedEntry[]]))
+  const all: IndexedEntry[] = []
+  for (let i = 0; i < count; i++) {
+    const writer = writers[Math.floor(next() * writers.length)]!
+    let known = heads.get(writer)!
+    if (next() < 0.3) {
+      // merge another writer's heads
+      const other = heads.get(writers[Math.floor(next() * writers.length)]!)!
+      known = [...new Map([...known, ...other].map(e => [e.hash, e])).values()]
+    }
+    const time = Math.max(0, ...known.map(e => e.clock.time)) + 1
+    const key = `k${Math.floor(next() * 5)}`
+    const entry: IndexedEntry = {
+      hash: `h${i}`,
+      next: known.map(e => e.hash),
+      refs: all.length > 3 && next() < 0.5 ? [all[Math.floor(next() * all.length)]!.hash] : [],
+      clock: { id: writer, time },
+      payload: next() < 0.2 ? { op: 'DEL', key, value: null } : { op: 'PUT', key, value: i }
+    }
+    all.push(entry)
+    heads.set(writer, [entry])
+  }
+  return all
+}
+
+function expected (entries: IndexedEntry[]): Map<string, unknown> {
+  const best = new Map<string, IndexedEntry>()
+  for (const entry of entries) {
+    const key = entry.payload.key as string
+    const current = best.get(key)
+    if (current === undefined || comesAfter(entry.clock, current.clock)) best.set(key, entry)
+  }
+  return new Map([...best].filter(([, e]) => e.payload.op === 'PUT').map(([key, e]) => [key, e.payload.value]))
+}
+
+function sourceOf (entries: IndexedEntry[], present: Set<string>): EntrySource {
+  const byHash = new Map(entries.map(e => [e.hash, e]))
+  return {
+    get: async hash => (present.has(hash) ? byHash.get(hash) : undefined),
+    async * traverse () { for (const e of entries) if (present.has(e.hash)) yield e }
+  }
+}
+
+describe('KeyValueIndex', () => {
+  it('built from the whole log, answers as the last writer by Lamport time, then clock id', async () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const entries = randomLog(seed, 60)
+      const index = new KeyValueIndex<number>(sourceOf(entries, new Set(entries.map(e => e.hash))))
+      await index.load()
+      assert.deepEqual(new Map(index.entries()), expected(entries), `seed ${seed}`)
+    }
+  })
+
+  it('fed only the newest entry of each joined branch, reaches the same answer in any order', async () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const entries = randomLog(seed, 60)
+      const next = random(seed * 7)
+      const present = new Set<string>()
+      const index = new KeyValueIndex<number>(sourceOf(entries, present))
+      await index.load()
+      // Entries join in random batches; the index hears of each batch through one of its entries
+      // that every other entry of the batch is behind (as OrbitDB's joinEntry reports).
+      const order = entries.map(e => e.hash)
+      let cursor = 0
+      while (cursor < order.length) {
+        const size = 1 + Math.floor(next() * 6)
+        const batch = order.slice(cursor, cursor + size)
+        cursor += size
+        for (const hash of batch) present.add(hash)
+        const newest = entries.find(e => e.hash === batch[batch.length - 1])!
+        await index.add(newest)
+        // entries of the batch the newest one does not reach are reported on their own
+        for (const hash of batch) await index.add(entries.find(e => e.hash === hash)!)
+      }
+      assert.deepEqual(new Map(index.entries()), expected(entries), `seed ${seed}`)
+      assert.equal(index.get('nope'), undefined)
+    }
+  })
+
+  it('a delete hides the key until a later put', async () => {
+    const entry = (hash: string, time: number, op: string, value: unknown, next: string[] = []): IndexedEntry =>
+      ({ hash, next, refs: [], clock: { id: 'w', time }, payload: { op, key: 'k', value } })
+    const entries = [entry('a', 1, 'PUT', 1), entry('b', 2, 'DEL', null, ['a']), entry('c', 3, 'PUT', 3, ['b'])]
+    const present = new Set<string>(['a', 'b'])
+    const index = new KeyValueIndex<number>(sourceOf(entries, present))
+    await index.load()
+    assert.equal(index.get('k'), undefined)
+    present.add('c')
+    await index.add(entries[2]!)
+    assert.equal(index.get('k'), 3)
+  })
+})
