@@ -8,12 +8,9 @@ import type { Config } from '../config.ts'
 import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
+import { PullNotices, type NoticeTransport } from './pull-notices.ts'
 
 export const HEARTBEAT_INTERVAL_MS = 10_000
-/** Where nodes say which DAGs they are pulling right now (gossipsub). */
-const PULLS_TOPIC = '/shoal/pulls/1'
-/** A pull not re-announced for this long is taken as over. */
-const PULL_EXPIRY_MS = 15_000
 /** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
 const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
@@ -28,13 +25,6 @@ export interface LocalNodeFacts {
   url(): string
   usedBytes(): Promise<number>
   heldImages(): Promise<string[]>
-}
-
-interface PullMessage {
-  peer: string
-  url: string
-  root: string
-  done: boolean
 }
 
 export interface FleetNode extends NodeRecord {
@@ -55,15 +45,7 @@ export class Fleet {
   private catalogueInstance: Catalogue | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
   private heartbeatSoon: NodeJS.Timeout | undefined
-  /** root -> peer id -> what the peer said of its pull of root, and when. */
-  private readonly pulls = new Map<string, Map<string, { url: string, done: boolean, at: number }>>()
-  private readonly onPullMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
-    if (event.detail.topic !== PULLS_TOPIC) return
-    try {
-      const message = JSON.parse(new TextDecoder().decode(event.detail.data)) as PullMessage
-      if (typeof message.peer === 'string' && typeof message.root === 'string' && typeof message.url === 'string') this.notePull(message)
-    } catch { /* not ours */ }
-  }
+  private pullNotices: PullNotices | undefined
 
   constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger }) {
     this.config = options.config
@@ -98,8 +80,8 @@ export class Fleet {
     }
     this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }))
     await this.catalogueInstance.start()
-    libp2p.services.pubsub.subscribe(PULLS_TOPIC)
-    libp2p.services.pubsub.addEventListener('message', this.onPullMessage as never)
+    this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
+    this.pullNotices.start()
     await this.heartbeat()
     this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, HEARTBEAT_INTERVAL_MS).unref()
   }
@@ -107,11 +89,7 @@ export class Fleet {
   async stop (): Promise<void> {
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.heartbeatSoon)
-    try {
-      const pubsub = this.mesh.helia.libp2p.services.pubsub
-      pubsub.removeEventListener('message', this.onPullMessage as never)
-      pubsub.unsubscribe(PULLS_TOPIC)
-    } catch { /* the mesh never started */ }
+    this.pullNotices?.stop()
     await this.catalogueInstance?.stop()
     await this.mesh.stop()
   }
@@ -173,19 +151,7 @@ export class Fleet {
    * blocks of `root` from it as it receives them: see rankedProviders.
    */
   async announcePull (root: CID, done: boolean): Promise<void> {
-    const message: PullMessage = { peer: this.mesh.peerId, url: this.facts.url(), root: root.toString(), done }
-    this.notePull(message)
-    try {
-      await this.mesh.helia.libp2p.services.pubsub.publish(PULLS_TOPIC, new TextEncoder().encode(JSON.stringify(message)))
-    } catch (err) {
-      this.logger.debug({ err }, 'could not announce a pull')
-    }
-  }
-
-  private notePull (message: PullMessage): void {
-    const peers = this.pulls.get(message.root) ?? new Map()
-    peers.set(message.peer, { url: message.url, done: message.done, at: Date.now() })
-    this.pulls.set(message.root, peers)
+    this.pullNotices?.announce(root.toString(), done)
   }
 
   /**
@@ -198,9 +164,7 @@ export class Fleet {
    */
   rankedProviders (root: CID, seeders: Provider[]): Provider[] {
     const self = this.mesh.peerId
-    const now = Date.now()
-    const peers = [...(this.pulls.get(root.toString()) ?? new Map<string, { url: string, done: boolean, at: number }>()).entries()]
-      .filter(([id, pull]) => id !== self && now - pull.at < PULL_EXPIRY_MS)
+    const peers = this.pullNotices?.pullersOf(root.toString()) ?? []
     const below = peers.filter(([id, pull]) => !pull.done && id < self).sort(([a], [b]) => (a < b ? 1 : -1))
       .slice(0, RELAYS_PER_PULLER).map(([id, pull]) => ({ id, url: pull.url, tier: 0 }))
     const holders = [...seeders, ...peers.filter(([, pull]) => pull.done).map(([id, pull]) => ({ id, url: pull.url }))]
@@ -247,6 +211,30 @@ export class Fleet {
       put: async (tag: SharedTag) => { await catalogue.putTag({ ...tag, node: peerId, pushedAt: new Date().toISOString() }) },
       delete: async (repository, tag) => { await catalogue.deleteTag(repository, tag) },
       all: async () => await catalogue.allTags()
+    }
+  }
+}
+
+/** Gossipsub as the pull notices use it: one topic, its messages' bytes. */
+function gossipTransport (pubsub: {
+  publish(topic: string, bytes: Uint8Array): Promise<unknown>
+  subscribe(topic: string): void
+  unsubscribe(topic: string): void
+  addEventListener(type: 'message', listener: (event: CustomEvent<{ topic: string, data: Uint8Array }>) => void): void
+  removeEventListener(type: 'message', listener: (event: CustomEvent<{ topic: string, data: Uint8Array }>) => void): void
+}): NoticeTransport {
+  return {
+    publish: async (topic, bytes) => await pubsub.publish(topic, bytes),
+    subscribe: (topic, onMessage) => {
+      const listener = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+        if (event.detail.topic === topic) onMessage(event.detail.data)
+      }
+      pubsub.subscribe(topic)
+      pubsub.addEventListener('message', listener)
+      return () => {
+        pubsub.removeEventListener('message', listener)
+        try { pubsub.unsubscribe(topic) } catch { /* the mesh stopped first */ }
+      }
     }
   }
 }
