@@ -72,7 +72,7 @@ export class ShoalNode {
       remote: () => config.gatewayFetch ? this.remote : undefined,
       relay: () => this.relay
     })
-    registerApiRoutes(this.http, { fleet: () => this.fleet })
+    registerApiRoutes(this.http, { fleet: () => this.fleet, local: this.metadata })
   }
 
   /** The base URL the node answers on, once started. */

@@ -22,7 +22,11 @@ export function registerOpenApi (app: FastifyInstance): void {
         version: packageJson.version,
         description: 'Management API of a Shoal node. The OCI registry (/v2/) and the trustless gateway (/ipfs/) follow their own specifications and are not described here.'
       },
-      tags: [{ name: 'mesh', description: 'The libp2p mesh and the fleet\'s nodes' }]
+      tags: [
+        { name: 'mesh', description: 'The libp2p mesh and the fleet\'s nodes' },
+        { name: 'strategies', description: 'Replication strategies: where images must live, and how far the nodes got' },
+        { name: 'images', description: 'The fleet\'s tagged images and the nodes that hold them' }
+      ]
     },
     // Only the management API is described; /v2, /ipfs, /metrics and the UI's own routes are not.
     transform: ({ schema, url }) => ({ schema: url.startsWith(`${API_PREFIX}/`) ? schema : { ...schema, hide: true }, url })

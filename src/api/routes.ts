@@ -1,11 +1,16 @@
 import type { FastifyInstance } from 'fastify'
 import type { Fleet } from '../mesh/fleet.ts'
+import type { LocalManifests, LocalTags } from '../replication/images.ts'
 import { apiErrorResponses } from './errors.ts'
+import { addressesSchema, nodeSchema } from './node-schema.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
+import { registerStrategyRoutes } from './strategy-routes.ts'
 
 export interface ApiRoutesOptions {
   /** The fleet, once (and if) the node joined one. */
   fleet: () => Fleet | undefined
+  /** This node's own tags and manifests: images of a node outside a mesh, and image checks. */
+  local?: LocalTags & LocalManifests
 }
 
 /**
@@ -17,10 +22,9 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
   app.register(async (api: FastifyInstance) => {
     configureApiScope(api)
     registerFleetRoutes(api, options)
+    registerStrategyRoutes(api, options)
   }, { prefix: API_PREFIX })
 }
-
-const addressesSchema = { type: 'array', items: { type: 'string' }, description: 'libp2p multiaddrs' } as const
 
 const peerSchema = {
   type: 'object',
@@ -44,31 +48,6 @@ const peersSchema = {
       properties: { id: { type: 'string' }, addresses: addressesSchema }
     },
     peers: { type: 'array', items: peerSchema, description: 'Peers this node is connected to' }
-  }
-} as const
-
-// Records come from the replicated catalogue, where nodes of a newer version may add fields:
-// pass them through rather than strip them.
-const nodeSchema = {
-  type: 'object',
-  additionalProperties: true,
-  required: ['id', 'name', 'url', 'addresses', 'labels', 'disk', 'images', 'heartbeatAt', 'silent', 'self'],
-  properties: {
-    id: { type: 'string', description: 'libp2p peer id' },
-    name: { type: 'string' },
-    url: { type: 'string', description: 'Base URL of the node\'s HTTP server' },
-    addresses: addressesSchema,
-    labels: { type: 'object', additionalProperties: { type: 'string' } },
-    disk: {
-      type: 'object',
-      additionalProperties: true,
-      required: ['usedBytes', 'freeBytes'],
-      properties: { usedBytes: { type: 'integer' }, freeBytes: { type: 'integer' } }
-    },
-    images: { type: 'array', items: { type: 'string' }, description: 'Image CIDs the node holds' },
-    heartbeatAt: { type: 'string', format: 'date-time' },
-    silent: { type: 'boolean', description: 'No heartbeat for 30 s' },
-    self: { type: 'boolean', description: 'This is the node answering' }
   }
 } as const
 

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
 import type { Logger } from 'pino'
+import type { Strategy } from '../replication/strategy.ts'
 
 /** Where a tag points, and who put it there. */
 export interface TagRecord {
@@ -15,6 +16,23 @@ export interface TagRecord {
   pushedAt: string
 }
 
+/**
+ * How far one node got with one strategy's image. The node's reconciler writes it into its own
+ * record; it removes the entry once the node no longer holds the image for that strategy.
+ */
+export interface PlacementState {
+  /** The strategy's image as written (`repo:tag`, `repo@digest` or an image CID). */
+  image: string
+  /** The image CID the reference resolved to when the node last worked on it. */
+  imageCid?: string
+  state: 'fetching' | 'held' | 'failed'
+  bytesDone?: number
+  bytesTotal?: number
+  /** Why it failed, for a person to read. */
+  reason?: string
+  updatedAt: string
+}
+
 /** A node as the fleet sees it. */
 export interface NodeRecord {
   id: string
@@ -26,6 +44,8 @@ export interface NodeRecord {
   /** Image CIDs the node holds. */
   images: string[]
   heartbeatAt: string
+  /** Strategy id -> this node's progress with that strategy's image (absent: nothing to say). */
+  replication?: Record<string, PlacementState>
 }
 
 /** What the catalogue needs of the mesh beyond what OrbitDB takes from helia itself. */
@@ -42,7 +62,7 @@ const HEADS_ANNOUNCE_INTERVAL_MS = 10_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 
 export interface CatalogueChange {
-  kind: 'tag' | 'node'
+  kind: 'tag' | 'node' | 'strategy'
   key: string
   deleted: boolean
 }
@@ -59,6 +79,7 @@ export class Catalogue {
   private orbitdb: OrbitDB | undefined
   private tagsDb: KeyValueDatabase<TagRecord> | undefined
   private nodesDb: KeyValueDatabase<NodeRecord> | undefined
+  private strategiesDb: KeyValueDatabase<Strategy> | undefined
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
   /** Each database's current key -> value map, read from its log once per change. */
   private readonly views = new Map<string, Promise<Map<string, unknown>>>()
@@ -78,6 +99,7 @@ export class Catalogue {
     this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
     this.tagsDb = await this.open<TagRecord>('shoal.tags', 'tag')
     this.nodesDb = await this.open<NodeRecord>('shoal.nodes', 'node')
+    this.strategiesDb = await this.open<Strategy>('shoal.strategies', 'strategy')
     this.announceTimer = setInterval(() => { void this.announceHeads() }, HEADS_ANNOUNCE_INTERVAL_MS).unref()
     this.stopListening = this.transport.onPeerConnect(() => {
       clearTimeout(this.announceSoon)
@@ -95,7 +117,7 @@ export class Catalogue {
 
   /** Publishes every head of every database, each as one pubsub message. */
   async announceHeads (): Promise<void> {
-    for (const db of [this.tagsDb, this.nodesDb]) {
+    for (const db of [this.tagsDb, this.nodesDb, this.strategiesDb]) {
       if (db === undefined) continue
       try {
         for (const head of await db.log.heads()) {
@@ -145,6 +167,11 @@ export class Catalogue {
     return this.nodesDb
   }
 
+  private get strategies (): KeyValueDatabase<Strategy> {
+    if (this.strategiesDb === undefined) throw new Error('the catalogue is not started')
+    return this.strategiesDb
+  }
+
   onChange (listener: (change: CatalogueChange) => void): () => void {
     this.listeners.add(listener)
     return () => this.listeners.delete(listener)
@@ -182,6 +209,22 @@ export class Catalogue {
 
   async allNodes (): Promise<NodeRecord[]> {
     return [...(await this.view(this.nodes)).values()]
+  }
+
+  async putStrategy (strategy: Strategy): Promise<void> {
+    await this.strategies.put(strategy.id, strategy)
+  }
+
+  async deleteStrategy (id: string): Promise<void> {
+    await this.strategies.del(id)
+  }
+
+  async getStrategy (id: string): Promise<Strategy | undefined> {
+    return (await this.view(this.strategies)).get(id)
+  }
+
+  async allStrategies (): Promise<Strategy[]> {
+    return [...(await this.view(this.strategies)).values()]
   }
 
   /** Directory for OrbitDB's own files under the node's data directory. */

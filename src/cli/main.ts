@@ -2,6 +2,7 @@ import { Command, Option } from 'commander'
 import { ConfigError, loadConfig, parseLabels, type Config } from '../config.ts'
 import { ShoalNode } from '../node.ts'
 import { getJson } from './api-client.ts'
+import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
 
 interface ServeOptions {
@@ -24,6 +25,14 @@ interface ServeOptions {
 interface PeersAnswer {
   self: { id: string, addresses: string[] } | null
   peers: Array<{ id: string, addresses: string[], latencyMs?: number }>
+}
+
+/** The node a command asks, unless --node says otherwise. */
+const DEFAULT_NODE = process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000'
+
+interface NodeOptions {
+  node: string
+  json?: boolean
 }
 
 function collect (value: string, previous: string[] | undefined): string[] {
@@ -99,7 +108,7 @@ program.command('swarm-key')
 
 program.command('peers')
   .description('list the peers a node is connected to')
-  .option('--node <url>', 'node to ask', process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
   .option('--json', 'print JSON')
   .action(async (options: { node: string, json?: boolean }) => {
     const answer = await getJson<PeersAnswer>(options.node, '/api/v1/peers')
@@ -118,10 +127,70 @@ program.command('peers')
     }
   })
 
+const strategy = program.command('strategy')
+  .description('replication strategies: where images must live')
+
+strategy.command('add')
+  .description('place an image on nodes: --percentage, --target, --replicas, --all or --labels')
+  .argument('<image>', 'repository:tag, repository@digest or an image CID')
+  .option('--percentage <n>', 'this share of the nodes (1-100, rounded up)')
+  .option('--target <node>', 'one node, by id or name')
+  .option('--replicas <k>', 'k nodes')
+  .option('--all', 'every node')
+  .option('--labels <k=v,...>', 'the nodes with all these labels')
+  .option('--count <n>', 'with --labels: at most n of those nodes')
+  .option('--dry-run', 'show where it would go; store nothing')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (image: string, options: AddStrategyOptions & NodeOptions) => {
+    console.log(await addStrategy(options.node, image, options, options.json === true))
+  })
+
+strategy.command('ls')
+  .description('list the strategies with how many of their nodes hold the image')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (options: NodeOptions) => {
+    console.log(await listStrategies(options.node, options.json === true))
+  })
+
+strategy.command('rm')
+  .description('remove a strategy: its nodes drop the image')
+  .argument('<id>', 'strategy id (see shoal strategy ls)')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .action(async (id: string, options: NodeOptions) => {
+    console.log(await removeStrategy(options.node, id))
+  })
+
+strategy.command('status')
+  .description('per node of a strategy (or of each): pending, fetching, held, failed or dropping')
+  .argument('[id]', 'strategy id; all strategies when left out')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (id: string | undefined, options: NodeOptions) => {
+    console.log(await strategyStatus(options.node, id, options.json === true))
+  })
+
+program.command('nodes')
+  .description('list the fleet\'s nodes: labels, disk, images held, last heartbeat')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (options: NodeOptions) => {
+    console.log(await listNodes(options.node, options.json === true))
+  })
+
+program.command('images')
+  .description('list the fleet\'s tagged images and the nodes holding them')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (options: NodeOptions) => {
+    console.log(await listImages(options.node, options.json === true))
+  })
+
 program.command('inspect')
   .description('show tag, digest, image CID and size of an image')
   .argument('<image>', 'repository:tag or repository@digest')
-  .option('--node <url>', 'node to ask', process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
   .option('--json', 'print JSON')
   .action(async (image: string, options: { node: string, json?: boolean }) => {
     const info = await inspectImage(options.node, image)
