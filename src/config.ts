@@ -10,6 +10,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Hours after which an upload nobody touched is removed (Distribution's default: a week). */
   uploadExpiryHours: number
+  /** Minutes between garbage collections of unreferenced blocks; 0: only when asked. */
+  gcIntervalMinutes: number
   /** Join a mesh even with no peers or mDNS configured (others may dial this node). */
   mesh: boolean
   /** libp2p listen multiaddrs. */
@@ -37,6 +39,7 @@ export const DEFAULT_CONFIG: Config = {
   data: './data',
   logLevel: 'warn',
   uploadExpiryHours: 168,
+  gcIntervalMinutes: 0,
   mesh: false,
   p2pListen: ['/ip4/127.0.0.1/tcp/0'],
   peers: [],
@@ -60,6 +63,7 @@ const KEYS: Record<keyof Config, { env: string, kind: Kind }> = {
   data: { env: 'SHOAL_DATA', kind: 'string' },
   logLevel: { env: 'SHOAL_LOG_LEVEL', kind: 'string' },
   uploadExpiryHours: { env: 'SHOAL_UPLOAD_EXPIRY_HOURS', kind: 'number' },
+  gcIntervalMinutes: { env: 'SHOAL_GC_INTERVAL_MINUTES', kind: 'number' },
   mesh: { env: 'SHOAL_MESH', kind: 'boolean' },
   p2pListen: { env: 'SHOAL_P2P_LISTEN', kind: 'list' },
   peers: { env: 'SHOAL_PEERS', kind: 'list' },
@@ -139,6 +143,9 @@ function validate (config: Config): Config {
   if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   if (typeof config.uploadExpiryHours !== 'number' || !(config.uploadExpiryHours > 0)) {
     throw new ConfigError('uploadExpiryHours must be a positive number')
+  }
+  if (typeof config.gcIntervalMinutes !== 'number' || !(config.gcIntervalMinutes >= 0)) {
+    throw new ConfigError('gcIntervalMinutes must be a number of minutes, 0 for none')
   }
   if (typeof config.uploadLimitMbps !== 'number' || !(config.uploadLimitMbps >= 0)) {
     throw new ConfigError('uploadLimitMbps must be a number of Mbit/s, 0 for no cap')

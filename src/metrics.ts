@@ -15,6 +15,10 @@ export class Metrics {
   readonly meshBlocksFetched: Counter<'provider'>
   readonly meshBytesFetched: Counter<'provider'>
   readonly meshBadBlocks: Counter<'provider'>
+  /** Garbage collections by outcome, and the blocks and bytes they freed. */
+  readonly gcRuns: Counter<'outcome'>
+  readonly gcBlocksRemoved: Counter
+  readonly gcBytesRemoved: Counter
 
   constructor (stats: StoreStats) {
     collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' })
@@ -30,6 +34,9 @@ export class Metrics {
     this.meshBlocksFetched = new Counter({ name: 'shoal_mesh_blocks_fetched_total', help: 'Blocks fetched from other nodes and verified, by provider', labelNames: ['provider'], registers })
     this.meshBytesFetched = new Counter({ name: 'shoal_mesh_bytes_fetched_total', help: 'Bytes of verified blocks fetched from other nodes, by provider', labelNames: ['provider'], registers })
     this.meshBadBlocks = new Counter({ name: 'shoal_mesh_bad_blocks_total', help: 'Blocks from other nodes that did not match their CID, by provider', labelNames: ['provider'], registers })
+    this.gcRuns = new Counter({ name: 'shoal_gc_runs_total', help: 'Garbage collections, by outcome (completed, failed)', labelNames: ['outcome'], registers })
+    this.gcBlocksRemoved = new Counter({ name: 'shoal_gc_blocks_removed_total', help: 'Unreferenced blocks removed by garbage collection', registers })
+    this.gcBytesRemoved = new Counter({ name: 'shoal_gc_bytes_removed_total', help: 'Bytes of unreferenced blocks removed by garbage collection', registers })
     new Gauge({ name: 'shoal_blobs_stored', help: 'Blobs stored', registers, async collect () { this.set((await stats.storedBlobs()).blobs) } })
     new Gauge({ name: 'shoal_blob_bytes_stored', help: 'Bytes of stored blobs', registers, async collect () { this.set((await stats.storedBlobs()).bytes) } })
     new Gauge({ name: 'shoal_upload_sessions_open', help: 'Upload sessions not yet completed or cancelled', registers, async collect () { this.set(await stats.openUploads()) } })

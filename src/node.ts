@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -5,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { registerApiRoutes } from './api/routes.ts'
 import { meshEnabled, parseListen, type Config } from './config.ts'
 import { FsBlockstore } from './content/fs-blockstore.ts'
+import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { registerGatewayRoutes, type Relay } from './mesh/gateway-routes.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
@@ -37,6 +39,8 @@ export class ShoalNode {
   readonly manifests: ManifestService
   readonly blobs: BlobService
   readonly ipfsImages: IpfsImages
+  /** Removes blocks no record, upload or pin reaches; runs beside pushes and pulls. */
+  readonly gc: GarbageCollector
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
   private remote: RemoteBlocks | undefined
@@ -54,6 +58,17 @@ export class ShoalNode {
     this.metrics = new Metrics({
       storedBlobs: () => this.metadata.countBlobs(),
       openUploads: () => this.uploads.count()
+    })
+    this.gc = new GarbageCollector({
+      blockstore: this.blockstore,
+      roots: registryRoots({ metadata: this.metadata, uploadsDir: join(data, 'uploads'), pins: () => this.meshPins() }),
+      intervalMs: config.gcIntervalMinutes * 60_000,
+      logger: this.logger.child({ part: 'gc' }),
+      onCollected: ({ result }) => {
+        this.metrics.gcRuns.inc({ outcome: result === undefined ? 'failed' : 'completed' })
+        this.metrics.gcBlocksRemoved.inc(result?.removedBlocks ?? 0)
+        this.metrics.gcBytesRemoved.inc(result?.removedBytes ?? 0)
+      }
     })
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
     this.manifests = new ManifestService(this.metadata, this.blockstore)
@@ -95,6 +110,20 @@ export class ShoalNode {
     this.address = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
     if (meshEnabled(this.config)) await this.joinFleet()
+    this.gc.start()
+  }
+
+  /**
+   * helia's pins: OrbitDB pins every catalogue block it puts in the shared blockstore. While
+   * the mesh is not open they cannot be read, so a node that has a mesh datastore collects
+   * nothing then.
+   */
+  private meshPins (): PinSet | undefined {
+    if (this.fleet !== undefined) return this.fleet.mesh.helia.pins
+    if (meshEnabled(this.config) || existsSync(join(resolve(this.config.data), 'mesh', 'datastore'))) {
+      throw new GcUnavailableError('the catalogue\'s blocks are pinned in the mesh datastore, which is not open: collect while the node runs in its mesh')
+    }
+    return undefined
   }
 
   /** Starts the mesh and the catalogue; loaded only then, so a single node carries none of it. */
@@ -147,6 +176,7 @@ export class ShoalNode {
   }
 
   async stop (): Promise<void> {
+    await this.gc.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
     this.remote = undefined

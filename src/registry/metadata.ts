@@ -197,6 +197,18 @@ export class Metadata {
     return cids
   }
 
+  /**
+   * The CIDs of every DAG the records name: each blob's root, each manifest's own root and its
+   * image directory. Garbage collection keeps the blocks these reach.
+   */
+  async * contentRoots (): AsyncGenerator<string> {
+    for await (const record of this.manifests.values()) {
+      yield record.cid
+      yield record.imageCid
+    }
+    for await (const record of this.blobs.values()) yield record.cid
+  }
+
   async countBlobs (): Promise<{ blobs: number, bytes: number }> {
     let blobs = 0
     let bytes = 0
