@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
 import type { Logger } from 'pino'
 import type { Strategy } from '../replication/strategy.ts'
+import { KeyValueIndex } from './kv-index.ts'
 
 /** Where a tag points, and who put it there. */
 export interface TagRecord {
@@ -58,7 +59,11 @@ export interface CatalogueTransport {
 // OrbitDB 4.0.0 sends a log's heads to a joining peer unframed on one stream: with several heads
 // they can arrive as one chunk and fail to decode. Re-announcing every head as its own pubsub
 // message (OrbitDB's path for new entries) makes late joiners converge anyway.
-const HEADS_ANNOUNCE_INTERVAL_MS = 10_000
+// Heads are re-announced when they changed since the last announcement (checked every
+// HEADS_CHECK_INTERVAL_MS), shortly after a peer connects, and otherwise every
+// HEADS_REANNOUNCE_MS: each gossip message costs every node a signature check.
+const HEADS_CHECK_INTERVAL_MS = 10_000
+const HEADS_REANNOUNCE_MS = 60_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 
 export interface CatalogueChange {
@@ -81,8 +86,10 @@ export class Catalogue {
   private nodesDb: KeyValueDatabase<NodeRecord> | undefined
   private strategiesDb: KeyValueDatabase<Strategy> | undefined
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
-  /** Each database's current key -> value map, read from its log once per change. */
-  private readonly views = new Map<string, Promise<Map<string, unknown>>>()
+  /** Each database's current key -> value map, kept up to date entry by entry. */
+  private readonly indexes = new Map<string, KeyValueIndex<unknown>>()
+  /** Per database: the heads last announced, and when. */
+  private readonly announced = new Map<string, { heads: string, at: number }>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
@@ -100,10 +107,10 @@ export class Catalogue {
     this.tagsDb = await this.open<TagRecord>('shoal.tags', 'tag')
     this.nodesDb = await this.open<NodeRecord>('shoal.nodes', 'node')
     this.strategiesDb = await this.open<Strategy>('shoal.strategies', 'strategy')
-    this.announceTimer = setInterval(() => { void this.announceHeads() }, HEADS_ANNOUNCE_INTERVAL_MS).unref()
+    this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
     this.stopListening = this.transport.onPeerConnect(() => {
       clearTimeout(this.announceSoon)
-      this.announceSoon = setTimeout(() => { void this.announceHeads() }, HEADS_ANNOUNCE_DELAY_MS).unref()
+      this.announceSoon = setTimeout(() => { void this.announceHeads(true) }, HEADS_ANNOUNCE_DELAY_MS).unref()
     })
   }
 
@@ -115,12 +122,20 @@ export class Catalogue {
     this.orbitdb = undefined
   }
 
-  /** Publishes every head of every database, each as one pubsub message. */
-  async announceHeads (): Promise<void> {
+  /**
+   * Publishes every head of every database, each as one pubsub message: all of them when `all`,
+   * else those of databases whose heads changed since their last announcement or long ago.
+   */
+  async announceHeads (all = true): Promise<void> {
     for (const db of [this.tagsDb, this.nodesDb, this.strategiesDb]) {
       if (db === undefined) continue
       try {
-        for (const head of await db.log.heads()) {
+        const heads = await db.log.heads()
+        const key = heads.map(head => head.hash).sort().join(',')
+        const last = this.announced.get(db.address)
+        if (!all && last !== undefined && last.heads === key && Date.now() - last.at < HEADS_REANNOUNCE_MS) continue
+        this.announced.set(db.address, { heads: key, at: Date.now() })
+        for (const head of heads) {
           const bytes = await db.log.storage.get(head.hash)
           if (bytes !== undefined) await this.transport.publish(db.address, bytes)
         }
@@ -141,13 +156,20 @@ export class Catalogue {
       type: 'keyvalue',
       AccessController: IPFSAccessController({ write: ['*'] })
     })
-    // Sync errors (see HEADS_ANNOUNCE_INTERVAL_MS) are recovered by re-announcing heads.
+    // Sync errors (see HEADS_CHECK_INTERVAL_MS) are recovered by re-announcing heads.
     db.events.on('error', (err: Error) => { this.logger.debug({ err, name }, 'catalogue sync error') })
+    const index = new KeyValueIndex<T>(db.log)
+    this.indexes.set(db.address, index as KeyValueIndex<unknown>)
     db.events.on('update', (entry: LogEntry<T>) => {
-      this.views.delete(db.address)
-      const key = entry.payload.key ?? ''
-      for (const listener of this.listeners) listener({ kind, key, deleted: entry.payload.op === 'DEL' })
+      // Listeners hear of a change once the index has it, so what they read is current. The
+      // entry is read back as stored (dag-cbor: map keys sorted), so a value reads the same on
+      // the node that wrote it as on every other.
+      db.log.get(entry.hash).then(async stored => { await index.add(stored ?? entry) }).then(() => {
+        const key = entry.payload.key ?? ''
+        for (const listener of this.listeners) listener({ kind, key, deleted: entry.payload.op === 'DEL' })
+      }, (err: unknown) => { this.logger.warn({ err, name }, 'could not index a catalogue entry') })
     })
+    await index.load()
     this.logger.debug({ name, address: db.address }, 'catalogue database open')
     return db
   }
@@ -177,14 +199,12 @@ export class Catalogue {
     return () => this.listeners.delete(listener)
   }
 
-  private async view<T> (db: KeyValueDatabase<T>): Promise<Map<string, T>> {
-    let view = this.views.get(db.address)
-    if (view === undefined) {
-      view = db.all().then(entries => new Map(entries.map(entry => [entry.key, entry.value as unknown])))
-      this.views.set(db.address, view)
-      view.catch(() => this.views.delete(db.address))
-    }
-    return await view as Map<string, T>
+  /** A database's index once every entry seen so far is in it. */
+  private async view<T> (db: KeyValueDatabase<T>): Promise<KeyValueIndex<T>> {
+    const index = this.indexes.get(db.address)
+    if (index === undefined) throw new Error('the catalogue is not started')
+    await index.settled()
+    return index as KeyValueIndex<T>
   }
 
   async putTag (record: TagRecord): Promise<void> {
@@ -200,7 +220,7 @@ export class Catalogue {
   }
 
   async allTags (): Promise<TagRecord[]> {
-    return [...(await this.view(this.tags)).values()]
+    return (await this.view(this.tags)).entries().map(([, value]) => value)
   }
 
   async putNode (record: NodeRecord): Promise<void> {
@@ -208,7 +228,7 @@ export class Catalogue {
   }
 
   async allNodes (): Promise<NodeRecord[]> {
-    return [...(await this.view(this.nodes)).values()]
+    return (await this.view(this.nodes)).entries().map(([, value]) => value)
   }
 
   async putStrategy (strategy: Strategy): Promise<void> {
@@ -224,7 +244,7 @@ export class Catalogue {
   }
 
   async allStrategies (): Promise<Strategy[]> {
-    return [...(await this.view(this.strategies)).values()]
+    return (await this.view(this.strategies)).entries().map(([, value]) => value)
   }
 
   /** Directory for OrbitDB's own files under the node's data directory. */

@@ -7,6 +7,8 @@ declare module '@orbitdb/core' {
     identity: string
     payload: { op: 'PUT' | 'DEL' | 'ADD', key?: string, value: T }
     clock: { id: string, time: number }
+    next: string[]
+    refs: string[]
   }
 
   export interface KeyValueDatabase<T = unknown> {
@@ -18,7 +20,12 @@ declare module '@orbitdb/core' {
     all(): Promise<Array<{ key: string, value: T, hash: string }>>
     iterator(filters?: { amount?: number }): AsyncIterable<{ key: string, value: T, hash: string }>
     close(): Promise<void>
-    log: { heads(): Promise<Array<LogEntry<T>>>, storage: { get(hash: string): Promise<Uint8Array | undefined> } }
+    log: {
+      heads(): Promise<Array<LogEntry<T>>>
+      get(hash: string): Promise<LogEntry<T> | undefined>
+      traverse(): AsyncIterable<LogEntry<T>>
+      storage: { get(hash: string): Promise<Uint8Array | undefined> }
+    }
   }
 
   export interface OrbitDB {

@@ -109,6 +109,10 @@ describe('a fleet of three nodes', () => {
     try {
       const tags = await eventually(async () => await tagsOf(late, 'fleet/early'), 10_000, 'the late joiner to see the tag')
       assert.deepEqual(tags, ['v1'])
+      // Stopping before the others have the late node's OrbitDB identity would leave their
+      // catalogue waiting out OrbitDB's block timeout (30 s) for a block nobody else holds.
+      const lateId = late.node.fleet?.mesh.peerId
+      await eventually(async () => (await a.node.fleet?.nodes())?.find(node => node.id === lateId), 10_000, 'A to list the late node')
     } finally {
       await late.stop()
     }
