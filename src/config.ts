@@ -32,6 +32,11 @@ export interface Config {
   uploadLimitMbps: number
   /** /ipfs/<cid> also answers for blocks this node lacks but its peers hold. */
   gatewayFetch: boolean
+  /**
+   * Seconds between inventory heartbeats; a node silent for three of them is taken as gone and
+   * its images are placed elsewhere. Every node of a fleet should use the same value.
+   */
+  heartbeatSeconds: number
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -49,7 +54,8 @@ export const DEFAULT_CONFIG: Config = {
   name: undefined,
   labels: {},
   uploadLimitMbps: 0,
-  gatewayFetch: false
+  gatewayFetch: false,
+  heartbeatSeconds: 10
 }
 
 /** Whether the node joins a mesh at all: a plain single node loads none of libp2p. */
@@ -73,7 +79,8 @@ const KEYS: Record<keyof Config, { env: string, kind: Kind }> = {
   name: { env: 'SHOAL_NAME', kind: 'optional-string' },
   labels: { env: 'SHOAL_LABELS', kind: 'map' },
   uploadLimitMbps: { env: 'SHOAL_UPLOAD_LIMIT_MBPS', kind: 'number' },
-  gatewayFetch: { env: 'SHOAL_GATEWAY_FETCH', kind: 'boolean' }
+  gatewayFetch: { env: 'SHOAL_GATEWAY_FETCH', kind: 'boolean' },
+  heartbeatSeconds: { env: 'SHOAL_HEARTBEAT_SECONDS', kind: 'number' }
 }
 const LOG_LEVELS: ReadonlyArray<Config['logLevel']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
@@ -149,6 +156,9 @@ function validate (config: Config): Config {
   }
   if (typeof config.uploadLimitMbps !== 'number' || !(config.uploadLimitMbps >= 0)) {
     throw new ConfigError('uploadLimitMbps must be a number of Mbit/s, 0 for no cap')
+  }
+  if (typeof config.heartbeatSeconds !== 'number' || !(config.heartbeatSeconds > 0)) {
+    throw new ConfigError('heartbeatSeconds must be a positive number of seconds')
   }
   for (const key of ['mesh', 'mdns', 'gatewayFetch'] as const) {
     if (typeof config[key] !== 'boolean') throw new ConfigError(`${key} must be true or false`)

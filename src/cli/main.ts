@@ -20,6 +20,7 @@ interface ServeOptions {
   label?: string[]
   uploadLimitMbps?: number
   gatewayFetch?: boolean
+  heartbeatSeconds?: number
 }
 
 interface PeersAnswer {
@@ -59,6 +60,7 @@ program.command('serve')
   .option('--label <key=value>', 'node label (repeatable)', collect)
   .option('--upload-limit-mbps <n>', 'cap on what this node sends to peers, Mbit/s (0: none)', Number)
   .option('--gateway-fetch', '/ipfs/<cid> also answers for blocks only peers hold')
+  .option('--heartbeat-seconds <n>', 'seconds between inventory heartbeats (silent after 3)', Number)
   .action(async (options: ServeOptions) => {
     const config = loadConfig({
       file: options.config,
@@ -75,7 +77,8 @@ program.command('serve')
         name: options.name,
         labels: options.label === undefined ? undefined : parseLabels(options.label, '--label'),
         uploadLimitMbps: options.uploadLimitMbps,
-        gatewayFetch: options.gatewayFetch
+        gatewayFetch: options.gatewayFetch,
+        heartbeatSeconds: options.heartbeatSeconds
       }
     })
     const node = new ShoalNode({ config })

@@ -3,28 +3,29 @@ import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import { Catalogue, type NodeRecord } from '../catalogue/catalogue.ts'
+import { Catalogue, type NodeRecord, type PlacementState } from '../catalogue/catalogue.ts'
 import type { Config } from '../config.ts'
 import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
 
-export const HEARTBEAT_INTERVAL_MS = 10_000
 /** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
 const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
 const HELD_CHANGED_DELAY_MS = 200
 const MAX_PROVIDERS = 16
-/** A node whose heartbeat is older than this is marked silent. */
-export const SILENT_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS
+/** A node whose heartbeat is older than this many heartbeat intervals is marked silent. */
+const SILENT_AFTER_HEARTBEATS = 3
 
 /** What the fleet needs to know of this node that only the node itself can tell. */
 export interface LocalNodeFacts {
   url(): string
   usedBytes(): Promise<number>
   heldImages(): Promise<string[]>
+  /** This node's progress per replication strategy placed on it. */
+  replication?(): Record<string, PlacementState>
 }
 
 export interface FleetNode extends NodeRecord {
@@ -83,7 +84,7 @@ export class Fleet {
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
     this.pullNotices.start()
     await this.heartbeat()
-    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, HEARTBEAT_INTERVAL_MS).unref()
+    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.config.heartbeatSeconds * 1000).unref()
   }
 
   async stop (): Promise<void> {
@@ -106,7 +107,8 @@ export class Fleet {
         labels: this.config.labels,
         disk: { usedBytes: await this.facts.usedBytes(), freeBytes: disk.bavail * disk.bsize },
         images: await this.facts.heldImages(),
-        heartbeatAt: new Date().toISOString()
+        heartbeatAt: new Date().toISOString(),
+        ...(this.facts.replication === undefined ? {} : { replication: this.facts.replication() })
       })
     } catch (err) {
       this.logger.warn({ err }, 'heartbeat failed')
@@ -197,7 +199,7 @@ export class Fleet {
   async nodes (now = Date.now()): Promise<FleetNode[]> {
     return (await this.catalogue.allNodes()).map(node => ({
       ...node,
-      silent: now - Date.parse(node.heartbeatAt) > SILENT_AFTER_MS,
+      silent: now - Date.parse(node.heartbeatAt) > SILENT_AFTER_HEARTBEATS * this.config.heartbeatSeconds * 1000,
       self: node.id === this.mesh.peerId
     })).sort((a, b) => a.name.localeCompare(b.name))
   }

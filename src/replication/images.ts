@@ -9,7 +9,7 @@ export interface TagSource {
 
 /** What this node holds itself, for images no tag points at. */
 export interface LocalManifests {
-  getManifest(digest: string): Promise<object | undefined>
+  getManifest(digest: string): Promise<{ imageCid: string } | undefined>
   manifestForImage(imageCid: string): Promise<string | undefined>
 }
 
@@ -32,24 +32,49 @@ export function parseImageReference (image: string): ImageReference {
   return { form: 'cid', imageCid: image }
 }
 
+/** An image as the fleet names it: its repository, its manifest digest, its image directory CID. */
+export interface ImageLocation {
+  repository: string
+  digest: string
+  imageCid: string
+}
+
 /**
- * Resolves against the catalogue's tags, then this node's own manifests. A digest counts wherever
- * it is tagged, in any repository: content addressing makes the repository a hint.
+ * Where an image reference points now: the catalogue's tags first (a tag follows its updates),
+ * then this node's own manifests. A digest or CID counts wherever it is tagged, in any
+ * repository (content addressing makes the repository a hint), preferring the one named.
  */
+export async function resolveImage (image: string, tags: TagSource, local: LocalManifests, signal?: AbortSignal): Promise<ImageLocation | undefined> {
+  const reference = parseImageReference(image)
+  const records = await tags.allTags()
+  signal?.throwIfAborted()
+  const located = (record: TagRecord): ImageLocation => ({ repository: record.repository, digest: record.digest, imageCid: record.imageCid })
+  switch (reference.form) {
+    case 'tag': {
+      const record = records.find(r => r.repository === reference.repository && r.tag === reference.tag)
+      return record === undefined ? undefined : located(record)
+    }
+    case 'digest': {
+      const record = records.find(r => r.digest === reference.digest && r.repository === reference.repository) ??
+        records.find(r => r.digest === reference.digest)
+      if (record !== undefined) return { ...located(record), repository: reference.repository }
+      const manifest = await local.getManifest(reference.digest)
+      return manifest === undefined ? undefined : { repository: reference.repository, digest: reference.digest, imageCid: manifest.imageCid }
+    }
+    case 'cid': {
+      const record = records.find(r => r.imageCid === reference.imageCid)
+      if (record !== undefined) return located(record)
+      const digest = await local.manifestForImage(reference.imageCid)
+      return digest === undefined ? undefined : { repository: `ipfs/${reference.imageCid}`, digest, imageCid: reference.imageCid }
+    }
+  }
+}
+
+/** Resolves against the catalogue's tags, then this node's own manifests (see resolveImage). */
 export function fleetImageResolver (tags: TagSource, local: LocalManifests): ImageResolver {
   return {
     async exists (image, signal) {
-      const reference = parseImageReference(image)
-      const records = await tags.allTags()
-      signal?.throwIfAborted()
-      switch (reference.form) {
-        case 'tag':
-          return records.some(record => record.repository === reference.repository && record.tag === reference.tag)
-        case 'digest':
-          return records.some(record => record.digest === reference.digest) || await local.getManifest(reference.digest) !== undefined
-        case 'cid':
-          return records.some(record => record.imageCid === reference.imageCid) || await local.manifestForImage(reference.imageCid) !== undefined
-      }
+      return (await resolveImage(image, tags, local, signal)) !== undefined
     }
   }
 }

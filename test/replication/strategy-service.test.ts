@@ -41,7 +41,7 @@ function setup (nodes: ListedNode[], tags: TagRecord[] = [TAG]) {
     nodes: { nodes: async () => nodes },
     tags: { allTags: async () => tags },
     images: fleetImageResolver({ allTags: async () => tags }, {
-      getManifest: async digest => digest === LOCAL_DIGEST ? {} : undefined,
+      getManifest: async digest => digest === LOCAL_DIGEST ? { imageCid: OTHER_CID } : undefined,
       manifestForImage: async cid => cid === OTHER_CID ? LOCAL_DIGEST : undefined
     }),
     now: () => new Date('2025-02-03T04:05:06.000Z'),
@@ -68,7 +68,7 @@ describe('image references', () => {
 
   it('finds an image by tag, by a tagged or local digest, by a tagged or local image CID', async () => {
     const resolver = fleetImageResolver({ allTags: async () => [TAG] }, {
-      getManifest: async digest => digest === LOCAL_DIGEST ? {} : undefined,
+      getManifest: async digest => digest === LOCAL_DIGEST ? { imageCid: OTHER_CID } : undefined,
       manifestForImage: async cid => cid === OTHER_CID ? LOCAL_DIGEST : undefined
     })
     assert.equal(await resolver.exists('lib/busybox:1.36'), true)
