@@ -12,6 +12,8 @@ export interface Config {
   uploadExpiryHours: number
   /** Minutes between garbage collections of unreferenced blocks; 0: only when asked. */
   gcIntervalMinutes: number
+  /** Blocks written this recently are never collected (they may be recorded a moment later). */
+  gcGraceSeconds: number
   /** Join a mesh even with no peers or mDNS configured (others may dial this node). */
   mesh: boolean
   /** libp2p listen multiaddrs. */
@@ -45,6 +47,7 @@ export const DEFAULT_CONFIG: Config = {
   logLevel: 'warn',
   uploadExpiryHours: 168,
   gcIntervalMinutes: 0,
+  gcGraceSeconds: 60,
   mesh: false,
   p2pListen: ['/ip4/127.0.0.1/tcp/0'],
   peers: [],
@@ -70,6 +73,7 @@ const KEYS: Record<keyof Config, { env: string, kind: Kind }> = {
   logLevel: { env: 'SHOAL_LOG_LEVEL', kind: 'string' },
   uploadExpiryHours: { env: 'SHOAL_UPLOAD_EXPIRY_HOURS', kind: 'number' },
   gcIntervalMinutes: { env: 'SHOAL_GC_INTERVAL_MINUTES', kind: 'number' },
+  gcGraceSeconds: { env: 'SHOAL_GC_GRACE_SECONDS', kind: 'number' },
   mesh: { env: 'SHOAL_MESH', kind: 'boolean' },
   p2pListen: { env: 'SHOAL_P2P_LISTEN', kind: 'list' },
   peers: { env: 'SHOAL_PEERS', kind: 'list' },
@@ -153,6 +157,9 @@ function validate (config: Config): Config {
   }
   if (typeof config.gcIntervalMinutes !== 'number' || !(config.gcIntervalMinutes >= 0)) {
     throw new ConfigError('gcIntervalMinutes must be a number of minutes, 0 for none')
+  }
+  if (typeof config.gcGraceSeconds !== 'number' || !(config.gcGraceSeconds >= 0)) {
+    throw new ConfigError('gcGraceSeconds must be a number of seconds')
   }
   if (typeof config.uploadLimitMbps !== 'number' || !(config.uploadLimitMbps >= 0)) {
     throw new ConfigError('uploadLimitMbps must be a number of Mbit/s, 0 for no cap')

@@ -61,8 +61,9 @@ export class ShoalNode {
     })
     this.gc = new GarbageCollector({
       blockstore: this.blockstore,
-      roots: registryRoots({ metadata: this.metadata, uploadsDir: join(data, 'uploads'), pins: () => this.meshPins() }),
+      roots: registryRoots({ metadata: this.metadata, uploadsDir: join(data, 'uploads'), liveLeaves: () => this.uploads.liveLeaves(), pins: () => this.meshPins() }),
       intervalMs: config.gcIntervalMinutes * 60_000,
+      graceMs: config.gcGraceSeconds * 1000,
       logger: this.logger.child({ part: 'gc' }),
       onCollected: ({ result }) => {
         this.metrics.gcRuns.inc({ outcome: result === undefined ? 'failed' : 'completed' })

@@ -119,6 +119,11 @@ export class ChunkedBlobWriter {
     return { root, size: root.fileSize, sha256: this.hash === undefined ? undefined : `sha256:${this.hash.digest('hex')}` }
   }
 
+  /** Every leaf of the upload so far, saved in a checkpoint or not (garbage collection keeps them). */
+  leafCids (): CID[] {
+    return this.leaves.map(leaf => leaf.cid)
+  }
+
   /** Hashes and stores a leaf; `release` runs once the bytes are written and may be reused. */
   private async storeLeaf (bytes: Buffer, release: () => void): Promise<void> {
     const cid = rawCid(bytes)

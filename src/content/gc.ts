@@ -54,15 +54,16 @@ export interface GarbageCollectorOptions {
   intervalMs?: number
   /**
    * Blocks written this recently stay, with every block they link to. It covers writes that
-   * happened before a collection began and are recorded only later: leaves of an upload
-   * between checkpoints, a finished upload between its session's removal and its blob record.
+   * happened before a collection began and are recorded only a moment later: a finished upload
+   * between its session's removal and its blob record, a manifest's blocks before its record.
+   * (Leaves of uploads in progress are roots themselves: see registryRoots' liveLeaves.)
    */
   graceMs?: number
   /** Called after every collection (metrics). */
   onCollected?: (outcome: CollectionOutcome) => void
 }
 
-export const DEFAULT_GRACE_MS = 3_600_000
+export const DEFAULT_GRACE_MS = 60_000
 /** A temp file untouched this long belongs to no write in progress. */
 const ABANDONED_TEMP_FILE_MS = 3_600_000
 /** Larger blocks are not read for links when a recent block is walked: dag-pb nodes are small. */
@@ -292,12 +293,15 @@ function abortion (signal: AbortSignal): { promise: Promise<never>, dispose: () 
 export function registryRoots (options: {
   metadata: { contentRoots(): AsyncIterable<string> }
   uploadsDir: string
+  /** Leaves of the uploads open in this process, including those not checkpointed yet. */
+  liveLeaves?: () => Iterable<CID>
   pins?: () => PinSet | undefined
 }): GcRoots {
-  const { metadata, uploadsDir, pins } = options
+  const { metadata, uploadsDir, pins, liveLeaves } = options
   return {
     async * roots (signal) {
       pins?.() // fails the collection before anything is marked when pins cannot be read
+      if (liveLeaves !== undefined) yield * liveLeaves()
       // Sessions before records: a finished upload leaves its session just before its blob
       // record is written, so read in this order a blob is missed only if both reads fall in
       // that gap, and then its new root block is recent and keeps the rest.

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { BlobUploadInvalidError, BlobUploadUnknownError } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
 import { ChunkedBlobWriter } from './chunked-blob-writer.ts'
+import type { CID } from 'multiformats/cid'
 import type { BlockSink } from './unixfs-dag.ts'
 
 /** When a session last changed: its newest file. */
@@ -96,6 +97,11 @@ export class UploadStore {
     const session = { id, repository, writer }
     this.open.set(id, session)
     return session
+  }
+
+  /** The leaves of every upload open in this process, checkpointed or not. */
+  liveLeaves (): CID[] {
+    return [...this.open.values()].flatMap(session => session.writer.leafCids())
   }
 
   async delete (id: string): Promise<void> {

@@ -71,11 +71,12 @@ export async function eventually<T> (check: () => Promise<T | undefined>, timeou
  * A fleet in this process: the first node starts the mesh, the others join through it; resolves
  * once every node's inventory lists them all.
  */
-export async function startFleet (count: number, config: Partial<Config> = {}): Promise<TestNode[]> {
-  const first = await startTestNode({ config: { ...config, mesh: true } })
+export async function startFleet (count: number, config: Partial<Config> | ((index: number) => Partial<Config>) = {}): Promise<TestNode[]> {
+  const configOf = typeof config === 'function' ? config : () => config
+  const first = await startTestNode({ config: { ...configOf(0), mesh: true } })
   const peers = [first.node.fleet?.mesh.addresses[0] ?? '']
   const nodes = [first]
-  for (let i = 1; i < count; i++) nodes.push(await startTestNode({ config: { ...config, peers } }))
+  for (let i = 1; i < count; i++) nodes.push(await startTestNode({ config: { ...configOf(i), peers } }))
   await Promise.all(nodes.map(async node => await eventually(
     async () => ((await node.node.fleet?.nodes())?.length ?? 0) >= count ? true : undefined, 15_000, 'the fleet to form')))
   return nodes
