@@ -19,8 +19,11 @@ export interface BlobView {
   digest: string
   size: number
   cid: CID
-  /** The blob's bytes (or a range of them) in pooled buffers; release each once written. */
-  chunks(range?: ByteRange): AsyncIterable<PooledBytes>
+  /**
+   * The blob's bytes (or a range of them) in pooled buffers; release each once written.
+   * `signal` stops fetches from peers (a local read has nothing to stop).
+   */
+  chunks(range?: ByteRange, signal?: AbortSignal): AsyncIterable<PooledBytes>
 }
 
 export interface ChunkInfo {
@@ -57,6 +60,11 @@ export class BlobService {
     this.remote = remote
   }
 
+  /** The fleet's content that remote blobs are read through; undefined outside a mesh. */
+  remoteBlocks (): RemoteBlocks | undefined {
+    return this.remote
+  }
+
   view (digest: string, record: BlobRecord): BlobView {
     if (record.remote === true && this.remote !== undefined) return this.remoteView(digest, record, this.remote)
     const cid = CID.parse(record.cid)
@@ -79,9 +87,9 @@ export class BlobService {
       digest,
       size: record.size,
       cid,
-      chunks: (range?: ByteRange) => (async function * () {
+      chunks: (range?: ByteRange, signal?: AbortSignal) => (async function * () {
         const whole = (range?.start ?? 0) === 0 && (range?.end ?? record.size - 1) === record.size - 1
-        yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, undefined, record.from === undefined ? undefined : CID.parse(record.from))
+        yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal, record.from === undefined ? undefined : CID.parse(record.from))
         if (whole) {
           await metadata.markBlobHeld(digest)
           remote.announce([cid])
@@ -95,13 +103,13 @@ export class BlobService {
     await this.metadata.unlinkBlob(repository, digest)
   }
 
-  /** Links a blob held by the node into another repository; false when it is not held. */
+  /**
+   * Links a blob the node has a record of into another repository; false when it has none (the
+   * client then uploads it).
+   */
   async mount (repository: string, digest: string): Promise<boolean> {
     parseDigest(digest)
-    const record = await this.metadata.getBlob(digest)
-    if (record === undefined) return false
-    await this.metadata.linkBlob(repository, digest, record)
-    return true
+    return await this.metadata.mountBlob(repository, digest)
   }
 
   startUpload (repository: string): Promise<UploadSession> {

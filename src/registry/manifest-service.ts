@@ -7,7 +7,7 @@ import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError, Man
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts'
 import { OCI_INDEX } from '../oci/media-types.ts'
 import { parseReference } from '../oci/names.ts'
-import type { ManifestRecord, Metadata } from './metadata.ts'
+import type { ManifestRecord, ManifestReferences, Metadata } from './metadata.ts'
 import type { RemoteBlocks } from './remote-blocks.ts'
 import type { SharedTags } from './shared-tags.ts'
 
@@ -79,7 +79,9 @@ export class ManifestService {
       imageCid: image.cid.toString(),
       subject: parsed.subject?.digest,
       artifactType: parsed.artifactType,
-      annotations: parsed.annotations
+      annotations: parsed.annotations,
+      blobs: [...new Set(parsed.blobs.map(blob => blob.digest))],
+      children: [...new Set(parsed.manifests.map(child => child.digest))]
     }
     if (!whole) record.partial = true
     const referrer: Descriptor = { mediaType: parsed.mediaType, digest, size: body.length }
@@ -88,6 +90,30 @@ export class ManifestService {
     await this.metadata.putManifest(repository, digest, record, tag, referrer)
     if (whole) this.remote?.announce([image.cid])
     return { digest, imageCid: record.imageCid, subject: record.subject }
+  }
+
+  /**
+   * A manifest this node records (its bytes are here), else, given `imageCid`, the one in that
+   * image directory on the nodes that hold it, checked against its digest; nothing is recorded.
+   */
+  async read (digest: string, imageCid?: string): Promise<ParsedManifest> {
+    const record = await this.metadata.getManifest(digest)
+    if (record !== undefined) return parseManifest(await readSmallFile(this.blocks, CID.parse(record.cid), record.size), record.mediaType)
+    if (imageCid === undefined || this.remote === undefined) throw new ManifestUnknownError(`manifest ${digest} is not held by this node`)
+    const root = CID.parse(imageCid)
+    return parseManifest(await this.fetchFromImage(digest, root, this.remote.source(root)), '')
+  }
+
+  /**
+   * The digests a recorded manifest references: from its record, or, for one recorded before
+   * records listed them, from its bytes. Nothing for a manifest without a record.
+   */
+  async referencesOf (digest: string): Promise<ManifestReferences> {
+    const record = await this.metadata.getManifest(digest)
+    if (record === undefined) return { blobs: [], children: [] }
+    if (record.blobs !== undefined && record.children !== undefined) return { blobs: record.blobs, children: record.children }
+    const parsed = parseManifest(await readSmallFile(this.blocks, CID.parse(record.cid), record.size), record.mediaType)
+    return { blobs: parsed.blobs.map(blob => blob.digest), children: parsed.manifests.map(child => child.digest) }
   }
 
   async get (repository: string, reference: string): Promise<StoredManifest> {
@@ -162,7 +188,7 @@ export class ManifestService {
    * are recorded as remote (fetched when read), and the image directory rebuilt here must come
    * out with the CID the catalogue named.
    */
-  private async adopt (repository: string, digest: string, imageCid: string): Promise<void> {
+  async adopt (repository: string, digest: string, imageCid: string): Promise<void> {
     if (this.remote === undefined) throw new ManifestUnknownError(`manifest ${digest} is not held by this node`)
     const root = CID.parse(imageCid)
     const source = this.remote.source(root)
@@ -173,11 +199,7 @@ export class ManifestService {
   }
 
   private async adoptManifest (repository: string, digest: string, root: CID, source: BlockSource): Promise<PushedManifest> {
-    const { algorithm, hex } = parseDigest(digest)
-    const link = await resolveLink(source, root, ['blobs', algorithm, hex])
-    if (link === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
-    const body = await readSmallFile(source, link.cid)
-    if (digestOf(body, algorithm) !== digest) throw new ManifestInvalidError(`image ${root.toString()} holds other bytes under ${digest}`)
+    const body = await this.fetchFromImage(digest, root, source)
     const parsed = parseManifest(body, '')
     const roots: CID[] = []
     for (const blob of parsed.blobs) {
@@ -194,6 +216,16 @@ export class ManifestService {
       if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source)
     }
     return await this.record(repository, digest, body, parsed, undefined, false)
+  }
+
+  /** The bytes of a manifest in an image directory, checked against its digest. */
+  private async fetchFromImage (digest: string, root: CID, source: BlockSource): Promise<Buffer> {
+    const { algorithm, hex } = parseDigest(digest)
+    const link = await resolveLink(source, root, ['blobs', algorithm, hex])
+    if (link === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
+    const body = await readSmallFile(source, link.cid)
+    if (digestOf(body, algorithm) !== digest) throw new ManifestInvalidError(`image ${root.toString()} holds other bytes under ${digest}`)
+    return body
   }
 
   /** Checks every referenced blob and manifest is in the repository, gathering their DAGs. */

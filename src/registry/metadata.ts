@@ -1,4 +1,5 @@
 import { Level } from 'level'
+import { ManifestBlobUnknownError } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
 
 /** A blob as stored: the root of its UnixFS DAG and its size. */
@@ -26,6 +27,49 @@ export interface ManifestRecord {
   annotations?: Record<string, string>
   /** Adopted from the fleet: its blobs may not all be held here. */
   partial?: boolean
+  /** Digests of the blobs it references (config, layers); absent in records written before. */
+  blobs?: string[]
+  /** Digests of the manifests an index references; absent in records written before. */
+  children?: string[]
+}
+
+/** What a manifest references, as dropping an image needs to know it. */
+export interface ManifestReferences {
+  blobs: string[]
+  children: string[]
+}
+
+/** An image this node's reconciler placed here, and why. */
+export interface Placement {
+  repository: string
+  digest: string
+  imageCid: string
+  /** Ids of the strategies that place it on this node. */
+  strategies: string[]
+  /** held here before any strategy placed it (pushed or pulled by a client): never dropped by the reconciler */
+  kept: boolean
+  placedAt: string
+}
+
+/** The reconciler's record of what it placed here, keyed by image CID; survives restarts. */
+export interface PlacementLog {
+  all(): Promise<Placement[]>
+  put(placement: Placement): Promise<void>
+  delete(imageCid: string): Promise<void>
+}
+
+/** An image to drop from a repository: its manifest, the manifests below it, every blob of them. */
+export interface ImageRecords {
+  digest: string
+  /** Manifests an index reaches (children, and theirs); each is dropped unless still used. */
+  descendants: string[]
+  blobs: string[]
+}
+
+/** The global records a drop deleted (those still linked in another repository stay). */
+export interface DroppedRecords {
+  manifests: string[]
+  blobs: string[]
 }
 
 const SEP = '\x00'
@@ -42,8 +86,42 @@ interface Sub<V> {
 interface RangeOptions { gt?: string, lt?: string, limit?: number }
 
 /**
+ * Serializes work on the same keys (digests). Several keys are taken in sorted order, and no
+ * holder asks for more keys while it holds some, so two holders can never wait on each other.
+ */
+class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>()
+
+  async run<T> (keys: Iterable<string>, work: () => Promise<T>): Promise<T> {
+    const releases: Array<() => void> = []
+    try {
+      for (const key of [...new Set(keys)].sort()) releases.push(await this.acquire(key))
+      return await work()
+    } finally {
+      for (const release of releases.reverse()) release()
+    }
+  }
+
+  private async acquire (key: string): Promise<() => void> {
+    const previous = this.tails.get(key) ?? Promise.resolve()
+    const { promise: released, resolve: release } = Promise.withResolvers<void>()
+    const tail = previous.then(async () => await released)
+    this.tails.set(key, tail)
+    await previous
+    return () => {
+      release()
+      if (this.tails.get(key) === tail) this.tails.delete(key)
+    }
+  }
+}
+
+/**
  * Registry metadata in LevelDB: blob and manifest records (global, content-addressed),
  * per-repository links, tags and referrers. Writes that acknowledge a push are synced.
+ *
+ * A dropped record lets garbage collection free its blocks, so whatever reads a record and
+ * writes it (or a link to it) back runs under that digest's lock, as does the drop: a mount or a
+ * pull can then never bring back a record a drop removed.
  */
 export class Metadata {
   private readonly db: Level<string, unknown>
@@ -55,6 +133,10 @@ export class Metadata {
   private readonly referrerIndex: Sub<Descriptor>
   private readonly images: Sub<string>
   private readonly repositories: Sub<number>
+  private readonly placementRecords: Sub<Placement>
+  private readonly locks = new KeyedMutex()
+  /** What the replication reconciler placed on this node. */
+  readonly placements: PlacementLog
 
   constructor (path: string) {
     this.db = new Level<string, unknown>(path, { valueEncoding: 'json' })
@@ -67,6 +149,17 @@ export class Metadata {
     this.referrerIndex = sub('referrers')
     this.images = sub('images')
     this.repositories = sub('repositories')
+    this.placementRecords = sub('placements')
+    const records = this.placementRecords
+    this.placements = {
+      async all () {
+        const placements: Placement[] = []
+        for await (const placement of records.values()) placements.push(placement)
+        return placements
+      },
+      async put (placement) { await records.put(placement.imageCid, placement, { sync: true }) },
+      async delete (imageCid) { await records.del(imageCid, { sync: true }) }
+    }
   }
 
   async start (): Promise<void> {
@@ -81,26 +174,49 @@ export class Metadata {
     return await this.blobs.get(digest)
   }
 
-  /** Records a blob and links it into a repository in one synced batch. */
+  /**
+   * Records a blob and links it into a repository in one synced batch. For a blob just written
+   * (an upload): its blocks are new, so the record may replace whatever was there.
+   */
   async linkBlob (repository: string, digest: string, record: BlobRecord): Promise<void> {
+    await this.locks.run([digest], async () => { await this.writeBlobLink(repository, digest, record) })
+  }
+
+  /** Links a blob known from an image elsewhere; a blob held whole here stays as it is. */
+  async linkRemoteBlob (repository: string, digest: string, record: BlobRecord): Promise<void> {
+    await this.locks.run([digest], async () => {
+      const held = await this.blobs.get(digest)
+      await this.writeBlobLink(repository, digest, held !== undefined && held.remote !== true ? held : { ...record, remote: true })
+    })
+  }
+
+  /**
+   * Links a blob this node has a record of into another repository; false when it has none.
+   * Only the link is written: writing back the record read could revive one a drop just removed.
+   */
+  async mountBlob (repository: string, digest: string): Promise<boolean> {
+    return await this.locks.run([digest], async () => {
+      if ((await this.blobs.get(digest)) === undefined) return false
+      await this.blobLinks.put(repository + SEP + digest, 1, { sync: true })
+      return true
+    })
+  }
+
+  private async writeBlobLink (repository: string, digest: string, record: BlobRecord): Promise<void> {
     await this.db.batch([
       { type: 'put', sublevel: this.blobs, key: digest, value: record },
       { type: 'put', sublevel: this.blobLinks, key: repository + SEP + digest, value: 1 }
     ] as never, { sync: true })
   }
 
-  /** Links a blob known from an image elsewhere; a blob held whole here stays as it is. */
-  async linkRemoteBlob (repository: string, digest: string, record: BlobRecord): Promise<void> {
-    const held = await this.blobs.get(digest)
-    await this.linkBlob(repository, digest, held !== undefined && held.remote !== true ? held : { ...record, remote: true })
-  }
-
-  /** A remote blob now held whole. */
+  /** A remote blob now held whole (nothing, if its record was dropped meanwhile). */
   async markBlobHeld (digest: string): Promise<void> {
-    const record = await this.blobs.get(digest)
-    if (record?.remote !== true) return
-    const { remote: _remote, from: _from, ...held } = record
-    await this.blobs.put(digest, held, { sync: true })
+    await this.locks.run([digest], async () => {
+      const record = await this.blobs.get(digest)
+      if (record?.remote !== true) return
+      const { remote: _remote, from: _from, ...held } = record
+      await this.blobs.put(digest, held, { sync: true })
+    })
   }
 
   async hasBlobLink (repository: string, digest: string): Promise<boolean> {
@@ -108,7 +224,7 @@ export class Metadata {
   }
 
   async unlinkBlob (repository: string, digest: string): Promise<void> {
-    await this.blobLinks.del(repository + SEP + digest, { sync: true })
+    await this.locks.run([digest], async () => { await this.blobLinks.del(repository + SEP + digest, { sync: true }) })
   }
 
   async getManifest (digest: string): Promise<ManifestRecord | undefined> {
@@ -119,19 +235,149 @@ export class Metadata {
     return (await this.manifestLinks.get(repository + SEP + digest)) !== undefined
   }
 
-  /** Records a pushed manifest, its links, its tag and its referrer entry atomically. */
+  /**
+   * Records a pushed manifest, its links, its tag and its referrer entry atomically. What the
+   * record says it references is checked again under the locks of those digests, so a manifest
+   * is never recorded over blobs or manifests a drop removed since the caller looked. A record
+   * that was whole stays whole when the same manifest is adopted into another repository.
+   */
   async putManifest (repository: string, digest: string, record: ManifestRecord, tag: string | undefined, referrer: Descriptor | undefined): Promise<void> {
-    const ops: unknown[] = [
-      { type: 'put', sublevel: this.manifests, key: digest, value: record },
-      { type: 'put', sublevel: this.manifestLinks, key: repository + SEP + digest, value: 1 },
-      { type: 'put', sublevel: this.images, key: record.imageCid, value: digest },
-      { type: 'put', sublevel: this.repositories, key: repository, value: 1 }
-    ]
-    if (tag !== undefined) ops.push({ type: 'put', sublevel: this.tags, key: repository + SEP + tag, value: digest })
-    if (referrer !== undefined && record.subject !== undefined) {
-      ops.push({ type: 'put', sublevel: this.referrerIndex, key: repository + SEP + record.subject + SEP + digest, value: referrer })
-    }
-    await this.db.batch(ops as never, { sync: true })
+    const blobs = record.blobs ?? []
+    const children = record.children ?? []
+    await this.locks.run([digest, ...blobs, ...children], async () => {
+      for (const blob of blobs) {
+        if ((await this.blobs.get(blob)) === undefined || !(await this.hasBlobLink(repository, blob))) {
+          throw new ManifestBlobUnknownError(`blob ${blob} is not in ${repository}`, { digest: blob })
+        }
+      }
+      for (const child of children) {
+        if ((await this.manifests.get(child)) === undefined || !(await this.hasManifestLink(repository, child))) {
+          throw new ManifestBlobUnknownError(`manifest ${child} is not in ${repository}`, { digest: child })
+        }
+      }
+      let value = record
+      if (record.partial === true) {
+        const existing = await this.manifests.get(digest)
+        if (existing !== undefined && existing.partial !== true) {
+          const { partial: _partial, ...whole } = record
+          value = whole
+        }
+      }
+      const ops: unknown[] = [
+        { type: 'put', sublevel: this.manifests, key: digest, value },
+        { type: 'put', sublevel: this.manifestLinks, key: repository + SEP + digest, value: 1 },
+        { type: 'put', sublevel: this.images, key: record.imageCid, value: digest },
+        { type: 'put', sublevel: this.repositories, key: repository, value: 1 }
+      ]
+      if (tag !== undefined) ops.push({ type: 'put', sublevel: this.tags, key: repository + SEP + tag, value: digest })
+      if (referrer !== undefined && record.subject !== undefined) {
+        ops.push({ type: 'put', sublevel: this.referrerIndex, key: repository + SEP + record.subject + SEP + digest, value: referrer })
+      }
+      await this.db.batch(ops as never, { sync: true })
+    })
+  }
+
+  /**
+   * Marks an adopted manifest whole once every blob it references (`blobs`) is held here; false
+   * (and nothing written) when its record is gone or one of them is not held.
+   */
+  async markManifestWhole (digest: string, blobs: string[]): Promise<boolean> {
+    return await this.locks.run([digest, ...blobs], async () => {
+      const record = await this.manifests.get(digest)
+      if (record === undefined) return false
+      for (const blob of blobs) {
+        const held = await this.blobs.get(blob)
+        if (held === undefined || held.remote === true) return false
+      }
+      if (record.partial !== true) return true
+      const { partial: _partial, ...whole } = record
+      await this.manifests.put(digest, whole, { sync: true })
+      return true
+    })
+  }
+
+  /**
+   * Lets go of an image in a repository, in one synced batch under the locks of every digest it
+   * names. Its manifest and descendants are unlinked, except those another manifest linked in
+   * the repository still references (and descendants tagged there); tags on what is unlinked go,
+   * and so do the links of its blobs that no manifest left in the repository references. A
+   * record with no link left in any repository is deleted (with the image entry of a manifest),
+   * so garbage collection can free its blocks. `referencesOf` reads what a manifest references.
+   */
+  async dropImage (repository: string, image: ImageRecords, referencesOf: (digest: string) => Promise<ManifestReferences>): Promise<DroppedRecords> {
+    const candidates = new Set([image.digest, ...image.descendants])
+    return await this.locks.run([...candidates, ...image.blobs], async () => {
+      const prefix = repository + SEP
+      const linked = new Set<string>()
+      for await (const key of this.manifestLinks.keys({ gt: prefix, lt: repository + AFTER })) linked.add(key.slice(prefix.length))
+      const tagged = new Map<string, string>()
+      for await (const [key, digest] of this.tags.iterator({ gt: prefix, lt: repository + AFTER })) tagged.set(key, digest)
+      const taggedDigests = new Set(tagged.values())
+
+      const references = new Map<string, ManifestReferences>()
+      const referencesOfLinked = async (digest: string): Promise<ManifestReferences> => {
+        let known = references.get(digest)
+        if (known === undefined) references.set(digest, known = await referencesOf(digest))
+        return known
+      }
+      // What stays can only grow as more candidates turn out to be used, so this settles.
+      const dropped = new Set([...candidates].filter(digest => digest === image.digest || linked.has(digest)))
+      for (let changed = true; changed;) {
+        changed = false
+        const usedByKept = new Set<string>()
+        for (const digest of linked) if (!dropped.has(digest)) for (const child of (await referencesOfLinked(digest)).children) usedByKept.add(child)
+        for (const digest of dropped) {
+          if (usedByKept.has(digest) || (digest !== image.digest && taggedDigests.has(digest))) {
+            dropped.delete(digest)
+            changed = true
+          }
+        }
+      }
+      const keptBlobs = new Set<string>()
+      for (const digest of linked) if (!dropped.has(digest)) for (const blob of (await referencesOfLinked(digest)).blobs) keptBlobs.add(blob)
+      const unlinkedBlobs = new Set<string>()
+      for (const blob of image.blobs) if (!keptBlobs.has(blob) && await this.hasBlobLink(repository, blob)) unlinkedBlobs.add(blob)
+
+      const ops: unknown[] = []
+      for (const [key, digest] of tagged) if (digest === image.digest || dropped.has(digest)) ops.push({ type: 'del', sublevel: this.tags, key })
+      const records = new Map<string, ManifestRecord>()
+      for (const digest of dropped) {
+        const record = await this.manifests.get(digest)
+        if (record !== undefined) records.set(digest, record)
+        if (!linked.has(digest)) continue
+        ops.push({ type: 'del', sublevel: this.manifestLinks, key: prefix + digest })
+        if (record?.subject !== undefined) ops.push({ type: 'del', sublevel: this.referrerIndex, key: prefix + record.subject + SEP + digest })
+      }
+      for (const blob of unlinkedBlobs) ops.push({ type: 'del', sublevel: this.blobLinks, key: prefix + blob })
+      if ([...linked].every(digest => dropped.has(digest))) ops.push({ type: 'del', sublevel: this.repositories, key: repository })
+
+      // Records still linked from another repository stay; the rest are deleted.
+      const deleted: DroppedRecords = { manifests: [], blobs: [] }
+      const elsewhere = async (links: Sub<number>, digests: Set<string>): Promise<Set<string>> => {
+        const found = new Set<string>()
+        if (digests.size === 0) return found
+        for await (const key of links.keys()) {
+          const at = key.indexOf(SEP)
+          if (key.slice(0, at) !== repository && digests.has(key.slice(at + 1))) found.add(key.slice(at + 1))
+        }
+        return found
+      }
+      const manifestsElsewhere = await elsewhere(this.manifestLinks, dropped)
+      for (const [digest, record] of records) {
+        if (manifestsElsewhere.has(digest)) continue
+        ops.push({ type: 'del', sublevel: this.manifests, key: digest })
+        if ((await this.images.get(record.imageCid)) === digest) ops.push({ type: 'del', sublevel: this.images, key: record.imageCid })
+        deleted.manifests.push(digest)
+      }
+      const blobsElsewhere = await elsewhere(this.blobLinks, unlinkedBlobs)
+      for (const blob of unlinkedBlobs) {
+        if (blobsElsewhere.has(blob)) continue
+        ops.push({ type: 'del', sublevel: this.blobs, key: blob })
+        deleted.blobs.push(blob)
+      }
+      await this.db.batch(ops as never, { sync: true })
+      return deleted
+    })
   }
 
   async getTag (repository: string, tag: string): Promise<string | undefined> {
