@@ -14,6 +14,7 @@ import { Metrics } from './metrics.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
 import type { Fleet } from './mesh/fleet.ts'
+import type { Reconciler } from './replication/reconciler.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
 import type { RemoteBlocks } from './registry/remote-blocks.ts'
@@ -43,6 +44,10 @@ export class ShoalNode {
   readonly gc: GarbageCollector
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
+  /** Holds what the fleet's strategies place on this node (in a mesh only). */
+  reconciler: Reconciler | undefined
+  private stopWatchingCatalogue: (() => void) | undefined
+  private collectLater: NodeJS.Timeout | undefined
   private remote: RemoteBlocks | undefined
   private relay: Relay | undefined
   private address: string | undefined
@@ -112,6 +117,7 @@ export class ShoalNode {
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
     if (meshEnabled(this.config)) await this.joinFleet()
     this.gc.start()
+    this.reconciler?.start()
   }
 
   /**
@@ -140,7 +146,8 @@ export class ShoalNode {
       facts: {
         url: () => this.config.advertiseUrl ?? this.url,
         usedBytes: async () => (await this.metadata.countBlobs()).bytes,
-        heldImages: () => this.metadata.listImages()
+        heldImages: () => this.metadata.listImages(),
+        replication: () => this.reconciler?.states() ?? {}
       }
     })
     await fleet.start()
@@ -165,6 +172,40 @@ export class ShoalNode {
     this.manifests.useFleet(fleet.sharedTags(), remote)
     this.blobs.useRemote(remote)
     this.ipfsImages.useRemote(remote)
+    await this.buildReconciler(fleet)
+  }
+
+  private async buildReconciler (fleet: Fleet): Promise<void> {
+    const [{ Reconciler }, { ImageHoldings }, { resolveImage }] = await Promise.all([
+      import('./replication/reconciler.ts'), import('./registry/image-holdings.ts'), import('./replication/images.ts')
+    ])
+    const reconciler = new Reconciler({
+      selfId: () => fleet.mesh.peerId,
+      strategies: async () => await fleet.catalogue.allStrategies(),
+      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, silent: node.silent })),
+      resolve: async image => await resolveImage(image, fleet.catalogue, this.metadata),
+      holder: new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote: () => this.remote }),
+      placements: this.metadata.placements,
+      onStatesChanged: () => { fleet.heldChanged() },
+      collectGarbage: async () => await this.collectAfterDrop(),
+      logger: this.logger.child({ part: 'reconciler' })
+    })
+    this.reconciler = reconciler
+    this.stopWatchingCatalogue = fleet.catalogue.onChange(() => { reconciler.poke() })
+  }
+
+  /**
+   * Collects at once, and again just after the grace period: blocks fetched moments before a
+   * drop are younger than the grace and survive the first collection.
+   */
+  private async collectAfterDrop (): Promise<unknown> {
+    clearTimeout(this.collectLater)
+    if (this.config.gcGraceSeconds > 0) {
+      this.collectLater = setTimeout(() => {
+        this.gc.collect().catch((err: unknown) => { this.logger.warn({ err }, 'garbage collection after a drop failed') })
+      }, this.config.gcGraceSeconds * 1000 + 1000).unref()
+    }
+    return await this.gc.collect()
   }
 
   private async purgeIdleUploads (): Promise<void> {
@@ -177,6 +218,10 @@ export class ShoalNode {
   }
 
   async stop (): Promise<void> {
+    this.stopWatchingCatalogue?.()
+    await this.reconciler?.stop()
+    this.reconciler = undefined
+    clearTimeout(this.collectLater)
     await this.gc.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()

@@ -231,7 +231,8 @@ export class Reconciler {
     if (fetching === undefined && failure !== undefined) {
       return { ...base, state: 'failed', reason: failure.reason, updatedAt: new Date(failure.at).toISOString() }
     }
-    const size = fetching === undefined ? await this.options.holder.size(image) : undefined
+    // The size of an image not here yet is read from the fleet, which may not answer.
+    const size = fetching === undefined ? await this.options.holder.size(image).catch(() => undefined) : undefined
     return {
       ...base,
       state: 'fetching',

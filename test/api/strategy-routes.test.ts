@@ -70,7 +70,7 @@ describe('strategies on a fleet of three nodes', () => {
     return answer
   }
 
-  it('creates a strategy of each kind on one node; another node reads it and places it alike, every node pending', async () => {
+  it('creates a strategy of each kind on one node; another node reads it and places it alike; the nodes come to hold it', async () => {
     const ids = { a: idOf(a), b: idOf(b), c: idOf(c) }
     const cases: Array<[unknown, (placement: string[]) => void]> = [
       [{ image: IMAGE, kind: 'percentage', percentage: 40 }, placement => assert.equal(placement.length, 2)],
@@ -90,14 +90,17 @@ describe('strategies on a fleet of three nodes', () => {
       const { desired, extra, strategy } = status.body as Status
       assert.deepEqual(strategy, created.strategy)
       assert.deepEqual(desired.map(({ node, name }) => ({ node, name })), created.placement, 'B places it as A did')
-      assert.ok(desired.every(node => node.state === 'pending'), 'no reconciler has reported yet')
+      assert.ok(desired.every(node => ['pending', 'fetching', 'held'].includes(node.state)), JSON.stringify(desired))
       assert.deepEqual(extra, [])
     }
+    // Every node's reconciler fetches its share: each strategy ends with all its nodes holding it.
     const all = await eventually(async () => {
       const current = (await api(c, '/strategies')).body as { strategies: Array<StoredStrategy & { summary: Record<string, number> }> }
-      return current.strategies.length >= cases.length ? current.strategies : undefined
-    }, 10_000, 'every strategy on C')
-    for (const strategy of all) assert.equal(strategy.summary.pending, strategy.summary.desired)
+      return current.strategies.length >= cases.length && current.strategies.every(strategy => strategy.summary.held === strategy.summary.desired)
+        ? current.strategies
+        : undefined
+    }, 20_000, 'every strategy on C, held on all its nodes')
+    for (const strategy of all) assert.ok((strategy.summary.desired ?? 0) > 0)
   })
 
   it('accepts DistroMash\'s two payloads verbatim', async () => {
@@ -180,8 +183,12 @@ describe('strategies on a fleet of three nodes', () => {
     }, 15_000, 'A\'s record with the image')
     assert.equal(holdings.node.name, 'a')
     assert.equal(holdings.node.silent, false)
-    assert.deepEqual(holdings.strategies, [])
-    assert.deepEqual(holdings.images.find(held => held.imageCid === imageCid), { imageCid, tags: [IMAGE], strategies: [] })
+    // A was pushed the image and is placed by strategies of the other tests: it holds the image
+    // for those, as its reconciler reported in its record.
+    const forStrategies = holdings.strategies as Array<{ strategy: string, imageCid?: string }>
+    assert.ok(forStrategies.every(held => held.imageCid === imageCid))
+    assert.deepEqual(holdings.images.find(held => held.imageCid === imageCid),
+      { imageCid, tags: [IMAGE], strategies: forStrategies.map(held => held.strategy).sort() })
     const unknown = await api(b, '/nodes/nobody')
     assert.equal(unknown.status, 404)
     assert.equal((unknown.body as Refusal).message, 'no node "nobody" in the fleet')
