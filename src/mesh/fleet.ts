@@ -192,6 +192,11 @@ export class Fleet {
     await this.mesh.provide(cid)
   }
 
+  /** Stops re-announcing `cid` (records peers keep expire; fetchers pass over a node that lacks it). */
+  async stopProviding (cid: CID): Promise<void> {
+    await this.mesh.stopProviding(cid)
+  }
+
   peers (signal?: AbortSignal): Promise<PeerStatus[]> {
     return this.mesh.peers(signal)
   }

@@ -17,6 +17,7 @@ export interface ProviderFinder {
   /** Whether `peer` may wait on this node for blocks it is still receiving. */
   ranksAbove(peer: string): boolean
   provide(cid: CID): Promise<void>
+  stopProviding(cid: CID): Promise<void>
   /** What this node holds changed: the inventory should say so soon. */
   heldChanged(): void
 }
@@ -156,6 +157,13 @@ export class RemoteContent implements RemoteBlocks {
     for (const cid of cids) {
       void this.finder.announcePull(cid, true)
       this.finder.provide(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not announce') })
+    }
+  }
+
+  withdraw (cids: CID[]): void {
+    this.finder.heldChanged()
+    for (const cid of cids) {
+      this.finder.stopProviding(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not stop providing') })
     }
   }
 }

@@ -198,11 +198,19 @@ export class ImageHoldings {
    */
   async drop (image: ResolvedImage): Promise<void> {
     const contents = await this.localContents(image)
-    await this.metadata.dropImage(image.repository, {
+    const blobCids = new Map<string, string>()
+    for (const digest of contents.blobs.keys()) {
+      const record = await this.metadata.getBlob(digest)
+      if (record !== undefined) blobCids.set(digest, record.cid)
+    }
+    const dropped = await this.metadata.dropImage(image.repository, {
       digest: image.digest,
       descendants: contents.manifests.slice(1).map(manifest => manifest.digest),
       blobs: [...contents.blobs.keys()]
     }, async digest => await this.manifests.referencesOf(digest))
+    // What is gone is no longer announced (blobs still held for other images stay announced).
+    const gone = dropped.blobs.flatMap(digest => blobCids.get(digest) ?? [])
+    this.remote()?.withdraw([image.imageCid, ...gone].map(cid => CID.parse(cid)))
   }
 
   /** Whether the image is recorded in its repository with every blob, so adopting it again would add nothing. */

@@ -16,6 +16,8 @@ export interface RemoteBlocks {
   fileChunks(root: CID, start: number, end: number, signal?: AbortSignal, heldWith?: CID): AsyncIterable<PooledBytes>
   /** Tells the fleet this node now holds these DAGs whole. */
   announce(cids: CID[]): void
+  /** Tells the fleet this node no longer holds these DAGs (it stops providing them). */
+  withdraw(cids: CID[]): void
   /**
    * Tells the fleet this node is about to pull these (a client asked for their manifest), so
    * that nodes pulling them at the same moment find each other before the bytes flow.
