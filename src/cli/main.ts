@@ -21,6 +21,8 @@ interface ServeOptions {
   uploadLimitMbps?: number
   gatewayFetch?: boolean
   heartbeatSeconds?: number
+  gcIntervalMinutes?: number
+  gcGraceSeconds?: number
 }
 
 interface PeersAnswer {
@@ -61,6 +63,8 @@ program.command('serve')
   .option('--upload-limit-mbps <n>', 'cap on what this node sends to peers, Mbit/s (0: none)', Number)
   .option('--gateway-fetch', '/ipfs/<cid> also answers for blocks only peers hold')
   .option('--heartbeat-seconds <n>', 'seconds between inventory heartbeats (silent after 3)', Number)
+  .option('--gc-interval-minutes <n>', 'minutes between garbage collections (0: only after drops)', Number)
+  .option('--gc-grace-seconds <n>', 'blocks written this recently are never collected', Number)
   .action(async (options: ServeOptions) => {
     const config = loadConfig({
       file: options.config,
@@ -78,7 +82,9 @@ program.command('serve')
         labels: options.label === undefined ? undefined : parseLabels(options.label, '--label'),
         uploadLimitMbps: options.uploadLimitMbps,
         gatewayFetch: options.gatewayFetch,
-        heartbeatSeconds: options.heartbeatSeconds
+        heartbeatSeconds: options.heartbeatSeconds,
+        gcIntervalMinutes: options.gcIntervalMinutes,
+        gcGraceSeconds: options.gcGraceSeconds
       }
     })
     const node = new ShoalNode({ config })
