@@ -43,10 +43,13 @@ describe('replication strategies on five nodes', () => {
   /** Pushes an image of random bytes to node 0 and waits until every node sees its tag. */
   async function pushImage (repository: string, bytes: number): Promise<{ imageCid: string, size: number }> {
     const layer = randomBytes(Math.ceil(bytes * 3 / 4)).toString('base64').slice(0, bytes)
-    await new RegistryClient(nodes[0]!.url).pushImage(repository, '1', layer)
+    const { digest } = await new RegistryClient(nodes[0]!.url).pushImage(repository, '1', layer)
     let imageCid = ''
     for (const node of nodes) {
-      const tag = await eventually(async () => await node.node.fleet?.catalogue.getTag(repository, '1'), 10_000, `the tag on ${node.url}`)
+      const tag = await eventually(async () => {
+        const current = await node.node.fleet?.catalogue.getTag(repository, '1')
+        return current?.digest === digest ? current : undefined
+      }, 10_000, `the tag on ${node.url}`)
       imageCid = tag.imageCid
     }
     return { imageCid, size: bytes }
@@ -148,6 +151,21 @@ describe('replication strategies on five nodes', () => {
     assert.equal(freed.length, 4)
     // The node it was pushed to keeps it.
     assert.deepEqual(await holders(image.imageCid, [nodes[0]!]), [idOf(nodes[0]!)])
+  })
+
+  it('a strategy on a tag follows the tag to its new image', async () => {
+    const first = await pushImage('conv/follow', MiB)
+    const id = await createStrategy({ image: 'conv/follow:1', kind: 'replicas', replicas: 2 })
+    const placed = await heldEverywhere(id, 2)
+    const second = await pushImage('conv/follow', MiB)
+    assert.notEqual(second.imageCid, first.imageCid)
+    await eventually(async () => {
+      const status = await statusOf(nodes[0]!, id)
+      return status.desired.every(d => d.state === 'held' && (d as { imageCid?: string }).imageCid === second.imageCid) ? true : undefined
+    }, 20_000, 'the strategy held at the new image')
+    // The old image stays only where it was pushed.
+    await heldBy(first.imageCid, [idOf(nodes[0]!)])
+    await heldBy(second.imageCid, [...placed, idOf(nodes[0]!)])
   })
 
   it('when a node holding a replica leaves, another takes its place', async () => {
