@@ -1,24 +1,32 @@
 #!/bin/sh
 # Makes sure the external tools the tests drive are installed: skopeo (the client the integration
-# tests and benchmarks push and pull with). Fast when it is already on PATH: no apt call then.
+# tests and benchmarks push and pull with) and Debian's chromium (the browser the web UI tests
+# drive through playwright-core, which downloads no browser of its own). Fast when both are
+# there already: no apt call then.
 set -eu
 
-if command -v skopeo >/dev/null 2>&1; then
+missing=""
+command -v skopeo >/dev/null 2>&1 || missing="$missing skopeo"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+
+if [ -z "$missing" ]; then
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "ensure-tools: skopeo is missing; install it with: sudo apt-get install -y skopeo" >&2
+  echo "ensure-tools: missing:$missing; install with: sudo apt-get install -y$missing" >&2
   exit 1
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-tools: skopeo is missing and apt-get is not available; install skopeo with your package manager" >&2
+  echo "ensure-tools: missing:$missing, and apt-get is not available; install them with your package manager" >&2
   exit 1
 fi
 
-echo "ensure-tools: installing skopeo with apt-get" >&2
+echo "ensure-tools: installing$missing with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-apt-get install -y -qq skopeo >/dev/null
+# shellcheck disable=SC2086 # one word per package
+apt-get install -y -qq $missing >/dev/null
 command -v skopeo >/dev/null 2>&1 || { echo "ensure-tools: skopeo still not on PATH after install" >&2; exit 1; }
+[ -x /usr/bin/chromium ] || { echo "ensure-tools: /usr/bin/chromium still missing after install" >&2; exit 1; }

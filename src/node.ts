@@ -20,6 +20,7 @@ import { Metadata } from './registry/metadata.ts'
 import type { RemoteBlocks } from './registry/remote-blocks.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer } from './server.ts'
+import { registerWebUi } from './web/routes.ts'
 
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 
@@ -94,6 +95,7 @@ export class ShoalNode {
       relay: () => this.relay
     })
     registerApiRoutes(this.http, { fleet: () => this.fleet, local: this.metadata })
+    registerWebUi(this.http)
   }
 
   /** The base URL the node answers on, once started. */

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Fleet } from '../mesh/fleet.ts'
 import type { LocalManifests, LocalTags } from '../replication/images.ts'
+import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { apiErrorResponses } from './errors.ts'
 import { addressesSchema, nodeSchema } from './node-schema.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
@@ -23,6 +24,7 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
     configureApiScope(api)
     registerFleetRoutes(api, options)
     registerStrategyRoutes(api, options)
+    registerDatastoreRoutes(api, options)
   }, { prefix: API_PREFIX })
 }
 

@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
 import type { Logger } from 'pino'
 import type { Strategy } from '../replication/strategy.ts'
@@ -66,6 +67,23 @@ const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 60_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 
+/** A key's current value in one of the catalogue's databases, and the log entry that wrote it. */
+export interface CatalogueEntry {
+  key: string
+  value: unknown
+  /** CID of the OrbitDB log entry that wrote the value; absent when it was not found. */
+  hash?: string
+  /** That entry's Lamport clock: `id` is the writer's OrbitDB identity (its public key). */
+  clock?: { id: string, time: number }
+}
+
+/** One of the catalogue's databases as it is now. */
+export interface CatalogueDatabase {
+  name: string
+  address: string
+  entries: CatalogueEntry[]
+}
+
 export interface CatalogueChange {
   kind: 'tag' | 'node' | 'strategy'
   key: string
@@ -94,6 +112,11 @@ export class Catalogue {
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
   private stopListening: (() => void) | undefined
+  /**
+   * Current value -> the log entry that wrote it (values are replaced, never changed in place);
+   * null when a walk of the whole log did not find it, so it is not walked for again.
+   */
+  private readonly writtenBy = new WeakMap<object, { hash: string, clock: { id: string, time: number } } | null>()
 
   constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger) {
     this.ipfs = ipfs
@@ -247,10 +270,49 @@ export class Catalogue {
     return (await this.view(this.strategies)).entries().map(([, value]) => value)
   }
 
+  /**
+   * Every database's current entries as stored, each with the log entry that wrote it: its clock
+   * says when in the log's order and whose identity. For people to read (the web UI's data
+   * store); nothing else needs the log entries.
+   */
+  async databases (): Promise<CatalogueDatabase[]> {
+    const databases: CatalogueDatabase[] = []
+    for (const [name, db] of [['shoal.tags', this.tags], ['shoal.nodes', this.nodes], ['shoal.strategies', this.strategies]] as const) {
+      const current = (await this.view<unknown>(db)).entries()
+      databases.push({ name, address: db.address, entries: await this.withWriters(db as KeyValueDatabase<unknown>, current) })
+    }
+    return databases
+  }
+
+  /**
+   * Finds each value's log entry: remembered per value, else the newest entry of its key, read
+   * from the heads back (the log's order, newest first) only as far as the values not yet known.
+   */
+  private async withWriters (db: KeyValueDatabase<unknown>, current: Array<[string, unknown]>): Promise<CatalogueEntry[]> {
+    const unknown = new Map(current.filter(([, value]) => isObject(value) && !this.writtenBy.has(value)))
+    if (unknown.size > 0) {
+      for await (const entry of db.log.traverse()) {
+        const key = entry.payload.key
+        if (key === undefined || !unknown.has(key)) continue
+        const value = unknown.get(key)
+        unknown.delete(key)
+        // Unequal when the log has a newer entry than the index took in yet: the index's next value is looked up then.
+        if (isObject(value)) this.writtenBy.set(value, isDeepStrictEqual(entry.payload.value, value) ? { hash: entry.hash, clock: entry.clock } : null)
+        if (unknown.size === 0) break
+      }
+      for (const value of unknown.values()) if (isObject(value)) this.writtenBy.set(value, null)
+    }
+    return current.map(([key, value]) => ({ key, value, ...(isObject(value) ? this.writtenBy.get(value) ?? undefined : undefined) }))
+  }
+
   /** Directory for OrbitDB's own files under the node's data directory. */
   static directoryIn (dataDir: string): string {
     return join(dataDir, 'orbitdb')
   }
+}
+
+function isObject (value: unknown): value is object {
+  return typeof value === 'object' && value !== null
 }
 
 function tagKey (repository: string, tag: string): string {

@@ -1,0 +1,131 @@
+// The replicated catalogue as it is, read-only, under /api/v1/datastore (what DistroMash called the
+// distributed datastore): each database's current entries with when and by whom each was written.
+import type { FastifyInstance } from 'fastify'
+import type { CatalogueDatabase } from '../catalogue/catalogue.ts'
+import type { Fleet } from '../mesh/fleet.ts'
+import { ApiError, apiErrorResponses } from './errors.ts'
+
+export interface DatastoreRoutesOptions {
+  fleet: () => Fleet | undefined
+}
+
+/** The writer of an entry, as far as the fleet can tell. */
+export interface EntryWriter {
+  /** The writer's OrbitDB identity (public key): the clock id of its entries. */
+  identity: string
+  /** Peer id and name of the node that writes with that identity, when the inventory shows it. */
+  node?: string
+  name?: string
+}
+
+export interface DatastoreEntry {
+  key: string
+  value: unknown
+  hash?: string
+  clock?: { id: string, time: number }
+  writer?: EntryWriter
+  writtenAt?: string
+}
+
+export interface Datastore {
+  databases: Array<{ name: string, address: string, entries: DatastoreEntry[] }>
+}
+
+/** The wall-clock time each kind of record carries (ordering uses the log's clock, not these). */
+const WRITTEN_AT_FIELDS = ['heartbeatAt', 'pushedAt', 'updatedAt'] as const
+
+const datastoreSchema = {
+  type: 'object',
+  required: ['databases'],
+  properties: {
+    databases: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'address', 'entries'],
+        properties: {
+          name: { type: 'string', description: 'shoal.tags, shoal.nodes or shoal.strategies' },
+          address: { type: 'string', description: 'OrbitDB address, the same on every node' },
+          entries: {
+            type: 'array',
+            description: 'Current entries by key: the newest write of each key in the log\'s order (deleted keys are left out)',
+            items: {
+              type: 'object',
+              required: ['key', 'value'],
+              properties: {
+                key: { type: 'string' },
+                value: { description: 'The value as stored' },
+                hash: { type: 'string', description: 'CID of the log entry that wrote it (absent when it was not found)' },
+                clock: {
+                  type: 'object',
+                  required: ['id', 'time'],
+                  properties: { id: { type: 'string' }, time: { type: 'integer', description: 'Lamport time' } }
+                },
+                writer: {
+                  type: 'object',
+                  required: ['identity'],
+                  properties: {
+                    identity: { type: 'string', description: 'The writer\'s OrbitDB identity (public key)' },
+                    node: { type: 'string', description: 'Peer id of the node writing with it' },
+                    name: { type: 'string' }
+                  }
+                },
+                writtenAt: { type: 'string', format: 'date-time', description: 'Wall-clock time the record carries (heartbeatAt, pushedAt or updatedAt)' }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+} as const
+
+export function registerDatastoreRoutes (api: FastifyInstance, { fleet }: DatastoreRoutesOptions): void {
+  api.get('/datastore', {
+    schema: {
+      tags: ['catalogue'],
+      summary: 'The replicated catalogue\'s databases as they are: every entry with when and by which node it was written',
+      response: { 200: datastoreSchema, ...apiErrorResponses }
+    }
+  }, async (): Promise<Datastore> => {
+    const current = fleet()
+    if (current === undefined) throw new ApiError(409, 'this node is not in a mesh: there is no replicated catalogue')
+    return describeDatastore(await current.catalogue.databases())
+  })
+}
+
+/**
+ * Names each entry's writer: every node writes its own inventory record, so the writer of the
+ * record keyed by a node's id is that node's identity.
+ */
+export function describeDatastore (databases: readonly CatalogueDatabase[]): Datastore {
+  const nodeOfIdentity = new Map<string, { node: string, name?: string }>()
+  for (const entry of databases.find(db => db.name === 'shoal.nodes')?.entries ?? []) {
+    if (entry.clock === undefined) continue
+    const name = (entry.value as { name?: unknown }).name
+    nodeOfIdentity.set(entry.clock.id, { node: entry.key, ...(typeof name === 'string' ? { name } : {}) })
+  }
+  return {
+    databases: databases.map(db => ({
+      name: db.name,
+      address: db.address,
+      entries: db.entries.map(entry => {
+        const writtenAt = writtenAtOf(entry.value)
+        return {
+          ...entry,
+          ...(entry.clock === undefined ? {} : { writer: { identity: entry.clock.id, ...nodeOfIdentity.get(entry.clock.id) } }),
+          ...(writtenAt === undefined ? {} : { writtenAt })
+        }
+      })
+    }))
+  }
+}
+
+function writtenAtOf (value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  for (const field of WRITTEN_AT_FIELDS) {
+    const at = (value as Record<string, unknown>)[field]
+    if (typeof at === 'string') return at
+  }
+  return undefined
+}

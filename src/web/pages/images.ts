@@ -1,0 +1,76 @@
+// Images: every repo:tag of the catalogue (of this node outside a mesh), what it is and where it is.
+import { bodyOr, type ApiNode, type ImagesAnswer, type ManagementApi, type NodesAnswer } from '../api.ts'
+import { formatBytes, relativeTime, shortDigest, shortId } from '../format.ts'
+import { html, idFor, type SafeHtml } from '../html.ts'
+import type { ImageDetails, ImageDetailsReader } from '../image-details.ts'
+import { apiProblem, emptyState } from '../layout.ts'
+import type { ImageListing } from '../../replication/images.ts'
+
+/** How long a page waits for sizes and platforms not read yet; later ones show at the next update. */
+const DETAILS_WAIT_MS = 1_500
+
+export interface ImagesPageInput {
+  api: ManagementApi
+  details: ImageDetailsReader
+  /** host:port the browser reached this node at: the registry in the pull command. */
+  host: string
+  now: number
+}
+
+export async function renderImagesLive ({ api, details, host, now }: ImagesPageInput): Promise<SafeHtml> {
+  const [images, nodesAnswer] = await Promise.all([api.get<ImagesAnswer>('/images'), api.get<NodesAnswer>('/nodes')])
+  if (!images.ok) return apiProblem('The images could not be listed', images.message)
+  const nodes = bodyOr(nodesAnswer, { nodes: [] }).nodes
+  if (images.body.images.length === 0) {
+    return emptyState('No images yet', html`Push one to any node of the fleet, for example
+      <code>skopeo copy oci:./my-image docker://${host}/app:1.0</code> or <code>docker push ${host}/app:1.0</code>;
+      it shows here with its image CID.`)
+  }
+  const described = await Promise.all(images.body.images.map(async image => ({ image, details: await details.details(image, nodes, DETAILS_WAIT_MS) })))
+  return html`<p class="count">${described.length === 1 ? '1 image' : `${described.length} images`}</p>
+<ul class="cards" aria-label="Images">
+  ${described.map(({ image, details }) => imageCard(image, details, nodes, host, now))}
+</ul>`
+}
+
+function imageCard (image: ImageListing, details: ImageDetails, nodes: readonly ApiNode[], host: string, now: number): SafeHtml {
+  const reference = `${image.repository}:${image.tag}`
+  const key = idFor('image', reference)
+  const pull = `docker pull ${host}/ipfs/${image.imageCid}`
+  const pusher = nodes.find(node => node.id === image.node)
+  return html`<li class="card" id="${key}" aria-labelledby="${key}-title">
+  <h2 class="card-title" id="${key}-title"><span data-announce-key="${key}" data-announce="Image ${reference} listed">${reference}</span></h2>
+  <dl class="facts">
+    <div class="wide"><dt>Image CID</dt><dd><code class="cid">${image.imageCid}</code></dd></div>
+    <div class="wide"><dt><label for="${key}-pull">Pull by CID<span class="visually-hidden"> of ${reference}</span></label></dt><dd class="copy-line">
+      <input id="${key}-pull" class="command" readonly value="${pull}" spellcheck="false">
+      <button type="button" id="${key}-copy" data-copy="${key}-pull">Copy<span class="visually-hidden"> the pull command of ${reference}</span></button></dd></div>
+    <div><dt>Digest</dt><dd>${shortDigest(image.digest)}</dd></div>
+    <div><dt>Size</dt><dd>${details.sizeBytes === undefined ? html`<span class="muted">unknown</span>` : formatBytes(details.sizeBytes)}</dd></div>
+    <div><dt>Platforms</dt><dd>${platformsOf(details)}</dd></div>
+    <div><dt>Referrers</dt><dd>${referrersOf(details)}</dd></div>
+    <div><dt>Held by</dt><dd>${heldBy(image, nodes)}</dd></div>
+    <div><dt>Pushed</dt><dd>${image.pushedAt === undefined ? html`<span class="muted">here</span>` : html`${relativeTime(image.pushedAt, now)}${image.node === undefined ? '' : html` to ${pusher === undefined ? shortId(image.node) : pusher.name}`}`}</dd></div>
+  </dl>
+</li>`
+}
+
+function platformsOf (details: ImageDetails): SafeHtml {
+  if (details.platforms.length > 0) return html`${details.platforms.map(platform => html`<span class="chip">${platform}</span> `)}`
+  if (details.artifactType !== undefined) return html`<span class="muted">artifact</span> <code>${details.artifactType}</code>`
+  return html`<span class="muted">unknown</span>`
+}
+
+function referrersOf (details: ImageDetails): SafeHtml {
+  if (details.referrers === undefined) return html`<span class="muted">unknown</span>`
+  if (details.referrers.length === 0) return html`<span class="muted">none</span>`
+  return html`<ul class="plain">${details.referrers.map(referrer => html`<li>${shortDigest(referrer.digest)} ${referrer.artifactType === undefined ? '' : html`<span class="chip">${referrer.artifactType}</span>`}</li>`)}</ul>`
+}
+
+function heldBy (image: ImageListing, nodes: readonly ApiNode[]): SafeHtml {
+  if (image.heldBy.length === 0) return html`<span class="muted">${nodes.length === 0 ? 'this node' : 'no node says it holds it whole'}</span>`
+  return html`${image.heldBy.map(id => {
+    const node = nodes.find(candidate => candidate.id === id)
+    return html`<span class="chip${node?.silent === true ? ' silent' : ''}" title="${id}">${node?.name ?? id.slice(-8)}${node?.silent === true ? ' (silent)' : ''}</span> `
+  })}`
+}

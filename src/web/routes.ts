@@ -1,0 +1,102 @@
+// The web UI (D8): server-rendered pages at /, /strategies, /nodes and /datastore on the registry's
+// own port, built from the management API, plus the one script and stylesheet they load. Each page
+// answers `?part=live` with only its live region, which the script fetches again every 2 s.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { inProcessApi, type ManagementApi, type NodesAnswer } from './api.ts'
+import type { SafeHtml } from './html.ts'
+import { ImageDetailsReader } from './image-details.ts'
+import { ASSETS_PREFIX, renderPage } from './layout.ts'
+import { renderDatastoreLive } from './pages/datastore.ts'
+import { renderImagesLive } from './pages/images.ts'
+import { renderNodesLive } from './pages/nodes.ts'
+import { renderStrategiesLive, renderStrategyForm, strategiesAvailable } from './pages/strategies.ts'
+
+interface PageInput {
+  api: ManagementApi
+  details: ImageDetailsReader
+  host: string
+  now: number
+}
+
+interface PageDefinition {
+  path: string
+  title: string
+  intro: string
+  /** Fixed content above the live region, rendered with the whole page only. */
+  before?: (input: PageInput) => Promise<SafeHtml | undefined>
+  live: (input: PageInput) => Promise<SafeHtml>
+}
+
+const PAGES: readonly PageDefinition[] = [
+  {
+    path: '/',
+    title: 'Images',
+    intro: 'Every tagged image of the fleet, its content address and the nodes that hold it.',
+    live: renderImagesLive
+  },
+  {
+    path: '/strategies',
+    title: 'Strategies',
+    intro: 'Where images must live. Each node works out its own share, fetches it and drops what no strategy needs.',
+    before: async ({ api }) => (await strategiesAvailable(api)) ? renderStrategyForm() : undefined,
+    live: renderStrategiesLive
+  },
+  {
+    path: '/nodes',
+    title: 'Nodes',
+    intro: 'The fleet as its replicated inventory shows it, and the peers this node is connected to.',
+    live: renderNodesLive
+  },
+  {
+    path: '/datastore',
+    title: 'Data store',
+    intro: 'The replicated catalogue as it is: every database\'s current entries, when and by which node each was written.',
+    live: renderDatastoreLive
+  }
+]
+
+// No inline script or style anywhere: the pages load only their own two files.
+const SECURITY_HEADERS = {
+  'content-security-policy': 'default-src \'self\'; script-src \'self\'; style-src \'self\'; img-src \'self\' data:; connect-src \'self\'; base-uri \'none\'; form-action \'self\'; frame-ancestors \'none\'',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+  'cache-control': 'no-store'
+}
+
+const ASSETS: Record<string, string> = {
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8'
+}
+
+export function registerWebUi (app: FastifyInstance): void {
+  const api = inProcessApi(app)
+  const details = new ImageDetailsReader(app)
+  for (const [file, contentType] of Object.entries(ASSETS)) {
+    // Read once at start: a few kilobytes, served as they are (no build step).
+    const body = readFileSync(join(import.meta.dirname, 'assets', file))
+    app.get(`${ASSETS_PREFIX}/${file}`, async (_req, reply) => await reply
+      .header('content-type', contentType).header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(body))
+  }
+  for (const page of PAGES) {
+    app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api, details, host: req.host, now: Date.now() }))
+  }
+}
+
+async function answerPage (page: PageDefinition, req: FastifyRequest, reply: FastifyReply, input: PageInput): Promise<FastifyReply> {
+  reply.headers({ ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8' })
+  try {
+    if ((req.query as Record<string, unknown>).part === 'live') return await reply.send((await page.live(input)).text)
+    const [live, before, self] = await Promise.all([page.live(input), page.before?.(input), selfName(input.api)])
+    return await reply.send(renderPage({ path: page.path, title: page.title, intro: page.intro, before, live, node: { name: self, host: input.host } }))
+  } catch (err) {
+    req.log.error({ err, url: req.url }, 'a page of the web UI failed')
+    return await reply.code(500).send('<!doctype html><title>Shoal</title><p>This page failed to render; the node logged why. Reload to try again.</p>')
+  }
+}
+
+async function selfName (api: ManagementApi): Promise<string | undefined> {
+  const answer = await api.get<NodesAnswer>('/nodes')
+  return answer.ok ? answer.body.nodes.find(node => node.self)?.name : undefined
+}
