@@ -14,7 +14,17 @@
 //      dropped the image frees ≥ 90 % of the image's bytes.
 //
 //   node bench/convergence.ts [--runs 3] [--mib 256] [--heartbeat-seconds 10] [--gc-grace-seconds 60]
-//                             [--pause-seconds 60] [--commit <label>]
+//                             [--pause-seconds 60] [--commit <label>] [--rate <tc rate, e.g. 200mbit>]
+//
+// With --rate (Linux, root) the same measurement runs in a private network namespace with each
+// node's HTTP egress capped at that rate by tc, as bench/fleet.ts does (and with its helpers): it
+// re-executes itself under `unshare -n`, node-i listens on 0.0.0.0:<7001 + i> and advertises
+// http://127.0.0.1:<7001 + i> to its peers (what it sends from there, the blocks peers fetch over
+// `GET /ipfs/<cid>`, is shaped, one HTB class per node); the skopeo clients (push, warm-up, single
+// pulls) and this script's API, status and metrics requests use 127.0.0.2 (unshaped), as a
+// machine's own docker would. libp2p (DHT, catalogue) is not shaped. So bandwidth between nodes,
+// not the 2 cores shared by 5 nodes, is the bottleneck, as on a fleet of machines. Results then go
+// to bench/out/convergence-<rate>-latest.{md,json}, with each node's tc class bytes per timed part.
 //
 // Nodes run with the node's defaults unless told otherwise: heartbeats every 10 s (a node writes
 // its inventory record 200 ms after its holdings or strategy states change, so convergence does
@@ -40,6 +50,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts'
 import type { ImageLayoutResult } from '../test/support/oci-image.ts'
@@ -47,6 +58,7 @@ import { REPO_ROOT, startNodeProcess } from '../test/support/node-process.ts'
 import type { RegistryProcess } from '../test/support/node-process.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
 import { gitCommit, machineDescription, toolVersion } from './environment.ts'
+import { LOCAL_HOST, SHAPED_HOST, classIdOf, readClassBytes, reexecInsideNamespace, shapePorts } from './fleet.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -66,6 +78,8 @@ const CONVERGENCE_TIMEOUT_MS = 600_000
 const SETTLED_MS = 2_000
 const FREED_BAR = 0.9
 const CONVERGENCE_BAR = 2
+/** With --rate: node-i's HTTP port (tc class 1:(11 + i) in hex, bench/fleet.ts classIdOf). */
+const SHAPED_HTTP_BASE_PORT = 7001
 
 interface Settings {
   runs: number
@@ -74,6 +88,8 @@ interface Settings {
   gcGraceSeconds: number
   pauseSeconds: number
   commit: string
+  /** tc rate capping each node's HTTP egress in a private network namespace; undefined: plain loopback. */
+  rate?: string
 }
 
 interface CpuUse {
@@ -94,6 +110,8 @@ interface SinglePull {
   cpu: CpuUse
   /** Verified block bytes the pulling node fetched, by provider name. */
   fetchedFrom: Record<string, number>
+  /** With --rate: bytes each node's tc class sent during the pull (to peers), node-0 first. */
+  classBytes?: number[]
 }
 
 interface NodeConvergence {
@@ -133,6 +151,8 @@ interface ConvergenceRun {
   seconds: number
   loadBefore: number
   cpu: CpuUse
+  /** With --rate: bytes each node's tc class sent during convergence (to peers), node-0 first. */
+  classBytes?: number[]
   nodes: NodeConvergence[]
   drop: {
     nodes: NodeDrop[]
@@ -156,6 +176,10 @@ interface FleetNode {
   name: string
   dataDir: string
   process: RegistryProcess
+  /** Base URL of this script's API, status and metrics requests (with --rate: the unshaped address). */
+  url: string
+  /** host:port the skopeo clients use (with --rate: the unshaped address). */
+  clientHost: string
   id: string
   logs: LogLine[]
 }
@@ -173,7 +197,14 @@ const runDirs: string[] = []
 // ---------------------------------------------------------------------------------------------
 
 async function main (): Promise<void> {
-  const settings = parseSettings()
+  const { settings, inside } = parseSettings()
+  if (settings.rate !== undefined) {
+    if (!inside) {
+      process.exitCode = await reexecInsideNamespace(fileURLToPath(import.meta.url))
+      return
+    }
+    shapePorts(settings.rate, Array.from({ length: NODES }, (_, index) => SHAPED_HTTP_BASE_PORT + index))
+  }
   const image = await prepareImage(settings.mib)
   const loadAtStart = uptime()
   log(`load at start: ${loadAtStart}`)
@@ -204,8 +235,9 @@ async function main (): Promise<void> {
   const report = renderReport(settings, image, runs, loadAtStart, loadAtEnd)
   process.stdout.write(report)
   await mkdir(OUT_DIR, { recursive: true })
-  await writeFile(path.join(OUT_DIR, 'convergence-latest.md'), report)
-  await writeFile(path.join(OUT_DIR, 'convergence-latest.json'), JSON.stringify({
+  const outName = settings.rate === undefined ? 'convergence-latest' : `convergence-${settings.rate}-latest`
+  await writeFile(path.join(OUT_DIR, `${outName}.md`), report)
+  await writeFile(path.join(OUT_DIR, `${outName}.json`), JSON.stringify({
     settings,
     machine: machineDescription(),
     node: process.version,
@@ -217,12 +249,14 @@ async function main (): Promise<void> {
     summary: summarize(runs, image.totalSize),
     runs
   }, null, 2))
-  log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, 'convergence-latest.md'))} and convergence-latest.json`)
+  log(`wrote ${path.relative(REPO_ROOT, path.join(OUT_DIR, `${outName}.md`))} and ${outName}.json`)
 }
 
-function parseSettings (): Settings {
+function parseSettings (): { settings: Settings, inside: boolean } {
   const { values } = parseArgs({
     options: {
+      inside: { type: 'boolean', default: false },
+      rate: { type: 'string' },
       runs: { type: 'string', default: '3' },
       mib: { type: 'string', default: '256' },
       'heartbeat-seconds': { type: 'string', default: '10' },
@@ -241,8 +275,11 @@ function parseSettings (): Settings {
   if (!(gcGraceSeconds >= 0)) throw new Error(`--gc-grace-seconds must be ≥ 0, got ${values['gc-grace-seconds']}`)
   const pauseSeconds = Number(values['pause-seconds'])
   if (!(pauseSeconds >= 0)) throw new Error(`--pause-seconds must be ≥ 0, got ${values['pause-seconds']}`)
+  if (values.rate !== undefined && !/^\d+(\.\d+)?([kmg]?bit|[kmg]?bps)$/i.test(values.rate)) throw new Error(`--rate must be a tc rate such as 200mbit, got ${values.rate}`)
   // From a `git archive` snapshot there is no .git: --commit names what was measured.
-  return { runs, mib, heartbeatSeconds, gcGraceSeconds, pauseSeconds, commit: values.commit ?? gitCommit() }
+  const settings: Settings = { runs, mib, heartbeatSeconds, gcGraceSeconds, pauseSeconds, commit: values.commit ?? gitCommit() }
+  if (values.rate !== undefined) settings.rate = values.rate
+  return { settings, inside: values.inside }
 }
 
 async function prepareImage (mib: number): Promise<Image> {
@@ -268,18 +305,20 @@ async function measureSingle (run: number, puller: number, image: Image, setting
     const loadBefore = loadAverage()
     const metricsBefore = await scrapeMetrics(node)
     const cpuBefore = await sampleCpu(fleet)
+    const classBefore = settings.rate === undefined ? undefined : readClassBytes()
     const dir = path.join(runDir, 'pulled')
     const started = performance.now()
-    await copyFromRegistry(`${node.process.host}/${REPOSITORY}:${TAG}`, dir)
+    await copyFromRegistry(`${node.clientHost}/${REPOSITORY}:${TAG}`, dir)
     const seconds = (performance.now() - started) / 1000
     const cpu = cpuUse(cpuBefore, await sampleCpu(fleet))
+    const classBytes = classBefore === undefined ? undefined : fleetClassBytes(classBefore)
     const pulled = await findLayoutEntry(dir)
     if (pulled.digest !== image.manifestDigest) throw new Error(`pulled manifest ${pulled.digest}, pushed ${image.manifestDigest}`)
     // A few large files: deleting them now costs the next run nothing.
     await rm(dir, { recursive: true, force: true })
     const delta = subtractMetrics(await scrapeMetrics(node), metricsBefore)
     await stopFleet(fleet)
-    return { node: puller, seconds, loadBefore, cpu, fetchedFrom: fetchedFrom(delta, fleet) }
+    return { node: puller, seconds, loadBefore, cpu, fetchedFrom: fetchedFrom(delta, fleet), ...(classBytes === undefined ? {} : { classBytes }) }
   } catch (error) {
     throw await failed(fleet, `run ${run}, single pull through node-${puller}`, error)
   }
@@ -304,6 +343,7 @@ async function measureConvergence (run: number, image: Image, settings: Settings
     const loadBefore = loadAverage()
     const metricsBefore = await Promise.all(fleet.map(scrapeMetrics))
     const cpuBefore = await sampleCpu(fleet)
+    const classBefore = settings.rate === undefined ? undefined : readClassBytes()
 
     const postedAt = Date.now()
     const started = performance.now()
@@ -328,6 +368,7 @@ async function measureConvergence (run: number, image: Image, settings: Settings
       if (seconds === undefined) await sleep(STATUS_POLL_MS)
     }
     const cpu = cpuUse(cpuBefore, await sampleCpu(fleet))
+    const classBytes = classBefore === undefined ? undefined : fleetClassBytes(classBefore)
     const metricsAfter = await Promise.all(fleet.map(scrapeMetrics))
     const nodes = fleet.map((node, index): NodeConvergence => {
       const delta = subtractMetrics(metricsAfter[index]!, metricsBefore[index]!)
@@ -354,7 +395,7 @@ async function measureConvergence (run: number, image: Image, settings: Settings
 
     const drop = await measureDrop(fleet, id, image, settings)
     await stopFleet(fleet)
-    return { seconds, loadBefore, cpu, nodes, drop }
+    return { seconds, loadBefore, cpu, ...(classBytes === undefined ? {} : { classBytes }), nodes, drop }
   } catch (error) {
     throw await failed(fleet, `run ${run}, convergence`, error)
   }
@@ -438,7 +479,7 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
 }
 
 async function imageCidOf (node: FleetNode): Promise<string> {
-  const head = await fetch(`${node.process.url}/v2/${REPOSITORY}/manifests/${TAG}`, {
+  const head = await fetch(`${node.url}/v2/${REPOSITORY}/manifests/${TAG}`, {
     method: 'HEAD',
     headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
     signal: AbortSignal.timeout(5000)
@@ -504,10 +545,17 @@ async function startFleet (runDir: string, settings: Settings): Promise<FleetNod
 async function startNode (index: number, runDir: string, settings: Settings, extraArgs: string[]): Promise<FleetNode> {
   const name = `node-${index}`
   const dataDir = path.join(runDir, name)
+  const port = settings.rate === undefined ? undefined : SHAPED_HTTP_BASE_PORT + index
+  // With --rate (as bench/fleet.ts): startNodeProcess passes --listen 127.0.0.1:<port>, the later
+  // --listen wins; 0.0.0.0 inside the namespace is its loopback only. Peers are told 127.0.0.1
+  // (shaped); this script and its skopeo clients use 127.0.0.2 (not shaped).
+  const shaped = port === undefined ? [] : ['--listen', `0.0.0.0:${port}`, '--advertise-url', `http://${SHAPED_HOST}:${port}`]
   const child = await startNodeProcess({
     dataDir,
+    ...(port === undefined ? {} : { port }),
     readyTimeoutMs: 60_000,
     args: [
+      ...shaped,
       '--name', name,
       '--log-level', 'info',
       '--heartbeat-seconds', String(settings.heartbeatSeconds),
@@ -515,7 +563,9 @@ async function startNode (index: number, runDir: string, settings: Settings, ext
       ...extraArgs
     ]
   })
-  const node: FleetNode = { name, dataDir, process: child, id: '', logs: [] }
+  const node: FleetNode = port === undefined
+    ? { name, dataDir, process: child, url: child.url, clientHost: child.host, id: '', logs: [] }
+    : { name, dataDir, process: child, url: `http://${LOCAL_HOST}:${port}`, clientHost: `${LOCAL_HOST}:${port}`, id: '', logs: [] }
   // startNodeProcess keeps only the output's tail; keep the lines a diagnosis needs.
   let pending = ''
   const onData = (chunk: Buffer): void => {
@@ -541,15 +591,15 @@ async function startNode (index: number, runDir: string, settings: Settings, ext
 async function readyFleet (fleet: FleetNode[], image: Image, runDir: string): Promise<void> {
   const started = performance.now()
   const seeder = fleet[0]!
-  await copyToRegistry(WARMUP_DIR, `${seeder.process.host}/${WARMUP_REPOSITORY}:${TAG}`)
+  await copyToRegistry(WARMUP_DIR, `${seeder.clientHost}/${WARMUP_REPOSITORY}:${TAG}`)
   await waitForTag(fleet, WARMUP_REPOSITORY, TAG)
   await waitForHolder(fleet, WARMUP_REPOSITORY, TAG)
   await Promise.all(fleet.slice(1).map(async (node) => {
     const dir = path.join(runDir, `warmup-${node.name}`)
-    await copyFromRegistry(`${node.process.host}/${WARMUP_REPOSITORY}:${TAG}`, dir)
+    await copyFromRegistry(`${node.clientHost}/${WARMUP_REPOSITORY}:${TAG}`, dir)
     await rm(dir, { recursive: true, force: true })
   }))
-  await copyToRegistry(image.dir, `${seeder.process.host}/${REPOSITORY}:${TAG}`)
+  await copyToRegistry(image.dir, `${seeder.clientHost}/${REPOSITORY}:${TAG}`)
   await waitForTag(fleet, REPOSITORY, TAG)
   await waitForHolder(fleet, REPOSITORY, TAG)
   log(`fleet ready in ${((performance.now() - started) / 1000).toFixed(1)} s (warm-up, push, catalogue)`)
@@ -558,7 +608,7 @@ async function readyFleet (fleet: FleetNode[], image: Image, runDir: string): Pr
 async function waitForTag (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
   await eventually(`every node to list ${repository}:${tag}`, async () => {
     const lists = await Promise.all(fleet.map(async (node) => {
-      const response = await fetch(`${node.process.url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
+      const response = await fetch(`${node.url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
       if (!response.ok) {
         await response.body?.cancel()
         return []
@@ -572,7 +622,7 @@ async function waitForTag (fleet: FleetNode[], repository: string, tag: string):
 /** Until every node's inventory lists node-0 as holding the image (see bench/fleet.ts waitForHolder). */
 async function waitForHolder (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
   const seeder = fleet[0]!
-  const head = await fetch(`${seeder.process.url}/v2/${repository}/manifests/${tag}`, {
+  const head = await fetch(`${seeder.url}/v2/${repository}/manifests/${tag}`, {
     method: 'HEAD',
     headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
     signal: AbortSignal.timeout(5000)
@@ -582,6 +632,15 @@ async function waitForHolder (fleet: FleetNode[], repository: string, tag: strin
   await eventually(`every node to list node-0 as holder of ${repository}:${tag}`, async () => {
     const lists = await Promise.all(fleet.map(async (node) => (await api<{ nodes: Array<{ id: string, images: string[] }> }>(node, 'GET', '/nodes')).nodes))
     return lists.every((nodes) => nodes.some((node) => node.id === seeder.id && node.images.includes(imageCid))) ? true : undefined
+  })
+}
+
+/** With --rate: bytes each node's tc class sent since `before`, node-0 first. */
+function fleetClassBytes (before: Map<string, number>): number[] {
+  const after = readClassBytes()
+  return Array.from({ length: NODES }, (_, index) => {
+    const id = classIdOf(SHAPED_HTTP_BASE_PORT + index)
+    return (after.get(id) ?? 0) - (before.get(id) ?? 0)
   })
 }
 
@@ -662,7 +721,7 @@ interface Sample {
 }
 
 async function scrapeMetrics (node: FleetNode): Promise<Sample[]> {
-  const response = await fetch(`${node.process.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
+  const response = await fetch(`${node.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
   if (!response.ok) throw new Error(`${node.name}: GET /metrics answered ${response.status}`)
   const samples: Sample[] = []
   for (const line of (await response.text()).split('\n')) {
@@ -730,7 +789,10 @@ function renderReport (settings: Settings, image: Image, runs: Run[], loadAtStar
     `## Convergence, ${new Date().toISOString().slice(0, 10)}`,
     '',
     `Machine: ${machineDescription()}. Client: ${toolVersion('skopeo', ['--version'])}. Node ${process.version}. Commit ${settings.commit}.`,
-    `Image: ${formatMiB(image.totalSize)} in 4 layers (${image.manifestDigest.slice(0, 19)}…), pushed to node-0 of ${NODES} nodes on loopback, ` +
+    `Image: ${formatMiB(image.totalSize)} in 4 layers (${image.manifestDigest.slice(0, 19)}…), pushed to node-0 of ${NODES} nodes on loopback` +
+      (settings.rate === undefined
+        ? ', '
+        : ` in a private network namespace, each node's HTTP egress to its peers capped at ${settings.rate} by tc (skopeo clients and this script's requests unshaped), `) +
       `heartbeats every ${settings.heartbeatSeconds} s, GC grace ${settings.gcGraceSeconds} s. ${runs.length} run(s); each single pull and each convergence on a fresh fleet.`,
     `Load: at start \`${loadAtStart}\`; at end \`${loadAtEnd}\`.`,
     '',
@@ -762,10 +824,10 @@ function renderReport (settings: Settings, image: Image, runs: Run[], loadAtStar
   for (const run of runs) {
     lines.push(`- Run ${run.index}:`)
     for (const single of run.singles) {
-      lines.push(`  - single pull through node-${single.node}: ${single.seconds.toFixed(2)} s, load ${single.loadBefore.toFixed(2)}; ${describeCpu(single.cpu)}; fetched ${describeFetched(single.fetchedFrom)}`)
+      lines.push(`  - single pull through node-${single.node}: ${single.seconds.toFixed(2)} s, load ${single.loadBefore.toFixed(2)}; ${describeCpu(single.cpu)}; fetched ${describeFetched(single.fetchedFrom)}${describeClassBytes(single.classBytes)}`)
     }
     const c = run.convergence
-    lines.push(`  - convergence: ${c.seconds.toFixed(2)} s, load ${c.loadBefore.toFixed(2)}; ${describeCpu(c.cpu)}`)
+    lines.push(`  - convergence: ${c.seconds.toFixed(2)} s, load ${c.loadBefore.toFixed(2)}; ${describeCpu(c.cpu)}${describeClassBytes(c.classBytes)}`)
     for (const node of c.nodes) lines.push(`    - ${describeNodeConvergence(node)}`)
     lines.push(`  - drop: settled after ${c.drop.seconds.toFixed(1)} s; node-0 (pushed there, keeps it) blocks ${formatMiB(c.drop.node0BlocksBefore)} -> ${formatMiB(c.drop.node0BlocksAfter)}`)
   }
@@ -775,6 +837,10 @@ function renderReport (settings: Settings, image: Image, runs: Run[], loadAtStar
 function describeCpu (cpu: CpuUse): string {
   return `CPU busy ${(cpu.busy * 100).toFixed(0)} % of ${os.availableParallelism()} cores, CPU s: skopeo ${cpu.clientSeconds.toFixed(1)}, ` +
     `nodes ${cpu.nodeSeconds.map((s) => s.toFixed(1)).join(', ')} (together ${cpu.nodeSeconds.reduce((sum, value) => sum + value, 0).toFixed(1)}), other processes ${cpu.otherSeconds.toFixed(1)}`
+}
+
+function describeClassBytes (bytes: number[] | undefined): string {
+  return bytes === undefined ? '' : `; tc class sent (to peers) ${bytes.map((n, index) => `node-${index} ${formatMiB(n)}`).join(', ')}`
 }
 
 function describeFetched (bytes: Record<string, number>): string {
@@ -803,7 +869,7 @@ function describeDrop (node: NodeDrop, imageBytes: number): string {
 // Helpers
 
 async function api<T = unknown> (node: FleetNode, method: string, route: string, body?: unknown, expect = 200): Promise<T> {
-  const response = await fetch(`${node.process.url}/api/v1${route}`, {
+  const response = await fetch(`${node.url}/api/v1${route}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -56,9 +56,9 @@ const HTTP_BASE_PORT = 7001
 const P2P_BASE_PORT = 7101
 const MAX_NODES = 90
 /** Peers and central's clients connect here: what the servers send back to it is shaped. */
-const SHAPED_HOST = '127.0.0.1'
+export const SHAPED_HOST = '127.0.0.1'
 /** A node's own client connects here: replies come from 127.0.0.2, which no filter matches. */
-const LOCAL_HOST = '127.0.0.2'
+export const LOCAL_HOST = '127.0.0.2'
 const REPOSITORY = 'fleet/app'
 const TAG = 'v1'
 const WARMUP_REPOSITORY = 'fleet/warmup'
@@ -190,11 +190,11 @@ function parseSettings (): { settings: Settings, inside: boolean } {
   return { settings, inside: values.inside }
 }
 
-async function reexecInsideNamespace (): Promise<number> {
+/** Runs `script` again as `unshare -n -- node <script> --inside <this process's arguments>`; resolves to its exit code. */
+export async function reexecInsideNamespace (script = fileURLToPath(import.meta.url)): Promise<number> {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) {
-    throw new Error('bench/fleet.ts needs Linux and root: it runs in its own network namespace (unshare -n) and shapes it with tc')
+    throw new Error(`${path.relative(REPO_ROOT, script)} needs Linux and root: it runs in its own network namespace (unshare -n) and shapes it with tc`)
   }
-  const script = fileURLToPath(import.meta.url)
   const args = ['-n', '--', process.execPath, ...process.execArgv, script, '--inside', ...process.argv.slice(2)]
   const child = spawn('unshare', args, { stdio: 'inherit' })
   return await new Promise<number>((resolve, reject) => {
@@ -207,11 +207,21 @@ async function reexecInsideNamespace (): Promise<number> {
 // Shaping: one HTB class per server port on the namespace's loopback
 
 /** HTB class ids are hexadecimal: registry 1:10, seeder 1:11, node i 1:(11 + i). */
-function classIdOf (port: number): string {
+export function classIdOf (port: number): string {
   return `1:${(0x10 + port - REGISTRY_PORT).toString(16)}`
 }
 
 async function setUpShaping (settings: Settings): Promise<void> {
+  const ports = [REGISTRY_PORT]
+  for (let i = 0; i <= Math.max(...settings.sizes); i++) ports.push(HTTP_BASE_PORT + i)
+  shapePorts(settings.rate, ports)
+}
+
+/**
+ * In a private network namespace (else throws): brings lo up, puts an HTB root on it (default class
+ * unshaped at 10gbit) and caps at `rate` what each of `ports` (≥ 7000) sends from SHAPED_HOST.
+ */
+export function shapePorts (rate: string, ports: number[]): void {
   const ifaces = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).trim().split('\n')
   if (ifaces.length !== 1 || !ifaces[0]!.includes(' lo:')) {
     throw new Error(`--inside must run in a private network namespace (unshare -n), but this one has:\n${ifaces.join('\n')}`)
@@ -219,18 +229,16 @@ async function setUpShaping (settings: Settings): Promise<void> {
   run('ip', ['link', 'set', 'lo', 'up'])
   run('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '99', 'r2q', '1000'])
   run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:99', 'htb', 'rate', '10gbit'])
-  const ports = [REGISTRY_PORT]
-  for (let i = 0; i <= Math.max(...settings.sizes); i++) ports.push(HTTP_BASE_PORT + i)
   for (const port of ports) {
-    run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', classIdOf(port), 'htb', 'rate', settings.rate, 'ceil', settings.rate])
+    run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', classIdOf(port), 'htb', 'rate', rate, 'ceil', rate])
     run('tc', ['filter', 'add', 'dev', 'lo', 'protocol', 'ip', 'parent', '1:', 'prio', '1', 'u32',
       'match', 'ip', 'src', `${SHAPED_HOST}/32`, 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', classIdOf(port)])
   }
-  log(`namespace ready: lo up, ${ports.length} classes at ${settings.rate} (ports ${ports[0]}-${ports.at(-1)} from ${SHAPED_HOST})`)
+  log(`namespace ready: lo up, ${ports.length} classes at ${rate} (ports ${ports[0]}-${ports.at(-1)} from ${SHAPED_HOST})`)
 }
 
 /** Bytes sent so far by each HTB class on lo, by class id. */
-function readClassBytes (): Map<string, number> {
+export function readClassBytes (): Map<string, number> {
   const text = execFileSync('tc', ['-s', 'class', 'show', 'dev', 'lo'], { encoding: 'utf8' })
   const bytes = new Map<string, number>()
   for (const match of text.matchAll(/^class htb (\S+) [^\n]*\n\s*Sent (\d+) bytes/gm)) bytes.set(match[1]!, Number(match[2]))
@@ -692,7 +700,10 @@ function log (message: string): void {
   process.stderr.write(`[fleet] ${message}\n`)
 }
 
-main().catch((error: unknown) => {
-  log((error as Error).message)
-  process.exitCode = 1
-})
+// Run only as the script itself: bench/convergence.ts imports the shaping helpers above.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    log((error as Error).message)
+    process.exitCode = 1
+  })
+}
