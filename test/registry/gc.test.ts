@@ -1,24 +1,17 @@
 // Garbage collection on a real node: what /v2 pushed and was then dropped goes, the rest stays.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readdir, rm, stat, utimes } from 'node:fs/promises'
+import { readdir, rm, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
+import { blockBytes } from '../support/disk.ts'
 
 const MiB = 1024 * 1024
 const HOUR = 3_600_000
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
-/** Bytes of every block file (temp files left out). */
-async function blockBytes (dir: string): Promise<number> {
-  let total = 0
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile() && !entry.name.endsWith('.tmp')) total += (await stat(join(entry.parentPath, entry.name))).size
-  }
-  return total
-}
 
 /** Sets every block file as written `ageMs` ago: past the collector's grace period. */
 async function age (dir: string, ageMs: number): Promise<void> {

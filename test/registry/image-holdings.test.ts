@@ -1,7 +1,7 @@
 // ImageHoldings on real nodes: fetch an image pushed elsewhere, hold it whole, serve it alone,
 // drop it and get the disk back.
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, rm, stat, utimes } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -10,17 +10,14 @@ import { eventually, startFleet, type TestNode } from '../support/in-process-nod
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { sha256 } from '../support/registry-client.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
+import { blockBytes as blocksDirBytes } from '../support/disk.ts'
 
 const MiB = 1024 * 1024
 const HOUR = 3_600_000
 
-/** Bytes of every block file (temp files left out). */
+/** Bytes of every block file of a node's data directory. */
 async function blockBytes (dataDir: string): Promise<number> {
-  let total = 0
-  for (const entry of await readdir(join(dataDir, 'blocks'), { recursive: true, withFileTypes: true })) {
-    if (entry.isFile() && !entry.name.endsWith('.tmp')) total += (await stat(join(entry.parentPath, entry.name))).size
-  }
-  return total
+  return await blocksDirBytes(join(dataDir, 'blocks'))
 }
 
 /** Sets every block file as written `ageMs` ago: past the collector's grace period. */

@@ -2,11 +2,11 @@
 // must hold, drops (and collects) what it no longer needs, and takes over for a node that left.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
+import { blockBytes } from '../support/disk.ts'
 
 const MiB = 1024 * 1024
 
@@ -14,13 +14,8 @@ interface DesiredNode { node: string, name: string, state: string, bytesDone?: n
 interface Status { desired: DesiredNode[], extra: Array<{ node: string }> }
 
 /** Bytes of every block file under a node's data directory. */
-async function blockBytes (node: TestNode): Promise<number> {
-  let total = 0
-  const dir = join(node.dataDir, 'blocks')
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size
-  }
-  return total
+async function nodeBlockBytes (node: TestNode): Promise<number> {
+  return await blockBytes(join(node.dataDir, 'blocks'))
 }
 
 describe('replication strategies on five nodes', () => {
@@ -140,11 +135,11 @@ describe('replication strategies on five nodes', () => {
     const id = await createStrategy({ image: 'conv/drop:1', kind: 'all' })
     await heldEverywhere(id, 5)
     const others = nodes.slice(1)
-    const before = await Promise.all(others.map(blockBytes))
+    const before = await Promise.all(others.map(nodeBlockBytes))
     assert.equal((await api(nodes[2]!, 'DELETE', `/strategies/${id}`)).status, 204)
     await eventually(async () => ((await holders(image.imageCid, others)).length === 0 ? true : undefined), 20_000, 'the image gone from nodes 1-4')
     const freed = await eventually(async () => {
-      const now = await Promise.all(others.map(blockBytes))
+      const now = await Promise.all(others.map(nodeBlockBytes))
       const freedBytes = now.map((bytes, index) => before[index]! - bytes)
       return freedBytes.every(bytes => bytes >= 0.9 * image.size) ? freedBytes : undefined
     }, 20_000, 'every node that dropped the image to free at least 90 % of its bytes')
