@@ -1,5 +1,7 @@
 // `shoal strategy …`, `shoal nodes`, `shoal images`: calls to a node's management API, answers as
 // tables for people (or JSON). A refusal becomes one line: the API's own message.
+import type { ImageListing } from '../replication/images.ts'
+import type { StatusSummary } from '../replication/strategy-service.ts'
 import { CliError, requestNode } from './api-client.ts'
 
 interface Placed { node: string, name: string }
@@ -16,7 +18,6 @@ interface StrategyAnswer {
   createdAt?: string
 }
 
-interface Summary { desired: number, pending: number, fetching: number, held: number, failed: number, dropping: number }
 
 interface StatusAnswer {
   strategy: StrategyAnswer & { id: string }
@@ -35,15 +36,6 @@ interface NodeAnswer {
   self: boolean
 }
 
-interface ImageAnswer {
-  repository: string
-  tag: string
-  digest: string
-  imageCid: string
-  node?: string
-  pushedAt?: string
-  heldBy: string[]
-}
 
 /** What `shoal strategy add` was given. */
 export interface AddStrategyOptions {
@@ -90,7 +82,7 @@ export async function addStrategy (node: string, image: string, options: AddStra
 }
 
 export async function listStrategies (node: string, json: boolean): Promise<string> {
-  const { strategies } = await callApi<{ strategies: Array<StrategyAnswer & { summary: Summary }> }>(node, 'GET', '/strategies')
+  const { strategies } = await callApi<{ strategies: Array<StrategyAnswer & { summary: StatusSummary }> }>(node, 'GET', '/strategies')
   if (json) return JSON.stringify(strategies, null, 2)
   if (strategies.length === 0) return 'no strategies'
   return table(['ID', 'IMAGE', 'PLACEMENT', 'HELD', 'CREATED'], strategies.map(strategy => [
@@ -140,7 +132,7 @@ export async function listNodes (node: string, json: boolean): Promise<string> {
 
 export async function listImages (node: string, json: boolean): Promise<string> {
   const [{ images }, { nodes }] = await Promise.all([
-    callApi<{ images: ImageAnswer[] }>(node, 'GET', '/images'),
+    callApi<{ images: ImageListing[] }>(node, 'GET', '/images'),
     callApi<{ nodes: NodeAnswer[] }>(node, 'GET', '/nodes')
   ])
   if (json) return JSON.stringify(images, null, 2)

@@ -1,6 +1,7 @@
 // Which images the fleet knows: whether a strategy's image reference names one, and the list of
 // tagged images with the nodes that hold them.
 import type { NodeRecord, TagRecord } from '../catalogue/catalogue.ts'
+import type { ResolvedImage } from '../registry/image-holdings.ts'
 
 /** The catalogue's tags. */
 export interface TagSource {
@@ -32,23 +33,16 @@ export function parseImageReference (image: string): ImageReference {
   return { form: 'cid', imageCid: image }
 }
 
-/** An image as the fleet names it: its repository, its manifest digest, its image directory CID. */
-export interface ImageLocation {
-  repository: string
-  digest: string
-  imageCid: string
-}
-
 /**
  * Where an image reference points now: the catalogue's tags first (a tag follows its updates),
  * then this node's own manifests. A digest or CID counts wherever it is tagged, in any
  * repository (content addressing makes the repository a hint), preferring the one named.
  */
-export async function resolveImage (image: string, tags: TagSource, local: LocalManifests, signal?: AbortSignal): Promise<ImageLocation | undefined> {
+export async function resolveImage (image: string, tags: TagSource, local: LocalManifests, signal?: AbortSignal): Promise<ResolvedImage | undefined> {
   const reference = parseImageReference(image)
   const records = await tags.allTags()
   signal?.throwIfAborted()
-  const located = (record: TagRecord): ImageLocation => ({ repository: record.repository, digest: record.digest, imageCid: record.imageCid })
+  const located = (record: TagRecord): ResolvedImage => ({ repository: record.repository, digest: record.digest, imageCid: record.imageCid })
   switch (reference.form) {
     case 'tag': {
       const record = records.find(r => r.repository === reference.repository && r.tag === reference.tag)

@@ -3,15 +3,11 @@
 // any more, and then collects the garbage. No coordinator: every node runs the same placement.
 import type { Logger } from 'pino'
 import type { PlacementState } from '../catalogue/catalogue.ts'
+import type { Placement, PlacementLog, ResolvedImage } from '../registry/image-holdings.ts'
 import { place, type Member } from './placement.ts'
 import type { Strategy } from './strategy.ts'
 
-/** An image as the fleet names it: its repository, its manifest digest, its image directory CID. */
-export interface ResolvedImage {
-  repository: string
-  digest: string
-  imageCid: string
-}
+export type { Placement, PlacementLog, ResolvedImage }
 
 /** What the reconciler needs of the registry to hold an image whole and to let it go. */
 export interface ImageHolder {
@@ -19,20 +15,6 @@ export interface ImageHolder {
   size(image: ResolvedImage): Promise<{ total: number, held: number }>
   fetch(image: ResolvedImage, onProgress: (done: number, total: number) => void, signal: AbortSignal): Promise<void>
   drop(image: ResolvedImage): Promise<void>
-}
-
-/** Which images this node holds because of strategies; kept across restarts. */
-export interface Placement extends ResolvedImage {
-  strategies: string[]
-  /** Held here before any strategy placed it (pushed or pulled by a client): never dropped here. */
-  kept: boolean
-  placedAt: string
-}
-
-export interface PlacementLog {
-  all(): Promise<Placement[]>
-  put(placement: Placement): Promise<void>
-  delete(imageCid: string): Promise<void>
 }
 
 /** A node of the inventory as the reconciler reads it. */

@@ -5,6 +5,7 @@ import type { Datastore } from '../api/datastore-routes.ts'
 import type { FleetNode } from '../mesh/fleet.ts'
 import type { PeerStatus } from '../mesh/mesh.ts'
 import type { ImageListing } from '../replication/images.ts'
+import type { StatusSummary } from '../replication/strategy-service.ts'
 
 export type ApiAnswer<T> = { ok: true, body: T } | { ok: false, status: number, message: string }
 
@@ -49,7 +50,7 @@ export interface ApiStrategy {
   count?: number
   createdAt: string
   updatedAt: string
-  summary?: { desired: number, pending: number, fetching: number, held: number, failed: number, dropping: number }
+  summary?: StatusSummary
 }
 
 export interface StrategiesAnswer { strategies: ApiStrategy[] }
