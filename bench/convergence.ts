@@ -47,7 +47,7 @@
 // Table to stdout and bench/out/convergence-latest.md, raw numbers to convergence-latest.json.
 
 import { execFileSync } from 'node:child_process'
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -56,9 +56,11 @@ import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts
 import type { ImageLayoutResult } from '../test/support/oci-image.ts'
 import { REPO_ROOT, startNodeProcess } from '../test/support/node-process.ts'
 import type { RegistryProcess } from '../test/support/node-process.ts'
+import { blockBytes } from '../test/support/disk.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
 import { gitCommit, machineDescription, toolVersion } from './environment.ts'
 import { LOCAL_HOST, SHAPED_HOST, classIdOf, readClassBytes, reexecInsideNamespace, shapePorts } from './fleet.ts'
+import { CLOCK_TICKS, eventually, machineJiffies, processStat, scrapeMetrics, subtractMetrics, waitForHolder, waitForTag, type Sample } from './node-probes.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -70,7 +72,6 @@ const NODES = 5
 const REPOSITORY = 'conv/app'
 const TAG = 'v1'
 const WARMUP_REPOSITORY = 'conv/warmup'
-const READY_TIMEOUT_MS = 120_000
 const STATUS_POLL_MS = 100
 const DROP_POLL_MS = 250
 const CONVERGENCE_TIMEOUT_MS = 600_000
@@ -303,7 +304,7 @@ async function measureSingle (run: number, puller: number, image: Image, setting
     const node = fleet[puller]!
     execFileSync('sync')
     const loadBefore = loadAverage()
-    const metricsBefore = await scrapeMetrics(node)
+    const metricsBefore = await scrapeMetrics(node.url, node.name)
     const cpuBefore = await sampleCpu(fleet)
     const classBefore = settings.rate === undefined ? undefined : readClassBytes()
     const dir = path.join(runDir, 'pulled')
@@ -316,7 +317,7 @@ async function measureSingle (run: number, puller: number, image: Image, setting
     if (pulled.digest !== image.manifestDigest) throw new Error(`pulled manifest ${pulled.digest}, pushed ${image.manifestDigest}`)
     // A few large files: deleting them now costs the next run nothing.
     await rm(dir, { recursive: true, force: true })
-    const delta = subtractMetrics(await scrapeMetrics(node), metricsBefore)
+    const delta = subtractMetrics(await scrapeMetrics(node.url, node.name), metricsBefore)
     await stopFleet(fleet)
     return { node: puller, seconds, loadBefore, cpu, fetchedFrom: fetchedFrom(delta, fleet), ...(classBytes === undefined ? {} : { classBytes }) }
   } catch (error) {
@@ -341,7 +342,7 @@ async function measureConvergence (run: number, image: Image, settings: Settings
     const nameOf = new Map(fleet.map((node) => [node.id, node.name]))
     execFileSync('sync')
     const loadBefore = loadAverage()
-    const metricsBefore = await Promise.all(fleet.map(scrapeMetrics))
+    const metricsBefore = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.url, node.name)))
     const cpuBefore = await sampleCpu(fleet)
     const classBefore = settings.rate === undefined ? undefined : readClassBytes()
 
@@ -369,7 +370,7 @@ async function measureConvergence (run: number, image: Image, settings: Settings
     }
     const cpu = cpuUse(cpuBefore, await sampleCpu(fleet))
     const classBytes = classBefore === undefined ? undefined : fleetClassBytes(classBefore)
-    const metricsAfter = await Promise.all(fleet.map(scrapeMetrics))
+    const metricsAfter = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.url, node.name)))
     const nodes = fleet.map((node, index): NodeConvergence => {
       const delta = subtractMetrics(metricsAfter[index]!, metricsBefore[index]!)
       const fetchStart = node.logs.find((line) => line.msg === 'fetching an image a strategy places here' && line.time >= postedAt)
@@ -406,10 +407,10 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
   const dropped = fleet.slice(1)
   // Nothing else writes now; let the last inventory writes settle before the "before" figures.
   await sleep(1000)
-  const blocksBefore = await Promise.all(dropped.map(async (node) => await blockBytes(node.dataDir)))
+  const blocksBefore = await Promise.all(dropped.map(async (node) => await blockBytes(path.join(node.dataDir, 'blocks'))))
   const duBefore = dropped.map((node) => du(node.dataDir))
-  const node0BlocksBefore = await blockBytes(fleet[0]!.dataDir)
-  const gcBefore = await Promise.all(dropped.map(async (node) => gcFigures(await scrapeMetrics(node))))
+  const node0BlocksBefore = await blockBytes(path.join(fleet[0]!.dataDir, 'blocks'))
+  const gcBefore = await Promise.all(dropped.map(async (node) => gcFigures(await scrapeMetrics(node.url, node.name))))
   const collectionsWanted = settings.gcGraceSeconds > 0 ? 2 : 1
 
   const started = performance.now()
@@ -438,7 +439,7 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
         const self = (await api<{ nodes: Array<{ self?: boolean, images: string[] }> }>(node, 'GET', '/nodes').catch(() => undefined))?.nodes.find((n) => n.self === true)
         if (self !== undefined && !self.images.includes(imageCid)) s.goneFromInventory = now
       }
-      const bytes = await blockBytes(node.dataDir)
+      const bytes = await blockBytes(path.join(node.dataDir, 'blocks'))
       if (bytes < s.bytes) {
         s.lastShrink = now
         s.stableSince = now
@@ -446,7 +447,7 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
       s.bytes = bytes
       if (s.barReached === undefined && blocksBefore[index]! - bytes >= FREED_BAR * image.totalSize) s.barReached = now
       if (polls % 4 === 0 || s.gcRuns < collectionsWanted) {
-        const gc = gcFigures(await scrapeMetrics(node).catch(() => []))
+        const gc = gcFigures(await scrapeMetrics(node.url, node.name).catch(() => []))
         s.gcRuns = gc.runs - gcBefore[index]!.runs
         s.gcBytesRemoved = gc.bytesRemoved - gcBefore[index]!.bytesRemoved
       }
@@ -457,7 +458,7 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
   if (!state.every((s) => s.settled)) log(`drop: not every node settled after ${deadline} s; reporting what was seen`)
   const nodes = await Promise.all(dropped.map(async (node, index): Promise<NodeDrop> => {
     const s = state[index]!
-    const blocksAfter = await blockBytes(node.dataDir)
+    const blocksAfter = await blockBytes(path.join(node.dataDir, 'blocks'))
     const freed = blocksBefore[index]! - blocksAfter
     return {
       name: node.name,
@@ -475,7 +476,7 @@ async function measureDrop (fleet: FleetNode[], strategyId: string, image: Image
       settled: s.settled
     }
   }))
-  return { nodes, seconds, node0BlocksBefore, node0BlocksAfter: await blockBytes(fleet[0]!.dataDir) }
+  return { nodes, seconds, node0BlocksBefore, node0BlocksAfter: await blockBytes(path.join(fleet[0]!.dataDir, 'blocks')) }
 }
 
 async function imageCidOf (node: FleetNode): Promise<string> {
@@ -487,21 +488,6 @@ async function imageCidOf (node: FleetNode): Promise<string> {
   const imageCid = head.headers.get('shoal-image-cid')
   if (!head.ok || imageCid === null) throw new Error(`HEAD ${REPOSITORY}:${TAG} on ${node.name} answered ${head.status} without Shoal-Image-CID`)
   return imageCid
-}
-
-/** Bytes of every file under <data>/blocks (temp files included). */
-async function blockBytes (dataDir: string): Promise<number> {
-  let total = 0
-  const dir = path.join(dataDir, 'blocks')
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue
-    try {
-      total += (await stat(path.join(entry.parentPath, entry.name))).size
-    } catch {
-      // collected between the listing and the stat
-    }
-  }
-  return total
 }
 
 /** Disk usage of a directory, in bytes (`du -sB1`). */
@@ -592,47 +578,17 @@ async function readyFleet (fleet: FleetNode[], image: Image, runDir: string): Pr
   const started = performance.now()
   const seeder = fleet[0]!
   await copyToRegistry(WARMUP_DIR, `${seeder.clientHost}/${WARMUP_REPOSITORY}:${TAG}`)
-  await waitForTag(fleet, WARMUP_REPOSITORY, TAG)
-  await waitForHolder(fleet, WARMUP_REPOSITORY, TAG)
+  await waitForTag(fleet.map((node) => node.url), WARMUP_REPOSITORY, TAG)
+  await waitForHolder(fleet, 'node-0', WARMUP_REPOSITORY, TAG)
   await Promise.all(fleet.slice(1).map(async (node) => {
     const dir = path.join(runDir, `warmup-${node.name}`)
     await copyFromRegistry(`${node.clientHost}/${WARMUP_REPOSITORY}:${TAG}`, dir)
     await rm(dir, { recursive: true, force: true })
   }))
   await copyToRegistry(image.dir, `${seeder.clientHost}/${REPOSITORY}:${TAG}`)
-  await waitForTag(fleet, REPOSITORY, TAG)
-  await waitForHolder(fleet, REPOSITORY, TAG)
+  await waitForTag(fleet.map((node) => node.url), REPOSITORY, TAG)
+  await waitForHolder(fleet, 'node-0', REPOSITORY, TAG)
   log(`fleet ready in ${((performance.now() - started) / 1000).toFixed(1)} s (warm-up, push, catalogue)`)
-}
-
-async function waitForTag (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
-  await eventually(`every node to list ${repository}:${tag}`, async () => {
-    const lists = await Promise.all(fleet.map(async (node) => {
-      const response = await fetch(`${node.url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
-      if (!response.ok) {
-        await response.body?.cancel()
-        return []
-      }
-      return (await response.json() as { tags?: string[] | null }).tags ?? []
-    }))
-    return lists.every((tags) => tags.includes(tag)) ? true : undefined
-  })
-}
-
-/** Until every node's inventory lists node-0 as holding the image (see bench/fleet.ts waitForHolder). */
-async function waitForHolder (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
-  const seeder = fleet[0]!
-  const head = await fetch(`${seeder.url}/v2/${repository}/manifests/${tag}`, {
-    method: 'HEAD',
-    headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
-    signal: AbortSignal.timeout(5000)
-  })
-  const imageCid = head.headers.get('shoal-image-cid')
-  if (!head.ok || imageCid === null) throw new Error(`HEAD ${repository}:${tag} on node-0 answered ${head.status} without Shoal-Image-CID`)
-  await eventually(`every node to list node-0 as holder of ${repository}:${tag}`, async () => {
-    const lists = await Promise.all(fleet.map(async (node) => (await api<{ nodes: Array<{ id: string, images: string[] }> }>(node, 'GET', '/nodes')).nodes))
-    return lists.every((nodes) => nodes.some((node) => node.id === seeder.id && node.images.includes(imageCid))) ? true : undefined
-  })
 }
 
 /** With --rate: bytes each node's tc class sent since `before`, node-0 first. */
@@ -665,28 +621,15 @@ interface CpuSample {
   nodes: number[]
 }
 
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 
 async function sampleCpu (fleet: FleetNode[]): Promise<CpuSample> {
-  const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-  const total = fields.reduce((sum, value) => sum + value, 0)
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
-  const self = await processStat('self')
   return {
-    busy: total - idle,
-    total,
-    children: (self[13] ?? 0) + (self[14] ?? 0),
+    ...await machineJiffies(),
     nodes: await Promise.all(fleet.map(async (node) => {
       const stat = await processStat(String(node.process.process.pid))
       return (stat[11] ?? 0) + (stat[12] ?? 0)
     }))
   }
-}
-
-/** The fields of /proc/<pid>/stat after the command name: index 11 utime, 12 stime, 13 cutime, 14 cstime. */
-async function processStat (pid: string): Promise<number[]> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8')
-  return text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number)
 }
 
 function cpuUse (before: CpuSample, after: CpuSample): CpuUse {
@@ -714,31 +657,6 @@ function uptime (): string {
   }
 }
 
-interface Sample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-async function scrapeMetrics (node: FleetNode): Promise<Sample[]> {
-  const response = await fetch(`${node.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
-  if (!response.ok) throw new Error(`${node.name}: GET /metrics answered ${response.status}`)
-  const samples: Sample[] = []
-  for (const line of (await response.text()).split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (match === null) continue
-    const labels: Record<string, string> = {}
-    for (const label of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[label[1]!] = label[2]!
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) })
-  }
-  return samples
-}
-
-function subtractMetrics (after: Sample[], before: Sample[]): Sample[] {
-  const key = (s: Sample): string => `${s.name}${JSON.stringify(s.labels)}`
-  const earlier = new Map(before.map((s) => [key(s), s.value]))
-  return after.map((s) => ({ ...s, value: s.value - (earlier.get(key(s)) ?? 0) }))
-}
 
 /** Verified block bytes fetched, by the name of the provider. */
 function fetchedFrom (delta: Sample[], fleet: FleetNode[]): Record<string, number> {
@@ -886,22 +804,6 @@ async function freshRunDir (name: string): Promise<string> {
   await mkdir(runDir, { recursive: true })
   runDirs.push(runDir)
   return runDir
-}
-
-/** Polls `probe` until it returns something other than undefined. */
-async function eventually<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs = READY_TIMEOUT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastProblem = 'not yet'
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe()
-      if (value !== undefined) return value
-    } catch (error) {
-      lastProblem = (error as Error).message
-    }
-    await sleep(200)
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what} (${lastProblem})`)
 }
 
 function median (values: number[]): number {

@@ -33,7 +33,7 @@
 // The table goes to stdout and to bench/out/fleet-latest.md, the raw numbers to fleet-latest.json.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -44,6 +44,7 @@ import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/suppor
 import type { RegistryProcess } from '../test/support/node-process.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
 import { gitCommit, machineDescription, toolVersion } from './environment.ts'
+import { CLOCK_TICKS, eventually, machineJiffies, processStat, scrapeMetrics, subtractMetrics, waitForHolder, waitForTag } from './node-probes.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -62,7 +63,6 @@ export const LOCAL_HOST = '127.0.0.2'
 const REPOSITORY = 'fleet/app'
 const TAG = 'v1'
 const WARMUP_REPOSITORY = 'fleet/warmup'
-const FLEET_READY_TIMEOUT_MS = 120_000
 
 interface Settings {
   sizes: number[]
@@ -331,18 +331,18 @@ async function measureShoal (n: number, image: Image, settings: Settings): Promi
     await copyToRegistry(image.dir, `${seederHost}/${REPOSITORY}:${TAG}`)
     const pushed = performance.now()
     await warmUp(nodes.map((node) => node.clientHost), seederHost, runDir, fleet)
-    await waitForTag(fleet, REPOSITORY, TAG)
-    await waitForHolder(fleet, REPOSITORY, TAG)
+    await waitForTag(fleet.map((node) => node.process.url), REPOSITORY, TAG)
+    await waitForHolder(fleet.map((node) => ({ id: node.id, url: node.process.url })), 'the seeder', REPOSITORY, TAG)
     log(`Shoal N=${n}: fleet ready ${((performance.now() - pushed) / 1000).toFixed(1)} s after the push (warm-up included)`)
     execFileSync('sync')
 
-    const metricsBefore = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node)))
+    const metricsBefore = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.process.url, node.name)))
     const before = readClassBytes()
     const cpuBefore = await sampleCpu(fleet.map((node) => node.process))
     const pulls = await pullAll(nodes.map((node) => `${node.clientHost}/${REPOSITORY}:${TAG}`), runDir, image)
     const cpu = cpuUse(cpuBefore, await sampleCpu(fleet.map((node) => node.process)))
     const after = readClassBytes()
-    const metricsAfter = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node)))
+    const metricsAfter = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.process.url, node.name)))
 
     const nameOf = new Map(fleet.map((node) => [node.id ?? '', node.name]))
     const diagnosis = fleet.map((node, index): NodeDiagnosis => {
@@ -422,41 +422,6 @@ async function waitForFleet (fleet: FleetNode[]): Promise<void> {
   })
 }
 
-async function waitForTag (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
-  await eventually(`every node to list ${repository}:${tag}`, async () => {
-    const lists = await Promise.all(fleet.map(async (node) => {
-      const response = await fetch(`${node.process.url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
-      if (!response.ok) {
-        await response.body?.cancel()
-        return []
-      }
-      return (await response.json() as { tags?: string[] | null }).tags ?? []
-    }))
-    return lists.every((tags) => tags.includes(tag)) ? true : undefined
-  })
-}
-
-/**
- * Until every node's inventory says the seeder holds the image. A node finds the holders of a
- * blob it lacks through the DHT and the inventory; the seeder's record lists the image only from
- * its next heartbeat (every 10 s), and when the DHT lookup also comes back empty a pull fails with
- * "not available from any provider (no providers)". That race is not what this benchmark measures.
- */
-async function waitForHolder (fleet: FleetNode[], repository: string, tag: string): Promise<void> {
-  const seeder = fleet[0]!
-  const head = await fetch(`${seeder.process.url}/v2/${repository}/manifests/${tag}`, {
-    method: 'HEAD',
-    headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
-    signal: AbortSignal.timeout(5000)
-  })
-  const imageCid = head.headers.get('shoal-image-cid')
-  if (!head.ok || imageCid === null) throw new Error(`HEAD ${repository}:${tag} on the seeder answered ${head.status} without Shoal-Image-CID`)
-  await eventually(`every node to list the seeder as holder of ${repository}:${tag} (${imageCid})`, async () => {
-    const lists = await Promise.all(fleet.map(async (node) => (await getJson<{ nodes: Array<{ id: string, images: string[] }> }>(node.process.url, '/api/v1/nodes')).nodes))
-    return lists.every((nodes) => nodes.some((node) => node.id === seeder.id && node.images.includes(imageCid))) ? true : undefined
-  })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Clients
 
@@ -467,8 +432,8 @@ async function waitForHolder (fleet: FleetNode[], repository: string, tag: strin
 async function warmUp (clientHosts: string[], pushHost: string, runDir: string, fleet?: FleetNode[]): Promise<void> {
   await copyToRegistry(WARMUP_DIR, `${pushHost}/${WARMUP_REPOSITORY}:${TAG}`)
   if (fleet !== undefined) {
-    await waitForTag(fleet, WARMUP_REPOSITORY, TAG)
-    await waitForHolder(fleet, WARMUP_REPOSITORY, TAG)
+    await waitForTag(fleet.map((node) => node.process.url), WARMUP_REPOSITORY, TAG)
+    await waitForHolder(fleet.map((node) => ({ id: node.id, url: node.process.url })), 'the seeder', WARMUP_REPOSITORY, TAG)
   }
   await Promise.all(clientHosts.map(async (host, index) => {
     await copyFromRegistry(`${host}/${WARMUP_REPOSITORY}:${TAG}`, path.join(runDir, `warmup-${index + 1}`))
@@ -507,28 +472,15 @@ interface CpuSample {
   servers: Array<[number, number]>
 }
 
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 
 async function sampleCpu (servers: RegistryProcess[]): Promise<CpuSample> {
-  const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-  const total = fields.reduce((sum, value) => sum + value, 0)
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
-  const self = await processStat('self')
   return {
-    busy: total - idle,
-    total,
-    children: (self[13] ?? 0) + (self[14] ?? 0),
+    ...await machineJiffies(),
     servers: await Promise.all(servers.map(async (server) => {
       const stat = await processStat(String(server.process.pid))
       return [stat[11] ?? 0, stat[12] ?? 0] as [number, number]
     }))
   }
-}
-
-/** The fields of /proc/<pid>/stat after the command name: index 0 is field 3 (state), 11 utime, 12 stime, 13 cutime, 14 cstime. */
-async function processStat (pid: string): Promise<number[]> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8')
-  return text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number)
 }
 
 function cpuUse (before: CpuSample, after: CpuSample): CpuUse {
@@ -548,31 +500,6 @@ function describeCpu (cpu: CpuUse, serverNames: string[]): string {
 // ---------------------------------------------------------------------------------------------
 // Metrics
 
-interface Sample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-async function scrapeMetrics (node: FleetNode): Promise<Sample[]> {
-  const response = await fetch(`${node.process.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
-  if (!response.ok) throw new Error(`${node.name}: GET /metrics answered ${response.status}`)
-  const samples: Sample[] = []
-  for (const line of (await response.text()).split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (match === null) continue
-    const labels: Record<string, string> = {}
-    for (const label of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[label[1]!] = label[2]!
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) })
-  }
-  return samples
-}
-
-function subtractMetrics (after: Sample[], before: Sample[]): Sample[] {
-  const key = (s: Sample): string => `${s.name}${JSON.stringify(s.labels)}`
-  const earlier = new Map(before.map((s) => [key(s), s.value]))
-  return after.map((s) => ({ ...s, value: s.value - (earlier.get(key(s)) ?? 0) }))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Report
@@ -667,22 +594,6 @@ async function getJson<T> (base: string, route: string): Promise<T> {
     throw new Error(`GET ${route} answered ${response.status}`)
   }
   return await response.json() as T
-}
-
-/** Polls `probe` until it returns something other than undefined. */
-async function eventually<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs = FLEET_READY_TIMEOUT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastProblem = 'not yet'
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe()
-      if (value !== undefined) return value
-    } catch (error) {
-      lastProblem = (error as Error).message
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what} (${lastProblem})`)
 }
 
 function run (command: string, args: string[]): void {
