@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -11,6 +11,7 @@ import { FsBlockstore } from '../../src/content/fs-blockstore.ts'
 import { GarbageCollector, GarbageCollectorStoppedError, GcUnavailableError, registryRoots, type CollectionOutcome, type GcRoots } from '../../src/content/gc.ts'
 import { UploadStore } from '../../src/content/upload-store.ts'
 import { CHUNK_SIZE, buildDirectory, buildFileDag, putSmallFile, type DagNode } from '../../src/content/unixfs-dag.ts'
+import { age } from '../support/disk.ts'
 
 const HOUR = 3_600_000
 
@@ -25,13 +26,6 @@ async function storeFile (blocks: FsBlockstore, bytes: Buffer): Promise<{ root: 
   return { root: await buildFileDag(leaves, sink), cids }
 }
 
-/** Sets every file under `dir` as last written `ageMs` ago. */
-async function age (dir: string, ageMs: number): Promise<void> {
-  const when = new Date(Date.now() - ageMs)
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) await utimes(join(entry.parentPath, entry.name), when, when)
-  }
-}
 
 async function present (blocks: FsBlockstore, cids: CID[]): Promise<boolean[]> {
   return await Promise.all(cids.map(async cid => await blocks.has(cid)))

@@ -1,24 +1,13 @@
 // The CLI as a user runs it: `shoal serve` in a child process, `shoal inspect` against it.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
-import { REPO_ROOT, startNodeProcess, type RegistryProcess } from '../support/node-process.ts'
+import { startNodeProcess, type RegistryProcess } from '../support/node-process.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
+import { shoal } from '../support/cli.ts'
 
-const run = promisify(execFile)
-const shoal = async (...args: string[]): Promise<{ stdout: string, stderr: string, code: number }> => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['src/cli/main.ts', ...args], { cwd: REPO_ROOT })
-    return { stdout, stderr, code: 0 }
-  } catch (err) {
-    const failed = err as { stdout: string, stderr: string, code: number }
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code }
-  }
-}
 
 describe('shoal CLI', () => {
   let dataDir: string

@@ -1,23 +1,11 @@
 // `shoal strategy …`, `shoal nodes` and `shoal images` as a user runs them, against real nodes.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import type { PlacementState } from '../../src/catalogue/catalogue.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
-import { REPO_ROOT } from '../support/node-process.ts'
 import { RegistryClient } from '../support/registry-client.ts'
+import { shoal } from '../support/cli.ts'
 
-const run = promisify(execFile)
-const shoal = async (...args: string[]): Promise<{ stdout: string, stderr: string, code: number }> => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['src/cli/main.ts', ...args], { cwd: REPO_ROOT })
-    return { stdout, stderr, code: 0 }
-  } catch (err) {
-    const failed = err as { stdout: string, stderr: string, code: number }
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code }
-  }
-}
 
 /** A command that must fail with exactly this one line. */
 const failsWith = async (line: string | RegExp, ...args: string[]): Promise<void> => {

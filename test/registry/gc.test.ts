@@ -1,25 +1,18 @@
 // Garbage collection on a real node: what /v2 pushed and was then dropped goes, the rest stays.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readdir, rm, utimes } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
-import { blockBytes } from '../support/disk.ts'
+import { age, blockBytes } from '../support/disk.ts'
 
 const MiB = 1024 * 1024
 const HOUR = 3_600_000
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
 
-/** Sets every block file as written `ageMs` ago: past the collector's grace period. */
-async function age (dir: string, ageMs: number): Promise<void> {
-  const when = new Date(Date.now() - ageMs)
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) await utimes(join(entry.parentPath, entry.name), when, when)
-  }
-}
 
 interface PushedImage {
   manifestDigest: string

@@ -1,16 +1,16 @@
 // ImageHoldings on real nodes: fetch an image pushed elsewhere, hold it whole, serve it alone,
 // drop it and get the disk back.
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, rm, utimes } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { ImageHoldings, type ResolvedImage } from '../../src/registry/image-holdings.ts'
 import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { sha256 } from '../support/registry-client.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
-import { blockBytes as blocksDirBytes } from '../support/disk.ts'
+import { age as ageFiles, blockBytes as blocksDirBytes } from '../support/disk.ts'
+import { holdingsOf, resolve } from '../support/image-holdings.ts'
 
 const MiB = 1024 * 1024
 const HOUR = 3_600_000
@@ -20,23 +20,11 @@ async function blockBytes (dataDir: string): Promise<number> {
   return await blocksDirBytes(join(dataDir, 'blocks'))
 }
 
-/** Sets every block file as written `ageMs` ago: past the collector's grace period. */
+/** Sets every block file of a node's data directory as written `ageMs` ago: past the collector's grace period. */
 async function age (dataDir: string, ageMs: number): Promise<void> {
-  const when = new Date(Date.now() - ageMs)
-  for (const entry of await readdir(join(dataDir, 'blocks'), { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) await utimes(join(entry.parentPath, entry.name), when, when)
-  }
+  await ageFiles(join(dataDir, 'blocks'), ageMs)
 }
 
-function holdingsOf (test: TestNode): ImageHoldings {
-  const { metadata, manifests, blobs } = test.node
-  return new ImageHoldings({ metadata, manifests, blobs, remote: () => blobs.remoteBlocks() })
-}
-
-async function resolve (test: TestNode, repository: string, tag: string): Promise<ResolvedImage> {
-  const record = await eventually(async () => (await test.node.fleet?.catalogue.getTag(repository, tag)) ?? undefined, 10_000, `${repository}:${tag} in the catalogue`)
-  return { repository, digest: record.digest, imageCid: record.imageCid }
-}
 
 describe('holding an image pushed to another node', () => {
   let a: TestNode

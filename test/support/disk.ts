@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises'
+import { readdir, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /** Bytes of every block file under `blocksDir` (temp files of writes in flight left out). */
@@ -14,4 +14,12 @@ export async function blockBytes (blocksDir: string): Promise<number> {
     }
   }
   return total
+}
+
+/** Sets every file under `dir` as last written `ageMs` ago (past the collector's grace period). */
+export async function age (dir: string, ageMs: number): Promise<void> {
+  const when = new Date(Date.now() - ageMs)
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) await utimes(join(entry.parentPath, entry.name), when, when)
+  }
 }
