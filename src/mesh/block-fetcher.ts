@@ -252,8 +252,9 @@ export class BlockFetcher {
         while (running < limit && stack.length > 0) {
           const cid = stack.pop() as CID
           running++
+          // Whatever fails, the fetch or the bookkeeping after it (onProgress may throw), takes
+          // the failure path, and the slot is given back and the pump runs again in every case.
           this.fetchDagBlock(cid, providers, inner, root).then(({ links, fetchedBytes }) => {
-            running--
             progress.blocks++
             if (fetchedBytes !== undefined) {
               progress.fetchedBlocks++
@@ -268,15 +269,15 @@ export class BlockFetcher {
               stack.push(link)
             }
             if (onProgress !== undefined && !hasError) onProgress({ ...progress })
-            pump()
-          }, (err: unknown) => {
-            running--
+          }).catch((err: unknown) => {
             if (!hasError) {
               hasError = true
               error = err
               // Stop the other fetches; settle once all of them have.
               failure.abort(err)
             }
+          }).finally(() => {
+            running--
             pump()
           })
         }

@@ -203,6 +203,22 @@ describe('BlockFetcher', () => {
     assert.equal(again.blocks, expected.length)
   })
 
+  it('settles with the error when onProgress throws, and stops fetching', async () => {
+    const fetcher = new BlockFetcher({ blockstore: await freshStore() })
+    let calls = 0
+    const fetching = fetcher.fetchDag(imageCid, [providerA], AbortSignal.timeout(10_000), () => {
+      calls++
+      if (calls === 2) throw new Error('progress sink failed')
+    })
+    const outcome = await Promise.race([
+      fetching.then(() => 'resolved', (err: unknown) => err),
+      sleep(5_000).then(() => 'still pending after 5 s')
+    ])
+    assert.ok(outcome instanceof Error, `fetchDag ended as: ${String(outcome)}`)
+    assert.equal(outcome.message, 'progress sink failed')
+    assert.equal(calls, 2, 'no progress is reported after the sink failed')
+  })
+
   it('drops a provider that sends wrong bytes, never stores them, and gets the block elsewhere', async () => {
     const liar = await startLiar()
     const store = await freshStore()
