@@ -86,7 +86,15 @@ interface Sub<V> {
 interface RangeOptions { gt?: string, lt?: string, limit?: number }
 
 /**
- * Serializes work on the same keys (digests). Several keys are taken in sorted order, and no
+ * The lock key of a repository's tags: a tag write (push, delete, drop) holds it, so a tag read
+ * under it is still the tag when the write lands. Digests start with an algorithm name, never '#'.
+ */
+function tagsLock (repository: string): string {
+  return `#tags${SEP}${repository}`
+}
+
+/**
+ * Serializes work on the same keys (digests, and tagsLock). Several keys are taken in sorted order, and no
  * holder asks for more keys while it holds some, so two holders can never wait on each other.
  */
 class KeyedMutex {
@@ -244,7 +252,9 @@ export class Metadata {
   async putManifest (repository: string, digest: string, record: ManifestRecord, tag: string | undefined, referrer: Descriptor | undefined): Promise<void> {
     const blobs = record.blobs ?? []
     const children = record.children ?? []
-    await this.locks.run([digest, ...blobs, ...children], async () => {
+    const locks = [digest, ...blobs, ...children]
+    if (tag !== undefined) locks.push(tagsLock(repository))
+    await this.locks.run(locks, async () => {
       for (const blob of blobs) {
         if ((await this.blobs.get(blob)) === undefined || !(await this.hasBlobLink(repository, blob))) {
           throw new ManifestBlobUnknownError(`blob ${blob} is not in ${repository}`, { digest: blob })
@@ -306,7 +316,7 @@ export class Metadata {
    */
   async dropImage (repository: string, image: ImageRecords, referencesOf: (digest: string) => Promise<ManifestReferences>): Promise<DroppedRecords> {
     const candidates = new Set([image.digest, ...image.descendants])
-    return await this.locks.run([...candidates, ...image.blobs], async () => {
+    return await this.locks.run([...candidates, ...image.blobs, tagsLock(repository)], async () => {
       const prefix = repository + SEP
       const linked = new Set<string>()
       for await (const key of this.manifestLinks.keys({ gt: prefix, lt: repository + AFTER })) linked.add(key.slice(prefix.length))
@@ -384,24 +394,32 @@ export class Metadata {
     return await this.tags.get(repository + SEP + tag)
   }
 
+  /** Deletes a tag; false when there was none. Under the repository's tag lock: the tag it finds is the one it deletes. */
   async deleteTag (repository: string, tag: string): Promise<boolean> {
-    const key = repository + SEP + tag
-    if ((await this.tags.get(key)) === undefined) return false
-    await this.tags.del(key, { sync: true })
-    return true
+    return await this.locks.run([tagsLock(repository)], async () => {
+      const key = repository + SEP + tag
+      if ((await this.tags.get(key)) === undefined) return false
+      await this.tags.del(key, { sync: true })
+      return true
+    })
   }
 
-  /** Unlinks a manifest from a repository with every tag on it and its referrer entry. */
+  /**
+   * Unlinks a manifest from a repository with every tag on it and its referrer entry, under the
+   * manifest's lock and the repository's tag lock (a push of it or of a tag waits, or goes first).
+   */
   async deleteManifest (repository: string, digest: string): Promise<void> {
-    const ops: unknown[] = [{ type: 'del', sublevel: this.manifestLinks, key: repository + SEP + digest }]
-    for await (const [key, value] of this.tags.iterator({ gt: repository + SEP, lt: repository + AFTER })) {
-      if (value === digest) ops.push({ type: 'del', sublevel: this.tags, key })
-    }
-    const record = await this.manifests.get(digest)
-    if (record?.subject !== undefined) {
-      ops.push({ type: 'del', sublevel: this.referrerIndex, key: repository + SEP + record.subject + SEP + digest })
-    }
-    await this.db.batch(ops as never, { sync: true })
+    await this.locks.run([digest, tagsLock(repository)], async () => {
+      const ops: unknown[] = [{ type: 'del', sublevel: this.manifestLinks, key: repository + SEP + digest }]
+      for await (const [key, value] of this.tags.iterator({ gt: repository + SEP, lt: repository + AFTER })) {
+        if (value === digest) ops.push({ type: 'del', sublevel: this.tags, key })
+      }
+      const record = await this.manifests.get(digest)
+      if (record?.subject !== undefined) {
+        ops.push({ type: 'del', sublevel: this.referrerIndex, key: repository + SEP + record.subject + SEP + digest })
+      }
+      await this.db.batch(ops as never, { sync: true })
+    })
   }
 
   /** Tags of a repository in lexical order, after `last`, at most `limit`. */
