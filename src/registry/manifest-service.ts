@@ -53,10 +53,14 @@ export class ManifestService {
     if (ref.kind === 'digest' && ref.digest !== digest) {
       throw new DigestInvalidError(`manifest has digest ${digest}, not ${ref.digest}`)
     }
-    const pushed = await this.record(repository, digest, body, parsed, ref.kind === 'tag' ? ref.tag : undefined, true)
-    if (ref.kind === 'tag') {
-      await this.shared?.put({ repository, tag: ref.tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid })
-    }
+    const tag = ref.kind === 'tag' ? ref.tag : undefined
+    if (tag === undefined || this.shared === undefined) return await this.record(repository, digest, body, parsed, tag, true)
+    // In a mesh the catalogue is the one authority for tags, so a tag is written there and only
+    // there: the push succeeds exactly when that write does. The manifest is recorded first
+    // (untagged, as a push by digest) because the tag names its image CID; a failed catalogue
+    // write leaves just that, which a retry records again unchanged.
+    const pushed = await this.record(repository, digest, body, parsed, undefined, true)
+    await this.shared.put({ repository, tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid })
     return pushed
   }
 
