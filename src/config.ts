@@ -1,64 +1,204 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 
-/** The node's typed configuration (D11): defaults, then a YAML file, then SHOAL_* variables, then flags. */
-export interface Config {
-  /** host:port the HTTP server listens on. */
-  listen: string
-  /** Data directory: blocks, metadata, upload sessions, mesh identity. */
-  data: string
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-  /** Hours after which an upload nobody touched is removed (Distribution's default: a week). */
-  uploadExpiryHours: number
-  /** Minutes between garbage collections of unreferenced blocks; 0: only when asked. */
-  gcIntervalMinutes: number
-  /** Blocks written this recently are never collected (they may be recorded a moment later). */
-  gcGraceSeconds: number
-  /** Join a mesh even with no peers or mDNS configured (others may dial this node). */
-  mesh: boolean
-  /** libp2p listen multiaddrs. */
-  p2pListen: string[]
-  /** Multiaddrs (with /p2p/<id>) of nodes to join through; any makes the node a mesh member. */
-  peers: string[]
-  /** Find peers on the local network by mDNS; makes the node a mesh member. */
-  mdns: boolean
-  /** A libp2p pre-shared key file (swarm.key format): only nodes with the same key connect. */
-  swarmKeyFile: string | undefined
-  /** The HTTP base URL peers fetch blocks from; default http://<listen>. */
-  advertiseUrl: string | undefined
-  /** The node's name in the inventory; default its peer id. */
-  name: string | undefined
-  /** Labels in the inventory (for placement by label). */
-  labels: Record<string, string>
-  /** Cap on what this node sends to peers over /ipfs/, in Mbit/s; 0 for none. */
-  uploadLimitMbps: number
-  /** /ipfs/<cid> also answers for blocks this node lacks but its peers hold. */
-  gatewayFetch: boolean
-  /**
-   * Seconds between inventory heartbeats; a node silent for three of them is taken as gone and
-   * its images are placed elsewhere. Every node of a fleet should use the same value.
-   */
-  heartbeatSeconds: number
+/**
+ * The node's typed configuration (D11): defaults, then a YAML file, then SHOAL_* variables, then
+ * flags. Each setting is declared once, in SETTINGS below; its type, default, YAML key (the
+ * setting's name), environment variable (SHOAL_ and the name in upper snake case), `shoal serve`
+ * flag (the name in kebab case, unless it says otherwise) and check all come from that one entry.
+ * To add a setting, add an entry: nothing else needs to know about it.
+ */
+
+export class ConfigError extends Error {}
+
+/** How a setting's value is read from text (a variable or flag) and from YAML. */
+interface Kind<T> {
+  /** Text from a variable or a flag; throws `Error('must be …')` when it is not one. */
+  fromText: (text: string) => T
+  /** A YAML value; throws `Error('must be …')` when it is not one. */
+  fromYaml: (value: unknown) => T
+  /** The flag may be given more than once; this reads all its values together. */
+  fromRepeatedFlag?: (values: string[]) => T
+  /** The flag takes no argument (a switch). */
+  switch?: boolean
 }
 
-export const DEFAULT_CONFIG: Config = {
-  listen: '127.0.0.1:5000',
-  data: './data',
-  logLevel: 'warn',
-  uploadExpiryHours: 168,
-  gcIntervalMinutes: 0,
-  gcGraceSeconds: 60,
-  mesh: false,
-  p2pListen: ['/ip4/127.0.0.1/tcp/0'],
-  peers: [],
-  mdns: false,
-  swarmKeyFile: undefined,
-  advertiseUrl: undefined,
-  name: undefined,
-  labels: {},
-  uploadLimitMbps: 0,
-  gatewayFetch: false,
-  heartbeatSeconds: 10
+export interface Setting<T> {
+  kind: Kind<T>
+  default: T
+  /** What it is, for `shoal serve --help`. */
+  help: string
+  /** The flag's argument placeholder, as in `<host:port>`. */
+  arg?: string
+  /** The flag's name, when it is not the setting's name in kebab case. */
+  flag?: string
+  /** Why a value is refused (`'must be …'`), or undefined when it is fine. */
+  check?: (value: T) => string | undefined
+}
+
+const refuse = (why: string): never => { throw new Error(why) }
+
+const text: Kind<string> = {
+  fromText: value => value,
+  fromYaml: value => typeof value === 'string' ? value : refuse('must be text')
+}
+const optionalText: Kind<string | undefined> = {
+  fromText: value => value,
+  fromYaml: value => value === null ? undefined : typeof value === 'string' ? value : refuse('must be text')
+}
+/** Not a number reads as NaN, which every number's check refuses in its own words. */
+const number: Kind<number> = {
+  fromText: value => value.trim() === '' ? NaN : Number(value),
+  fromYaml: value => typeof value === 'number' ? value : NaN
+}
+const TRUE = ['1', 'true', 'yes', 'on']
+const FALSE = ['0', 'false', 'no', 'off']
+const boolean: Kind<boolean> = {
+  fromText: value => TRUE.includes(value.toLowerCase()) ? true : FALSE.includes(value.toLowerCase()) ? false : refuse('must be true or false'),
+  fromYaml: value => typeof value === 'boolean' ? value : refuse('must be true or false'),
+  switch: true
+}
+/** Variables give a comma-separated list; the flag is repeated, one item each. */
+const list: Kind<string[]> = {
+  fromText: value => value.split(',').map(item => item.trim()).filter(item => item !== ''),
+  fromYaml: value => Array.isArray(value) && value.every(item => typeof item === 'string') ? value : refuse('must be a list of text'),
+  fromRepeatedFlag: values => values.flatMap(value => list.fromText(value))
+}
+/** Variables give `k=v,k=v`; the flag is repeated, one `k=v` each; YAML gives a mapping. */
+const map: Kind<Record<string, string>> = {
+  fromText: value => parseLabels(value.split(',')),
+  fromYaml: value => typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every(v => typeof v === 'string')
+    ? value as Record<string, string>
+    : refuse('must map names to text'),
+  fromRepeatedFlag: values => parseLabels(values)
+}
+function oneOf<const T extends string> (choices: readonly T[]): Kind<T> & { choices: readonly T[] } {
+  const pick = (value: unknown): T => (choices as readonly unknown[]).includes(value) ? value as T : refuse(`must be one of ${choices.join(', ')}`)
+  return { choices, fromText: pick, fromYaml: pick }
+}
+
+const positive = (what: string) => (value: number) => value > 0 && value < Infinity ? undefined : `must be a positive number of ${what}`
+const atLeastZero = (what: string) => (value: number) => value >= 0 && value < Infinity ? undefined : `must be a number of ${what}`
+
+/** Declares one setting; its value type comes from its kind. */
+const declare = <T>(setting: Setting<T>): Setting<T> => setting
+
+/** Every setting, declared once. */
+export const SETTINGS = {
+  listen: declare({
+    kind: text, default: '127.0.0.1:5000', arg: '<host:port>',
+    help: 'host:port the HTTP server listens on',
+    check: value => { try { parseListen(value) } catch { return 'must be host:port' } }
+  }),
+  data: declare({
+    kind: text, default: './data', arg: '<dir>',
+    help: 'data directory: blocks, metadata, upload sessions, mesh identity',
+    check: value => value === '' ? 'must be a directory path' : undefined
+  }),
+  logLevel: declare({
+    kind: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'warn', arg: '<level>',
+    help: 'log level (info adds one line per request)'
+  }),
+  uploadExpiryHours: declare({
+    kind: number, default: 168, arg: '<hours>',
+    // Distribution's default: a week.
+    help: 'hours after which an upload nobody touched is removed',
+    check: positive('hours')
+  }),
+  gcIntervalMinutes: declare({
+    kind: number, default: 0, arg: '<minutes>',
+    help: 'minutes between garbage collections of unreferenced blocks (0: only after drops)',
+    check: atLeastZero('minutes, 0 for none')
+  }),
+  gcGraceSeconds: declare({
+    kind: number, default: 60, arg: '<seconds>',
+    // They may be recorded a moment after they are written.
+    help: 'blocks written this recently are never collected',
+    check: atLeastZero('seconds')
+  }),
+  mesh: declare({
+    kind: boolean, default: false,
+    help: 'join a mesh even with no peer given (others dial in)'
+  }),
+  p2pListen: declare({
+    kind: list, default: ['/ip4/127.0.0.1/tcp/0'], arg: '<multiaddr>',
+    help: 'libp2p listen address (repeatable)'
+  }),
+  peers: declare({
+    kind: list, default: [], arg: '<multiaddr>', flag: 'peer',
+    help: 'join the mesh through this node, a multiaddr with /p2p/<id> (repeatable); makes the node a mesh member'
+  }),
+  mdns: declare({
+    kind: boolean, default: false,
+    help: 'find peers on the local network by mDNS; makes the node a mesh member'
+  }),
+  swarmKeyFile: declare({
+    kind: optionalText, default: undefined, arg: '<file>', flag: 'swarm-key',
+    help: 'pre-shared key file (swarm.key format): only nodes with the same key connect'
+  }),
+  advertiseUrl: declare({
+    kind: optionalText, default: undefined, arg: '<url>',
+    help: 'HTTP URL peers fetch blocks from (default http://<listen>)',
+    check: value => value === undefined || /^https?:\/\//.test(value) ? undefined : 'must be an http(s) URL'
+  }),
+  name: declare({
+    kind: optionalText, default: undefined, arg: '<name>',
+    help: 'node name in the fleet inventory (default its peer id)'
+  }),
+  labels: declare({
+    kind: map, default: {}, arg: '<key=value>', flag: 'label',
+    help: 'node label, for placement by label (repeatable)'
+  }),
+  uploadLimitMbps: declare({
+    kind: number, default: 0, arg: '<n>',
+    help: 'cap on what this node sends to peers over /ipfs/, Mbit/s (0: none)',
+    check: atLeastZero('Mbit/s, 0 for no cap')
+  }),
+  gatewayFetch: declare({
+    kind: boolean, default: false,
+    help: '/ipfs/<cid> also answers for blocks only peers hold'
+  }),
+  heartbeatSeconds: declare({
+    kind: number, default: 10, arg: '<seconds>',
+    // Every node of a fleet should use the same value: a node silent for three is taken as gone.
+    help: 'seconds between inventory heartbeats (a node silent for three is gone)',
+    check: positive('seconds')
+  })
+}
+
+export type Config = { [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K] extends Setting<infer T> ? T : never }
+export type SettingName = keyof Config
+
+const NAMES = Object.keys(SETTINGS) as SettingName[]
+const setting = (name: SettingName): Setting<unknown> => SETTINGS[name] as Setting<unknown>
+
+export const DEFAULT_CONFIG: Config = Object.fromEntries(NAMES.map(name => [name, setting(name).default])) as Config
+
+/** `SHOAL_` and the setting's name in upper snake case: `uploadExpiryHours` is SHOAL_UPLOAD_EXPIRY_HOURS. */
+export function envName (name: SettingName): string {
+  return `SHOAL_${name.replace(/[A-Z]/g, c => `_${c}`).toUpperCase()}`
+}
+
+/** The `shoal serve` flag, without its dashes: the name in kebab case unless declared otherwise. */
+export function flagName (name: SettingName): string {
+  return (setting(name) as { flag?: string }).flag ?? name.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)
+}
+
+/** Every setting with what a command line needs to offer it as a flag. */
+export function settingFlags (): Array<{ name: SettingName, flag: string, env: string, arg?: string, help: string, repeatable: boolean, switch: boolean, choices?: readonly string[] }> {
+  return NAMES.map(name => {
+    const { kind, arg, help } = setting(name)
+    return {
+      name,
+      flag: flagName(name),
+      env: envName(name),
+      arg,
+      help,
+      repeatable: kind.fromRepeatedFlag !== undefined,
+      switch: kind.switch === true,
+      choices: (kind as { choices?: readonly string[] }).choices
+    }
+  })
 }
 
 /** Whether the node joins a mesh at all: a plain single node loads none of libp2p. */
@@ -66,122 +206,100 @@ export function meshEnabled (config: Config): boolean {
   return config.mesh || config.mdns || config.peers.length > 0
 }
 
-type Kind = 'string' | 'optional-string' | 'number' | 'boolean' | 'list' | 'map'
-const KEYS: Record<keyof Config, { env: string, kind: Kind }> = {
-  listen: { env: 'SHOAL_LISTEN', kind: 'string' },
-  data: { env: 'SHOAL_DATA', kind: 'string' },
-  logLevel: { env: 'SHOAL_LOG_LEVEL', kind: 'string' },
-  uploadExpiryHours: { env: 'SHOAL_UPLOAD_EXPIRY_HOURS', kind: 'number' },
-  gcIntervalMinutes: { env: 'SHOAL_GC_INTERVAL_MINUTES', kind: 'number' },
-  gcGraceSeconds: { env: 'SHOAL_GC_GRACE_SECONDS', kind: 'number' },
-  mesh: { env: 'SHOAL_MESH', kind: 'boolean' },
-  p2pListen: { env: 'SHOAL_P2P_LISTEN', kind: 'list' },
-  peers: { env: 'SHOAL_PEERS', kind: 'list' },
-  mdns: { env: 'SHOAL_MDNS', kind: 'boolean' },
-  swarmKeyFile: { env: 'SHOAL_SWARM_KEY_FILE', kind: 'optional-string' },
-  advertiseUrl: { env: 'SHOAL_ADVERTISE_URL', kind: 'optional-string' },
-  name: { env: 'SHOAL_NAME', kind: 'optional-string' },
-  labels: { env: 'SHOAL_LABELS', kind: 'map' },
-  uploadLimitMbps: { env: 'SHOAL_UPLOAD_LIMIT_MBPS', kind: 'number' },
-  gatewayFetch: { env: 'SHOAL_GATEWAY_FETCH', kind: 'boolean' },
-  heartbeatSeconds: { env: 'SHOAL_HEARTBEAT_SECONDS', kind: 'number' }
-}
-const LOG_LEVELS: ReadonlyArray<Config['logLevel']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
-
-export class ConfigError extends Error {}
-
 export interface ConfigSources {
   file?: string
   env?: NodeJS.ProcessEnv
+  /** Typed values (as from `flagsFromText`); undefined ones are left out. */
   flags?: Partial<Config>
 }
 
 export function loadConfig ({ file, env = process.env, flags = {} }: ConfigSources = {}): Config {
   const path = file ?? env.SHOAL_CONFIG
-  const fromFile = path === undefined ? {} : readConfigFile(path)
+  const layers: Array<Partial<Config>> = [path === undefined ? {} : readConfigFile(path)]
   const fromEnv: Record<string, unknown> = {}
-  for (const [key, { env: name, kind }] of Object.entries(KEYS)) {
-    const value = env[name]
-    if (value !== undefined && value !== '') fromEnv[key] = fromText(value, kind, name)
+  for (const name of NAMES) {
+    const value = env[envName(name)]
+    if (value !== undefined && value !== '') fromEnv[name] = read(name, envName(name), () => setting(name).kind.fromText(value), value)
   }
-  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))
-  return validate({ ...DEFAULT_CONFIG, ...fromFile, ...fromEnv, ...defined } as Config)
+  layers.push(fromEnv)
+  const fromFlags: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(flags)) {
+    if (value === undefined) continue
+    if (!(name in SETTINGS)) throw new ConfigError(`unknown setting ${name}`)
+    fromFlags[name] = read(name as SettingName, `--${flagName(name as SettingName)}`, () => value, value)
+  }
+  layers.push(fromFlags)
+  return Object.assign({}, DEFAULT_CONFIG, ...layers) as Config
 }
 
-/** Environment variables are text: lists are comma-separated, maps are `k=v,k=v`. */
-function fromText (value: string, kind: Kind, name: string): unknown {
-  switch (kind) {
-    case 'number': return Number(value)
-    case 'boolean':
-      if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true
-      if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false
-      throw new ConfigError(`${name} must be true or false, not ${JSON.stringify(value)}`)
-    case 'list': return value.split(',').map(item => item.trim()).filter(item => item !== '')
-    case 'map': return parseLabels(value.split(','), name)
-    default: return value
+/**
+ * Flag values as commander collects them (text, lists of text for repeatable flags, true for
+ * switches) to typed values, each refused with its flag's name when it is not one.
+ */
+export function flagsFromText (raw: Partial<Record<SettingName, string | string[] | boolean>>): Partial<Config> {
+  const flags: Record<string, unknown> = {}
+  for (const name of NAMES) {
+    const value = raw[name]
+    if (value === undefined) continue
+    const { kind } = setting(name)
+    const source = `--${flagName(name)}`
+    flags[name] = read(name, source, () => {
+      if (typeof value === 'boolean') return value
+      if (Array.isArray(value)) return kind.fromRepeatedFlag === undefined ? kind.fromText(value.at(-1) ?? '') : kind.fromRepeatedFlag(value)
+      return kind.fromText(value)
+    }, value)
   }
+  return flags as Partial<Config>
+}
+
+/** Reads and checks one setting's value, refusing it with the setting, the value and where it came from. */
+function read (name: SettingName, source: string, parse: () => unknown, given: unknown): unknown {
+  const { check } = setting(name)
+  let why: string | undefined
+  let value: unknown
+  try {
+    value = parse()
+    why = check?.(value) ?? (Number.isNaN(value) ? 'must be a number' : undefined)
+  } catch (err) {
+    why = (err as Error).message
+  }
+  if (why !== undefined) throw new ConfigError(`${name} ${why}, not ${JSON.stringify(given)} (from ${source})`)
+  return value
 }
 
 /** Parses `key=value` pairs (labels). */
-export function parseLabels (pairs: string[], where = 'labels'): Record<string, string> {
+function parseLabels (pairs: string[]): Record<string, string> {
   const labels: Record<string, string> = {}
   for (const pair of pairs.map(p => p.trim()).filter(p => p !== '')) {
     const eq = pair.indexOf('=')
-    if (eq <= 0) throw new ConfigError(`${where}: ${JSON.stringify(pair)} is not key=value`)
+    if (eq <= 0) throw new Error(`must be key=value pairs (${JSON.stringify(pair)} is not key=value)`)
     labels[pair.slice(0, eq)] = pair.slice(eq + 1)
   }
   return labels
 }
 
 function readConfigFile (path: string): Partial<Config> {
-  let text: string
+  let source: string
   try {
-    text = readFileSync(path, 'utf8')
+    source = readFileSync(path, 'utf8')
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
   }
-  const value: unknown = parseYaml(text)
+  let value: unknown
+  try {
+    value = parseYaml(source)
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${((err as Error).message.split('\n')[0] ?? '').replace(/:$/, '')}`)
+  }
   if (value === null || value === undefined) return {}
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`config file ${path} must be a YAML mapping`)
-  const unknown = Object.keys(value).filter(key => !(key in KEYS))
-  if (unknown.length > 0) throw new ConfigError(`config file ${path} has unknown keys: ${unknown.join(', ')}`)
-  return value as Partial<Config>
-}
-
-function validate (config: Config): Config {
-  parseListen(config.listen)
-  if (typeof config.data !== 'string' || config.data === '') throw new ConfigError('data must be a directory path')
-  if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
-  if (typeof config.uploadExpiryHours !== 'number' || !(config.uploadExpiryHours > 0)) {
-    throw new ConfigError('uploadExpiryHours must be a positive number')
+  const unknown = Object.keys(value).filter(key => !(key in SETTINGS))
+  if (unknown.length > 0) throw new ConfigError(`config file ${path} has unknown keys: ${unknown.join(', ')} (known: ${NAMES.join(', ')})`)
+  const config: Record<string, unknown> = {}
+  for (const [name, given] of Object.entries(value)) {
+    config[name] = read(name as SettingName, `config file ${path}`, () => setting(name as SettingName).kind.fromYaml(given), given)
   }
-  if (typeof config.gcIntervalMinutes !== 'number' || !(config.gcIntervalMinutes >= 0)) {
-    throw new ConfigError('gcIntervalMinutes must be a number of minutes, 0 for none')
-  }
-  if (typeof config.gcGraceSeconds !== 'number' || !(config.gcGraceSeconds >= 0)) {
-    throw new ConfigError('gcGraceSeconds must be a number of seconds')
-  }
-  if (typeof config.uploadLimitMbps !== 'number' || !(config.uploadLimitMbps >= 0)) {
-    throw new ConfigError('uploadLimitMbps must be a number of Mbit/s, 0 for no cap')
-  }
-  if (typeof config.heartbeatSeconds !== 'number' || !(config.heartbeatSeconds > 0)) {
-    throw new ConfigError('heartbeatSeconds must be a positive number of seconds')
-  }
-  for (const key of ['mesh', 'mdns', 'gatewayFetch'] as const) {
-    if (typeof config[key] !== 'boolean') throw new ConfigError(`${key} must be true or false`)
-  }
-  for (const key of ['p2pListen', 'peers'] as const) {
-    if (!Array.isArray(config[key]) || !config[key].every(item => typeof item === 'string')) {
-      throw new ConfigError(`${key} must be a list of multiaddrs`)
-    }
-  }
-  if (typeof config.labels !== 'object' || config.labels === null || !Object.values(config.labels).every(v => typeof v === 'string')) {
-    throw new ConfigError('labels must map names to strings')
-  }
-  if (config.advertiseUrl !== undefined && !/^https?:\/\//.test(config.advertiseUrl)) {
-    throw new ConfigError(`advertiseUrl must be an http(s) URL, not ${JSON.stringify(config.advertiseUrl)}`)
-  }
-  return config
+  return config as Partial<Config>
 }
 
 export function parseListen (listen: string): { host: string, port: number } {

@@ -1,29 +1,9 @@
 import { Command, Option } from 'commander'
-import { ConfigError, loadConfig, parseLabels, type Config } from '../config.ts'
+import { ConfigError, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
 import { ShoalNode } from '../node.ts'
 import { getJson } from './api-client.ts'
 import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
-
-interface ServeOptions {
-  listen?: string
-  data?: string
-  config?: string
-  logLevel?: Config['logLevel']
-  peer?: string[]
-  p2pListen?: string[]
-  mdns?: boolean
-  mesh?: boolean
-  swarmKey?: string
-  advertiseUrl?: string
-  name?: string
-  label?: string[]
-  uploadLimitMbps?: number
-  gatewayFetch?: boolean
-  heartbeatSeconds?: number
-  gcIntervalMinutes?: number
-  gcGraceSeconds?: number
-}
 
 interface PeersAnswer {
   self: { id: string, addresses: string[] } | null
@@ -44,49 +24,25 @@ function collect (value: string, previous: string[] | undefined): string[] {
 
 const program = new Command('shoal')
   .description('Shoal: a peer-to-peer, content-addressed OCI registry')
-  .showHelpAfterError()
 
-program.command('serve')
+const serve = program.command('serve')
   .description('run a node (defaults: 127.0.0.1:5000, data in ./data)')
-  .option('--listen <host:port>', 'address to listen on')
-  .option('--data <dir>', 'data directory')
-  .option('--config <file>', 'YAML configuration file')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .option('--peer <multiaddr>', 'join the mesh through this node (repeatable)', collect)
-  .option('--p2p-listen <multiaddr>', 'libp2p listen address (repeatable)', collect)
-  .option('--mdns', 'find peers on the local network')
-  .option('--mesh', 'join a mesh even with no peer given (others dial in)')
-  .option('--swarm-key <file>', 'pre-shared key file: only nodes with the same key connect')
-  .option('--advertise-url <url>', 'HTTP URL peers fetch blocks from (default http://<listen>)')
-  .option('--name <name>', 'node name in the fleet inventory')
-  .option('--label <key=value>', 'node label (repeatable)', collect)
-  .option('--upload-limit-mbps <n>', 'cap on what this node sends to peers, Mbit/s (0: none)', Number)
-  .option('--gateway-fetch', '/ipfs/<cid> also answers for blocks only peers hold')
-  .option('--heartbeat-seconds <n>', 'seconds between inventory heartbeats (silent after 3)', Number)
-  .option('--gc-interval-minutes <n>', 'minutes between garbage collections (0: only after drops)', Number)
-  .option('--gc-grace-seconds <n>', 'blocks written this recently are never collected', Number)
-  .action(async (options: ServeOptions) => {
-    const config = loadConfig({
-      file: options.config,
-      flags: {
-        listen: options.listen,
-        data: options.data,
-        logLevel: options.logLevel,
-        peers: options.peer,
-        p2pListen: options.p2pListen,
-        mdns: options.mdns,
-        mesh: options.mesh,
-        swarmKeyFile: options.swarmKey,
-        advertiseUrl: options.advertiseUrl,
-        name: options.name,
-        labels: options.label === undefined ? undefined : parseLabels(options.label, '--label'),
-        uploadLimitMbps: options.uploadLimitMbps,
-        gatewayFetch: options.gatewayFetch,
-        heartbeatSeconds: options.heartbeatSeconds,
-        gcIntervalMinutes: options.gcIntervalMinutes,
-        gcGraceSeconds: options.gcGraceSeconds
-      }
-    })
+  .option('--config <file>', 'YAML configuration file (keys: the settings\' names) [env: SHOAL_CONFIG]')
+// One flag per setting, generated from its declaration in config.ts.
+const settingOptions = settingFlags().map(setting => {
+  const choices = setting.choices === undefined ? '' : ` (${setting.choices.join(', ')})`
+  const option = new Option(`--${setting.flag}${setting.switch ? '' : ` ${setting.arg ?? '<value>'}`}`, `${setting.help}${choices} [env: ${setting.env}]`)
+  if (setting.repeatable) option.argParser(collect)
+  serve.addOption(option)
+  return { name: setting.name, attribute: option.attributeName() }
+})
+serve.action(async (options: Record<string, string | string[] | boolean | undefined>) => {
+    const raw: Partial<Record<SettingName, string | string[] | boolean>> = {}
+    for (const { name, attribute } of settingOptions) {
+      const value = options[attribute]
+      if (value !== undefined) raw[name] = value
+    }
+    const config = loadConfig({ file: options.config as string | undefined, flags: flagsFromText(raw) })
     const node = new ShoalNode({ config })
     // Handlers go in before the node listens: a signal that arrives while it starts still
     // gets a clean stop once the start is done.

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, DEFAULT_CONFIG, loadConfig, meshEnabled, type Config } from '../../src/config.ts'
+import { ConfigError, DEFAULT_CONFIG, SETTINGS, envName, flagName, flagsFromText, loadConfig, meshEnabled, settingFlags, type Config } from '../../src/config.ts'
+import { shoal } from '../support/cli.ts'
 
 describe('configuration: defaults, then file, then SHOAL_* variables, then flags', () => {
   it('runs with no configuration at all on 127.0.0.1:5000 with ./data', () => {
@@ -36,7 +37,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     assert.equal(meshEnabled(config), true)
     assert.equal(meshEnabled(loadConfig({ env: {} })), false, 'a plain node loads no mesh')
     assert.deepEqual(loadConfig({ env, flags: { labels: { zone: 'us' } } }).labels, { zone: 'us' })
-    assert.throws(() => loadConfig({ env: { SHOAL_MDNS: 'maybe' } }), /SHOAL_MDNS must be true or false/)
+    assert.throws(() => loadConfig({ env: { SHOAL_MDNS: 'maybe' } }), /mdns must be true or false, not "maybe" \(from SHOAL_MDNS\)/)
     assert.throws(() => loadConfig({ env: { SHOAL_LABELS: 'zone' } }), /is not key=value/)
   })
 
@@ -49,6 +50,72 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     try {
       await writeFile(join(dir, 'bad.yaml'), 'listn: 1\n')
       assert.throws(() => loadConfig({ file: join(dir, 'bad.yaml'), env: {} }), /unknown keys: listn/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('declares each setting once: every one has a default, a flag, a SHOAL_* variable and a YAML key', async () => {
+    const names = Object.keys(SETTINGS)
+    assert.deepEqual(Object.keys(DEFAULT_CONFIG).sort(), [...names].sort())
+    assert.equal(envName('uploadExpiryHours'), 'SHOAL_UPLOAD_EXPIRY_HOURS')
+    assert.equal(envName('p2pListen'), 'SHOAL_P2P_LISTEN')
+    assert.equal(flagName('uploadExpiryHours'), 'upload-expiry-hours')
+    assert.equal(flagName('peers'), 'peer', 'a repeatable flag is named for one item')
+    const help = (await shoal('serve', '--help')).stdout
+    for (const { flag, env } of settingFlags()) {
+      assert.match(help, new RegExp(`--${flag}\\b`), `--${flag} is offered`)
+      assert.match(help.replace(/\s+/g, ' '), new RegExp(`env: ${env}\\]`), `${env} is named in the help`)
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    try {
+      // One value per setting, different from its default, through each of the three sources.
+      const samples: Config = {
+        listen: '127.0.0.1:6001', data: '/d', logLevel: 'debug', uploadExpiryHours: 3, gcIntervalMinutes: 4, gcGraceSeconds: 5,
+        mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
+        swarmKeyFile: '/k', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
+        heartbeatSeconds: 2
+      }
+      assert.deepEqual(Object.keys(samples).sort(), [...names].sort(), 'the sample covers every setting')
+      const file = join(dir, 'all.yaml')
+      await writeFile(file, Object.entries(samples).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'))
+      assert.deepEqual(loadConfig({ file, env: {} }), samples)
+      const asText = (value: unknown): string => Array.isArray(value)
+        ? value.join(',')
+        : typeof value === 'object' && value !== null ? Object.entries(value).map(([k, v]) => `${k}=${String(v)}`).join(',') : String(value)
+      const env = Object.fromEntries(Object.entries(samples).map(([key, value]) => [envName(key as keyof Config), asText(value)]))
+      assert.deepEqual(loadConfig({ env }), samples)
+      const raw = Object.fromEntries(settingFlags().map(({ name, repeatable, switch: isSwitch }) => {
+        const value = samples[name]
+        return [name, isSwitch ? value : repeatable ? asText(value).split(',') : asText(value)]
+      }))
+      assert.deepEqual(loadConfig({ env: {}, flags: flagsFromText(raw) }), samples)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('names the flag, the variable or the file a bad value came from', async () => {
+    assert.throws(() => flagsFromText({ uploadExpiryHours: 'soon' }), /uploadExpiryHours must be a positive number of hours, not "soon" \(from --upload-expiry-hours\)/)
+    assert.throws(() => flagsFromText({ labels: ['zone'] }), /is not key=value.*\(from --label\)/)
+    assert.deepEqual(flagsFromText({ uploadExpiryHours: '2', peers: ['/a', '/b'], mesh: true }), { uploadExpiryHours: 2, peers: ['/a', '/b'], mesh: true })
+    assert.throws(() => loadConfig({ env: { SHOAL_HEARTBEAT_SECONDS: '0' } }), /heartbeatSeconds must be a positive number of seconds, not "0" \(from SHOAL_HEARTBEAT_SECONDS\)/)
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    try {
+      const broken = join(dir, 'broken.yaml')
+      await writeFile(broken, 'listen: [127.0.0.1:5000\ndata: x\n')
+      assert.throws(() => loadConfig({ file: broken, env: {} }), (err: unknown) =>
+        err instanceof ConfigError && err.message.startsWith(`config file ${broken}: `) && !err.message.includes('\n'))
+      const wrongType = join(dir, 'wrong.yaml')
+      await writeFile(wrongType, 'uploadExpiryHours: "24"\npeers: /ip4/1.2.3.4/tcp/1\n')
+      assert.throws(() => loadConfig({ file: wrongType, env: {} }), new RegExp(`uploadExpiryHours must be a positive number of hours, not "24" \\(from config file ${wrongType}\\)`))
+      // The CLI says it in one line.
+      const cli = await shoal('serve', '--config', broken)
+      assert.notEqual(cli.code, 0)
+      assert.equal(cli.stderr.trim().split('\n').length, 1)
+      assert.match(cli.stderr, new RegExp(`^shoal: config: config file ${broken}: `))
+      const flag = await shoal('serve', '--upload-expiry-hours', '-1')
+      assert.match(flag.stderr, /^shoal: config: uploadExpiryHours must be a positive number of hours, not "-1" \(from --upload-expiry-hours\)\n$/)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
