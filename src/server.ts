@@ -1,13 +1,45 @@
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Metrics } from './metrics.ts'
-import { routeLabels, sendRegistryError } from './registry/routes.ts'
-import { sendApiError } from './api/errors.ts'
+import { routeLabels } from './registry/routes.ts'
+import { renderOciError } from './registry/oci-errors.ts'
+import { renderGatewayError } from './mesh/gateway-routes.ts'
+import { apiErrorBody } from './api/errors.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { API_PREFIX } from './api/scope.ts'
+import { describeError, type DescribedError, type ErrorRenderer } from './http-errors.ts'
+import { EndpointUnknownError } from './oci/errors.ts'
+
+const renderApiError: ErrorRenderer = error => ({
+  headers: { 'content-type': 'application/json; charset=utf-8', ...error.headers },
+  body: JSON.stringify(apiErrorBody(error.status, error.message))
+})
+
+/**
+ * Each face's error format, by URL prefix. Every error of a request (a handler's, fastify's, Node's
+ * HTTP parser's, an unknown path) is rendered by the face its URL names; the registry's is the
+ * default, for paths of no face and requests too malformed to have a path.
+ */
+const FACES: Array<[prefix: string, render: ErrorRenderer]> = [
+  [API_PREFIX, renderApiError],
+  ['/ipfs', renderGatewayError],
+  ['/v2', renderOciError]
+]
+
+export function errorFaceOf (url: string): ErrorRenderer {
+  for (const [prefix, render] of FACES) {
+    if (url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`)) return render
+  }
+  return renderOciError
+}
 
 /** One HTTP server for every face of the node (D8); the parts add their routes. */
 export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInstance {
+  // The response in flight on each connection, so that a parser error arriving while a handler
+  // still works on the request is answered once, not twice.
+  const inFlight = new WeakMap<Socket, { url: string, response: ServerResponse }>()
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -18,11 +50,12 @@ export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInst
     // A field a schema does not allow is refused (400), not silently dropped as fastify's default
     // does: a misspelt field in an API request must not go unnoticed.
     ajv: { customOptions: { removeAdditional: false } },
-    // Requests fastify itself refuses (bad URLs, bad headers) get the error body of the API they
-    // were meant for: the management API's, else an OCI one.
-    frameworkErrors: (err, req, reply) => {
-      if (req.url.startsWith(`${API_PREFIX}/`)) sendApiError(reply, err.statusCode ?? 400, err.message)
-      else sendRegistryError(err, reply)
+    // Requests fastify itself refuses (bad URLs, bad headers).
+    frameworkErrors: (err, req, reply) => { void sendError(reply, err) },
+    // Requests Node's HTTP parser refuses before fastify sees them (bad Content-Length, chunked
+    // encoding, header bytes, oversized heads).
+    clientErrorHandler: (err, socket) => {
+      answerMalformed(err, socket, inFlight.get(socket), logger)
     }
   })
   app.removeAllContentTypeParsers()
@@ -30,23 +63,61 @@ export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInst
   // First, so that the OpenAPI document sees the management API's routes as they are added.
   registerOpenApi(app as unknown as FastifyInstance)
 
+  app.addHook('onRequest', async (req, reply) => {
+    inFlight.set(req.raw.socket, { url: req.url, response: reply.raw })
+  })
   app.addHook('onResponse', async (req, reply) => {
     metrics.requests.inc({ route: routeLabels.get(req) ?? req.routeOptions.url ?? 'unknown', method: req.method, status: reply.statusCode })
   })
-  app.setErrorHandler(async (err, req, reply) => {
-    if (reply.statusCode >= 500 || (err as { statusCode?: number }).statusCode === undefined) {
-      req.log.debug({ err }, 'request failed')
-    }
-    const sent = sendRegistryError(err, reply)
-    if (reply.statusCode >= 500) req.log.error({ err, url: req.url, method: req.method }, 'internal error')
-    return sent
-  })
-  app.setNotFoundHandler(async (req, reply) => {
-    return await reply.code(404).header('content-type', 'application/json')
-      .send(JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: `no endpoint at ${req.method} ${req.url}`, detail: null }] }))
-  })
+  app.setErrorHandler(async (err, _req, reply) => await sendError(reply, err))
+  app.setNotFoundHandler(async (req, reply) => await sendError(reply, new EndpointUnknownError(`no endpoint at ${req.method} ${req.url}`)))
   app.get('/metrics', async (_req, reply) => {
     return await reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
   })
   return app as unknown as FastifyInstance
+}
+
+/**
+ * Answers a request that failed, in the format of the face its URL names. A 5xx is the node's
+ * fault and logged at error; a 4xx (client aborts included) is the client's, logged at debug.
+ */
+export async function sendError (reply: FastifyReply, err: unknown): Promise<FastifyReply> {
+  const described = describeError(err)
+  const { request } = reply
+  if (described.status >= 500) request.log.error({ err, url: request.url, method: request.method }, 'internal error')
+  else request.log.debug({ err, status: described.status }, 'request refused')
+  if (reply.sent || reply.raw.headersSent) {
+    // Part of the answer is out: all that is left is to cut it short.
+    reply.raw.destroy()
+    return reply
+  }
+  const { headers, body } = errorFaceOf(request.url)(described)
+  return await reply.code(described.status).headers(headers).send(body)
+}
+
+function answerMalformed (err: Error & { code?: string, rawPacket?: unknown }, socket: Socket, current: { url: string, response: ServerResponse } | undefined, logger: Logger): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  logger.debug({ err }, 'malformed request')
+  const answering = current !== undefined && current.response.headersSent && !current.response.writableEnded
+  if (answering || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  // The face: the path of the request line if there is one, else the request in flight on this
+  // connection (bytes after a body shorter than its Content-Length belong to it), else the default.
+  const url = requestLinePath(err.rawPacket) ?? current?.url ?? '/'
+  socket.end(rawErrorResponse(describeError(err), errorFaceOf(url)), () => socket.destroy())
+}
+
+function requestLinePath (packet: unknown): string | undefined {
+  if (!Buffer.isBuffer(packet)) return undefined
+  return /^[A-Z]+ (\/\S*)/.exec(packet.subarray(0, 256).toString('latin1'))?.[1]
+}
+
+function rawErrorResponse (described: DescribedError, render: ErrorRenderer): string {
+  const { headers, body } = render(described)
+  const lines = [`HTTP/1.1 ${described.status} ${STATUS_CODES[described.status] ?? 'Bad Request'}`]
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`)
+  lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', body)
+  return lines.join('\r\n')
 }

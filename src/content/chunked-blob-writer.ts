@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
+import { SIZE_INVALID } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
 import { chunkPool } from './chunk-pool.ts'
 import { CHUNK_SIZE, ParallelPuts, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
@@ -165,10 +166,13 @@ export class ChunkedBlobWriter {
   }
 }
 
+/** A body longer than the length it declared. */
 export class AppendLimitError extends Error {
+  static readonly descriptor = SIZE_INVALID
   readonly limit: number
   constructor (limit: number) {
-    super(`more than ${limit} bytes`)
+    super(`the body is longer than its declared length of ${limit} bytes`)
+    this.name = 'AppendLimitError'
     this.limit = limit
   }
 }

@@ -6,10 +6,29 @@ import { walkDag, type BlockSource } from '../content/dag-reader.ts'
 import { chunkPool } from '../content/chunk-pool.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
+import type { ErrorRenderer } from '../http-errors.ts'
+import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
 
 const RAW = 'application/vnd.ipld.raw'
 const CAR = 'application/vnd.ipld.car'
+
+/** The gateway's refusals (its face renders them as plain text: renderGatewayError). */
+export class CidInvalidError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'CID_INVALID', status: 400, message: 'not a CID' }
+}
+export class FormatUnacceptableError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'FORMAT_UNACCEPTABLE', status: 406, message: `ask for ${RAW} or ${CAR}` }
+}
+export class BlockUnknownError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'BLOCK_UNKNOWN', status: 404, message: 'block not held by this node' }
+}
+
+/** The /ipfs face's error format: one line of plain text. */
+export const renderGatewayError: ErrorRenderer = error => ({
+  headers: { 'content-type': 'text/plain; charset=utf-8', ...error.headers },
+  body: `${error.message}\n`
+})
 
 /** Paces what the gateway sends (a TokenBucket); `take` resolves once `bytes` may go out. */
 export interface UploadLimiter {
@@ -40,15 +59,15 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     try {
       cid = CID.parse(text)
     } catch {
-      return await plainError(reply, 400, `not a CID: ${text}`)
+      throw new CidInvalidError(`not a CID: ${text}`)
     }
     const format = responseFormat(req)
-    if (format === undefined) return await plainError(reply, 406, `ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
+    if (format === undefined) throw new FormatUnacceptableError(`ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
     const held = await local.has(cid)
     const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay?.())
     const fleet = remote?.()
     const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : fleet === undefined || held ? local : fleet.source(cid)
-    if (!(await blocks.has(cid))) return await plainError(reply, 404, `block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
+    if (!(await blocks.has(cid))) throw new BlockUnknownError(`block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
     if (format === 'raw') {
@@ -145,8 +164,4 @@ function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {
   if (accept.includes(RAW)) return 'raw'
   if (accept.includes(CAR)) return 'car'
   return undefined
-}
-
-async function plainError (reply: FastifyReply, status: number, message: string): Promise<unknown> {
-  return await reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(`${message}\n`)
 }

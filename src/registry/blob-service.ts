@@ -5,7 +5,7 @@ import { readFileChunks, readFileRange, type BlockSource } from '../content/dag-
 import type { UploadSession, UploadStore } from '../content/upload-store.ts'
 import type { DagNode } from '../content/unixfs-dag.ts'
 import { parseDigest } from '../oci/digest.ts'
-import { BlobUnknownError, ClientAbortedError, DigestInvalidError, RangeNotSatisfiableError, SizeInvalidError, UploadRangeError } from '../oci/errors.ts'
+import { BlobUnknownError, DigestInvalidError, RangeNotSatisfiableError, SizeInvalidError, UploadRangeError } from '../oci/errors.ts'
 import type { BlobRecord, Metadata } from './metadata.ts'
 import type { RemoteBlocks } from './remote-blocks.ts'
 
@@ -188,17 +188,9 @@ export function parseRange (header: string | undefined, size: number): ByteRange
   return { start, end }
 }
 
+/** Errors from the body (a client abort) or the writer (AppendLimitError) carry their own descriptors. */
 async function appendBody (session: UploadSession, body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<void> {
-  let appended: number
-  try {
-    appended = await session.writer.append(body, length)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as Error).message === 'aborted') {
-      throw new ClientAbortedError('the client went away before the chunk was complete')
-    }
-    if ((err as Error).name === 'AppendLimitError') throw new SizeInvalidError(`chunk is longer than its Content-Length ${length ?? ''}`)
-    throw err
-  }
+  const appended = await session.writer.append(body, length)
   if (length !== undefined && appended !== length) {
     throw new SizeInvalidError(`chunk has ${appended} bytes but its Content-Length is ${length}`)
   }

@@ -1,11 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { BlobUploadInvalidError, DigestInvalidError, EndpointUnknownError, SizeInvalidError, TooLargeError, UnsupportedError } from '../oci/errors.ts'
+import { BlobUploadInvalidError, ClientAbortedError, DigestInvalidError, EndpointUnknownError, MethodUnsupportedError, SizeInvalidError, TooLargeError, UnsupportedError } from '../oci/errors.ts'
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService, BlobView } from './blob-service.ts'
 import { parseRange } from './blob-service.ts'
 import { isIpfsRepository, type IpfsImages } from './ipfs-images.ts'
 import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from './manifest-service.ts'
-import { errorBody, toOciError } from './oci-errors.ts'
 import type { Metrics } from '../metrics.ts'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
@@ -136,7 +135,7 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
         HEAD: sendManifest,
         PUT: async (req, reply, [name, reference]) => {
           const repository = writable(name as string)
-          const body = await readLimited(req.raw, MAX_MANIFEST_BYTES)
+          const body = await readLimited(requestBody(req), MAX_MANIFEST_BYTES)
           const pushed = await manifests.put(repository, reference as string, body, req.headers['content-type'] ?? '')
           reply.code(201).header('location', `/v2/${repository}/manifests/${pushed.digest}`)
             .header('docker-content-digest', pushed.digest).header(IMAGE_CID_HEADER, pushed.imageCid).header('content-length', 0)
@@ -207,9 +206,7 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
         routeLabels.set(req, route.label)
         assertRepositoryName(name)
         const handler = route.methods[req.method]
-        if (handler === undefined) {
-          return await reply.code(405).header('content-type', 'application/json').send(errorBody({ code: 'UNSUPPORTED', message: `${req.method} is not supported on ${route.label}` }))
-        }
+        if (handler === undefined) throw new MethodUnsupportedError(`${req.method} is not supported on ${route.label}`)
         return await handler(req, reply, [name, ...rest])
       }
       throw new EndpointUnknownError(`no registry endpoint at /v2/${path}`)
@@ -219,16 +216,6 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
 
 /** The registry route each request matched, for metrics. */
 export const routeLabels = new WeakMap<FastifyRequest, string>()
-
-/** Sends an OCI error response for anything a handler threw; unknown errors are the node's fault (500). */
-export function sendRegistryError (err: unknown, reply: FastifyReply): FastifyReply {
-  const oci = toOciError(err)
-  if (oci === undefined) {
-    return reply.code(500).header('content-type', 'application/json').send(errorBody({ code: 'UNKNOWN', message: 'internal error' }))
-  }
-  for (const [name, value] of Object.entries(oci.headers ?? {})) reply.header(name, value)
-  return reply.code(oci.status).header('content-type', 'application/json').send(errorBody(oci))
-}
 
 /**
  * Writes pooled chunks straight to the socket, handing each buffer back to the pool once the
@@ -269,13 +256,23 @@ async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledByt
 }
 
 function countIn (req: FastifyRequest, metrics: Metrics): AsyncIterable<Uint8Array> {
-  const source = req.raw as Readable
   return (async function * () {
-    for await (const chunk of source) {
-      metrics.bytesIn.inc((chunk as Buffer).length)
-      yield chunk as Buffer
+    for await (const chunk of requestBody(req)) {
+      metrics.bytesIn.inc(chunk.length)
+      yield chunk
     }
   })()
+}
+
+/** The request body; a client that leaves before its end is a ClientAbortedError, not a fault of the node. */
+async function * requestBody (req: FastifyRequest): AsyncIterable<Buffer> {
+  const source = req.raw as Readable
+  try {
+    for await (const chunk of source) yield chunk as Buffer
+  } catch (err) {
+    if (source.readableAborted) throw new ClientAbortedError('the client went away before the body was complete', undefined, { cause: err })
+    throw err
+  }
 }
 
 function decodePath (path: string): string {
@@ -308,13 +305,13 @@ function pageOf (req: FastifyRequest): { n: number, last: string | undefined } {
   return { n: Math.min(n, MAX_PAGE), last: query.last }
 }
 
-async function readLimited (source: AsyncIterable<unknown>, limit: number): Promise<Buffer> {
+async function readLimited (source: AsyncIterable<Buffer>, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of source) {
-    size += (chunk as Buffer).length
+    size += chunk.length
     if (size > limit) throw new TooLargeError(`manifest is larger than ${limit} bytes`)
-    chunks.push(chunk as Buffer)
+    chunks.push(chunk)
   }
   return Buffer.concat(chunks)
 }

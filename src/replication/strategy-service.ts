@@ -3,16 +3,20 @@
 // node's reconciler computes it; the progress comes from what each node wrote in its record.
 import { randomUUID } from 'node:crypto'
 import type { NodeRecord, PlacementState } from '../catalogue/catalogue.ts'
-import { ShoalError } from '../oci/errors.ts'
+import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { ImageResolver } from './images.ts'
 import { place, type Member } from './placement.ts'
 import { InvalidStrategyError, checkAgainstFleet, parseStrategyPayload, type Strategy, type StrategySpec } from './strategy.ts'
 
 /** No strategy has that id. */
-export class StrategyNotFoundError extends ShoalError {}
+export class StrategyNotFoundError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'STRATEGY_UNKNOWN', status: 404, message: 'no strategy has that id' }
+}
 
 /** No node of the inventory has that id. */
-export class NodeNotFoundError extends ShoalError {}
+export class NodeNotFoundError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'NODE_UNKNOWN', status: 404, message: 'no node has that id' }
+}
 
 /** Where strategies are kept: the replicated catalogue. */
 export interface StrategyStore {

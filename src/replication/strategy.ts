@@ -2,12 +2,14 @@
 // payloads that create them. Pure: no I/O, no fleet state beyond what a caller passes in.
 import { CID } from 'multiformats/cid'
 import { parseDigest } from '../oci/digest.ts'
-import { ShoalError } from '../oci/errors.ts'
+import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { assertRepositoryName, isTag } from '../oci/names.ts'
 import type { Member } from './placement.ts'
 
 /** A strategy that cannot be accepted; the message says what is wrong with it. */
-export class InvalidStrategyError extends ShoalError {}
+export class InvalidStrategyError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'STRATEGY_INVALID', status: 400, message: 'invalid strategy' }
+}
 
 /** Labels are `key=value` pairs; a selector matches a node whose labels hold every one of its pairs. */
 export type LabelSelector = Record<string, string>
@@ -110,7 +112,9 @@ export function parseSelectorText (text: string): LabelSelector {
 }
 
 /** A node's labels are not valid. */
-export class InvalidLabelsError extends ShoalError {}
+export class InvalidLabelsError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'LABELS_INVALID', status: 400, message: 'invalid labels' }
+}
 
 /** `zone=eu,tier=edge` as the CLI takes a node's labels, with the selector's rules; may be empty. */
 export function parseLabelsText (text: string): Record<string, string> {

@@ -1,0 +1,73 @@
+// Any error, whoever raised it (a domain class, fastify, Node's HTTP parser), as one
+// {status, code, message}: what every HTTP face renders in its own format (D10).
+import { STATUS_CODES } from 'node:http'
+import { descriptorOf, type ErrorDescriptor, SIZE_INVALID, UNKNOWN } from './oci/errors.ts'
+
+export interface DescribedError {
+  status: number
+  /** The descriptor's code (an OCI code for the registry's errors). */
+  code: string
+  /** For the client to read; never internals (a 5xx says only what its descriptor says). */
+  message: string
+  detail?: unknown
+  /** Headers the protocol wants with the error (e.g. Range for an upload that does not continue). */
+  headers?: Readonly<Record<string, string>>
+}
+
+/** Renders a described error in one face's format: the response's headers and body. */
+export type ErrorRenderer = (error: DescribedError) => { headers: Record<string, string>, body: string }
+
+/** Turns anything thrown into what a face sends. Errors without a descriptor are the node's fault: 500 UNKNOWN. */
+export function describeError (err: unknown): DescribedError {
+  const descriptor = descriptorOf(err)
+  if (descriptor !== undefined) return fromDescriptor(descriptor, err as Error)
+  const code = (err as { code?: unknown } | undefined)?.code
+  if (typeof code === 'string' && code.startsWith('HPE_')) return parserError(code, err as Error)
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, code: 'UNSUPPORTED', message: 'the request took too long to arrive' }
+  // Fastify's own refusals (and other http-errors style errors) carry a 4xx statusCode.
+  const statusCode = (err as { statusCode?: unknown } | undefined)?.statusCode
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, code: codeForStatus(statusCode, code), message: (err as Error).message || STATUS_CODES[statusCode] || 'bad request' }
+  }
+  return { status: UNKNOWN.status, code: UNKNOWN.code, message: UNKNOWN.message }
+}
+
+function fromDescriptor (descriptor: ErrorDescriptor, err: Error): DescribedError {
+  const described: DescribedError = {
+    status: descriptor.status,
+    code: descriptor.code,
+    message: descriptor.status >= 500 || err.message === '' ? descriptor.message : err.message
+  }
+  const { detail, headers } = err as { detail?: unknown, headers?: Record<string, string> }
+  if (detail !== undefined) described.detail = detail
+  if (headers !== undefined) described.headers = headers
+  return described
+}
+
+/** Node's HTTP parser (llhttp) refused the request before any route saw it. */
+function parserError (code: string, err: Error): DescribedError {
+  const reason = (err as { reason?: unknown }).reason
+  const why = typeof reason === 'string' && reason !== '' ? reason : err.message
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, code: 'UNSUPPORTED', message: 'the request line and headers are too large' }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, code: SIZE_INVALID.code, message: 'chunk extensions are too large' }
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+      return { status: 400, code: SIZE_INVALID.code, message: `invalid Content-Length: ${why}` }
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      return { status: 400, code: 'UNSUPPORTED', message: `malformed chunked body: ${why}` }
+    default:
+      return { status: 400, code: 'UNSUPPORTED', message: `malformed HTTP request: ${why}` }
+  }
+}
+
+function codeForStatus (status: number, frameworkCode: unknown): string {
+  if (frameworkCode === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || status === 413) return SIZE_INVALID.code
+  if (status === 401) return 'UNAUTHORIZED'
+  if (status === 403) return 'DENIED'
+  if (status === 429) return 'TOOMANYREQUESTS'
+  return 'UNSUPPORTED'
+}
