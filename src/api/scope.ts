@@ -1,3 +1,4 @@
+import { AjvCompiler } from '@fastify/ajv-compiler'
 import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from 'fastify'
 import { ApiError, sendApiError } from './errors.ts'
 
@@ -13,9 +14,22 @@ export function configureApiScope (api: FastifyInstance): void {
   // The server's catch-all parser leaves bodies unread for the registry to stream; the API
   // takes JSON and nothing else (other media types get 415).
   api.removeAllContentTypeParsers()
-  api.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: API_BODY_LIMIT_BYTES }, api.getDefaultJsonParser('error', 'error'))
+  const parseJson = api.getDefaultJsonParser('error', 'error')
+  api.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: API_BODY_LIMIT_BYTES }, (req, body, done) => {
+    // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      done(new ApiError(415, `the body must be JSON in UTF-8, not charset=${charset}`), undefined)
+      return
+    }
+    parseJson(req, body as string, done)
+  })
 
-  api.setSchemaErrorFormatter((errors, dataVar) => new Error(errors.map(error => describeSchemaError(error, dataVar)).join(', ')))
+  // Strict: a field the schema does not name is refused, and a value of the wrong type is
+  // refused rather than converted (fastify's default Ajv turns "2" into 2 and null into 0).
+  api.setValidatorCompiler(strictValidator({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } }))
+  // One refusal, in the words the domain uses for its own: "replicas must be a whole number, not \"2\"".
+  api.setSchemaErrorFormatter((errors, dataVar) => new Error(describeSchemaError(firstError(errors), dataVar)))
   api.setErrorHandler(async (err: FastifyError, req, reply) => {
     const statusCode = statusOf(err)
     if (statusCode >= 500) req.log.error({ err, url: req.url, method: req.method }, 'internal error')
@@ -26,13 +40,78 @@ export function configureApiScope (api: FastifyInstance): void {
   })
 }
 
-/** Ajv's message, naming what it leaves out: the unexpected property, the allowed values. */
-function describeSchemaError (error: FastifySchemaValidationError, dataVar: string): string {
-  const text = `${dataVar}${error.instancePath} ${error.message ?? 'is invalid'}`
-  const params = error.params as { additionalProperty?: unknown, allowedValues?: unknown }
-  if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') return `${text}: '${params.additionalProperty}'`
-  if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) return `${text}: ${params.allowedValues.map(value => JSON.stringify(value)).join(', ')}`
-  return text
+const strictValidator = AjvCompiler()
+
+/** What Ajv reports with `verbose`: the value and the schema that refused it. */
+type VerboseError = FastifySchemaValidationError & { data?: unknown, schema?: unknown, parentSchema?: Record<string, unknown> }
+
+/** The error to report: of alternatives (anyOf), the one about the whole value, not each branch's. */
+function firstError (errors: FastifySchemaValidationError[]): VerboseError {
+  return (errors.find(error => error.keyword === 'anyOf' || error.keyword === 'oneOf') ?? errors[0]) as VerboseError
+}
+
+/**
+ * An Ajv error as the API's domain errors put it: the field by name, what it must be, and what
+ * it was (`percentage must be a number, not null`; `unknown field "colour"`).
+ */
+export function describeSchemaError (error: VerboseError | undefined, dataVar: string): string {
+  if (error === undefined) return `the ${dataVar} is invalid`
+  const path = error.instancePath.split('/').slice(1).map(part => part.replaceAll('~1', '/').replaceAll('~0', '~')).join('.')
+  const field = path === '' ? `the ${dataVar}` : path
+  const within = path === '' ? '' : `${path}: `
+  const was = 'data' in error ? `, not ${show(error.data)}` : ''
+  const params = error.params as Record<string, unknown>
+  switch (error.keyword) {
+    case 'type':
+      return `${field} must be ${describeTypes(params.type)}${was}`
+    case 'anyOf':
+    case 'oneOf':
+      return `${field} must be ${describeAlternatives(error.schema)}${was}`
+    case 'required':
+      return `${within}missing field ${show(params.missingProperty)}`
+    case 'additionalProperties': {
+      const known = Object.keys((error.parentSchema?.properties as Record<string, unknown> | undefined) ?? {})
+      return `${within}unknown field ${show(params.additionalProperty)}${known.length === 0 ? '' : ` (known: ${known.join(', ')})`}`
+    }
+    case 'enum':
+      return `${field} must be one of ${(params.allowedValues as unknown[]).map(value => typeof value === 'string' ? value : show(value)).join(', ')}${was}`
+    case 'minimum':
+      return `${field} must be at least ${String(params.limit)}${was}`
+    case 'maximum':
+      return `${field} must be at most ${String(params.limit)}${was}`
+    case 'minLength':
+      return params.limit === 1 ? `${field} must not be empty` : `${field} must be at least ${String(params.limit)} characters long`
+    case 'maxLength':
+      return `${field} must be at most ${String(params.limit)} characters long`
+    default:
+      return `${field} ${error.message ?? 'is invalid'}${was}`
+  }
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  integer: 'a whole number',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'a list',
+  null: 'null'
+}
+
+function describeTypes (types: unknown): string {
+  const list = (Array.isArray(types) ? types : String(types).split(',')) as string[]
+  return list.map(type => TYPE_NAMES[type] ?? type).join(' or ')
+}
+
+function describeAlternatives (schemas: unknown): string {
+  if (!Array.isArray(schemas)) return 'one of the allowed forms'
+  return schemas.map(schema => describeTypes((schema as { type?: unknown }).type ?? 'any value')).join(' or ')
+}
+
+function show (value: unknown): string {
+  if (value === undefined) return 'nothing'
+  const text = JSON.stringify(value)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
 
 function statusOf (err: FastifyError): number {

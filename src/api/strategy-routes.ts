@@ -185,7 +185,8 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 
 const createBodySchema = {
   type: 'object',
-  description: 'Shoal\'s form (`image`, `kind` and the kind\'s fields) or DistroMash\'s, unchanged (`nametag`, `type`, `percentage`, `target`, `execute`); unknown fields are ignored',
+  description: 'Shoal\'s form (`image`, `kind` and the kind\'s fields) or DistroMash\'s, unchanged (`nametag`, `type`, `percentage`, `target`, `execute`); an unknown field is refused',
+  additionalProperties: false,
   properties: {
     ...strategyProperties,
     selector: { anyOf: [selectorSchema, { type: 'string' }], description: 'Labels such as { "zone": "eu" } or "zone=eu,tier=edge"' },

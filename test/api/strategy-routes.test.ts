@@ -123,7 +123,14 @@ describe('strategies on a fleet of three nodes', () => {
       [{ image: IMAGE, kind: 'labels', selector: { zone: 'eu' }, count: 3 }, /^count 3 is more than the 2 node\(s\) matching zone=eu$/],
       [{ image: IMAGE }, /^missing kind/],
       [{ image: 'busybox', kind: 'all' }, /^invalid image "busybox"/],
-      [{ image: IMAGE, kind: 'replicas', replicas: 'two' }, /replicas must be integer/]
+      [{ image: IMAGE, kind: 'replicas', replicas: 'two' }, /^replicas must be a whole number, not "two"$/],
+      // Strict: no coercion, no unknown field dropped in silence, null is not 0.
+      [{ image: IMAGE, kind: 'replicas', replicas: '2' }, /^replicas must be a whole number, not "2"$/],
+      [{ image: IMAGE, kind: 'all', colour: 'blue' }, /^unknown field "colour" \(known: kind, image, percentage, /],
+      [{ image: IMAGE, kind: 'percentage', percentage: null }, /^percentage must be a number, not null$/],
+      [{ image: IMAGE, kind: 'labels', selector: 5 }, /^selector must be an object or a string, not 5$/],
+      [{ image: IMAGE, kind: 'copy' }, /^kind must be one of percentage, target, replicas, all, labels, not "copy"$/],
+      [[IMAGE], /^the body must be an object, not \["strat\/app:1\.0"\]$/]
     ]
     const before = ((await api(a, '/strategies')).body as { strategies: unknown[] }).strategies.length
     for (const [body, message] of cases) {
@@ -134,6 +141,14 @@ describe('strategies on a fleet of three nodes', () => {
     }
     const malformed = await api(a, '/strategies', { method: 'POST', body: '{"kind": ' })
     assert.equal(malformed.status, 400)
+    // JSON is UTF-8: a body declared in another charset is refused, not misread.
+    const utf16 = await fetch(`${a.url}/api/v1/strategies`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset=utf-16' },
+      body: Buffer.from(JSON.stringify({ image: IMAGE, kind: 'all' }), 'utf16le')
+    })
+    assert.equal(utf16.status, 415)
+    assert.match((await utf16.json() as Refusal).message, /^the body must be JSON in UTF-8, not charset=utf-16$/)
     assert.equal(((await api(a, '/strategies')).body as { strategies: unknown[] }).strategies.length, before, 'nothing stored')
   })
 
