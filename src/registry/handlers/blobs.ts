@@ -1,0 +1,37 @@
+// /v2/<name>/blobs/<digest>: read a blob (whole or a range), or unlink it from the repository.
+import type { Metrics } from '../../metrics.ts'
+import { parseRange, type BlobService, type BlobView } from '../blob-service.ts'
+import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
+import { writable, writeChunks, type Handler, type ResourceHandlers } from './http.ts'
+
+export interface BlobHandlersOptions {
+  blobs: BlobService
+  ipfsImages: IpfsImages
+  metrics: Metrics
+}
+
+export function blobHandlers ({ blobs, ipfsImages, metrics }: BlobHandlersOptions): ResourceHandlers {
+  const blobOf = async (repository: string, digest: string): Promise<BlobView> =>
+    isIpfsRepository(repository) ? await ipfsImages.blob(repository, digest) : await blobs.stat(repository, digest)
+
+  const send: Handler = async (req, reply, [name = '', digest = '']) => {
+    const blob = await blobOf(name, digest)
+    reply.header('docker-content-digest', blob.digest).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
+    const range = parseRange(req.headers.range, blob.size)
+    const length = range === undefined ? blob.size : range.end - range.start + 1
+    reply.header('content-length', length)
+    if (range !== undefined) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`)
+    if (req.method === 'HEAD') return await reply.send()
+    await writeChunks(reply, blob.chunks(range), metrics)
+    return reply
+  }
+
+  return {
+    GET: send,
+    HEAD: send,
+    DELETE: async (_req, reply, [name = '', digest = '']) => {
+      await blobs.delete(writable(name), digest)
+      return await reply.code(202).header('content-length', 0).send()
+    }
+  }
+}

@@ -1,0 +1,40 @@
+// /v2/<name>/manifests/<reference>: read, push and delete manifests by tag or digest.
+import type { Handler, ResourceHandlers } from './http.ts'
+import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
+import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
+import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from '../manifest-service.ts'
+
+export interface ManifestHandlersOptions {
+  manifests: ManifestService
+  ipfsImages: IpfsImages
+}
+
+export function manifestHandlers ({ manifests, ipfsImages }: ManifestHandlersOptions): ResourceHandlers {
+  const manifestOf = async (repository: string, reference: string): Promise<StoredManifest> =>
+    isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference) : await manifests.get(repository, reference)
+
+  const send: Handler = async (req, reply, [name = '', reference = '']) => {
+    const manifest = await manifestOf(name, reference)
+    reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType)
+      .header('content-length', manifest.bytes.length).header(IMAGE_CID_HEADER, manifest.imageCid)
+    return await reply.send(req.method === 'HEAD' ? undefined : manifest.bytes)
+  }
+
+  return {
+    GET: send,
+    HEAD: send,
+    PUT: async (req, reply, [name = '', reference = '']) => {
+      const repository = writable(name)
+      const body = await readLimited(requestBody(req), MAX_MANIFEST_BYTES, 'manifest')
+      const pushed = await manifests.put(repository, reference, body, req.headers['content-type'] ?? '')
+      reply.code(201).header('location', `/v2/${repository}/manifests/${pushed.digest}`)
+        .header('docker-content-digest', pushed.digest).header(IMAGE_CID_HEADER, pushed.imageCid).header('content-length', 0)
+      if (pushed.subject !== undefined) reply.header('oci-subject', pushed.subject)
+      return await reply.send()
+    },
+    DELETE: async (_req, reply, [name = '', reference = '']) => {
+      await manifests.delete(writable(name), reference)
+      return await reply.code(202).header('content-length', 0).send()
+    }
+  }
+}
