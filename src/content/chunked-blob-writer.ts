@@ -72,13 +72,14 @@ export class ChunkedBlobWriter {
 
   /**
    * Appends a stream of bytes. Whatever arrived before an error (a client that went away)
-   * is kept and recorded, so the client can resume from `size`.
+   * is kept and recorded, so the client can resume from `size`. When `signal` aborts (the
+   * session is cancelled) reading stops at once and nothing more is recorded.
    */
-  async append (source: AsyncIterable<Uint8Array>, limit = Number.POSITIVE_INFINITY): Promise<number> {
+  async append (source: AsyncIterable<Uint8Array>, limit = Number.POSITIVE_INFINITY, signal?: AbortSignal): Promise<number> {
     let appended = 0
     let sinceCheckpoint = 0
     try {
-      for await (const chunk of source) {
+      for await (const chunk of untilAborted(source, signal)) {
         appended += chunk.length
         if (appended > limit) throw new AppendLimitError(limit)
         this.hash?.update(chunk)
@@ -101,7 +102,10 @@ export class ChunkedBlobWriter {
         }
       }
     } finally {
-      await this.save()
+      // A cancelled session's files are about to go: leaves still being written are waited
+      // for (so none lands later), nothing is recorded.
+      if (signal?.aborted === true) await this.drain().catch(() => {})
+      else await this.save()
     }
     return appended
   }
@@ -164,6 +168,49 @@ export class ChunkedBlobWriter {
     }
     await writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify(state))
   }
+}
+
+/**
+ * The chunks of `source` until `signal` aborts; then the wait for the next chunk ends at once
+ * with the abort reason. The rest of the source is then read and dropped in the background: it
+ * is a request body the caller still answers, and returning it would destroy the socket, while
+ * leaving it unread would leave the connection paused, deaf even to the client closing it.
+ */
+async function * untilAborted (source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  if (signal === undefined) {
+    yield * source
+    return
+  }
+  signal.throwIfAborted()
+  const iterator = source[Symbol.asyncIterator]()
+  const { promise: aborted, reject } = Promise.withResolvers<never>()
+  aborted.catch(() => {})
+  const onAbort = (): void => { reject(signal.reason) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  let finished = false
+  try {
+    for (;;) {
+      const next = iterator.next()
+      next.catch(() => {})
+      const result = await Promise.race([next, aborted])
+      if (result.done === true) {
+        finished = true
+        return
+      }
+      yield result.value
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    // Stopped by the consumer or by an error of the source: hand the source back as for-await would.
+    if (!finished && !signal.aborted) await iterator.return?.()
+    if (!finished && signal.aborted) void discardRest(iterator)
+  }
+}
+
+async function discardRest (iterator: AsyncIterator<Uint8Array>): Promise<void> {
+  try {
+    while ((await iterator.next()).done !== true) { /* dropped */ }
+  } catch { /* the client went away: nothing more to read */ }
 }
 
 /** A body longer than the length it declared. */

@@ -27,15 +27,24 @@ export interface UploadSession {
 
 const UPLOAD_ID = /^[0-9a-f-]{36}$/
 
+/** The request working on a session: how to stop it, and when it is done. */
+interface Holder {
+  cancel: AbortController
+  done: Promise<void>
+}
+
 /**
  * Upload sessions as directories under `<data>/uploads`, so they survive restarts.
- * One request at a time may work on a session.
+ * One request at a time may work on a session; a cancel stops that request and waits for it
+ * before the session's files go, so the request never writes into a removed session.
  */
 export class UploadStore {
   private readonly root: string
   private readonly sink: BlockSink
   private readonly open = new Map<string, UploadSession>()
-  private readonly busy = new Set<string>()
+  private readonly busy = new Map<string, Holder>()
+  /** Sessions being cancelled: no new request may take them. */
+  private readonly cancelling = new Set<string>()
 
   constructor (root: string, sink: BlockSink) {
     this.root = root
@@ -60,15 +69,47 @@ export class UploadStore {
     return session
   }
 
-  /** Runs `work` with the session held exclusively. */
-  async with<T> (repository: string, id: string, work: (session: UploadSession) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` with the session held exclusively. `signal` aborts when the session is
+   * cancelled meanwhile; the work then fails with BlobUploadUnknownError whatever it threw.
+   */
+  async with<T> (repository: string, id: string, work: (session: UploadSession, signal: AbortSignal) => Promise<T>): Promise<T> {
     const session = await this.get(repository, id)
+    if (this.cancelling.has(id)) throw new BlobUploadUnknownError(`upload ${id} was cancelled`)
     if (this.busy.has(id)) throw new BlobUploadInvalidError(`upload ${id} is in use by another request`)
-    this.busy.add(id)
+    const cancel = new AbortController()
+    const { promise: done, resolve: release } = Promise.withResolvers<void>()
+    this.busy.set(id, { cancel, done })
     try {
-      return await work(session)
+      return await work(session, cancel.signal)
+    } catch (err) {
+      if (cancel.signal.aborted) throw new BlobUploadUnknownError(`upload ${id} was cancelled`)
+      throw err
     } finally {
       this.busy.delete(id)
+      release()
+    }
+  }
+
+  /**
+   * Cancels a session: a request working on it is stopped (it fails with BlobUploadUnknownError)
+   * and waited for, then the session's files go. A session that request completed meanwhile, or
+   * that another cancel took, is unknown.
+   */
+  async cancel (repository: string, id: string): Promise<void> {
+    await this.get(repository, id)
+    if (this.cancelling.has(id)) throw new BlobUploadUnknownError(`upload ${id} was cancelled`)
+    this.cancelling.add(id)
+    try {
+      const holder = this.busy.get(id)
+      if (holder !== undefined) {
+        holder.cancel.abort()
+        await holder.done
+        if (!this.open.has(id)) throw new BlobUploadUnknownError(`upload ${id} was completed`)
+      }
+      await this.delete(id)
+    } finally {
+      this.cancelling.delete(id)
     }
   }
 

@@ -121,12 +121,12 @@ export class BlobService {
   }
 
   async appendChunk (repository: string, id: string, body: AsyncIterable<Uint8Array>, chunk: ChunkInfo): Promise<number> {
-    return await this.uploads.with(repository, id, async session => {
+    return await this.uploads.with(repository, id, async (session, cancelled) => {
       const size = session.writer.size
       if (chunk.start !== undefined && chunk.start !== size) {
         throw new UploadRangeError(`chunk starts at ${chunk.start} but the upload holds ${size} bytes`, size)
       }
-      await appendBody(session, body, chunk.length)
+      await appendBody(session, body, chunk.length, cancelled)
       return session.writer.size
     })
   }
@@ -134,8 +134,10 @@ export class BlobService {
   /** Completes an upload (with an optional last chunk) and records the blob under `digest`. */
   async finishUpload (repository: string, id: string, digest: string, body?: AsyncIterable<Uint8Array>, length?: number): Promise<BlobView> {
     const expected = parseDigest(digest)
-    return await this.uploads.with(repository, id, async session => {
-      if (body !== undefined) await appendBody(session, body, length)
+    return await this.uploads.with(repository, id, async (session, cancelled) => {
+      if (body !== undefined) await appendBody(session, body, length, cancelled)
+      // Past this point the upload completes: a cancel arriving now finds it gone.
+      cancelled.throwIfAborted()
       const finished = await session.writer.finish()
       const actual = expected.algorithm === 'sha256' && finished.sha256 !== undefined
         ? finished.sha256
@@ -149,9 +151,9 @@ export class BlobService {
     })
   }
 
+  /** Cancels an upload; a request streaming into it is stopped (it gets BLOB_UPLOAD_UNKNOWN) first. */
   async cancelUpload (repository: string, id: string): Promise<void> {
-    await this.uploads.get(repository, id)
-    await this.uploads.delete(id)
+    await this.uploads.cancel(repository, id)
   }
 
   private async digestOf (root: DagNode, size: number, algorithm: string): Promise<string> {
@@ -189,8 +191,8 @@ export function parseRange (header: string | undefined, size: number): ByteRange
 }
 
 /** Errors from the body (a client abort) or the writer (AppendLimitError) carry their own descriptors. */
-async function appendBody (session: UploadSession, body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<void> {
-  const appended = await session.writer.append(body, length)
+async function appendBody (session: UploadSession, body: AsyncIterable<Uint8Array>, length: number | undefined, cancelled: AbortSignal): Promise<void> {
+  const appended = await session.writer.append(body, length, cancelled)
   if (length !== undefined && appended !== length) {
     throw new SizeInvalidError(`chunk has ${appended} bytes but its Content-Length is ${length}`)
   }
