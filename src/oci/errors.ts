@@ -36,6 +36,7 @@ export const UNSUPPORTED = descriptor('UNSUPPORTED', 400, 'the operation is unsu
 export const ENDPOINT_UNKNOWN = descriptor('UNSUPPORTED', 404, 'no endpoint at this URL')
 export const METHOD_UNSUPPORTED = descriptor('UNSUPPORTED', 405, 'the method is not supported on this endpoint')
 export const DENIED = descriptor('DENIED', 403, 'requested access to the resource is denied')
+export const BLOB_IN_USE = descriptor('DENIED', 409, 'the blob is referenced by a manifest of the repository')
 export const TOO_MANY_REQUESTS = descriptor('TOOMANYREQUESTS', 429, 'too many requests')
 /** Anything without a descriptor: the node's own fault. Its message never shows internals. */
 export const UNKNOWN = descriptor('UNKNOWN', 500, 'internal error')
@@ -100,6 +101,8 @@ export class RangeNotSatisfiableError extends ShoalError {
     this.size = size
   }
 }
+/** A blob a manifest of the repository still references: deleting it would break the image. */
+export class BlobInUseError extends ShoalError { static override readonly descriptor = BLOB_IN_USE }
 export class UnsupportedError extends ShoalError { static override readonly descriptor = UNSUPPORTED }
 /** A URL that names no endpoint. */
 export class EndpointUnknownError extends ShoalError { static override readonly descriptor = ENDPOINT_UNKNOWN }

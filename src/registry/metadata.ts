@@ -1,5 +1,5 @@
 import { Level } from 'level'
-import { ManifestBlobUnknownError } from '../oci/errors.ts'
+import { BlobInUseError, ManifestBlobUnknownError } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
 
 /** A blob as stored: the root of its UnixFS DAG and its size. */
@@ -231,8 +231,29 @@ export class Metadata {
     return (await this.blobLinks.get(repository + SEP + digest)) !== undefined
   }
 
+  /**
+   * Unlinks a blob from a repository, unless a manifest linked there references it (BlobInUseError):
+   * the image would stay tagged but could no longer be pulled. Under the blob's lock, which a
+   * manifest push naming it also takes, so neither can slip past the other.
+   */
   async unlinkBlob (repository: string, digest: string): Promise<void> {
-    await this.locks.run([digest], async () => { await this.blobLinks.del(repository + SEP + digest, { sync: true }) })
+    await this.locks.run([digest], async () => {
+      const user = await this.manifestReferencing(repository, digest)
+      if (user !== undefined) {
+        throw new BlobInUseError(`blob ${digest} is referenced by manifest ${user} of ${repository}: delete the manifest first`, { manifest: user })
+      }
+      await this.blobLinks.del(repository + SEP + digest, { sync: true })
+    })
+  }
+
+  /** A manifest linked in the repository whose record lists the blob (records from before `blobs` was kept are not known). */
+  private async manifestReferencing (repository: string, blob: string): Promise<string | undefined> {
+    const prefix = repository + SEP
+    for await (const key of this.manifestLinks.keys({ gt: prefix, lt: repository + AFTER })) {
+      const digest = key.slice(prefix.length)
+      if ((await this.manifests.get(digest))?.blobs?.includes(blob) === true) return digest
+    }
+    return undefined
   }
 
   async getManifest (digest: string): Promise<ManifestRecord | undefined> {

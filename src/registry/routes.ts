@@ -1,8 +1,9 @@
 // The router of the OCI Distribution 1.1 API under /v2/: which resource a path names, and which
 // handler (registry/handlers/*) answers each method of it.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { CID } from 'multiformats/cid'
 import type { Metrics } from '../metrics.ts'
-import { EndpointUnknownError, MethodUnsupportedError } from '../oci/errors.ts'
+import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError } from '../oci/errors.ts'
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService } from './blob-service.ts'
 import { blobHandlers } from './handlers/blobs.ts'
@@ -10,7 +11,7 @@ import type { ResourceHandlers } from './handlers/http.ts'
 import { catalogHandler, referrerHandlers, tagListHandlers } from './handlers/lists.ts'
 import { manifestHandlers } from './handlers/manifests.ts'
 import { uploadSessionHandlers, uploadStartHandlers } from './handlers/uploads.ts'
-import type { IpfsImages } from './ipfs-images.ts'
+import { IPFS_REPOSITORY_PREFIX, isIpfsRepository, type IpfsImages } from './ipfs-images.ts'
 import type { ManifestService } from './manifest-service.ts'
 
 export { IMAGE_CID_HEADER } from './handlers/http.ts'
@@ -60,6 +61,7 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
         const [, name = '', ...rest] = match
         routeLabels.set(req, route.label)
         assertRepositoryName(name)
+        if (isIpfsRepository(name)) assertImageCid(name)
         const handler = route.handlers[req.method as keyof ResourceHandlers]
         if (handler === undefined) throw new MethodUnsupportedError(`${req.method} is not supported on ${route.label}`)
         return await handler(req, reply, [name, ...rest])
@@ -67,6 +69,16 @@ export function registerRegistryRoutes (app: FastifyInstance, options: RegistryR
       throw new EndpointUnknownError(`no registry endpoint at /v2/${path}`)
     }
   })
+}
+
+/** `ipfs/<cid>` names an image directory by its CID; anything else under ipfs/ is a bad name, on every route. */
+function assertImageCid (name: string): void {
+  const text = name.slice(IPFS_REPOSITORY_PREFIX.length)
+  try {
+    CID.parse(text)
+  } catch {
+    throw new NameInvalidError(`invalid repository name: ${JSON.stringify(name)}: ${JSON.stringify(text)} is not a CID`)
+  }
 }
 
 function decodePath (path: string): string {

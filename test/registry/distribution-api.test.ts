@@ -154,7 +154,7 @@ describe('OCI Distribution API on a real node', () => {
 
     it('refuses bad names, tags and digests', async () => {
       await assertOciError(await registry.request('GET', '/v2/Bad_Name/manifests/latest'), 400, 'NAME_INVALID')
-      await assertOciError(await registry.request('GET', '/v2/good/manifests/-tag'), 400, 'TAG_INVALID')
+      await assertOciError(await registry.pushManifest('good', '-tag', '{}', OCI_MANIFEST), 400, 'TAG_INVALID')
       await assertOciError(await registry.request('GET', '/v2/good/blobs/sha256:1234'), 400, 'DIGEST_INVALID')
       await assertOciError(await registry.request('GET', '/v2/good/blobs/md5:d41d8cd98f00b204e9800998ecf8427e'), 400, 'DIGEST_INVALID')
       await assertOciError(await registry.request('POST', '/v2/good/blobs/uploads/?digest=nonsense', { body: 'x' }), 400, 'DIGEST_INVALID')

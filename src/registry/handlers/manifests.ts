@@ -2,6 +2,8 @@
 import type { Handler, ResourceHandlers } from './http.ts'
 import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
+import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
+import { parseReference } from '../../oci/names.ts'
 import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from '../manifest-service.ts'
 
 export interface ManifestHandlersOptions {
@@ -14,6 +16,9 @@ export function manifestHandlers ({ manifests, ipfsImages }: ManifestHandlersOpt
     isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference) : await manifests.get(repository, reference)
 
   const send: Handler = async (req, reply, [name = '', reference = '']) => {
+    // spec.md, "Pulling manifests": a reference is a tag or a digest, and a manifest not found is
+    // a 404. Anything else names no manifest; only a PUT, which would create one, refuses it as TAG_INVALID.
+    if (!isReference(reference)) throw new ManifestUnknownError(`no manifest ${JSON.stringify(reference)} in ${name}: it is neither a tag nor a digest`)
     const manifest = await manifestOf(name, reference)
     reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType)
       .header('content-length', manifest.bytes.length).header(IMAGE_CID_HEADER, manifest.imageCid)
@@ -36,5 +41,15 @@ export function manifestHandlers ({ manifests, ipfsImages }: ManifestHandlersOpt
       await manifests.delete(writable(name), reference)
       return await reply.code(202).header('content-length', 0).send()
     }
+  }
+}
+
+function isReference (text: string): boolean {
+  try {
+    parseReference(text)
+    return true
+  } catch (err) {
+    if (err instanceof TagInvalidError || err instanceof DigestInvalidError) return false
+    throw err
   }
 }
