@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { open, rename } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { syncDirectory, type SyncDirectory } from './directory-sync.ts'
 
-/** Writes a file so that readers see the old or the new content, never a torn one. */
-export async function writeFileAtomic (path: string, bytes: Uint8Array | string): Promise<void> {
+/**
+ * Writes a file so that readers see the old or the new content, never a torn one, and so that
+ * the new content survives a power cut once this resolves (the directory is synced too).
+ */
+export async function writeFileAtomic (path: string, bytes: Uint8Array | string, sync: SyncDirectory = syncDirectory): Promise<void> {
   const tmpPath = join(dirname(path), `.${randomUUID()}.tmp`)
   const handle = await open(tmpPath, 'w')
   try {
@@ -13,4 +17,5 @@ export async function writeFileAtomic (path: string, bytes: Uint8Array | string)
     await handle.close()
   }
   await rename(tmpPath, path)
+  await sync(dirname(path))
 }

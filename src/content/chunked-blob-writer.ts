@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { SIZE_INVALID } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
+import { syncDirectory, type SyncDirectory } from './directory-sync.ts'
 import { chunkPool } from './chunk-pool.ts'
 import { CHUNK_SIZE, ParallelPuts, buildFileDag, rawCid, type BlockSink, type DagNode } from './unixfs-dag.ts'
 
@@ -42,10 +43,12 @@ export class ChunkedBlobWriter {
   private pending = new Set<Promise<unknown>>()
   private inMemory = 0
   private wake: (() => void) | undefined
+  private readonly syncDirectory: SyncDirectory
 
-  private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tail: Buffer, hash: Hash | undefined) {
+  private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tail: Buffer, hash: Hash | undefined, sync: SyncDirectory) {
     this.dir = dir
     this.sink = sink
+    this.syncDirectory = sync
     this.leaves = leaves
     this.buffer = chunkPool.take()
     tail.copy(this.buffer)
@@ -53,17 +56,17 @@ export class ChunkedBlobWriter {
     this.hash = hash
   }
 
-  static create (dir: string, sink: BlockSink): ChunkedBlobWriter {
-    return new ChunkedBlobWriter(dir, sink, [], Buffer.alloc(0), createHash('sha256'))
+  static create (dir: string, sink: BlockSink, sync: SyncDirectory = syncDirectory): ChunkedBlobWriter {
+    return new ChunkedBlobWriter(dir, sink, [], Buffer.alloc(0), createHash('sha256'), sync)
   }
 
   /** Reopens a writer from its directory; the running hash is lost and recomputed when needed. */
-  static async load (dir: string, sink: BlockSink): Promise<ChunkedBlobWriter> {
+  static async load (dir: string, sink: BlockSink, sync: SyncDirectory = syncDirectory): Promise<ChunkedBlobWriter> {
     const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as WriterState
     const leaves = state.leaves.map(leaf => ({ cid: CID.parse(leaf.cid), dagSize: leaf.size, fileSize: leaf.size }))
     const tail = state.tailLength === 0 ? Buffer.alloc(0) : (await readFile(join(dir, 'tail'))).subarray(0, state.tailLength)
     if (tail.length !== state.tailLength) throw new Error(`upload tail in ${dir} is shorter than recorded`)
-    return new ChunkedBlobWriter(dir, sink, leaves, tail, undefined)
+    return new ChunkedBlobWriter(dir, sink, leaves, tail, undefined, sync)
   }
 
   get size (): number {
@@ -158,15 +161,18 @@ export class ChunkedBlobWriter {
     await Promise.all(this.pending)
   }
 
-  /** Records leaves (once durably stored) and the tail, atomically. */
+  /**
+   * Records leaves (once durably stored, directory entries included) and the tail, atomically;
+   * one sync of the session directory makes both renames durable before the client is told.
+   */
   private async save (): Promise<void> {
     await this.drain()
-    if (this.filled > 0) await writeFileAtomic(join(this.dir, 'tail'), this.buffer.subarray(0, this.filled))
+    if (this.filled > 0) await writeFileAtomic(join(this.dir, 'tail'), this.buffer.subarray(0, this.filled), async () => {})
     const state: WriterState = {
       leaves: this.leaves.map(leaf => ({ cid: leaf.cid.toString(), size: leaf.fileSize })),
       tailLength: this.filled
     }
-    await writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify(state))
+    await writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify(state), this.syncDirectory)
   }
 }
 

@@ -1,16 +1,23 @@
 import { randomUUID } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import type { AbortOptions } from 'abort-error'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
+import { DirectorySync, syncDirectory, type SyncDirectory } from './directory-sync.ts'
+
+export interface FsBlockstoreOptions {
+  /** How a directory is synced (tests watch it); default fsync. */
+  syncDirectory?: SyncDirectory
+}
 
 /**
- * Blocks as files, one per multihash, written atomically: temp file, fsync, rename.
- * A crash leaves either no block or a whole one, never a truncated file under a block's name.
+ * Blocks as files, one per multihash, written atomically: temp file, fsync, rename, fsync of the
+ * directory (batched across concurrent puts). A crash leaves either no block or a whole one,
+ * never a truncated file under a block's name, and a put that resolved survives a power cut.
  * Implements helia's Blockstore interface so the mesh can hand it to helia unchanged.
  *
  * Garbage collection runs beside writers with no lock (see content/gc.ts): while a collection
@@ -28,9 +35,14 @@ export class FsBlockstore implements Blockstore {
   private readonly trackers = new Set<Set<string>>()
   /** Blocks a collection is unlinking now. */
   private readonly removing = new Map<string, Promise<void>>()
+  /** Shard directories blocks were renamed into, synced in batches before puts resolve. */
+  private readonly directories: DirectorySync
+  private readonly syncDirectory: SyncDirectory
 
-  constructor (root: string) {
+  constructor (root: string, options: FsBlockstoreOptions = {}) {
     this.root = root
+    this.syncDirectory = options.syncDirectory ?? syncDirectory
+    this.directories = new DirectorySync(this.syncDirectory)
   }
 
   async start (): Promise<void> {
@@ -43,6 +55,9 @@ export class FsBlockstore implements Blockstore {
         if (file.endsWith(TMP_SUFFIX)) await rm(join(shard, file), { force: true })
       }
     }))
+    // The shard directories (made once) are entries of the root, and the root of its parent.
+    await this.syncDirectory(this.root)
+    await this.syncDirectory(dirname(this.root))
   }
 
   async stop (): Promise<void> {}
@@ -145,6 +160,10 @@ export class FsBlockstore implements Blockstore {
     } finally {
       this.tempFilesInUse.delete(tmpPath)
     }
+    // The rename is durable only once its directory is: records that name this block are
+    // written after the put resolves.
+    this.directories.note(dirname(path))
+    await this.directories.flush()
   }
 
   async * putMany (source: Iterable<InputPair> | AsyncIterable<InputPair>, options?: AbortOptions): AsyncGenerator<CID> {

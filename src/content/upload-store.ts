@@ -3,6 +3,7 @@ import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BlobUploadInvalidError, BlobUploadUnknownError } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
+import { syncDirectory, type SyncDirectory } from './directory-sync.ts'
 import { ChunkedBlobWriter } from './chunked-blob-writer.ts'
 import type { CID } from 'multiformats/cid'
 import type { BlockSink } from './unixfs-dag.ts'
@@ -25,6 +26,11 @@ export interface UploadSession {
   writer: ChunkedBlobWriter
 }
 
+export interface UploadStoreOptions {
+  /** How a directory is synced (tests watch it); default fsync. */
+  syncDirectory?: SyncDirectory
+}
+
 const UPLOAD_ID = /^[0-9a-f-]{36}$/
 
 /** The request working on a session: how to stop it, and when it is done. */
@@ -45,10 +51,12 @@ export class UploadStore {
   private readonly busy = new Map<string, Holder>()
   /** Sessions being cancelled: no new request may take them. */
   private readonly cancelling = new Set<string>()
+  private readonly syncDirectory: SyncDirectory
 
-  constructor (root: string, sink: BlockSink) {
+  constructor (root: string, sink: BlockSink, options: UploadStoreOptions = {}) {
     this.root = root
     this.sink = sink
+    this.syncDirectory = options.syncDirectory ?? syncDirectory
   }
 
   async start (): Promise<void> {
@@ -63,8 +71,10 @@ export class UploadStore {
     const id = randomUUID()
     const dir = join(this.root, id)
     await mkdir(dir)
-    await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify({ repository, createdAt: new Date().toISOString() }))
-    const session = { id, repository, writer: ChunkedBlobWriter.create(dir, this.sink) }
+    await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify({ repository, createdAt: new Date().toISOString() }), this.syncDirectory)
+    // The session's directory is an entry of the root: durable before its Location is given out.
+    await this.syncDirectory(this.root)
+    const session = { id, repository, writer: ChunkedBlobWriter.create(dir, this.sink, this.syncDirectory) }
     this.open.set(id, session)
     return session
   }
@@ -130,10 +140,10 @@ export class UploadStore {
     if (meta.repository !== repository) throw new BlobUploadUnknownError(`no upload ${id} in ${repository}`)
     let writer: ChunkedBlobWriter
     try {
-      writer = await ChunkedBlobWriter.load(dir, this.sink)
+      writer = await ChunkedBlobWriter.load(dir, this.sink, this.syncDirectory)
     } catch {
       // Created but no byte recorded yet.
-      writer = ChunkedBlobWriter.create(dir, this.sink)
+      writer = ChunkedBlobWriter.create(dir, this.sink, this.syncDirectory)
     }
     const session = { id, repository, writer }
     this.open.set(id, session)
