@@ -83,7 +83,6 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
         release()
         return await reply.send()
       }
-      if (req.method === 'HEAD') return await reply.send()
       if (uploadLimiter !== undefined) {
         const gone = untilResponseCloses(reply)
         try {
@@ -106,6 +105,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     reply.header('content-type', `${CAR}; version=1`)
     if (req.method === 'HEAD') return await reply.send()
     const { writer, out } = CarWriter.create([cid])
+    const body = Readable.from(out)
     const abort = new AbortController()
     req.raw.once('close', () => abort.abort())
     void (async () => {
@@ -115,11 +115,15 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
           metrics.bytesOut.inc(block.bytes.length)
           await writer.put(block)
         }
-      } finally {
         await writer.close()
+      } catch (err) {
+        // The 200 and the first blocks are out: a CAR that simply ended here would look whole, so
+        // the response is cut instead (the client sees a broken transfer, never a short CAR).
+        if (!abort.signal.aborted) req.log.error({ err, cid: text }, 'CAR walk failed mid-response')
+        body.destroy(err as Error)
       }
-    })().catch(() => { /* the client went away; nothing to clean up */ })
-    return await reply.send(Readable.from(out))
+    })()
+    return await reply.send(body)
   }
   app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid', exposeHeadRoute: false, handler })
 }

@@ -52,4 +52,24 @@ describe('GET /ipfs/<cid>', () => {
     assert.equal((await fetch(`${node.url}/ipfs/not-a-cid?format=raw`)).status, 400)
     assert.equal((await fetch(`${node.url}/ipfs/${imageCid}`)).status, 406)
   })
+
+  // Defect 16: a walk that failed mid-CAR ended the response cleanly behind its 200.
+  it('cuts a CAR short when a block is missing mid-walk, never ends it cleanly', async () => {
+    const registry = new RegistryClient(node.url)
+    const layer = Buffer.alloc(3 * 1024 * 1024, 0)
+    for (let i = 0; i < layer.length; i++) layer[i] = (i * 31) % 253
+    const { response } = await registry.pushImage('gw/broken', 'v1', layer.toString('latin1'))
+    const cid = response.headers.get('shoal-image-cid') ?? ''
+    const whole = await CarReader.fromBytes(new Uint8Array(await (await fetch(`${node.url}/ipfs/${cid}?format=car`)).arrayBuffer()))
+    const order: CID[] = []
+    for await (const block of whole.blocks()) order.push(block.cid)
+    const last = order.at(-1)
+    assert.ok(last !== undefined && order.length > 5)
+    await node.node.blockstore.delete(last)
+
+    const broken = await fetch(`${node.url}/ipfs/${cid}?format=car`)
+    assert.equal(broken.status, 200)
+    await assert.rejects(broken.arrayBuffer(), 'the body ends in a transfer error, not a clean end')
+    assert.equal((await fetch(`${node.url}/v2/`)).status, 200)
+  })
 })
