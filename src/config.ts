@@ -105,6 +105,13 @@ export const SETTINGS = {
     help: 'hours after which an upload nobody touched is removed',
     check: positive('hours')
   }),
+  maxUploadSessions: declare({
+    kind: number, default: 1000, arg: '<n>',
+    // An open session costs a directory and a few hundred bytes of memory (its partial leaf is
+    // on disk); the cap bounds what clients that start uploads and never finish can pile up.
+    help: 'upload sessions open at once; past it a new upload gets 429 TOOMANYREQUESTS',
+    check: value => Number.isSafeInteger(value) && value > 0 ? undefined : 'must be a positive whole number'
+  }),
   gcIntervalMinutes: declare({
     kind: number, default: 0, arg: '<minutes>',
     help: 'minutes between garbage collections of unreferenced blocks (0: only after drops)',

@@ -60,7 +60,7 @@ export class ShoalNode {
     const data = resolve(config.data)
     this.blockstore = new FsBlockstore(join(data, 'blocks'))
     this.metadata = new Metadata(join(data, 'metadata'))
-    this.uploads = new UploadStore(join(data, 'uploads'), this.blockstore)
+    this.uploads = new UploadStore(join(data, 'uploads'), this.blockstore, { maxSessions: config.maxUploadSessions })
     this.metrics = new Metrics({
       storedBlobs: () => this.metadata.countBlobs(),
       openUploads: () => this.uploads.count()

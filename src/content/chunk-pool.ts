@@ -3,7 +3,8 @@ import { CHUNK_SIZE } from './unixfs-dag.ts'
 const MAX_POOLED = 32
 
 /**
- * Reused 1 MiB buffers for leaves on their way in (uploads) and out (blob reads). A fresh
+ * Reused 1 MiB buffers for leaves on their way in (uploads, only while a request streams) and
+ * out (blob reads). A fresh
  * buffer per MiB made garbage collection the largest cost after hashing, and let tens of MB
  * of dead buffers pile up between collections.
  */

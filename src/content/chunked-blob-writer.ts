@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { SIZE_INVALID } from '../oci/errors.ts'
@@ -31,46 +32,61 @@ const CHECKPOINT_EVERY_LEAVES = 32
 /**
  * Cuts an upload into the profile's 1 MiB raw leaves as bytes arrive, across any number of
  * requests and restarts. Full leaves go to the blockstore; the partial tail lives in the
- * session directory. Memory: one chunk buffer plus a few leaves being written.
+ * session directory. Memory: a chunk buffer (plus a few leaves being written) only while a
+ * request streams or the upload finishes; between requests the partial leaf is on disk only,
+ * so an open session costs a few hundred bytes, however many are open.
  */
 export class ChunkedBlobWriter {
   private readonly dir: string
   private readonly sink: BlockSink
   private leaves: DagNode[]
-  private buffer: Buffer
+  /** The partial leaf, while a request works on the upload; undefined between requests. */
+  private buffer: Buffer | undefined
   private filled: number
   private hash: Hash | undefined
   private pending = new Set<Promise<unknown>>()
   private inMemory = 0
   private wake: (() => void) | undefined
   private readonly syncDirectory: SyncDirectory
+  /** The leaf count of the tail file on disk (its name), so a stale one can go. */
+  private savedTailOf: number | undefined
+  /** What is in memory may differ from what is on disk (a save failed): reload before use. */
+  private stale = false
 
-  private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tail: Buffer, hash: Hash | undefined, sync: SyncDirectory) {
+  private constructor (dir: string, sink: BlockSink, leaves: DagNode[], tailLength: number, hash: Hash | undefined, sync: SyncDirectory) {
     this.dir = dir
     this.sink = sink
     this.syncDirectory = sync
     this.leaves = leaves
-    this.buffer = chunkPool.take()
-    tail.copy(this.buffer)
-    this.filled = tail.length
+    this.filled = tailLength
+    this.savedTailOf = tailLength > 0 ? leaves.length : undefined
     this.hash = hash
   }
 
   static create (dir: string, sink: BlockSink, sync: SyncDirectory = syncDirectory): ChunkedBlobWriter {
-    return new ChunkedBlobWriter(dir, sink, [], Buffer.alloc(0), createHash('sha256'), sync)
+    return new ChunkedBlobWriter(dir, sink, [], 0, createHash('sha256'), sync)
   }
 
   /** Reopens a writer from its directory; the running hash is lost and recomputed when needed. */
   static async load (dir: string, sink: BlockSink, sync: SyncDirectory = syncDirectory): Promise<ChunkedBlobWriter> {
     const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as WriterState
     const leaves = state.leaves.map(leaf => ({ cid: CID.parse(leaf.cid), dagSize: leaf.size, fileSize: leaf.size }))
-    const tail = state.tailLength === 0 ? Buffer.alloc(0) : (await readFile(join(dir, 'tail'))).subarray(0, state.tailLength)
-    if (tail.length !== state.tailLength) throw new Error(`upload tail in ${dir} is shorter than recorded`)
-    return new ChunkedBlobWriter(dir, sink, leaves, tail, undefined, sync)
+    if (state.tailLength > 0) {
+      // Sessions saved before tails were named by leaf count have a plain `tail`.
+      if (!existsSync(tailPath(dir, leaves.length)) && existsSync(join(dir, 'tail'))) await rename(join(dir, 'tail'), tailPath(dir, leaves.length))
+      const { size } = await stat(tailPath(dir, leaves.length))
+      if (size < state.tailLength) throw new Error(`upload tail in ${dir} is shorter than recorded`)
+    }
+    return new ChunkedBlobWriter(dir, sink, leaves, state.tailLength, undefined, sync)
   }
 
   get size (): number {
     return this.leaves.length * CHUNK_SIZE + this.filled
+  }
+
+  /** A save failed: memory and disk may differ, so the session must be loaded again from disk. */
+  get needsReload (): boolean {
+    return this.stale
   }
 
   /**
@@ -81,50 +97,99 @@ export class ChunkedBlobWriter {
   async append (source: AsyncIterable<Uint8Array>, limit = Number.POSITIVE_INFINITY, signal?: AbortSignal): Promise<number> {
     let appended = 0
     let sinceCheckpoint = 0
+    let buffer = await this.takeBuffer()
+    let recorded = false
     try {
-      for await (const chunk of untilAborted(source, signal)) {
-        appended += chunk.length
-        if (appended > limit) throw new AppendLimitError(limit)
-        this.hash?.update(chunk)
-        let offset = 0
-        while (offset < chunk.length) {
-          const n = Math.min(chunk.length - offset, CHUNK_SIZE - this.filled)
-          this.buffer.set(chunk.subarray(offset, offset + n), this.filled)
-          this.filled += n
-          offset += n
-          if (this.filled === CHUNK_SIZE) {
-            const full = this.buffer
-            this.buffer = chunkPool.take()
-            this.filled = 0
-            await this.storeLeaf(full, () => chunkPool.give(full))
-            if (++sinceCheckpoint >= CHECKPOINT_EVERY_LEAVES) {
-              await this.save()
-              sinceCheckpoint = 0
+      try {
+        for await (const chunk of untilAborted(source, signal)) {
+          appended += chunk.length
+          if (appended > limit) throw new AppendLimitError(limit)
+          this.hash?.update(chunk)
+          let offset = 0
+          while (offset < chunk.length) {
+            const n = Math.min(chunk.length - offset, CHUNK_SIZE - this.filled)
+            buffer.set(chunk.subarray(offset, offset + n), this.filled)
+            this.filled += n
+            offset += n
+            if (this.filled === CHUNK_SIZE) {
+              const full = buffer
+              buffer = this.buffer = chunkPool.take()
+              this.filled = 0
+              await this.storeLeaf(full, () => chunkPool.give(full))
+              if (++sinceCheckpoint >= CHECKPOINT_EVERY_LEAVES) {
+                await this.save()
+                sinceCheckpoint = 0
+              }
             }
           }
         }
+      } finally {
+        // A cancelled session's files are about to go: leaves still being written are waited
+        // for (so none lands later), nothing is recorded.
+        if (signal?.aborted === true) {
+          await this.drain().catch(() => {})
+        } else {
+          await this.save()
+          recorded = true
+        }
       }
+    } catch (err) {
+      // Memory went past what the disk records: the next request must start from the disk.
+      if (!recorded && signal?.aborted !== true) this.stale = true
+      throw err
     } finally {
-      // A cancelled session's files are about to go: leaves still being written are waited
-      // for (so none lands later), nothing is recorded.
-      if (signal?.aborted === true) await this.drain().catch(() => {})
-      else await this.save()
+      this.releaseBuffer()
     }
     return appended
   }
 
   /** Stores the tail as the last leaf and assembles the file DAG. */
   async finish (): Promise<FinishedBlob> {
-    if (this.filled > 0 || this.leaves.length === 0) {
-      await this.storeLeaf(this.buffer.subarray(0, this.filled), () => {})
-      this.filled = 0
+    try {
+      const buffer = await this.takeBuffer()
+      if (this.filled > 0 || this.leaves.length === 0) {
+        await this.storeLeaf(buffer.subarray(0, this.filled), () => {})
+        this.filled = 0
+      }
+      await this.drain()
+    } catch (err) {
+      this.stale = true
+      throw err
+    } finally {
+      this.releaseBuffer()
     }
-    await this.drain()
-    chunkPool.give(this.buffer)
     const puts = new ParallelPuts(this.sink)
     const root = await buildFileDag(this.leaves, puts)
     await puts.flush()
     return { root, size: root.fileSize, sha256: this.hash === undefined ? undefined : `sha256:${this.hash.digest('hex')}` }
+  }
+
+  /** A pooled buffer holding the partial leaf, read back from the tail file. */
+  private async takeBuffer (): Promise<Buffer> {
+    if (this.buffer !== undefined) return this.buffer
+    const buffer = chunkPool.take()
+    if (this.filled > 0) {
+      try {
+        const handle = await open(tailPath(this.dir, this.leaves.length), 'r')
+        try {
+          const { bytesRead } = await handle.read(buffer, 0, this.filled, 0)
+          if (bytesRead !== this.filled) throw new Error(`upload tail in ${this.dir} is shorter than recorded`)
+        } finally {
+          await handle.close()
+        }
+      } catch (err) {
+        chunkPool.give(buffer)
+        throw err
+      }
+    }
+    this.buffer = buffer
+    return buffer
+  }
+
+  private releaseBuffer (): void {
+    if (this.buffer === undefined) return
+    chunkPool.give(this.buffer)
+    this.buffer = undefined
   }
 
   /** Every leaf of the upload so far, saved in a checkpoint or not (garbage collection keeps them). */
@@ -167,13 +232,27 @@ export class ChunkedBlobWriter {
    */
   private async save (): Promise<void> {
     await this.drain()
-    if (this.filled > 0) await writeFileAtomic(join(this.dir, 'tail'), this.buffer.subarray(0, this.filled), async () => {})
+    // The tail file is named by the leaf count it follows: a crash between the two renames
+    // leaves the old state naming the old tail, never the old state over a new leaf's tail.
+    const tailOf = this.leaves.length
+    if (this.filled > 0) {
+      if (this.buffer === undefined) throw new Error('the partial leaf is not in memory')
+      await writeFileAtomic(tailPath(this.dir, tailOf), this.buffer.subarray(0, this.filled), async () => {})
+    }
     const state: WriterState = {
       leaves: this.leaves.map(leaf => ({ cid: leaf.cid.toString(), size: leaf.fileSize })),
       tailLength: this.filled
     }
     await writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify(state), this.syncDirectory)
+    const stale = this.savedTailOf
+    this.savedTailOf = this.filled > 0 ? tailOf : undefined
+    if (stale !== undefined && stale !== this.savedTailOf) await rm(tailPath(this.dir, stale), { force: true })
   }
+}
+
+/** The file of an upload's partial leaf, which follows `leafCount` full leaves. */
+function tailPath (dir: string, leafCount: number): string {
+  return join(dir, `tail.${leafCount}`)
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BlobUploadInvalidError, BlobUploadUnknownError } from '../oci/errors.ts'
+import { BlobUploadInvalidError, BlobUploadUnknownError, TooManyUploadsError } from '../oci/errors.ts'
 import { writeFileAtomic } from './atomic-file.ts'
 import { syncDirectory, type SyncDirectory } from './directory-sync.ts'
 import { ChunkedBlobWriter } from './chunked-blob-writer.ts'
@@ -11,7 +11,8 @@ import type { BlockSink } from './unixfs-dag.ts'
 /** When a session last changed: its newest file. */
 async function lastTouched (dir: string): Promise<number | undefined> {
   let newest: number | undefined
-  for (const name of ['meta.json', 'state.json', 'tail']) {
+  // state.json is rewritten at the end of every request that touched the session.
+  for (const name of ['meta.json', 'state.json']) {
     try {
       const { mtimeMs } = await stat(join(dir, name))
       newest = Math.max(newest ?? 0, mtimeMs)
@@ -29,6 +30,8 @@ export interface UploadSession {
 export interface UploadStoreOptions {
   /** How a directory is synced (tests watch it); default fsync. */
   syncDirectory?: SyncDirectory
+  /** Sessions open at once (on disk, finished or abandoned ones not counted); default no cap. */
+  maxSessions?: number
 }
 
 const UPLOAD_ID = /^[0-9a-f-]{36}$/
@@ -52,15 +55,20 @@ export class UploadStore {
   /** Sessions being cancelled: no new request may take them. */
   private readonly cancelling = new Set<string>()
   private readonly syncDirectory: SyncDirectory
+  private readonly maxSessions: number
+  /** Ids of the sessions on disk (the cap counts them). */
+  private readonly sessions = new Set<string>()
 
   constructor (root: string, sink: BlockSink, options: UploadStoreOptions = {}) {
     this.root = root
     this.sink = sink
     this.syncDirectory = options.syncDirectory ?? syncDirectory
+    this.maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY
   }
 
   async start (): Promise<void> {
     await mkdir(this.root, { recursive: true })
+    for (const name of await readdir(this.root)) if (UPLOAD_ID.test(name)) this.sessions.add(name)
   }
 
   async stop (): Promise<void> {
@@ -68,12 +76,23 @@ export class UploadStore {
   }
 
   async create (repository: string): Promise<UploadSession> {
+    if (this.sessions.size >= this.maxSessions) {
+      throw new TooManyUploadsError(`this node has ${this.sessions.size} uploads open, as many as it takes (maxUploadSessions): finish or cancel one, or try again once abandoned ones expire`)
+    }
     const id = randomUUID()
     const dir = join(this.root, id)
-    await mkdir(dir)
-    await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify({ repository, createdAt: new Date().toISOString() }), this.syncDirectory)
-    // The session's directory is an entry of the root: durable before its Location is given out.
-    await this.syncDirectory(this.root)
+    // Counted from now, so concurrent creates cannot overshoot the cap.
+    this.sessions.add(id)
+    try {
+      await mkdir(dir)
+      await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify({ repository, createdAt: new Date().toISOString() }), this.syncDirectory)
+      // The session's directory is an entry of the root: durable before its Location is given out.
+      await this.syncDirectory(this.root)
+    } catch (err) {
+      this.sessions.delete(id)
+      await rm(dir, { recursive: true, force: true })
+      throw err
+    }
     const session = { id, repository, writer: ChunkedBlobWriter.create(dir, this.sink, this.syncDirectory) }
     this.open.set(id, session)
     return session
@@ -96,6 +115,8 @@ export class UploadStore {
       if (cancel.signal.aborted) throw new BlobUploadUnknownError(`upload ${id} was cancelled`)
       throw err
     } finally {
+      // A writer whose memory went past its disk state is read again from disk next time.
+      if (session.writer.needsReload && this.open.get(id) === session) this.open.delete(id)
       this.busy.delete(id)
       release()
     }
@@ -158,6 +179,7 @@ export class UploadStore {
   async delete (id: string): Promise<void> {
     this.open.delete(id)
     await rm(join(this.root, id), { recursive: true, force: true })
+    this.sessions.delete(id)
   }
 
   /**
@@ -179,6 +201,6 @@ export class UploadStore {
   }
 
   async count (): Promise<number> {
-    return (await readdir(this.root)).filter(name => UPLOAD_ID.test(name)).length
+    return this.sessions.size
   }
 }

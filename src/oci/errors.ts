@@ -110,6 +110,8 @@ export class EndpointUnknownError extends ShoalError { static override readonly 
 export class MethodUnsupportedError extends ShoalError { static override readonly descriptor = METHOD_UNSUPPORTED }
 /** Too many of something at once (open uploads, requests). */
 export class TooManyRequestsError extends ShoalError { static override readonly descriptor = TOO_MANY_REQUESTS }
+/** The node has as many upload sessions open as it takes (`maxUploadSessions`). */
+export class TooManyUploadsError extends TooManyRequestsError {}
 /**
  * The client went away (or stopped sending) before the body was complete. Nobody reads the answer;
  * it is a 4xx so that an ordinary client drop never looks like a server fault.

@@ -69,7 +69,7 @@ describe('durability on power loss: directories are synced before a write is ack
     watch.syncs.length = 0
     await uploads.with('repo', session.id, async s => { await s.writer.append(bytes(randomBytes(1024 * 1024 + 10))) })
     const sessionDir = join(dir, 'uploads', session.id)
-    assert.ok(watch.syncs.some(s => s.dir === sessionDir && s.entries.has('state.json') && s.entries.has('tail')), 'state and tail renames are synced')
+    assert.ok(watch.syncs.some(s => s.dir === sessionDir && s.entries.has('state.json') && s.entries.has('tail.1')), 'state and tail renames are synced')
     const leafShard = join(store.pathOf(session.writer.leafCids()[0] as never), '..')
     const leafSync = watch.syncs.findIndex(s => s.dir === leafShard)
     const stateSync = watch.syncs.findIndex(s => s.dir === sessionDir)
