@@ -112,6 +112,23 @@ export const SETTINGS = {
     help: 'upload sessions open at once; past it a new upload gets 429 TOOMANYREQUESTS',
     check: value => Number.isSafeInteger(value) && value > 0 ? undefined : 'must be a positive whole number'
   }),
+  bodyIdleSeconds: declare({
+    kind: number, default: 60, arg: '<seconds>',
+    help: 'a request body silent this long is cut; an upload keeps what arrived (0: never)',
+    check: atLeastZero('seconds, 0 for none')
+  }),
+  bodyMinBytesPerSecond: declare({
+    kind: number, default: 1024, arg: '<bytes>',
+    // 1 KiB/s over 30 s cuts a byte-every-few-seconds trickle within a minute, and no link that
+    // moves real data (a 9600 baud modem sends about 1 KiB/s).
+    help: 'a request body slower than this, averaged over --body-rate-window-seconds of waiting for it, is cut; an upload keeps what arrived (0: no floor)',
+    check: atLeastZero('bytes per second, 0 for none')
+  }),
+  bodyRateWindowSeconds: declare({
+    kind: number, default: 30, arg: '<seconds>',
+    help: 'the span over which a request body\'s rate is averaged: a hiccup shorter than this is not a trickle',
+    check: positive('seconds')
+  }),
   gcIntervalMinutes: declare({
     kind: number, default: 0, arg: '<minutes>',
     help: 'minutes between garbage collections of unreferenced blocks (0: only after drops)',

@@ -85,7 +85,8 @@ export class ShoalNode {
       blobs: this.blobs,
       manifests: this.manifests,
       ipfsImages: this.ipfsImages,
-      metrics: this.metrics
+      metrics: this.metrics,
+      bodyPace: { idleMs: config.bodyIdleSeconds * 1000, minBytesPerSecond: config.bodyMinBytesPerSecond, windowMs: config.bodyRateWindowSeconds * 1000 }
     })
     registerGatewayRoutes(this.http, {
       blocks: this.blockstore,

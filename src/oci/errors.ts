@@ -35,6 +35,7 @@ export const RANGE_INVALID = descriptor('RANGE_INVALID', 416, 'invalid content r
 export const UNSUPPORTED = descriptor('UNSUPPORTED', 400, 'the operation is unsupported')
 export const ENDPOINT_UNKNOWN = descriptor('UNSUPPORTED', 404, 'no endpoint at this URL')
 export const METHOD_UNSUPPORTED = descriptor('UNSUPPORTED', 405, 'the method is not supported on this endpoint')
+export const BODY_TOO_SLOW = descriptor('BLOB_UPLOAD_INVALID', 408, 'the request body arrived too slowly')
 export const DENIED = descriptor('DENIED', 403, 'requested access to the resource is denied')
 export const BLOB_IN_USE = descriptor('DENIED', 409, 'the blob is referenced by a manifest of the repository')
 export const TOO_MANY_REQUESTS = descriptor('TOOMANYREQUESTS', 429, 'too many requests')
@@ -112,6 +113,16 @@ export class MethodUnsupportedError extends ShoalError { static override readonl
 export class TooManyRequestsError extends ShoalError { static override readonly descriptor = TOO_MANY_REQUESTS }
 /** The node has as many upload sessions open as it takes (`maxUploadSessions`). */
 export class TooManyUploadsError extends TooManyRequestsError {}
+/**
+ * A request body that stalled or trickled below the node's floor: the connection is cut (an upload
+ * keeps what arrived and can be resumed), so a slow client cannot hold a session and a socket forever.
+ */
+export class BodyTooSlowError extends ShoalError {
+  static override readonly descriptor = BODY_TOO_SLOW
+  constructor (message: string) {
+    super(message, undefined, { headers: { connection: 'close' } })
+  }
+}
 /**
  * The client went away (or stopped sending) before the body was complete. Nobody reads the answer;
  * it is a 4xx so that an ordinary client drop never looks like a server fault.

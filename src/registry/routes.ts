@@ -7,7 +7,7 @@ import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError } from '
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService } from './blob-service.ts'
 import { blobHandlers } from './handlers/blobs.ts'
-import type { ResourceHandlers } from './handlers/http.ts'
+import { NO_BODY_PACE, type BodyPace, type ResourceHandlers } from './handlers/http.ts'
 import { catalogHandler, referrerHandlers, tagListHandlers } from './handlers/lists.ts'
 import { manifestHandlers } from './handlers/manifests.ts'
 import { uploadSessionHandlers, uploadStartHandlers } from './handlers/uploads.ts'
@@ -21,6 +21,8 @@ export interface RegistryRoutesOptions {
   manifests: ManifestService
   ipfsImages: IpfsImages
   metrics: Metrics
+  /** How slow a request body may be before it is cut (none given: no limit). */
+  bodyPace?: BodyPace
 }
 
 /** A resource: the path after /v2/ that names it (the repository first), a label for metrics, its handlers. */
@@ -29,7 +31,8 @@ interface Route { pattern: RegExp, label: string, handlers: ResourceHandlers }
 /** The registry route each request matched, for metrics. */
 export const routeLabels = new WeakMap<FastifyRequest, string>()
 
-export function registerRegistryRoutes (app: FastifyInstance, options: RegistryRoutesOptions): void {
+export function registerRegistryRoutes (app: FastifyInstance, registryOptions: RegistryRoutesOptions): void {
+  const options = { ...registryOptions, bodyPace: registryOptions.bodyPace ?? NO_BODY_PACE }
   // Repository names contain slashes, so fastify's router cannot split these paths: the first
   // pattern that matches wins, and the repository is whatever comes before the resource.
   const routes: Route[] = [

@@ -71,7 +71,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     try {
       // One value per setting, different from its default, through each of the three sources.
       const samples: Config = {
-        listen: '127.0.0.1:6001', data: '/d', logLevel: 'debug', uploadExpiryHours: 3, gcIntervalMinutes: 4, gcGraceSeconds: 5,
+        listen: '127.0.0.1:6001', data: '/d', logLevel: 'debug', uploadExpiryHours: 3, bodyIdleSeconds: 9, bodyMinBytesPerSecond: 512, bodyRateWindowSeconds: 8, gcIntervalMinutes: 4, gcGraceSeconds: 5,
         mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
         swarmKeyFile: '/k', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
         heartbeatSeconds: 2, maxUploadSessions: 9

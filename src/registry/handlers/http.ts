@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { PooledBytes } from '../../content/chunk-pool.ts'
 import type { Metrics } from '../../metrics.ts'
-import { BlobUploadInvalidError, ClientAbortedError, TooLargeError, UnsupportedError } from '../../oci/errors.ts'
+import { BlobUploadInvalidError, BodyTooSlowError, ClientAbortedError, TooLargeError, UnsupportedError } from '../../oci/errors.ts'
 import { isIpfsRepository } from '../ipfs-images.ts'
 
 /** A handler of one method of one resource; `match` is [repository, ...the rest of the path it matched]. */
@@ -24,21 +24,112 @@ export function writable (repository: string): string {
   return repository
 }
 
-/** The request body; a client that leaves before its end is a ClientAbortedError, not a fault of the node. */
-export async function * requestBody (req: FastifyRequest): AsyncIterable<Buffer> {
+/**
+ * How slow a request body may be. Only time spent waiting for the client counts: while the node
+ * itself is busy with what arrived (writing blocks, holding a lock) the client is not to blame.
+ */
+export interface BodyPace {
+  /** A body silent this long is cut; 0: never. */
+  idleMs: number
+  /** Bytes a body must bring per second of waiting, averaged over `windowMs`; 0: no floor. */
+  minBytesPerSecond: number
+  windowMs: number
+}
+
+export const NO_BODY_PACE: BodyPace = { idleMs: 0, minBytesPerSecond: 0, windowMs: 30_000 }
+
+/**
+ * The request body, chunk by chunk. A client that leaves before its end is a ClientAbortedError;
+ * one that stalls or trickles below `pace` is a BodyTooSlowError: neither is a fault of the node.
+ */
+export async function * requestBody (req: FastifyRequest, pace: BodyPace = NO_BODY_PACE): AsyncIterable<Buffer> {
   const source = req.raw as Readable
-  try {
-    for await (const chunk of source) yield chunk as Buffer
-  } catch (err) {
-    if (source.readableAborted) throw new ClientAbortedError('the client went away before the body was complete', undefined, { cause: err })
-    throw err
+  const watch = new PaceWatch(pace)
+  for (;;) {
+    const chunk = source.read() as Buffer | null
+    if (chunk !== null) {
+      watch.received(chunk.length)
+      yield chunk
+      continue
+    }
+    if (source.readableEnded) return
+    if (source.errored !== null || source.destroyed) {
+      if (source.readableAborted) throw new ClientAbortedError('the client went away before the body was complete', undefined, { cause: source.errored })
+      throw source.errored ?? new ClientAbortedError('the request was closed before its body was complete')
+    }
+    await watch.wait(source)
+  }
+}
+
+/** Accounts the time spent waiting for a body against its pace. */
+class PaceWatch {
+  private readonly pace: BodyPace
+  private windowWaitedMs = 0
+  private windowBytes = 0
+
+  constructor (pace: BodyPace) {
+    this.pace = pace
+  }
+
+  received (bytes: number): void {
+    this.windowBytes += bytes
+  }
+
+  /** Resolves once the source has something to say (data, end, error); rejects when the body is too slow. */
+  async wait (source: Readable): Promise<void> {
+    const { idleMs, minBytesPerSecond, windowMs } = this.pace
+    const waitStarted = performance.now()
+    // Waiting time up to here is already counted in the window.
+    let counted = waitStarted
+    const count = (): number => {
+      const now = performance.now()
+      this.windowWaitedMs += now - counted
+      counted = now
+      return now
+    }
+    await new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const stop = (): void => {
+        clearTimeout(timer)
+        source.off('readable', done).off('end', done).off('error', done).off('close', done)
+      }
+      function done (): void {
+        stop()
+        count()
+        resolve()
+      }
+      const check = (): void => {
+        const now = count()
+        if (idleMs > 0 && now - waitStarted >= idleMs) {
+          stop()
+          reject(new BodyTooSlowError(`the body was silent for ${Math.round(idleMs / 1000)} s`))
+          return
+        }
+        if (minBytesPerSecond > 0 && this.windowWaitedMs >= windowMs) {
+          const rate = this.windowBytes / (this.windowWaitedMs / 1000)
+          if (rate < minBytesPerSecond) {
+            stop()
+            reject(new BodyTooSlowError(`the body arrived at ${Math.round(rate)} bytes/s over ${Math.round(windowMs / 1000)} s, below the ${minBytesPerSecond} bytes/s this node asks`))
+            return
+          }
+          this.windowWaitedMs = 0
+          this.windowBytes = 0
+        }
+        const idleLeft = idleMs > 0 ? idleMs - (now - waitStarted) : Infinity
+        const windowLeft = minBytesPerSecond > 0 ? windowMs - this.windowWaitedMs : Infinity
+        const delay = Math.min(idleLeft, windowLeft)
+        if (delay !== Infinity) timer = setTimeout(check, Math.max(1, delay))
+      }
+      source.on('readable', done).on('end', done).on('error', done).on('close', done)
+      check()
+    })
   }
 }
 
 /** The request body, counted into the bytes-received metric. */
-export function countIn (req: FastifyRequest, metrics: Metrics): AsyncIterable<Uint8Array> {
+export function countIn (req: FastifyRequest, metrics: Metrics, pace: BodyPace): AsyncIterable<Uint8Array> {
   return (async function * () {
-    for await (const chunk of requestBody(req)) {
+    for await (const chunk of requestBody(req, pace)) {
       metrics.bytesIn.inc(chunk.length)
       yield chunk
     }

@@ -1,5 +1,5 @@
 // /v2/<name>/manifests/<reference>: read, push and delete manifests by tag or digest.
-import type { Handler, ResourceHandlers } from './http.ts'
+import type { BodyPace, Handler, ResourceHandlers } from './http.ts'
 import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
@@ -9,9 +9,10 @@ import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from '.
 export interface ManifestHandlersOptions {
   manifests: ManifestService
   ipfsImages: IpfsImages
+  bodyPace: BodyPace
 }
 
-export function manifestHandlers ({ manifests, ipfsImages }: ManifestHandlersOptions): ResourceHandlers {
+export function manifestHandlers ({ manifests, ipfsImages, bodyPace }: ManifestHandlersOptions): ResourceHandlers {
   const manifestOf = async (repository: string, reference: string): Promise<StoredManifest> =>
     isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference) : await manifests.get(repository, reference)
 
@@ -30,7 +31,7 @@ export function manifestHandlers ({ manifests, ipfsImages }: ManifestHandlersOpt
     HEAD: send,
     PUT: async (req, reply, [name = '', reference = '']) => {
       const repository = writable(name)
-      const body = await readLimited(requestBody(req), MAX_MANIFEST_BYTES, 'manifest')
+      const body = await readLimited(requestBody(req, bodyPace), MAX_MANIFEST_BYTES, 'manifest')
       const pushed = await manifests.put(repository, reference, body, req.headers['content-type'] ?? '')
       reply.code(201).header('location', `/v2/${repository}/manifests/${pushed.digest}`)
         .header('docker-content-digest', pushed.digest).header(IMAGE_CID_HEADER, pushed.imageCid).header('content-length', 0)

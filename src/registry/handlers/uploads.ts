@@ -4,11 +4,12 @@ import type { FastifyReply } from 'fastify'
 import type { Metrics } from '../../metrics.ts'
 import { DigestInvalidError, SizeInvalidError } from '../../oci/errors.ts'
 import type { BlobService } from '../blob-service.ts'
-import { contentLength, contentRange, countIn, writable, type ResourceHandlers } from './http.ts'
+import { contentLength, contentRange, countIn, writable, type BodyPace, type ResourceHandlers } from './http.ts'
 
 export interface UploadHandlersOptions {
   blobs: BlobService
   metrics: Metrics
+  bodyPace: BodyPace
 }
 
 const uploadLocation = (name: string, id: string): string => `/v2/${name}/blobs/uploads/${id}`
@@ -23,7 +24,7 @@ function blobCreated (reply: FastifyReply, name: string, digest: string): Fastif
 }
 
 /** The upload collection: POST starts a session, mounts a blob, or takes a whole blob at once. */
-export function uploadStartHandlers ({ blobs, metrics }: UploadHandlersOptions): ResourceHandlers {
+export function uploadStartHandlers ({ blobs, metrics, bodyPace }: UploadHandlersOptions): ResourceHandlers {
   return {
     POST: async (req, reply, [name = '']) => {
       const repository = writable(name)
@@ -33,7 +34,7 @@ export function uploadStartHandlers ({ blobs, metrics }: UploadHandlersOptions):
       }
       const session = await blobs.startUpload(repository)
       if (query.digest !== undefined) {
-        const blob = await blobs.finishUpload(repository, session.id, query.digest, countIn(req, metrics), contentLength(req))
+        const blob = await blobs.finishUpload(repository, session.id, query.digest, countIn(req, metrics, bodyPace), contentLength(req))
         return await blobCreated(reply, repository, blob.digest).send()
       }
       return await uploadAccepted(reply, repository, session.id, 0).send()
@@ -42,7 +43,7 @@ export function uploadStartHandlers ({ blobs, metrics }: UploadHandlersOptions):
 }
 
 /** One upload session. */
-export function uploadSessionHandlers ({ blobs, metrics }: UploadHandlersOptions): ResourceHandlers {
+export function uploadSessionHandlers ({ blobs, metrics, bodyPace }: UploadHandlersOptions): ResourceHandlers {
   return {
     GET: async (_req, reply, [name = '', id = '']) => {
       const size = await blobs.uploadSize(name, id)
@@ -54,7 +55,7 @@ export function uploadSessionHandlers ({ blobs, metrics }: UploadHandlersOptions
       if (range !== undefined && length !== undefined && range.end - range.start + 1 !== length) {
         throw new SizeInvalidError(`Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`)
       }
-      const size = await blobs.appendChunk(writable(name), id, countIn(req, metrics), { start: range?.start, length })
+      const size = await blobs.appendChunk(writable(name), id, countIn(req, metrics, bodyPace), { start: range?.start, length })
       return await uploadAccepted(reply, name, id, size).send()
     },
     PUT: async (req, reply, [name = '', id = '']) => {
@@ -62,7 +63,7 @@ export function uploadSessionHandlers ({ blobs, metrics }: UploadHandlersOptions
       if (digest === undefined) throw new DigestInvalidError('the digest query parameter is required')
       const length = contentLength(req)
       const hasBody = (length ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined
-      const blob = await blobs.finishUpload(writable(name), id, digest, hasBody ? countIn(req, metrics) : undefined, hasBody ? length : undefined)
+      const blob = await blobs.finishUpload(writable(name), id, digest, hasBody ? countIn(req, metrics, bodyPace) : undefined, hasBody ? length : undefined)
       return await blobCreated(reply, name, blob.digest).send()
     },
     DELETE: async (_req, reply, [name = '', id = '']) => {
