@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { registerApiRoutes } from './api/routes.ts'
 import { meshEnabled, parseListen, type Config } from './config.ts'
+import { DataDirLock } from './content/data-dir-lock.ts'
 import { FsBlockstore } from './content/fs-blockstore.ts'
 import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
 import { UploadStore } from './content/upload-store.ts'
@@ -53,6 +53,7 @@ export class ShoalNode {
   private relay: Relay | undefined
   private address: string | undefined
   private purgeTimer: NodeJS.Timeout | undefined
+  private dataDirLock: DataDirLock | undefined
 
   constructor ({ config, logger }: NodeOptions) {
     this.config = config
@@ -106,7 +107,21 @@ export class ShoalNode {
   }
 
   async start (): Promise<void> {
-    await mkdir(resolve(this.config.data), { recursive: true })
+    // First, before anything reads or writes the directory (the blockstore's start removes temp
+    // files, which would be another node's writes in flight): one node per data directory.
+    const lock = await DataDirLock.acquire(this.config.data)
+    this.dataDirLock = lock
+    try {
+      await this.startParts()
+    } catch (err) {
+      // A failed start leaves nothing running, and no data directory it created.
+      await this.stop().catch(() => {})
+      await lock.abandon()
+      throw err
+    }
+  }
+
+  private async startParts (): Promise<void> {
     await this.blockstore.start()
     await this.metadata.start()
     await this.uploads.start()
@@ -238,6 +253,8 @@ export class ShoalNode {
     await this.uploads.stop()
     await this.metadata.stop()
     await this.blockstore.stop()
+    await this.dataDirLock?.release()
+    this.dataDirLock = undefined
     this.logger.info('stopped')
   }
 }
