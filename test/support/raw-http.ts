@@ -32,7 +32,13 @@ export async function rawRequest (port: number, request: string | Buffer, timeou
 }
 
 function firstResponse (bytes: Buffer, head: boolean): RawResponse | undefined {
-  const text = bytes.toString('latin1')
+  let text = bytes.toString('latin1')
+  // Interim answers (100 Continue) come before the response.
+  while (/^HTTP\/1\.[01] 1\d\d /.test(text)) {
+    const interimEnd = text.indexOf('\r\n\r\n')
+    if (interimEnd < 0) return undefined
+    text = text.slice(interimEnd + 4)
+  }
   const end = text.indexOf('\r\n\r\n')
   if (end < 0) return undefined
   const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n')
