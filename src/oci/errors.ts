@@ -37,7 +37,9 @@ export const ENDPOINT_UNKNOWN = descriptor('UNSUPPORTED', 404, 'no endpoint at t
 export const METHOD_UNSUPPORTED = descriptor('UNSUPPORTED', 405, 'the method is not supported on this endpoint')
 export const BODY_TOO_SLOW = descriptor('BLOB_UPLOAD_INVALID', 408, 'the request body arrived too slowly')
 export const DENIED = descriptor('DENIED', 403, 'requested access to the resource is denied')
-export const BLOB_IN_USE = descriptor('DENIED', 409, 'the blob is referenced by a manifest of the repository')
+// 405, as spec.md's "Deleting Blobs" answers a blob delete the registry does not allow (the
+// conformance suite accepts 202, 404 or 405 there, whatever order it deletes things in).
+export const BLOB_IN_USE = descriptor('UNSUPPORTED', 405, 'the blob is referenced by a manifest of the repository')
 export const TOO_MANY_REQUESTS = descriptor('TOOMANYREQUESTS', 429, 'too many requests')
 /** Anything without a descriptor: the node's own fault. Its message never shows internals. */
 export const UNKNOWN = descriptor('UNKNOWN', 500, 'internal error')
@@ -103,7 +105,13 @@ export class RangeNotSatisfiableError extends ShoalError {
   }
 }
 /** A blob a manifest of the repository still references: deleting it would break the image. */
-export class BlobInUseError extends ShoalError { static override readonly descriptor = BLOB_IN_USE }
+export class BlobInUseError extends ShoalError {
+  static override readonly descriptor = BLOB_IN_USE
+  constructor (message: string, detail: { manifest: string }) {
+    // RFC 9110: a 405 lists the methods the resource does take.
+    super(message, detail, { headers: { allow: 'GET, HEAD' } })
+  }
+}
 export class UnsupportedError extends ShoalError { static override readonly descriptor = UNSUPPORTED }
 /** A URL that names no endpoint. */
 export class EndpointUnknownError extends ShoalError { static override readonly descriptor = ENDPOINT_UNKNOWN }
