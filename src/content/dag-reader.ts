@@ -6,15 +6,27 @@ import type { CID } from 'multiformats/cid'
 import { chunkPool, type PooledBytes } from './chunk-pool.ts'
 import { CHUNK_SIZE } from './unixfs-dag.ts'
 
-/** The block reads the readers need; FsBlockstore provides them. */
+/**
+ * What a block read may wait on. A local read finishes soon and may ignore it; a read through
+ * the mesh fetches from peers and stops when the signal aborts (the client that asked left).
+ */
+export interface BlockReadOptions {
+  signal?: AbortSignal
+}
+
+/**
+ * The block reads the readers need; FsBlockstore provides them, and so does the mesh for DAGs
+ * peers hold. Whatever the source, the bytes answered are the block named by `cid`: a source
+ * that cannot tell throws rather than answer another block.
+ */
 export interface BlockSource {
-  getBytes(cid: CID): Promise<Uint8Array>
-  getRange(cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer>
+  getBytes(cid: CID, options?: BlockReadOptions): Promise<Uint8Array>
+  getRange(cid: CID, start: number, end: number, into?: Buffer, options?: BlockReadOptions): Promise<Buffer>
 }
 
 /** Bytes [start, end] (inclusive) of a UnixFS file as a stream of fresh buffers. */
-export function readFileRange (store: BlockSource, root: CID, start: number, end: number): Readable {
-  return Readable.from(copied(readFileChunks(store, root, start, end)), { objectMode: false })
+export function readFileRange (store: BlockSource, root: CID, start: number, end: number, signal?: AbortSignal): Readable {
+  return Readable.from(copied(readFileChunks(store, root, start, end, signal)), { objectMode: false })
 }
 
 async function * copied (chunks: AsyncIterable<PooledBytes>): AsyncGenerator<Buffer> {
@@ -29,19 +41,20 @@ async function * copied (chunks: AsyncIterable<PooledBytes>): AsyncGenerator<Buf
  * Bytes [start, end] (inclusive) of a UnixFS file, in pooled buffers, reading only the leaves
  * that overlap and only the overlapping part of each. The consumer releases every chunk.
  */
-export async function * readFileChunks (store: BlockSource, cid: CID, start: number, end: number): AsyncGenerator<PooledBytes> {
-  for await (const segment of fileSegments(async block => await store.getBytes(block), cid, start, end)) {
+export async function * readFileChunks (store: BlockSource, cid: CID, start: number, end: number, signal?: AbortSignal): AsyncGenerator<PooledBytes> {
+  for await (const segment of fileSegments(async block => await store.getBytes(block, { signal }), cid, start, end)) {
+    signal?.throwIfAborted()
     if (segment.kind === 'inline') yield { bytes: segment.bytes, release: () => {} }
-    else yield await readLeafRange(store, segment.cid, segment.start, segment.end)
+    else yield await readLeafRange(store, segment.cid, segment.start, segment.end, signal)
   }
 }
 
 /** Bytes [start, end] (inclusive) of one raw block, in a pooled buffer when they fit one. */
-export async function readLeafRange (store: BlockSource, cid: CID, start: number, end: number): Promise<PooledBytes> {
-  if (end - start + 1 > CHUNK_SIZE) return { bytes: await store.getRange(cid, start, end), release: () => {} }
+export async function readLeafRange (store: BlockSource, cid: CID, start: number, end: number, signal?: AbortSignal): Promise<PooledBytes> {
+  if (end - start + 1 > CHUNK_SIZE) return { bytes: await store.getRange(cid, start, end, undefined, { signal }), release: () => {} }
   const buffer = chunkPool.take()
   try {
-    const bytes = await store.getRange(cid, start, end, buffer)
+    const bytes = await store.getRange(cid, start, end, buffer, { signal })
     return { bytes, release: () => chunkPool.give(buffer) }
   } catch (err) {
     chunkPool.give(buffer)
@@ -114,7 +127,7 @@ export async function * walkDag (store: BlockSource, root: CID, signal?: AbortSi
     const key = cid.toString()
     if (seen.has(key)) continue
     seen.add(key)
-    const bytes = await store.getBytes(cid)
+    const bytes = await store.getBytes(cid, { signal })
     yield { cid, bytes }
     if (cid.code === dagPb.code) {
       const links = dagPb.decode(bytes).Links
@@ -124,16 +137,16 @@ export async function * walkDag (store: BlockSource, root: CID, signal?: AbortSi
 }
 
 /** Looks a path up in a UnixFS directory DAG (flat directories only). */
-export async function resolvePath (store: BlockSource, root: CID, path: string[]): Promise<CID | undefined> {
-  return (await resolveLink(store, root, path))?.cid
+export async function resolvePath (store: BlockSource, root: CID, path: string[], signal?: AbortSignal): Promise<CID | undefined> {
+  return (await resolveLink(store, root, path, signal))?.cid
 }
 
 /** Like resolvePath, with the link's Tsize (the DAG size under it) as well. */
-export async function resolveLink (store: BlockSource, root: CID, path: string[]): Promise<{ cid: CID, dagSize: number } | undefined> {
+export async function resolveLink (store: BlockSource, root: CID, path: string[], signal?: AbortSignal): Promise<{ cid: CID, dagSize: number } | undefined> {
   let found = { cid: root, dagSize: 0 }
   for (const name of path) {
     if (found.cid.code !== dagPb.code) return undefined
-    const node = dagPb.decode(await store.getBytes(found.cid))
+    const node = dagPb.decode(await store.getBytes(found.cid, { signal }))
     const link = node.Links.find(l => l.Name === name)
     if (link === undefined) return undefined
     found = { cid: link.Hash, dagSize: link.Tsize ?? 0 }
@@ -142,17 +155,17 @@ export async function resolveLink (store: BlockSource, root: CID, path: string[]
 }
 
 /** The content size of a UnixFS file. */
-export async function fileSize (store: BlockSource, cid: CID): Promise<number> {
-  if (cid.code === raw.code) return (await store.getBytes(cid)).length
-  const node = dagPb.decode(await store.getBytes(cid))
+export async function fileSize (store: BlockSource, cid: CID, signal?: AbortSignal): Promise<number> {
+  if (cid.code === raw.code) return (await store.getBytes(cid, { signal })).length
+  const node = dagPb.decode(await store.getBytes(cid, { signal }))
   if (node.Data == null) throw new Error(`block ${cid.toString()} is not a UnixFS node`)
   return Number(UnixFS.unmarshal(node.Data).fileSize())
 }
 
 /** A whole small file (manifests, index.json) in memory. */
-export async function readSmallFile (store: BlockSource, cid: CID, size?: number): Promise<Buffer> {
-  const length = size ?? await fileSize(store, cid)
+export async function readSmallFile (store: BlockSource, cid: CID, size?: number, signal?: AbortSignal): Promise<Buffer> {
+  const length = size ?? await fileSize(store, cid, signal)
   const chunks: Buffer[] = []
-  for await (const chunk of readFileRange(store, cid, 0, length - 1)) chunks.push(chunk as Buffer)
+  for await (const chunk of readFileRange(store, cid, 0, length - 1, signal)) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
 }

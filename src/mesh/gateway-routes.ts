@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import { CarWriter } from '@ipld/car'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
-import { walkDag, type BlockSource } from '../content/dag-reader.ts'
+import { walkDag, type BlockReadOptions, type BlockSource } from '../content/dag-reader.ts'
 import { chunkPool } from '../content/chunk-pool.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
@@ -36,7 +36,7 @@ export interface UploadLimiter {
 }
 
 export interface GatewayRoutesOptions {
-  blocks: BlockSource & { has(cid: CID): Promise<boolean>, readInto?: (cid: CID, into: Buffer) => Promise<Buffer | undefined> }
+  blocks: BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean>, readInto?: (cid: CID, into: Buffer) => Promise<Buffer | undefined> }
   metrics: Metrics
   /** Caps this node's upload rate, so a popular seeder is never swamped (D4). None: no cap. */
   uploadLimiter?: UploadLimiter
@@ -63,11 +63,14 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     }
     const format = responseFormat(req)
     if (format === undefined) throw new FormatUnacceptableError(`ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
+    // Taken before the first wait: a peer that gives up while this node reads or relays the
+    // block must not hold a place in the upload cap's queue afterwards.
+    const gone = untilResponseCloses(reply)
     const held = await local.has(cid)
-    const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay?.())
+    const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay?.(), gone)
     const fleet = remote?.()
     const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : fleet === undefined || held ? local : fleet.source(cid)
-    if (!(await blocks.has(cid))) throw new BlockUnknownError(`block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
+    if (!(await blocks.has(cid, { signal: gone }))) throw new BlockUnknownError(`block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
     if (format === 'raw') {
@@ -76,7 +79,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
       const pooled = blocks === local && local.readInto !== undefined ? chunkPool.take() : undefined
       const inPool = pooled === undefined || local.readInto === undefined ? undefined : await local.readInto(cid, pooled).catch(() => undefined)
       if (pooled !== undefined && inPool === undefined) chunkPool.give(pooled)
-      const bytes = inPool ?? await blocks.getBytes(cid)
+      const bytes = inPool ?? await blocks.getBytes(cid, { signal: gone })
       const release = (): void => { if (inPool !== undefined && pooled !== undefined) chunkPool.give(pooled) }
       reply.header('content-type', RAW).header('content-length', bytes.length)
       if (req.method === 'HEAD') {
@@ -84,7 +87,6 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
         return await reply.send()
       }
       if (uploadLimiter !== undefined) {
-        const gone = untilResponseCloses(reply)
         try {
           await uploadLimiter.take(bytes.length, gone)
         } catch (err) {
@@ -131,12 +133,13 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
 /** Aborts when the response ends or its connection drops: a client that left waits on nothing. */
 function untilResponseCloses (reply: FastifyReply): AbortSignal {
   const closed = new AbortController()
-  reply.raw.once('close', () => closed.abort())
+  if (reply.raw.destroyed) closed.abort()
+  else reply.raw.once('close', () => closed.abort())
   return closed.signal
 }
 
 /** Asks the relay for a block a peer wants, with what the peer said of itself. */
-async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined): Promise<Uint8Array | undefined> {
+async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined, gone: AbortSignal): Promise<Uint8Array | undefined> {
   if (relay === undefined) return undefined
   const peer = req.headers[PEER_HEADER]
   const rootText = req.headers[ROOT_HEADER]
@@ -146,9 +149,7 @@ async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined
   } catch {
     root = undefined
   }
-  const gone = new AbortController()
-  req.raw.once('close', () => gone.abort())
-  return await relay(cid, root, typeof peer === 'string' ? peer : undefined, gone.signal)
+  return await relay(cid, root, typeof peer === 'string' ? peer : undefined, gone)
 }
 
 /** One block already in hand, as a block source. */

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { PooledBytes } from '../content/chunk-pool.ts'
-import { readFileChunks, type BlockSource } from '../content/dag-reader.ts'
+import { readFileChunks, type BlockReadOptions, type BlockSource } from '../content/dag-reader.ts'
 import { BlockNotFoundError, type FsBlockstore } from '../content/fs-blockstore.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { BlockFetcher, Provider } from './block-fetcher.ts'
@@ -22,7 +22,8 @@ export interface ProviderFinder {
   heldChanged(): void
 }
 
-const FETCH_TIMEOUT_MS = 5 * 60_000
+/** For reads whose caller gave no signal. */
+const NEVER = new AbortController().signal
 /** How long the holders of a root, once found, are trusted without asking again. */
 const SEEDERS_TTL_MS = 10_000
 /**
@@ -54,40 +55,50 @@ export class RemoteContent implements RemoteBlocks {
   }
 
   /**
-   * Holders of `root`, looked up once per SEEDERS_TTL_MS; an empty answer is not kept, the fleet
-   * may not have converged yet.
+   * Holders of `root`, looked up once per SEEDERS_TTL_MS and shared by every read of it; an
+   * empty answer is not kept, the fleet may not have converged yet. The lookup is bounded (a
+   * few DHT queries of PROVIDER_LOOKUP_MS) and shared, so a reader that leaves stops waiting
+   * for it but does not cancel it for the others.
    */
   private async seedersOf (root: CID, signal?: AbortSignal): Promise<Provider[]> {
     const key = root.toString()
-    const cached = this.seeders.get(key)
-    if (cached !== undefined && Date.now() - cached.at < SEEDERS_TTL_MS) return await cached.found
-    let list: Provider[] = []
-    // Right after a push the fleet may not know the holder yet (inventory heartbeat, DHT
-    // records on their way): ask again a few times before giving up.
-    for (let attempt = 0; attempt < SEEDER_LOOKUPS && list.length === 0; attempt++) {
-      if (attempt > 0) await sleep(SEEDER_RETRY_MS, undefined, { signal })
-      const found = this.finder.providersOf(root, signal)
-      this.seeders.set(key, { found, at: Date.now() })
-      list = await found.catch(() => [])
+    let entry = this.seeders.get(key)
+    if (entry === undefined || Date.now() - entry.at >= SEEDERS_TTL_MS) {
+      const found = this.lookUpSeeders(root)
+      const created = { found, at: Date.now() }
+      entry = created
+      this.seeders.set(key, created)
+      void found.then(list => { if (list.length === 0 && this.seeders.get(key) === created) this.seeders.delete(key) })
+      for (const [other, old] of this.seeders) if (Date.now() - old.at >= SEEDERS_TTL_MS) this.seeders.delete(other)
     }
-    if (list.length === 0) this.seeders.delete(key)
-    for (const [other, entry] of this.seeders) if (Date.now() - entry.at >= SEEDERS_TTL_MS) this.seeders.delete(other)
-    return list
+    return await untilAborted(entry.found, signal)
   }
 
-  source (root: CID): BlockSource & { has(cid: CID): Promise<boolean> } {
-    const seedersOfRoot = async (): Promise<Provider[]> => await this.seedersOf(root)
-    const fetched = async (cid: CID): Promise<Uint8Array> => {
+  private async lookUpSeeders (root: CID): Promise<Provider[]> {
+    // Right after a push the fleet may not know the holder yet (inventory heartbeat, DHT
+    // records on their way): ask again a few times before giving up.
+    for (let attempt = 0; attempt < SEEDER_LOOKUPS; attempt++) {
+      if (attempt > 0) await sleep(SEEDER_RETRY_MS)
+      const list = await this.finder.providersOf(root).catch(() => [])
+      if (list.length > 0) return list
+    }
+    return []
+  }
+
+  source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {
+    const fetched = async (cid: CID, signal: AbortSignal | undefined): Promise<Uint8Array> => {
       if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
-      const known = await seedersOfRoot()
-      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, known), AbortSignal.timeout(FETCH_TIMEOUT_MS), root)
+      const known = await this.seedersOf(root, signal)
+      // The caller's signal, or none: every request has its own timeout, and a fetch that no
+      // provider can serve ends with BlockUnavailableError, so nothing waits forever.
+      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, known), signal ?? NEVER, root)
     }
     return {
-      has: async (cid) => await this.blockstore.has(cid) || (await seedersOfRoot()).length > 0,
-      getBytes: fetched,
-      getRange: async (cid, start, end, into) => {
+      has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0,
+      getBytes: async (cid, options) => await fetched(cid, options?.signal),
+      getRange: async (cid, start, end, into, options) => {
         if (await this.blockstore.has(cid)) return await this.blockstore.getRange(cid, start, end, into)
-        const bytes = await fetched(cid)
+        const bytes = await fetched(cid, options?.signal)
         const part = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1)
         if (into === undefined) return Buffer.from(part)
         part.copy(into)
@@ -100,10 +111,10 @@ export class RemoteContent implements RemoteBlocks {
    * Reads locally while the blocks are here; at the first one missing, asks the fleet who holds
    * the file and fetches the rest (so a blob held whole never costs a provider lookup).
    */
-  async * fileChunks (root: CID, start: number, end: number, signal?: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
+  async * fileChunks (root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
     let next = start
     try {
-      for await (const chunk of readFileChunks(this.blockstore, root, start, end)) {
+      for await (const chunk of readFileChunks(this.blockstore, root, start, end, signal)) {
         next += chunk.bytes.length
         yield chunk
       }
@@ -114,7 +125,7 @@ export class RemoteContent implements RemoteBlocks {
     yield * this.fetchFileChunks(root, next, end, signal, heldWith)
   }
 
-  private async * fetchFileChunks (root: CID, start: number, end: number, signal?: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
+  private async * fetchFileChunks (root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
     void this.finder.announcePull(root, false)
     const reannounce = setInterval(() => { void this.finder.announcePull(root, false) }, PULL_ANNOUNCE_INTERVAL_MS).unref()
     try {
@@ -124,7 +135,7 @@ export class RemoteContent implements RemoteBlocks {
       ])
       // Those that announced the blob itself first: they hold it whole.
       const seeders = [...own, ...ofImage.filter(p => !own.some(o => o.id === p.id))]
-      yield * this.fetcher.fetchFileChunks(root, () => this.finder.rankedProviders(root, seeders), start, end, signal ?? AbortSignal.timeout(FETCH_TIMEOUT_MS))
+      yield * this.fetcher.fetchFileChunks(root, () => this.finder.rankedProviders(root, seeders), start, end, signal)
     } finally {
       clearInterval(reannounce)
     }
@@ -165,5 +176,21 @@ export class RemoteContent implements RemoteBlocks {
     for (const cid of cids) {
       this.finder.stopProviding(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not stop providing') })
     }
+  }
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (the work behind `promise` goes on). */
+async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return await promise
+  signal.throwIfAborted()
+  let onAbort = (): void => {}
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
   }
 }

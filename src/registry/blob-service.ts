@@ -21,9 +21,9 @@ export interface BlobView {
   cid: CID
   /**
    * The blob's bytes (or a range of them) in pooled buffers; release each once written.
-   * `signal` stops fetches from peers (a local read has nothing to stop).
+   * `signal` (the request's) stops the read, and every fetch from peers it started.
    */
-  chunks(range?: ByteRange, signal?: AbortSignal): AsyncIterable<PooledBytes>
+  chunks(range: ByteRange | undefined, signal: AbortSignal): AsyncIterable<PooledBytes>
 }
 
 export interface ChunkInfo {
@@ -72,7 +72,7 @@ export class BlobService {
       digest,
       size: record.size,
       cid,
-      chunks: (range?: ByteRange) => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1)
+      chunks: (range, signal) => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
     }
   }
 
@@ -87,7 +87,7 @@ export class BlobService {
       digest,
       size: record.size,
       cid,
-      chunks: (range?: ByteRange, signal?: AbortSignal) => (async function * () {
+      chunks: (range, signal) => (async function * () {
         const whole = (range?.start ?? 0) === 0 && (range?.end ?? record.size - 1) === record.size - 1
         yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal, record.from === undefined ? undefined : CID.parse(record.from))
         if (whole) {

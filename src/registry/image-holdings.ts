@@ -92,10 +92,10 @@ export class ImageHoldings {
    * Blob bytes of the image (all manifests' blobs, each digest once) and how many of them are
    * held here. Manifests this node lacks are read from the fleet (and not kept).
    */
-  async size (image: ResolvedImage): Promise<{ total: number, held: number }> {
+  async size (image: ResolvedImage, signal?: AbortSignal): Promise<{ total: number, held: number }> {
     let contents: ImageContents
     try {
-      contents = await this.contents(image, async digest => await this.manifests.read(digest, image.imageCid))
+      contents = await this.contents(image, async digest => await this.manifests.read(digest, image.imageCid, signal))
     } catch (err) {
       throw unavailable(image, err)
     }
@@ -121,7 +121,7 @@ export class ImageHoldings {
   async fetch (image: ResolvedImage, onProgress: (done: number, total: number) => void, signal: AbortSignal): Promise<void> {
     signal.throwIfAborted()
     if (await this.holds(image)) {
-      const { total } = await this.size(image)
+      const { total } = await this.size(image, signal)
       onProgress(total, total)
       return
     }
@@ -131,8 +131,9 @@ export class ImageHoldings {
     let contents = await this.localContents(image)
     if (!(await this.adopted(image, contents))) {
       try {
-        await this.manifests.adopt(image.repository, image.digest, image.imageCid)
+        await this.manifests.adopt(image.repository, image.digest, image.imageCid, signal)
       } catch (err) {
+        signal.throwIfAborted()
         throw unavailable(image, err)
       }
       signal.throwIfAborted()

@@ -99,13 +99,14 @@ export class ManifestService {
   /**
    * A manifest this node records (its bytes are here), else, given `imageCid`, the one in that
    * image directory on the nodes that hold it, checked against its digest; nothing is recorded.
+   * `signal` stops the fetches from peers.
    */
-  async read (digest: string, imageCid?: string): Promise<ParsedManifest> {
+  async read (digest: string, imageCid?: string, signal?: AbortSignal): Promise<ParsedManifest> {
     const record = await this.metadata.getManifest(digest)
-    if (record !== undefined) return parseManifest(await readSmallFile(this.blocks, CID.parse(record.cid), record.size), record.mediaType)
+    if (record !== undefined) return parseManifest(await readSmallFile(this.blocks, CID.parse(record.cid), record.size, signal), record.mediaType)
     if (imageCid === undefined || this.remote === undefined) throw new ManifestUnknownError(`manifest ${digest} is not held by this node`)
     const root = CID.parse(imageCid)
-    return parseManifest(await this.fetchFromImage(digest, root, this.remote.source(root)), '')
+    return parseManifest(await this.fetchFromImage(digest, root, this.remote.source(root), signal), '')
   }
 
   /**
@@ -120,11 +121,12 @@ export class ManifestService {
     return { blobs: parsed.blobs.map(blob => blob.digest), children: parsed.manifests.map(child => child.digest) }
   }
 
-  async get (repository: string, reference: string): Promise<StoredManifest> {
-    const digest = await this.resolve(repository, reference)
+  /** `signal` (the request's) stops an adoption from peers that the read needs. */
+  async get (repository: string, reference: string, signal?: AbortSignal): Promise<StoredManifest> {
+    const digest = await this.resolve(repository, reference, signal)
     const record = await this.metadata.getManifest(digest)
     if (record === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in ${repository}`)
-    return { digest, mediaType: record.mediaType, bytes: await readSmallFile(this.blocks, CID.parse(record.cid), record.size), imageCid: record.imageCid }
+    return { digest, mediaType: record.mediaType, bytes: await readSmallFile(this.blocks, CID.parse(record.cid), record.size, signal), imageCid: record.imageCid }
   }
 
   /** Deletes a tag, or a manifest (with its tags) when given a digest. */
@@ -169,12 +171,12 @@ export class ManifestService {
     return { schemaVersion: 2, mediaType: OCI_INDEX, manifests }
   }
 
-  private async resolve (repository: string, reference: string): Promise<string> {
+  private async resolve (repository: string, reference: string, signal?: AbortSignal): Promise<string> {
     const ref = parseReference(reference)
     if (ref.kind === 'tag' && this.shared !== undefined) {
       const shared = await this.shared.get(repository, ref.tag)
       if (shared === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
-      if (!(await this.metadata.hasManifestLink(repository, shared.digest))) await this.adopt(repository, shared.digest, shared.imageCid)
+      if (!(await this.metadata.hasManifestLink(repository, shared.digest))) await this.adopt(repository, shared.digest, shared.imageCid, signal)
       return shared.digest
     }
     if (ref.kind === 'tag') {
@@ -192,23 +194,23 @@ export class ManifestService {
    * are recorded as remote (fetched when read), and the image directory rebuilt here must come
    * out with the CID the catalogue named.
    */
-  async adopt (repository: string, digest: string, imageCid: string): Promise<void> {
+  async adopt (repository: string, digest: string, imageCid: string, signal?: AbortSignal): Promise<void> {
     if (this.remote === undefined) throw new ManifestUnknownError(`manifest ${digest} is not held by this node`)
     const root = CID.parse(imageCid)
     const source = this.remote.source(root)
-    const adopted = await this.adoptManifest(repository, digest, root, source)
+    const adopted = await this.adoptManifest(repository, digest, root, source, signal)
     if (adopted.imageCid !== imageCid) {
       throw new ManifestInvalidError(`image ${imageCid} rebuilt here as ${adopted.imageCid}: the fleet's copy does not match its name`)
     }
   }
 
-  private async adoptManifest (repository: string, digest: string, root: CID, source: BlockSource): Promise<PushedManifest> {
-    const body = await this.fetchFromImage(digest, root, source)
+  private async adoptManifest (repository: string, digest: string, root: CID, source: BlockSource, signal?: AbortSignal): Promise<PushedManifest> {
+    const body = await this.fetchFromImage(digest, root, source, signal)
     const parsed = parseManifest(body, '')
     const roots: CID[] = []
     for (const blob of parsed.blobs) {
       const { algorithm: blobAlgorithm, hex: blobHex } = parseDigest(blob.digest)
-      const blobLink = await resolveLink(source, root, ['blobs', blobAlgorithm, blobHex])
+      const blobLink = await resolveLink(source, root, ['blobs', blobAlgorithm, blobHex], signal)
       if (blobLink === undefined) throw new ManifestBlobUnknownError(`blob ${blob.digest} is not in image ${root.toString()}`)
       await this.metadata.linkRemoteBlob(repository, blob.digest, {
         cid: blobLink.cid.toString(), size: blob.size, dagSize: blobLink.dagSize, from: root.toString()
@@ -217,17 +219,18 @@ export class ManifestService {
     }
     this.remote?.willPull(roots)
     for (const child of parsed.manifests) {
-      if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source)
+      if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source, signal)
     }
+    signal?.throwIfAborted()
     return await this.record(repository, digest, body, parsed, undefined, false)
   }
 
   /** The bytes of a manifest in an image directory, checked against its digest. */
-  private async fetchFromImage (digest: string, root: CID, source: BlockSource): Promise<Buffer> {
+  private async fetchFromImage (digest: string, root: CID, source: BlockSource, signal?: AbortSignal): Promise<Buffer> {
     const { algorithm, hex } = parseDigest(digest)
-    const link = await resolveLink(source, root, ['blobs', algorithm, hex])
+    const link = await resolveLink(source, root, ['blobs', algorithm, hex], signal)
     if (link === undefined) throw new ManifestUnknownError(`manifest ${digest} is not in image ${root.toString()}`)
-    const body = await readSmallFile(source, link.cid)
+    const body = await readSmallFile(source, link.cid, undefined, signal)
     if (digestOf(body, algorithm) !== digest) throw new ManifestInvalidError(`image ${root.toString()} holds other bytes under ${digest}`)
     return body
   }

@@ -1,19 +1,23 @@
 import type { CID } from 'multiformats/cid'
 import type { PooledBytes } from '../content/chunk-pool.ts'
-import type { BlockSource } from '../content/dag-reader.ts'
+import type { BlockReadOptions, BlockSource } from '../content/dag-reader.ts'
 
 /**
  * Content this node may not hold yet but the fleet does. Owned by the registry, implemented by
  * the mesh: every block that comes in is verified against its CID and kept.
  */
 export interface RemoteBlocks {
-  /** Blocks of the DAG under `root`, fetched from peers that hold `root` when missing here. */
-  source(root: CID): BlockSource & { has(cid: CID): Promise<boolean> }
+  /**
+   * Blocks of the DAG under `root`, fetched from peers that hold `root` when missing here. A
+   * read stops its fetches when the signal in its options aborts (the caller's: the request's).
+   */
+  source(root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> }
   /**
    * Bytes [start, end] of the file at `root`, leaves fetched ahead from peers where missing;
-   * `heldWith` names a DAG (an image) whose holders may have it too.
+   * `heldWith` names a DAG (an image) whose holders may have it too. `signal` stops every fetch
+   * it started (the client that asked left).
    */
-  fileChunks(root: CID, start: number, end: number, signal?: AbortSignal, heldWith?: CID): AsyncIterable<PooledBytes>
+  fileChunks(root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncIterable<PooledBytes>
   /** Tells the fleet this node now holds these DAGs whole. */
   announce(cids: CID[]): void
   /** Tells the fleet this node no longer holds these DAGs (it stops providing them). */

@@ -2,7 +2,7 @@
 import type { Metrics } from '../../metrics.ts'
 import { parseRange, type BlobService, type BlobView } from '../blob-service.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
-import { writable, writeChunks, type Handler, type ResourceHandlers } from './http.ts'
+import { untilClientLeaves, writable, writeChunks, type Handler, type ResourceHandlers } from './http.ts'
 
 export interface BlobHandlersOptions {
   blobs: BlobService
@@ -11,18 +11,19 @@ export interface BlobHandlersOptions {
 }
 
 export function blobHandlers ({ blobs, ipfsImages, metrics }: BlobHandlersOptions): ResourceHandlers {
-  const blobOf = async (repository: string, digest: string): Promise<BlobView> =>
-    isIpfsRepository(repository) ? await ipfsImages.blob(repository, digest) : await blobs.stat(repository, digest)
+  const blobOf = async (repository: string, digest: string, signal: AbortSignal): Promise<BlobView> =>
+    isIpfsRepository(repository) ? await ipfsImages.blob(repository, digest, signal) : await blobs.stat(repository, digest)
 
   const send: Handler = async (req, reply, [name = '', digest = '']) => {
-    const blob = await blobOf(name, digest)
+    const gone = untilClientLeaves(reply)
+    const blob = await blobOf(name, digest, gone)
     reply.header('docker-content-digest', blob.digest).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
     const range = parseRange(req.headers.range, blob.size)
     const length = range === undefined ? blob.size : range.end - range.start + 1
     reply.header('content-length', length)
     if (range !== undefined) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`)
     if (req.method === 'HEAD') return await reply.send()
-    await writeChunks(reply, blob.chunks(range), metrics)
+    await writeChunks(reply, blob.chunks(range, gone), metrics, gone)
     return reply
   }
 

@@ -180,16 +180,25 @@ export function nextPageLink (reply: FastifyReply, path: string, page: string[],
 }
 
 /**
+ * Aborts once the response's connection closes: the client left, or the response is complete.
+ * Reads take it, so a client that leaves stops the work it caused, fetches from peers included.
+ */
+export function untilClientLeaves (reply: FastifyReply): AbortSignal {
+  const gone = new AbortController()
+  if (reply.raw.destroyed) gone.abort(new ClientAbortedError('the client went away'))
+  else reply.raw.once('close', () => gone.abort(new ClientAbortedError('the client went away')))
+  return gone.signal
+}
+
+/**
  * Writes pooled chunks straight to the socket, handing each buffer back to the pool once the
  * socket is done with it (fastify's stream piping cannot tell when that is).
  */
-export async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledBytes>, metrics: Metrics): Promise<void> {
+export async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledBytes>, metrics: Metrics, closed: AbortSignal): Promise<void> {
   reply.header('docker-distribution-api-version', 'registry/2.0')
   reply.hijack()
   const res = reply.raw
   res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>)
-  const closed = new AbortController()
-  res.once('close', () => closed.abort())
   // One chunk read ahead: the next leaf comes off disk while this one goes out.
   const iterator = chunks[Symbol.asyncIterator]()
   let next = iterator.next()
@@ -198,7 +207,7 @@ export async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<Po
       const result = await next
       if (result.done === true) break
       const chunk = result.value
-      if (closed.signal.aborted) {
+      if (closed.aborted) {
         chunk.release()
         await iterator.return?.()
         break
@@ -206,13 +215,15 @@ export async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<Po
       next = iterator.next()
       metrics.bytesOut.inc(chunk.bytes.length)
       if (!res.write(chunk.bytes, () => chunk.release())) {
-        await once(res, 'drain', { signal: closed.signal }).catch(() => {})
+        await once(res, 'drain', { signal: closed }).catch(() => {})
       }
     }
     res.end()
   } catch (err) {
-    // Headers are gone: all that is left is to cut the response short.
-    reply.log.error({ err }, 'blob read failed mid-response')
+    // Headers are gone: all that is left is to cut the response short. A read stopped because
+    // the client left is no fault of the node.
+    if (closed.aborted) reply.log.debug({ err }, 'blob read stopped: the client went away')
+    else reply.log.error({ err }, 'blob read failed mid-response')
     res.destroy(err as Error)
   }
 }

@@ -1,6 +1,6 @@
 // /v2/<name>/manifests/<reference>: read, push and delete manifests by tag or digest.
 import type { BodyPace, Handler, ResourceHandlers } from './http.ts'
-import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
+import { IMAGE_CID_HEADER, readLimited, requestBody, untilClientLeaves, writable } from './http.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
 import { parseReference } from '../../oci/names.ts'
@@ -13,14 +13,15 @@ export interface ManifestHandlersOptions {
 }
 
 export function manifestHandlers ({ manifests, ipfsImages, bodyPace }: ManifestHandlersOptions): ResourceHandlers {
-  const manifestOf = async (repository: string, reference: string): Promise<StoredManifest> =>
-    isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference) : await manifests.get(repository, reference)
+  const manifestOf = async (repository: string, reference: string, signal: AbortSignal): Promise<StoredManifest> =>
+    isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference, signal) : await manifests.get(repository, reference, signal)
 
   const send: Handler = async (req, reply, [name = '', reference = '']) => {
     // spec.md, "Pulling manifests": a reference is a tag or a digest, and a manifest not found is
     // a 404. Anything else names no manifest; only a PUT, which would create one, refuses it as TAG_INVALID.
     if (!isReference(reference)) throw new ManifestUnknownError(`no manifest ${JSON.stringify(reference)} in ${name}: it is neither a tag nor a digest`)
-    const manifest = await manifestOf(name, reference)
+    // Reading may adopt the image from peers: a client that leaves stops that.
+    const manifest = await manifestOf(name, reference, untilClientLeaves(reply))
     reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType)
       .header('content-length', manifest.bytes.length).header(IMAGE_CID_HEADER, manifest.imageCid)
     return await reply.send(req.method === 'HEAD' ? undefined : manifest.bytes)
