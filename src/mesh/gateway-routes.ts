@@ -9,6 +9,7 @@ import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { ErrorRenderer } from '../http-errors.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
+import { relayedBlock } from './relayed-block.ts'
 
 const RAW = 'application/vnd.ipld.raw'
 const CAR = 'application/vnd.ipld.car'
@@ -150,16 +151,6 @@ async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined
     root = undefined
   }
   return await relay(cid, root, typeof peer === 'string' ? peer : undefined, gone)
-}
-
-/** One block already in hand, as a block source. */
-function relayedBlock (cid: CID, bytes: Uint8Array): BlockSource & { has(cid: CID): Promise<boolean> } {
-  const same = (other: CID): boolean => other.equals(cid)
-  return {
-    has: async other => same(other),
-    getBytes: async () => bytes,
-    getRange: async (_cid, start, end) => Buffer.from(bytes.subarray(start, end + 1))
-  }
 }
 
 function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {
