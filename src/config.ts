@@ -129,6 +129,17 @@ export const SETTINGS = {
     help: 'the span over which a request body\'s rate is averaged: a hiccup shorter than this is not a trickle',
     check: positive('seconds')
   }),
+  scrubIntervalHours: declare({
+    kind: number, default: 0, arg: '<hours>',
+    // Reads already check every block they touch; the scrub finds rot in blocks nobody reads.
+    help: 'hours between checks of every block against its CID, read at scrubMbps (0: never)',
+    check: atLeastZero('hours, 0 for never')
+  }),
+  scrubMbps: declare({
+    kind: number, default: 400, arg: '<n>',
+    help: 'read rate of a scrub, Mbit/s, so it never crowds out pulls',
+    check: positive('Mbit/s')
+  }),
   gcIntervalMinutes: declare({
     kind: number, default: 0, arg: '<minutes>',
     help: 'minutes between garbage collections of unreferenced blocks (0: only after drops)',

@@ -19,6 +19,10 @@ export class Metrics {
   readonly gcRuns: Counter<'outcome'>
   readonly gcBlocksRemoved: Counter
   readonly gcBytesRemoved: Counter
+  /** Blocks on this node's disk found not to match their CID (moved to the quarantine). */
+  readonly corruptBlocks: Counter
+  /** Blocks the scrub or fsck read and checked against their CID. */
+  readonly blocksVerified: Counter
 
   constructor (stats: StoreStats) {
     collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' })
@@ -37,6 +41,8 @@ export class Metrics {
     this.gcRuns = new Counter({ name: 'shoal_gc_runs_total', help: 'Garbage collections, by outcome (completed, failed)', labelNames: ['outcome'], registers })
     this.gcBlocksRemoved = new Counter({ name: 'shoal_gc_blocks_removed_total', help: 'Unreferenced blocks removed by garbage collection', registers })
     this.gcBytesRemoved = new Counter({ name: 'shoal_gc_bytes_removed_total', help: 'Bytes of unreferenced blocks removed by garbage collection', registers })
+    this.corruptBlocks = new Counter({ name: 'shoal_blocks_corrupt_total', help: 'Blocks on this node\'s disk that did not match their CID when read, scrubbed or checked (moved to the quarantine)', registers })
+    this.blocksVerified = new Counter({ name: 'shoal_scrub_blocks_verified_total', help: 'Blocks the periodic scrub read and checked against their CID', registers })
     new Gauge({ name: 'shoal_blobs_stored', help: 'Blobs stored', registers, async collect () { this.set((await stats.storedBlobs()).blobs) } })
     new Gauge({ name: 'shoal_blob_bytes_stored', help: 'Bytes of stored blobs', registers, async collect () { this.set((await stats.storedBlobs()).bytes) } })
     new Gauge({ name: 'shoal_upload_sessions_open', help: 'Upload sessions not yet completed or cancelled', registers, async collect () { this.set(await stats.openUploads()) } })

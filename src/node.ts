@@ -5,8 +5,9 @@ import type { FastifyInstance } from 'fastify'
 import { registerApiRoutes } from './api/routes.ts'
 import { meshEnabled, parseListen, type Config } from './config.ts'
 import { DataDirLock } from './content/data-dir-lock.ts'
-import { FsBlockstore } from './content/fs-blockstore.ts'
+import { FsBlockstore, type BlockCorruptError } from './content/fs-blockstore.ts'
 import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
+import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { registerGatewayRoutes, type Relay } from './mesh/gateway-routes.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
@@ -41,6 +42,8 @@ export class ShoalNode {
   readonly manifests: ManifestService
   readonly blobs: BlobService
   readonly ipfsImages: IpfsImages
+  /** Checks every block against its CID now and then (`scrubIntervalHours`; off by default). */
+  readonly scrubber: Scrubber
   /** Removes blocks no record, upload or pin reaches; runs beside pushes and pulls. */
   readonly gc: GarbageCollector
   /** This node as a fleet member, when the configuration puts it in a mesh. */
@@ -59,7 +62,7 @@ export class ShoalNode {
     this.config = config
     this.logger = logger ?? pino({ level: config.logLevel, base: { node: 'shoal' } })
     const data = resolve(config.data)
-    this.blockstore = new FsBlockstore(join(data, 'blocks'))
+    this.blockstore = new FsBlockstore(join(data, 'blocks'), { onCorrupt: found => { this.blockCorrupted(found) } })
     this.metadata = new Metadata(join(data, 'metadata'))
     this.uploads = new UploadStore(join(data, 'uploads'), this.blockstore, { maxSessions: config.maxUploadSessions })
     this.metrics = new Metrics({
@@ -77,6 +80,13 @@ export class ShoalNode {
         this.metrics.gcBlocksRemoved.inc(result?.removedBlocks ?? 0)
         this.metrics.gcBytesRemoved.inc(result?.removedBytes ?? 0)
       }
+    })
+    this.scrubber = new Scrubber({
+      blockstore: this.blockstore,
+      intervalMs: config.scrubIntervalHours * 3_600_000,
+      bytesPerSecond: config.scrubMbps * 125_000,
+      logger: this.logger.child({ part: 'scrub' }),
+      onChecked: () => { this.metrics.blocksVerified.inc() }
     })
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
     this.manifests = new ManifestService(this.metadata, this.blockstore)
@@ -135,6 +145,7 @@ export class ShoalNode {
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
     if (meshEnabled(this.config)) await this.joinFleet()
     this.gc.start()
+    this.scrubber.start()
     this.reconciler?.start()
   }
 
@@ -226,6 +237,20 @@ export class ShoalNode {
     return await this.gc.collect()
   }
 
+  /**
+   * A block on disk did not match its CID and was moved to the quarantine: counted, logged, and
+   * in a mesh asked of the fleet again (a blob's leaves are also fetched again when it is read).
+   */
+  private blockCorrupted (found: BlockCorruptError): void {
+    this.metrics.corruptBlocks.inc()
+    this.logger.error({ cid: found.cid.toString(), path: found.path, quarantinedAt: found.quarantinedAt, actual: found.actual }, 'a block on disk does not match its CID: moved to the quarantine')
+    const remote = this.remote
+    if (remote === undefined) return
+    remote.source(found.cid).getBytes(found.cid).then(
+      () => { this.logger.warn({ cid: found.cid.toString() }, 'corrupt block fetched again from a peer') },
+      (err: unknown) => { this.logger.debug({ err, cid: found.cid.toString() }, 'no peer has the corrupt block on its own (a blob\'s leaves come back when it is read)') })
+  }
+
   private async purgeIdleUploads (): Promise<void> {
     try {
       const purged = await this.uploads.purgeIdle(this.config.uploadExpiryHours * 3_600_000)
@@ -241,6 +266,7 @@ export class ShoalNode {
     this.reconciler = undefined
     clearTimeout(this.collectLater)
     await this.gc.stop()
+    await this.scrubber.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
     this.remote = undefined

@@ -64,6 +64,17 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
     node.logger.warn({ url: node.url, data: config.data }, 'listening')
   })
 
+program.command('fsck')
+  .description('check every block of a stopped node\'s data directory against its CID; corrupt ones go to <data>/quarantine')
+  .option('--data <dir>', 'data directory [env: SHOAL_DATA]', process.env.SHOAL_DATA ?? './data')
+  .action(async (options: { data: string }) => {
+    const { fsck } = await import('../content/fsck.ts')
+    const result = await fsck(options.data, line => { console.log(line) })
+    const problems = result.corrupt.length + result.unreadable.length
+    console.log(`checked ${result.checked} blocks (${(result.bytes / 1048576).toFixed(1)} MiB) in ${(result.durationMs / 1000).toFixed(1)} s: ${result.corrupt.length} corrupt, ${result.unreadable.length} unreadable${result.unverifiable > 0 ? `, ${result.unverifiable} with a hash fsck cannot check` : ''}`)
+    if (problems > 0) process.exitCode = 1
+  })
+
 program.command('swarm-key')
   .description('print a new pre-shared key (swarm.key format) for a private mesh')
   .action(async () => {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { base32 } from 'multiformats/bases/base32'
@@ -7,11 +7,16 @@ import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import type { AbortOptions } from 'abort-error'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
+import type { ErrorDescriptor } from '../oci/errors.ts'
 import { DirectorySync, syncDirectory, type SyncDirectory } from './directory-sync.ts'
 
 export interface FsBlockstoreOptions {
   /** How a directory is synced (tests watch it); default fsync. */
   syncDirectory?: SyncDirectory
+  /** Where blocks that do not match their CID are moved; default `quarantine` beside the root. */
+  quarantineDir?: string
+  /** Told of every corrupt block found, once it is moved aside (metrics, logs, a refetch). */
+  onCorrupt?: (found: BlockCorruptError) => void
 }
 
 /**
@@ -38,11 +43,15 @@ export class FsBlockstore implements Blockstore {
   /** Shard directories blocks were renamed into, synced in batches before puts resolve. */
   private readonly directories: DirectorySync
   private readonly syncDirectory: SyncDirectory
+  private readonly quarantineDir: string
+  private readonly onCorrupt: ((found: BlockCorruptError) => void) | undefined
 
   constructor (root: string, options: FsBlockstoreOptions = {}) {
     this.root = root
     this.syncDirectory = options.syncDirectory ?? syncDirectory
     this.directories = new DirectorySync(this.syncDirectory)
+    this.quarantineDir = options.quarantineDir ?? join(dirname(root), 'quarantine')
+    this.onCorrupt = options.onCorrupt
   }
 
   async start (): Promise<void> {
@@ -175,14 +184,19 @@ export class FsBlockstore implements Blockstore {
     yield await this.getBytes(cid)
   }
 
-  /** The whole block; throws NotFoundError-like error with code 'ENOENT' when absent. */
+  /**
+   * The whole block, checked against its CID; throws BlockNotFoundError when absent, and
+   * BlockCorruptError (after moving the file aside) when its bytes do not match.
+   */
   async getBytes (cid: CID): Promise<Uint8Array> {
+    let bytes: Buffer
     try {
-      return await readFile(this.pathOf(cid))
+      bytes = await readFile(this.pathOf(cid))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
       throw err
     }
+    return await this.verified(cid, bytes)
   }
 
   private async openBlock (cid: CID): Promise<FileHandle> {
@@ -195,34 +209,85 @@ export class FsBlockstore implements Blockstore {
   }
 
   /**
-   * The whole block read into `into` when it fits (a pooled buffer: no garbage per block);
-   * undefined when it does not.
+   * The whole block read into `into` when it fits (a pooled buffer: no garbage per block),
+   * checked against its CID; undefined when it does not fit.
    */
   async readInto (cid: CID, into: Buffer): Promise<Buffer | undefined> {
+    const bytes = await this.readWhole(cid, into)
+    return bytes.buffer === into.buffer && bytes.byteOffset === into.byteOffset ? await this.verified(cid, bytes) : undefined
+  }
+
+  /**
+   * Part of a block (inclusive `end`), in `into` when given and the whole block fits it, else in
+   * a new buffer. The whole block is read and checked against its CID, so no byte of a corrupt
+   * block is ever handed out: a range inside a leaf costs a read of the leaf (at most 1 MiB).
+   */
+  async getRange (cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer> {
+    const block = await this.verified(cid, await this.readWhole(cid, into))
+    if (end >= block.length) throw new Error(`block ${cid.toString()} is shorter than ${end + 1} bytes`)
+    return block.subarray(start, end + 1)
+  }
+
+  /** The block's bytes, in `into` when it fits, else in a new buffer; not checked. */
+  private async readWhole (cid: CID, into: Buffer | undefined): Promise<Buffer> {
     const handle = await this.openBlock(cid)
     try {
-      const { bytesRead } = await handle.read(into, 0, into.length, 0)
-      if (bytesRead === into.length && (await handle.read(Buffer.alloc(1), 0, 1, bytesRead)).bytesRead > 0) return undefined
-      return into.subarray(0, bytesRead)
+      const { size } = await handle.stat()
+      const bytes = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
+      const { bytesRead } = await handle.read(bytes, 0, size, 0)
+      return bytes.subarray(0, bytesRead)
     } finally {
       await handle.close()
     }
   }
 
   /**
-   * Part of a block (inclusive `end`) in one read, into `into` when given (it must be large
-   * enough), else into a new buffer. Blocks are at most a few MiB.
+   * `bytes` when they hash to the CID's multihash. Otherwise the file is moved to the
+   * quarantine, `onCorrupt` is told, and BlockCorruptError is thrown: a block that does not
+   * match its CID is never served, to clients or to peers.
    */
-  async getRange (cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer> {
-    const handle = await this.openBlock(cid)
+  private async verified<B extends Uint8Array> (cid: CID, bytes: B): Promise<B> {
+    const check = checkBlock(cid, bytes)
+    if (check.ok) return bytes
+    throw await this.quarantine(cid, check.actual)
+  }
+
+  /**
+   * Checks one block file against its key, as `shoal fsck` and the scrub do: 'ok', 'corrupt'
+   * (moved to the quarantine), 'missing' (gone meanwhile) or 'unverifiable' (a hash this store
+   * cannot compute).
+   */
+  async verifyBlock (key: string): Promise<'ok' | 'corrupt' | 'missing' | 'unverifiable'> {
+    const cid = this.cidOf(key)
+    let bytes: Buffer
     try {
-      const bytes = into === undefined ? Buffer.allocUnsafe(end - start + 1) : into.subarray(0, end - start + 1)
-      const { bytesRead } = await handle.read(bytes, 0, bytes.length, start)
-      if (bytesRead !== bytes.length) throw new Error(`block ${cid.toString()} is shorter than ${end + 1} bytes`)
-      return bytes
-    } finally {
-      await handle.close()
+      bytes = await readFile(this.pathOfKey(key))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing'
+      throw err
     }
+    const check = checkBlock(cid, bytes)
+    if (check.ok) return check.verified ? 'ok' : 'unverifiable'
+    await this.quarantine(cid, check.actual)
+    return 'corrupt'
+  }
+
+  /** Moves a corrupt block aside (never deleted: an operator may want to look) and reports it. */
+  private async quarantine (cid: CID, actual: string): Promise<BlockCorruptError> {
+    const path = this.pathOf(cid)
+    const key = this.keyOf(cid)
+    let movedTo: string | undefined = join(this.quarantineDir, `${key}.${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    try {
+      await mkdir(this.quarantineDir, { recursive: true })
+      await rename(path, movedTo)
+    } catch (err) {
+      // Another reader moved it first (ENOENT), or the move failed: it is still never served.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await rm(path, { force: true }).catch(() => {})
+      movedTo = undefined
+    }
+    const error = new BlockCorruptError(cid, path, actual, movedTo)
+    if (movedTo !== undefined) this.onCorrupt?.(error)
+    return error
   }
 
   async * getMany (source: Iterable<CID> | AsyncIterable<CID>, options?: AbortOptions): AsyncGenerator<Pair> {
@@ -336,10 +401,46 @@ export interface BlockFileStat {
 }
 
 export class BlockNotFoundError extends Error {
+  static readonly descriptor: ErrorDescriptor = { code: 'BLOCK_UNKNOWN', status: 404, message: 'block not held by this node' }
   readonly cid: CID
-  constructor (cid: CID) {
-    super(`block not found: ${cid.toString()}`)
+  constructor (cid: CID, message = `block not found: ${cid.toString()}`) {
+    super(message)
     this.name = 'NotFoundError'
     this.cid = cid
   }
+}
+
+/**
+ * A block whose bytes do not hash to its CID. It is not held any more (it was moved to the
+ * quarantine), hence a BlockNotFoundError: readers that fetch missing blocks from peers do so.
+ */
+export class BlockCorruptError extends BlockNotFoundError {
+  /** Where the block was. */
+  readonly path: string
+  /** The multihash digest of the bytes found there, hex. */
+  readonly actual: string
+  /** Where the file went; undefined when another reader had moved it already. */
+  readonly quarantinedAt: string | undefined
+  constructor (cid: CID, path: string, actual: string, quarantinedAt: string | undefined) {
+    super(cid, `block ${cid.toString()} does not match its CID (its bytes hash to ${actual}): moved to the quarantine`)
+    this.name = 'BlockCorruptError'
+    this.path = path
+    this.actual = actual
+    this.quarantinedAt = quarantinedAt
+  }
+}
+
+const SHA2_256 = 0x12
+const SHA2_512 = 0x13
+const IDENTITY = 0x00
+
+/** Whether `bytes` hash to the CID's multihash; `verified` false for a hash not computed here. */
+export function checkBlock (cid: CID, bytes: Uint8Array): { ok: true, verified: boolean } | { ok: false, actual: string } {
+  const { code, digest } = cid.multihash
+  let actual: Buffer
+  if (code === SHA2_256) actual = createHash('sha256').update(bytes).digest()
+  else if (code === SHA2_512) actual = createHash('sha512').update(bytes).digest()
+  else if (code === IDENTITY) actual = Buffer.from(bytes)
+  else return { ok: true, verified: false }
+  return actual.equals(digest) ? { ok: true, verified: true } : { ok: false, actual: actual.toString('hex') }
 }

@@ -68,11 +68,16 @@ export class BlobService {
   view (digest: string, record: BlobRecord): BlobView {
     if (record.remote === true && this.remote !== undefined) return this.remoteView(digest, record, this.remote)
     const cid = CID.parse(record.cid)
+    const remote = this.remote
     return {
       digest,
       size: record.size,
       cid,
-      chunks: (range, signal) => readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
+      // Every block read is checked against its CID; in a mesh, one found corrupt (and moved to
+      // the quarantine) is fetched again from the blob's other holders and the read goes on.
+      chunks: (range, signal) => remote === undefined
+        ? readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
+        : remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
     }
   }
 
