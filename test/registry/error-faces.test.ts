@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { describeError } from '../../src/http-errors.ts'
+import * as registryErrors from '../../src/oci/errors.ts'
 import { BlobUnknownError, ClientAbortedError, ShoalError, UploadRangeError } from '../../src/oci/errors.ts'
 import { InvalidLabelsError, InvalidStrategyError } from '../../src/replication/strategy.ts'
 import { StrategyNotFoundError } from '../../src/replication/strategy-service.ts'
@@ -13,6 +14,17 @@ import { rawRequest } from '../support/raw-http.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 
 describe('describeError', () => {
+  it('every error class of the registry has its own descriptor, with a code of the OCI table\'s form', () => {
+    const classes = Object.entries(registryErrors).filter(([, value]) => typeof value === 'function' && value.prototype instanceof ShoalError)
+    assert.ok(classes.length >= 20)
+    for (const [name, type] of classes) {
+      const descriptor = (type as unknown as { descriptor: { code: string, status: number } }).descriptor
+      assert.notEqual(descriptor.code, 'UNKNOWN', `${name} has a descriptor of its own`)
+      assert.match(descriptor.code, /^[A-Z_]+$/, name)
+      assert.ok(descriptor.status >= 400 && descriptor.status < 500, `${name}: ${descriptor.status}`)
+    }
+  })
+
   it('maps a domain error through its class descriptor, with the error\'s own message and headers', () => {
     assert.deepEqual(describeError(new BlobUnknownError('blob sha256:ab is unknown')), { status: 404, code: 'BLOB_UNKNOWN', message: 'blob sha256:ab is unknown' })
     assert.deepEqual(describeError(new UploadRangeError('chunk starts at 9', 5)), { status: 416, code: 'RANGE_INVALID', message: 'chunk starts at 9', headers: { range: '0-4' } })
