@@ -2,13 +2,15 @@ import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
-import { registerApiRoutes } from './api/routes.ts'
+import { registerHealthRoutes } from './api/health-routes.ts'
+import { registerApiRoutes, type MeshApi } from './api/routes.ts'
 import { meshEnabled, parseListen, type Config } from './config.ts'
 import { DataDirLock } from './content/data-dir-lock.ts'
 import { FsBlockstore, type BlockCorruptError } from './content/fs-blockstore.ts'
 import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
 import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
+import { Lifecycle, gateUntilReady } from './lifecycle.ts'
 import { registerGatewayRoutes, type Relay } from './mesh/gateway-routes.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
@@ -46,6 +48,8 @@ export class ShoalNode {
   readonly scrubber: Scrubber
   /** Removes blocks no record, upload or pin reaches; runs beside pushes and pulls. */
   readonly gc: GarbageCollector
+  /** Storage open, mesh joined: what /readyz reports and what the API serves from. */
+  readonly lifecycle: Lifecycle<MeshApi>
   /** This node as a fleet member, when the configuration puts it in a mesh. */
   fleet: Fleet | undefined
   /** Holds what the fleet's strategies place on this node (in a mesh only). */
@@ -61,6 +65,7 @@ export class ShoalNode {
   constructor ({ config, logger }: NodeOptions) {
     this.config = config
     this.logger = logger ?? pino({ level: config.logLevel, base: { node: 'shoal' } })
+    this.lifecycle = new Lifecycle({ meshEnabled: meshEnabled(config) })
     const data = resolve(config.data)
     this.blockstore = new FsBlockstore(join(data, 'blocks'), { onCorrupt: found => { this.blockCorrupted(found) } })
     this.metadata = new Metadata(join(data, 'metadata'))
@@ -106,7 +111,9 @@ export class ShoalNode {
       remote: () => config.gatewayFetch ? this.remote : undefined,
       relay: () => this.relay
     })
-    registerApiRoutes(this.http, { fleet: () => this.fleet, local: this.metadata })
+    registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata })
+    registerHealthRoutes(this.http, this.lifecycle)
+    gateUntilReady(this.http, this.lifecycle)
     registerWebUi(this.http)
   }
 
@@ -135,6 +142,7 @@ export class ShoalNode {
     await this.blockstore.start()
     await this.metadata.start()
     await this.uploads.start()
+    this.lifecycle.storageOpened()
     await this.purgeIdleUploads()
     this.purgeTimer = setInterval(() => { void this.purgeIdleUploads() }, UPLOAD_PURGE_INTERVAL_MS).unref()
     const { host, port } = parseListen(this.config.listen)
@@ -202,6 +210,25 @@ export class ShoalNode {
     this.blobs.useRemote(remote)
     this.ipfsImages.useRemote(remote)
     await this.buildReconciler(fleet)
+    this.lifecycle.meshJoined(await this.meshApi(fleet))
+  }
+
+  /** What the management API serves from the joined mesh. */
+  private async meshApi (fleet: Fleet): Promise<MeshApi> {
+    const [{ StrategyService }, { fleetImageResolver }] = await Promise.all([
+      import('./replication/strategy-service.ts'), import('./replication/images.ts')
+    ])
+    const catalogue = fleet.catalogue
+    return {
+      fleet: {
+        self: () => ({ id: fleet.mesh.peerId, addresses: fleet.mesh.addresses }),
+        peers: async signal => await fleet.peers(signal),
+        nodes: async () => await fleet.nodes(),
+        allTags: async () => await catalogue.allTags(),
+        databases: async () => await catalogue.databases()
+      },
+      strategies: new StrategyService({ store: catalogue, nodes: fleet, tags: catalogue, images: fleetImageResolver(catalogue, this.metadata) })
+    }
   }
 
   private async buildReconciler (fleet: Fleet): Promise<void> {
@@ -261,6 +288,7 @@ export class ShoalNode {
   }
 
   async stop (): Promise<void> {
+    this.lifecycle.stopped()
     this.stopWatchingCatalogue?.()
     await this.reconciler?.stop()
     this.reconciler = undefined

@@ -2,20 +2,15 @@ import type { Socket } from 'node:net'
 import { STATUS_CODES, type ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import type { Metrics } from './metrics.ts'
+import { recordRequest, type Metrics } from './metrics.ts'
 import { routeLabels } from './registry/routes.ts'
 import { renderOciError } from './registry/oci-errors.ts'
 import { renderGatewayError } from './mesh/gateway-routes.ts'
-import { apiErrorBody } from './api/errors.ts'
+import { renderApiError } from './api/errors.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { API_PREFIX } from './api/scope.ts'
 import { describeError, type DescribedError, type ErrorRenderer } from './http-errors.ts'
 import { EndpointUnknownError } from './oci/errors.ts'
-
-const renderApiError: ErrorRenderer = error => ({
-  headers: { 'content-type': 'application/json; charset=utf-8', ...error.headers },
-  body: JSON.stringify(apiErrorBody(error.status, error.message))
-})
 
 /**
  * Each face's error format, by URL prefix. Every error of a request (a handler's, fastify's, Node's
@@ -67,7 +62,7 @@ export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInst
     inFlight.set(req.raw.socket, { url: req.url, response: reply.raw })
   })
   app.addHook('onResponse', async (req, reply) => {
-    metrics.requests.inc({ route: routeLabels.get(req) ?? req.routeOptions.url ?? 'unknown', method: req.method, status: reply.statusCode })
+    recordRequest(metrics, routeLabels.get(req) ?? req.routeOptions.url ?? 'unknown', req, reply)
   })
   app.setErrorHandler(async (err, _req, reply) => await sendError(reply, err))
   app.setNotFoundHandler(async (req, reply) => await sendError(reply, new EndpointUnknownError(`no endpoint at ${req.method} ${req.url}`)))
@@ -84,7 +79,8 @@ export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInst
 export async function sendError (reply: FastifyReply, err: unknown): Promise<FastifyReply> {
   const described = describeError(err)
   const { request } = reply
-  if (described.status >= 500) request.log.error({ err, url: request.url, method: request.method }, 'internal error')
+  // 503 is the node saying it is not ready (joining its mesh, stopping), not a fault.
+  if (described.status >= 500 && described.status !== 503) request.log.error({ err, url: request.url, method: request.method }, 'internal error')
   else request.log.debug({ err, status: described.status }, 'request refused')
   if (reply.sent || reply.raw.headersSent) {
     // Part of the answer is out: all that is left is to cut it short.

@@ -2,12 +2,8 @@
 // distributed datastore): each database's current entries with when and by whom each was written.
 import type { FastifyInstance } from 'fastify'
 import type { CatalogueDatabase } from '../catalogue/catalogue.ts'
-import type { Fleet } from '../mesh/fleet.ts'
-import { ApiError, apiErrorResponses } from './errors.ts'
-
-export interface DatastoreRoutesOptions {
-  fleet: () => Fleet | undefined
-}
+import { apiErrorResponses } from './errors.ts'
+import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 
 /** The writer of an entry, as far as the fleet can tell. */
 export interface EntryWriter {
@@ -80,7 +76,7 @@ const datastoreSchema = {
   }
 } as const
 
-export function registerDatastoreRoutes (api: FastifyInstance, { fleet }: DatastoreRoutesOptions): void {
+export function registerDatastoreRoutes (api: FastifyInstance, { membership }: ApiRoutesOptions): void {
   api.get('/datastore', {
     schema: {
       tags: ['catalogue'],
@@ -88,9 +84,8 @@ export function registerDatastoreRoutes (api: FastifyInstance, { fleet }: Datast
       response: { 200: datastoreSchema, ...apiErrorResponses }
     }
   }, async (): Promise<Datastore> => {
-    const current = fleet()
-    if (current === undefined) throw new ApiError(409, 'this node is not in a mesh: there is no replicated catalogue')
-    return describeDatastore(await current.catalogue.databases())
+    const { fleet } = joinedMesh(membership, 'this node is not in a mesh: there is no replicated catalogue')
+    return describeDatastore(await fleet.databases())
   })
 }
 

@@ -1,18 +1,12 @@
 import type { FastifyInstance } from 'fastify'
-import type { Fleet } from '../mesh/fleet.ts'
-import type { LocalManifests, LocalTags } from '../replication/images.ts'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { apiErrorResponses } from './errors.ts'
+import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 import { addressesSchema, nodeSchema } from './node-schema.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
 
-export interface ApiRoutesOptions {
-  /** The fleet, once (and if) the node joined one. */
-  fleet: () => Fleet | undefined
-  /** This node's own tags and manifests: images of a node outside a mesh, and image checks. */
-  local?: LocalTags & LocalManifests
-}
+export type { ApiRoutesOptions, FleetView, LocalImages, MeshApi } from './membership.ts'
 
 /**
  * The management API under /api/v1/, as one encapsulated plugin: its JSON body parser and error
@@ -41,11 +35,16 @@ const peerSchema = {
 const peersSchema = {
   description: 'This node and its peers',
   type: 'object',
-  required: ['self', 'peers'],
+  required: ['mesh', 'self', 'peers'],
   properties: {
+    mesh: {
+      type: 'string',
+      enum: ['off', 'joining', 'joined', 'left'],
+      description: 'off: not configured for a mesh; joining: configured, not joined yet; joined; left: stopping'
+    },
     self: {
       type: ['object', 'null'],
-      description: 'This node in the mesh; null when it is not in one',
+      description: 'This node in the mesh; null until it has joined one',
       required: ['id', 'addresses'],
       properties: { id: { type: 'string' }, addresses: addressesSchema }
     },
@@ -60,7 +59,7 @@ const nodesSchema = {
   properties: { nodes: { type: 'array', items: nodeSchema } }
 } as const
 
-function registerFleetRoutes (api: FastifyInstance, { fleet }: ApiRoutesOptions): void {
+function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOptions): void {
   api.get('/peers', {
     schema: {
       tags: ['mesh'],
@@ -68,9 +67,9 @@ function registerFleetRoutes (api: FastifyInstance, { fleet }: ApiRoutesOptions)
       response: { 200: peersSchema, ...apiErrorResponses }
     }
   }, async () => {
-    const current = fleet()
-    if (current === undefined) return { self: null, peers: [] }
-    return { self: { id: current.mesh.peerId, addresses: current.mesh.addresses }, peers: await current.peers() }
+    const phase = membership.mesh
+    if (phase.state !== 'joined') return { mesh: phase.state, self: null, peers: [] }
+    return { mesh: phase.state, self: phase.parts.fleet.self(), peers: await phase.parts.fleet.peers() }
   })
   api.get('/nodes', {
     schema: {
@@ -79,7 +78,8 @@ function registerFleetRoutes (api: FastifyInstance, { fleet }: ApiRoutesOptions)
       response: { 200: nodesSchema, ...apiErrorResponses }
     }
   }, async () => {
-    const current = fleet()
-    return { nodes: current === undefined ? [] : await current.nodes() }
+    const phase = membership.mesh
+    if (phase.state === 'off') return { nodes: [] }
+    return { nodes: await joinedMesh(membership).fleet.nodes() }
   })
 }

@@ -1,14 +1,15 @@
 import { AjvCompiler } from '@fastify/ajv-compiler'
-import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from 'fastify'
-import { ApiError, sendApiError } from './errors.ts'
+import type { FastifyInstance, FastifySchemaValidationError } from 'fastify'
+import { InvalidRequestError, UnsupportedMediaTypeError } from './errors.ts'
 
 export const API_PREFIX = '/api/v1'
 export const API_BODY_LIMIT_BYTES = 1024 * 1024
 
 /**
  * Makes an encapsulated fastify instance (a plugin registered with a prefix) speak the
- * management API's conventions, for its own routes only: JSON request bodies, and errors as
- * `{ statusCode, error, message }` rather than the registry's OCI error bodies.
+ * management API's conventions, for its own routes only: JSON request bodies in UTF-8, strict
+ * validation, and refusals that name the field. Its errors are rendered by the server's one
+ * error handler in the API's format (`api/errors.ts`), like every other error under /api/v1.
  */
 export function configureApiScope (api: FastifyInstance): void {
   // The server's catch-all parser leaves bodies unread for the registry to stream; the API
@@ -19,25 +20,20 @@ export function configureApiScope (api: FastifyInstance): void {
     // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]
     if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-      done(new ApiError(415, `the body must be JSON in UTF-8, not charset=${charset}`), undefined)
+      done(new UnsupportedMediaTypeError(`the body must be JSON in UTF-8, not charset=${charset}`), undefined)
       return
     }
     parseJson(req, body as string, done)
+  })
+  api.addContentTypeParser('*', (req, _body, done) => {
+    done(new UnsupportedMediaTypeError(`the body must be application/json, not ${req.headers['content-type'] ?? 'of no declared type'}`), undefined)
   })
 
   // Strict: a field the schema does not name is refused, and a value of the wrong type is
   // refused rather than converted (fastify's default Ajv turns "2" into 2 and null into 0).
   api.setValidatorCompiler(strictValidator({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } }))
   // One refusal, in the words the domain uses for its own: "replicas must be a whole number, not \"2\"".
-  api.setSchemaErrorFormatter((errors, dataVar) => new Error(describeSchemaError(firstError(errors), dataVar)))
-  api.setErrorHandler(async (err: FastifyError, req, reply) => {
-    const statusCode = statusOf(err)
-    if (statusCode >= 500) req.log.error({ err, url: req.url, method: req.method }, 'internal error')
-    return await sendApiError(reply, statusCode, messageOf(err, statusCode, req.headers['content-type']))
-  })
-  api.setNotFoundHandler(async (req, reply) => {
-    return await sendApiError(reply, 404, `no endpoint at ${req.method} ${req.url}`)
-  })
+  api.setSchemaErrorFormatter((errors, dataVar) => new InvalidRequestError(describeSchemaError(firstError(errors), dataVar)))
 }
 
 const strictValidator = AjvCompiler()
@@ -112,19 +108,4 @@ function show (value: unknown): string {
   if (value === undefined) return 'nothing'
   const text = JSON.stringify(value)
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
-}
-
-function statusOf (err: FastifyError): number {
-  const status = err.statusCode
-  return typeof status === 'number' && status >= 400 && status <= 599 ? status : 500
-}
-
-function messageOf (err: FastifyError, statusCode: number, contentType: string | undefined): string {
-  if (err instanceof ApiError) return err.message
-  // Unknown failures are the node's; their messages may carry internals.
-  if (statusCode >= 500) return 'internal error'
-  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return `the body must be application/json, not ${contentType ?? 'of no declared type'}`
-  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `the body is larger than ${API_BODY_LIMIT_BYTES} bytes`
-  // Validation messages already read "body must have required property 'name'" and the like.
-  return err.message
 }

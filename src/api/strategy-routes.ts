@@ -1,30 +1,10 @@
 // Replication strategies, the fleet's images and one node's holdings under /api/v1/ (D7, D8).
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import type { Fleet } from '../mesh/fleet.ts'
-import { fleetImageResolver, listFleetImages, listLocalImages, type LocalManifests, type LocalTags } from '../replication/images.ts'
-import { NodeNotFoundError, StrategyNotFoundError, StrategyService } from '../replication/strategy-service.ts'
-import { InvalidStrategyError, STRATEGY_KINDS } from '../replication/strategy.ts'
-import { ApiError, apiErrorResponses } from './errors.ts'
+import { listFleetImages, listLocalImages } from '../replication/images.ts'
+import { STRATEGY_KINDS } from '../replication/strategy.ts'
+import { apiErrorResponses } from './errors.ts'
 import { nodeSchema, placementStateSchema } from './node-schema.ts'
-
-export interface StrategyRoutesOptions {
-  fleet: () => Fleet | undefined
-  local?: LocalTags & LocalManifests
-}
-
-/** The domain errors of these routes and the statuses they answer: the one place they are mapped. */
-const STATUS_OF_ERROR: Array<[new (...args: never[]) => Error, number]> = [
-  [InvalidStrategyError, 400],
-  [StrategyNotFoundError, 404],
-  [NodeNotFoundError, 404]
-]
-
-const NOT_IN_MESH = 'this node is not in a mesh'
-
-const NO_LOCAL_MANIFESTS: LocalManifests = {
-  getManifest: async () => undefined,
-  manifestForImage: async () => undefined
-}
+import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 
 const selectorSchema = { type: 'object', additionalProperties: { type: 'string' }, description: 'Labels a node must all have, such as { "zone": "eu" }' } as const
 
@@ -134,7 +114,7 @@ const statusSchema = {
 
 const imageSchema = {
   type: 'object',
-  required: ['repository', 'tag', 'digest', 'imageCid', 'heldBy'],
+  required: ['repository', 'tag', 'digest', 'imageCid', 'heldBy', 'heldHere'],
   properties: {
     repository: { type: 'string' },
     tag: { type: 'string' },
@@ -142,7 +122,8 @@ const imageSchema = {
     imageCid: { type: 'string', description: 'CID of the image\'s OCI layout directory' },
     node: { type: 'string', description: 'Peer id of the node it was pushed to (absent outside a mesh)' },
     pushedAt: { type: 'string', format: 'date-time' },
-    heldBy: { type: 'array', items: { type: 'string' }, description: 'Ids of the nodes that hold the image whole' }
+    heldBy: { type: 'array', items: { type: 'string' }, description: 'Ids of the nodes that hold the image whole (outside a mesh: none, see heldHere)' },
+    heldHere: { type: 'boolean', description: 'The node answering holds the image whole' }
   }
 } as const
 
@@ -197,24 +178,8 @@ const createBodySchema = {
   }
 } as const
 
-export function registerStrategyRoutes (api: FastifyInstance, options: StrategyRoutesOptions): void {
-  const services = new WeakMap<Fleet, StrategyService>()
-  const serviceOf = (): StrategyService => {
-    const fleet = options.fleet()
-    if (fleet === undefined) throw new ApiError(409, NOT_IN_MESH)
-    let service = services.get(fleet)
-    if (service === undefined) {
-      const catalogue = fleet.catalogue
-      service = new StrategyService({
-        store: catalogue,
-        nodes: fleet,
-        tags: catalogue,
-        images: fleetImageResolver(catalogue, options.local ?? NO_LOCAL_MANIFESTS)
-      })
-      services.set(fleet, service)
-    }
-    return service
-  }
+export function registerStrategyRoutes (api: FastifyInstance, { membership, local }: ApiRoutesOptions): void {
+  const serviceOf = () => joinedMesh(membership).strategies
 
   api.post('/strategies', {
     schema: {
@@ -224,7 +189,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       response: { 200: { description: 'A dry run: nothing stored', ...dryRunSchema }, 201: { description: 'Stored', ...createdSchema }, ...apiErrorResponses }
     }
   }, async (req, reply) => {
-    const created = await mapErrors(serviceOf().create(req.body, untilResponseCloses(reply)))
+    const created = await serviceOf().create(req.body, untilResponseCloses(reply))
     return await reply.code(created.strategy.id === null ? 200 : 201).send(created)
   })
 
@@ -246,7 +211,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
         ...apiErrorResponses
       }
     }
-  }, async () => ({ strategies: await mapErrors(serviceOf().list()) }))
+  }, async () => ({ strategies: await serviceOf().list() }))
 
   api.get<{ Params: { id: string } }>('/strategies/:id', {
     schema: {
@@ -255,7 +220,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       params: idParams,
       response: { 200: strategySchema, ...apiErrorResponses }
     }
-  }, async req => await mapErrors(serviceOf().get(req.params.id)))
+  }, async req => await serviceOf().get(req.params.id))
 
   api.get<{ Params: { id: string } }>('/strategies/:id/status', {
     schema: {
@@ -264,7 +229,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       params: idParams,
       response: { 200: statusSchema, ...apiErrorResponses }
     }
-  }, async req => await mapErrors(serviceOf().status(req.params.id)))
+  }, async req => await serviceOf().status(req.params.id))
 
   api.delete<{ Params: { id: string } }>('/strategies/:id', {
     schema: {
@@ -274,7 +239,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       response: { 204: { description: 'Removed', type: 'null' }, ...apiErrorResponses }
     }
   }, async (req, reply) => {
-    await mapErrors(serviceOf().delete(req.params.id))
+    await serviceOf().delete(req.params.id)
     return await reply.code(204).send()
   })
 
@@ -288,11 +253,9 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       }
     }
   }, async (_req, reply) => {
-    const fleet = options.fleet()
-    if (fleet === undefined) {
-      return { images: options.local === undefined ? [] : await listLocalImages(options.local, untilResponseCloses(reply)) }
-    }
-    const [tags, nodes] = await Promise.all([fleet.catalogue.allTags(), fleet.nodes()])
+    if (membership.mesh.state === 'off') return { images: await listLocalImages(local, untilResponseCloses(reply)) }
+    const { fleet } = joinedMesh(membership)
+    const [tags, nodes] = await Promise.all([fleet.allTags(), fleet.nodes()])
     return { images: listFleetImages(tags, nodes) }
   })
 
@@ -303,18 +266,7 @@ export function registerStrategyRoutes (api: FastifyInstance, options: StrategyR
       params: idParams,
       response: { 200: holdingsSchema, ...apiErrorResponses }
     }
-  }, async req => await mapErrors(serviceOf().holdings(req.params.id)))
-}
-
-/** Domain errors become API refusals here; anything else stays a 500. */
-async function mapErrors<T> (work: Promise<T>): Promise<T> {
-  try {
-    return await work
-  } catch (err) {
-    const status = STATUS_OF_ERROR.find(([type]) => err instanceof type)?.[1]
-    if (status !== undefined) throw new ApiError(status, (err as Error).message, { cause: err })
-    throw err
-  }
+  }, async req => await serviceOf().holdings(req.params.id))
 }
 
 /** Aborts when the response ends or its connection drops: a client that left waits on nothing. */

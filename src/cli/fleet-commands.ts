@@ -2,7 +2,7 @@
 // tables for people (or JSON). A refusal becomes one line: the API's own message.
 import type { ImageListing } from '../replication/images.ts'
 import type { StatusSummary } from '../replication/strategy-service.ts'
-import { CliError, requestNode } from './api-client.ts'
+import { CliError, callApi } from './api-client.ts'
 
 interface Placed { node: string, name: string }
 
@@ -145,31 +145,8 @@ export async function listImages (node: string, json: boolean): Promise<string> 
     image.imageCid,
     image.node === undefined ? '-' : named(image.node),
     image.pushedAt?.replace(/\.\d+Z$/, 'Z') ?? '-',
-    image.heldBy.map(named).join(',') || '-'
+    [...image.heldHere && image.heldBy.length === 0 ? ['this node'] : [], ...image.heldBy.map(named)].join(',') || '-'
   ]))
-}
-
-/**
- * A call to the management API. A refusal (4xx, 5xx) becomes a CliError with the API's message;
- * an answer that is not the API's (another server on that port) says what came back.
- */
-async function callApi<T> (node: string, method: string, path: string, body?: unknown): Promise<T> {
-  const response = await requestNode(node, `/api/v1${path}`, {
-    method,
-    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-  })
-  const text = await response.text()
-  let parsed: unknown
-  try {
-    parsed = text === '' ? undefined : JSON.parse(text)
-  } catch {
-    throw new CliError(`${method} /api/v1${path}: ${response.status}, and the answer is not JSON`)
-  }
-  if (!response.ok) {
-    const message = (parsed as { message?: unknown } | undefined)?.message
-    throw new CliError(typeof message === 'string' ? message : `${method} /api/v1${path}: ${response.status} ${text.slice(0, 200)}`)
-  }
-  return parsed as T
 }
 
 function numberOption (flag: string, text: string): number {

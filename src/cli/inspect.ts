@@ -1,5 +1,6 @@
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts'
-import { CliError, requestNode } from './api-client.ts'
+import { CID } from 'multiformats/cid'
+import { CliError, describeAnswer, requestNode } from './api-client.ts'
 
 export interface ImageInfo {
   repository: string
@@ -41,7 +42,12 @@ export async function inspectImage (node: string, image: string, signal?: AbortS
   return { repository, tag, digest, mediaType, imageCid, size }
 }
 
+/**
+ * `repo:tag`, `repo@digest`, `repo` (tag latest), or a bare image CID: the node serves every image
+ * it holds as `ipfs/<cid>:latest`, so that is what a CID names.
+ */
 function splitImage (image: string): { repository: string, reference: string, tag?: string } {
+  if (isCid(image)) return { repository: `ipfs/${image}`, reference: 'latest', tag: 'latest' }
   const at = image.indexOf('@')
   if (at > 0) return { repository: image.slice(0, at), reference: image.slice(at + 1) }
   const colon = image.lastIndexOf(':')
@@ -57,13 +63,16 @@ async function fetchManifest (node: string, repository: string, reference: strin
     headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
     signal
   })
-  if (!response.ok) {
-    const body = await response.text()
-    let message = body
-    try {
-      message = (JSON.parse(body) as { errors: Array<{ code: string, message: string }> }).errors.map(e => `${e.code}: ${e.message}`).join('; ')
-    } catch { /* not an OCI error body */ }
-    throw new CliError(`${repository}:${reference}: ${response.status} ${message}`)
-  }
+  if (!response.ok) throw new CliError(`${repository}:${reference}: ${describeAnswer(node, response, await response.text())}`)
   return response
+}
+
+function isCid (text: string): boolean {
+  if (text.includes('/') || text.includes(':') || text.includes('@')) return false
+  try {
+    CID.parse(text)
+    return true
+  } catch {
+    return false
+  }
 }

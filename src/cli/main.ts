@@ -1,11 +1,12 @@
+import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { ConfigError, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
-import { ShoalNode } from '../node.ts'
 import { getJson } from './api-client.ts'
 import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
 
 interface PeersAnswer {
+  mesh: 'off' | 'joining' | 'joined' | 'left'
   self: { id: string, addresses: string[] } | null
   peers: Array<{ id: string, addresses: string[], latencyMs?: number }>
 }
@@ -22,8 +23,11 @@ function collect (value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value]
 }
 
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
 const program = new Command('shoal')
   .description('Shoal: a peer-to-peer, content-addressed OCI registry')
+  .version(version, '-V, --version', 'print the version')
 
 const serve = program.command('serve')
   .description('run a node (defaults: 127.0.0.1:5000, data in ./data)')
@@ -43,6 +47,8 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
       if (value !== undefined) raw[name] = value
     }
     const config = loadConfig({ file: options.config as string | undefined, flags: flagsFromText(raw) })
+    // Loaded here, not at the top: the other commands are HTTP clients and start faster without it.
+    const { ShoalNode } = await import('../node.ts')
     const node = new ShoalNode({ config })
     // Handlers go in before the node listens: a signal that arrives while it starts still
     // gets a clean stop once the start is done.
@@ -59,9 +65,8 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
     }
     process.on('SIGINT', () => shutdown('SIGINT'))
     process.on('SIGTERM', () => shutdown('SIGTERM'))
+    // The node logs "listening" (at info) itself; a normal start says nothing at warn.
     await started
-    // Log at warn so the default (quiet) level still says where the node is.
-    node.logger.warn({ url: node.url, data: config.data }, 'listening')
   })
 
 program.command('fsck')
@@ -87,16 +92,23 @@ program.command('peers')
   .option('--node <url>', 'node to ask', DEFAULT_NODE)
   .option('--json', 'print JSON')
   .action(async (options: { node: string, json?: boolean }) => {
-    const answer = await getJson<PeersAnswer>(options.node, '/api/v1/peers')
+    const answer = await getJson<PeersAnswer>(options.node, '/peers')
     if (options.json === true) {
       console.log(JSON.stringify(answer, null, 2))
       return
     }
     if (answer.self === null) {
-      console.log('this node is not in a mesh (start it with --peer, --mdns or --mesh)')
+      console.log(answer.mesh === 'joining'
+        ? 'this node is joining the mesh: not ready yet (see /readyz)'
+        : answer.mesh === 'left'
+          ? 'this node is stopping: it has left the mesh'
+          : 'this node is not in a mesh (start it with --peer, --mdns or --mesh)')
       return
     }
-    console.log(`self: ${answer.self.id}`)
+    const self = answer.self
+    console.log(`self: ${self.id}`)
+    // The addresses others join through, each with /p2p/<id> as --peer wants it.
+    for (const address of self.addresses) console.log(`  ${address.includes('/p2p/') ? address : `${address}/p2p/${self.id}`}`)
     if (answer.peers.length === 0) console.log('no peers connected')
     for (const peer of answer.peers) {
       console.log(`${peer.id}  ${peer.latencyMs === undefined ? '-' : `${peer.latencyMs} ms`}  ${peer.addresses.join(' ')}`)
@@ -165,7 +177,7 @@ program.command('images')
 
 program.command('inspect')
   .description('show tag, digest, image CID and size of an image')
-  .argument('<image>', 'repository:tag or repository@digest')
+  .argument('<image>', 'repository:tag, repository@digest or an image CID')
   .option('--node <url>', 'node to ask', DEFAULT_NODE)
   .option('--json', 'print JSON')
   .action(async (image: string, options: { node: string, json?: boolean }) => {

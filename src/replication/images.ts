@@ -84,10 +84,12 @@ export interface ImageListing {
   pushedAt?: string
   /** Ids of the nodes whose inventory says they hold the image whole. */
   heldBy: string[]
+  /** The node answering holds the image whole (in a mesh: its inventory record says so). */
+  heldHere: boolean
 }
 
 /** Every tag of the catalogue, by repository and tag, with the nodes holding its image. */
-export function listFleetImages (tags: readonly TagRecord[], nodes: readonly Pick<NodeRecord, 'id' | 'images'>[]): ImageListing[] {
+export function listFleetImages (tags: readonly TagRecord[], nodes: ReadonlyArray<Pick<NodeRecord, 'id' | 'images'> & { self: boolean }>): ImageListing[] {
   return tags
     .map(record => ({
       repository: record.repository,
@@ -96,7 +98,8 @@ export function listFleetImages (tags: readonly TagRecord[], nodes: readonly Pic
       imageCid: record.imageCid,
       node: record.node,
       pushedAt: record.pushedAt,
-      heldBy: nodes.filter(node => node.images.includes(record.imageCid)).map(node => node.id).sort()
+      heldBy: nodes.filter(node => node.images.includes(record.imageCid)).map(node => node.id).sort(),
+      heldHere: nodes.some(node => node.self && node.images.includes(record.imageCid))
     }))
     .sort((a, b) => compareText(a.repository, b.repository) || compareText(a.tag, b.tag))
 }
@@ -107,6 +110,8 @@ export interface LocalTags {
   listTags(repository: string, last: string | undefined, limit: number): Promise<string[]>
   getTag(repository: string, tag: string): Promise<string | undefined>
   getManifest(digest: string): Promise<{ imageCid: string } | undefined>
+  /** CIDs of the images this node holds whole. */
+  listImages(): Promise<string[]>
 }
 
 const PAGE = 1000
@@ -114,6 +119,7 @@ const PAGE = 1000
 /** A single node's tags (no mesh, no catalogue), in the listing's shape. */
 export async function listLocalImages (local: LocalTags, signal?: AbortSignal): Promise<ImageListing[]> {
   const images: ImageListing[] = []
+  const held = new Set(await local.listImages())
   for await (const repository of paged(last => local.listRepositories(last, PAGE))) {
     for await (const tag of paged(last => local.listTags(repository, last, PAGE))) {
       signal?.throwIfAborted()
@@ -121,7 +127,7 @@ export async function listLocalImages (local: LocalTags, signal?: AbortSignal): 
       if (digest === undefined) continue
       const manifest = await local.getManifest(digest)
       if (manifest === undefined) continue
-      images.push({ repository, tag, digest, imageCid: manifest.imageCid, heldBy: [] })
+      images.push({ repository, tag, digest, imageCid: manifest.imageCid, heldBy: [], heldHere: held.has(manifest.imageCid) })
     }
   }
   return images

@@ -38,6 +38,7 @@ export function renderPage (frame: PageFrame): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${frame.title} · Shoal</title>
+<link rel="icon" href="${ASSETS_PREFIX}/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSETS_PREFIX}/style.css">
 <script type="module" src="${ASSETS_PREFIX}/app.js"></script>
 </head>

@@ -67,7 +67,8 @@ const SECURITY_HEADERS = {
 
 const ASSETS: Record<string, string> = {
   'app.js': 'text/javascript; charset=utf-8',
-  'style.css': 'text/css; charset=utf-8'
+  'style.css': 'text/css; charset=utf-8',
+  'icon.svg': 'image/svg+xml'
 }
 
 export function registerWebUi (app: FastifyInstance): void {
@@ -79,6 +80,11 @@ export function registerWebUi (app: FastifyInstance): void {
     app.get(`${ASSETS_PREFIX}/${file}`, async (_req, reply) => await reply
       .header('content-type', contentType).header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(body))
   }
+  // Browsers ask for /favicon.ico whatever the page links; a 404 there is logged as an error on
+  // every page. Every current browser takes an SVG icon.
+  const icon = readFileSync(join(import.meta.dirname, 'assets', 'icon.svg'))
+  app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) => await reply
+    .header('content-type', 'image/svg+xml').header('cache-control', 'max-age=86400').send(icon))
   for (const page of PAGES) {
     app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api, details, host: req.host, now: Date.now() }))
   }

@@ -5,14 +5,14 @@ import { after, before, describe, it } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { ApiError, apiErrorResponses } from '../../src/api/errors.ts'
+import { NotInMeshError, apiErrorResponses } from '../../src/api/errors.ts'
 import { API_BODY_LIMIT_BYTES, API_PREFIX, configureApiScope } from '../../src/api/scope.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { createHttpServer } from '../../src/server.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 
 const assertApiError = (body: unknown, statusCode: number, error: string): void => {
-  assert.deepEqual(Object.keys(body as object).sort(), ['error', 'message', 'statusCode'])
+  assert.deepEqual(Object.keys(body as object).sort(), ['code', 'error', 'message', 'statusCode'])
   const { statusCode: status, error: reason, message } = body as { statusCode: number, error: string, message: string }
   assert.equal(status, statusCode)
   assert.equal(reason, error)
@@ -60,7 +60,7 @@ describe('the management API on a node', () => {
   it('still answers /api/v1/peers and /api/v1/nodes', async () => {
     const peers = await fetch(`${node.url}/api/v1/peers`)
     assert.equal(peers.status, 200)
-    assert.deepEqual(await peers.json(), { self: null, peers: [] })
+    assert.deepEqual(await peers.json(), { mesh: 'off', self: null, peers: [] })
     const nodes = await fetch(`${node.url}/api/v1/nodes`)
     assert.deepEqual(await nodes.json(), { nodes: [] })
   })
@@ -95,7 +95,7 @@ describe('the management API on a node in a mesh', () => {
     const fleet = node.node.fleet
     assert.ok(fleet)
     const peers = await (await fetch(`${node.url}/api/v1/peers`)).json()
-    assert.deepEqual(peers, { self: { id: fleet.mesh.peerId, addresses: fleet.mesh.addresses }, peers: [] })
+    assert.deepEqual(peers, { mesh: 'joined', self: { id: fleet.mesh.peerId, addresses: fleet.mesh.addresses }, peers: [] })
     // A heartbeat may land between the two reads; they agree once none does.
     await eventually(async () => {
       const answer = await (await fetch(`${node.url}/api/v1/nodes`)).json()
@@ -130,7 +130,7 @@ describe('an API scope', () => {
         }
       }, async (req, reply) => await reply.code(201).send(req.body))
       api.delete('/things/:name', async req => {
-        throw new ApiError(409, `thing ${(req.params as { name: string }).name} is in use`)
+        throw new NotInMeshError(`thing ${(req.params as { name: string }).name} is in use`)
       })
       api.get('/broken', async () => { throw new Error('secret internals') })
     }, { prefix: API_PREFIX })
@@ -194,16 +194,16 @@ describe('an API scope', () => {
     assertApiError(large.json(), 413, 'Payload Too Large')
   })
 
-  it('sends an ApiError thrown by a handler with its status and message', async () => {
+  it('sends a domain error thrown by a handler with its descriptor\'s status and code, and its message', async () => {
     const response = await app.inject({ method: 'DELETE', url: `${API_PREFIX}/things/a` })
     assert.equal(response.statusCode, 409)
-    assert.deepEqual(response.json(), { statusCode: 409, error: 'Conflict', message: 'thing a is in use' })
+    assert.deepEqual(response.json(), { statusCode: 409, error: 'Conflict', code: 'NOT_IN_MESH', message: 'thing a is in use' })
   })
 
   it('hides the message of an unexpected failure', async () => {
     const response = await app.inject({ method: 'GET', url: `${API_PREFIX}/broken` })
     assert.equal(response.statusCode, 500)
-    assert.deepEqual(response.json(), { statusCode: 500, error: 'Internal Server Error', message: 'internal error' })
+    assert.deepEqual(response.json(), { statusCode: 500, error: 'Internal Server Error', code: 'UNKNOWN', message: 'internal error' })
   })
 
   it('leaves bodies outside the API unparsed', async () => {

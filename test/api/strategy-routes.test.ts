@@ -16,7 +16,7 @@ interface Placed { node: string, name: string }
 interface StoredStrategy { id: string, kind: string, image: string, createdAt: string, updatedAt: string, [field: string]: unknown }
 interface Created { strategy: StoredStrategy, placement: Placed[] }
 interface Status { strategy: StoredStrategy, desired: Array<Placed & { state: string }>, extra: unknown[] }
-interface Refusal { statusCode: number, error: string, message: string }
+interface Refusal { statusCode: number, error: string, code: string, message: string }
 
 const api = async (node: TestNode, path: string, init: { method?: string, body?: unknown } = {}): Promise<{ status: number, body: unknown }> => {
   const response = await fetch(`${node.url}/api/v1${path}`, {
@@ -137,6 +137,7 @@ describe('strategies on a fleet of three nodes', () => {
       const { status, body: refusal } = await api(a, '/strategies', { method: 'POST', body })
       assert.equal(status, 400, JSON.stringify(body))
       assert.equal((refusal as Refusal).error, 'Bad Request')
+      assert.match((refusal as Refusal).code, /^(STRATEGY_INVALID|INVALID_REQUEST)$/)
       assert.match((refusal as Refusal).message, message)
     }
     const malformed = await api(a, '/strategies', { method: 'POST', body: '{"kind": ' })
@@ -234,13 +235,13 @@ describe('strategies on a node outside a mesh', () => {
     for (const [method, path] of [['GET', '/strategies'], ['POST', '/strategies'], ['GET', '/strategies/x'], ['GET', '/strategies/x/status'], ['DELETE', '/strategies/x'], ['GET', '/nodes/x']]) {
       const { status, body } = await api(node, path ?? '', { method, body: method === 'POST' ? { image: IMAGE, kind: 'all' } : undefined })
       assert.equal(status, 409, `${method} ${path}`)
-      assert.deepEqual(body, { statusCode: 409, error: 'Conflict', message: 'this node is not in a mesh' })
+      assert.deepEqual(body, { statusCode: 409, error: 'Conflict', code: 'NOT_IN_MESH', message: 'this node is not in a mesh' })
     }
     assert.deepEqual((await api(node, '/images')).body, { images: [] })
     const pushed = await new RegistryClient(node.url).pushImage('solo/app', '2.0', 'solo layer')
     const { images } = (await api(node, '/images')).body as { images: Array<Record<string, unknown>> }
     assert.equal(images.length, 1)
-    assert.deepEqual({ ...images[0], imageCid: undefined }, { repository: 'solo/app', tag: '2.0', digest: pushed.digest, imageCid: undefined, heldBy: [] })
+    assert.deepEqual({ ...images[0], imageCid: undefined }, { repository: 'solo/app', tag: '2.0', digest: pushed.digest, imageCid: undefined, heldBy: [], heldHere: true })
     assert.equal(images[0]?.imageCid, pushed.response.headers.get('shoal-image-cid'))
   })
 })

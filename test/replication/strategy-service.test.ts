@@ -83,18 +83,20 @@ describe('image references', () => {
   })
 
   it('lists tagged images with the nodes holding them, and a lone node\'s own tags', async () => {
-    const listed = listFleetImages([{ ...TAG, tag: '1.37' }, TAG], [node('b', { images: [IMAGE_CID] }), node('a', { images: [IMAGE_CID] }), node('c')])
-    assert.deepEqual(listed.map(image => [image.tag, image.heldBy]), [['1.36', ['a', 'b']], ['1.37', ['a', 'b']]])
+    const listed = listFleetImages([{ ...TAG, tag: '1.37' }, TAG], [node('b', { images: [IMAGE_CID] }), node('a', { images: [IMAGE_CID] }), node('c', { self: true })])
+    assert.deepEqual(listed.map(image => [image.tag, image.heldBy, image.heldHere]), [['1.36', ['a', 'b'], false], ['1.37', ['a', 'b'], false]])
+    assert.equal(listFleetImages([TAG], [node('a', { images: [IMAGE_CID], self: true })])[0]?.heldHere, true)
     assert.equal(listed[0]?.node, 'n1')
     const local = await listLocalImages({
       listRepositories: async last => last === undefined ? ['app', 'web'] : [],
       listTags: async (repository, last) => last !== undefined ? [] : repository === 'app' ? ['1', 'gone'] : ['2'],
       getTag: async (repository, tag) => tag === 'gone' ? undefined : `${repository}-${tag}`,
-      getManifest: async digest => ({ imageCid: `cid-${digest}` })
+      getManifest: async digest => ({ imageCid: `cid-${digest}` }),
+      listImages: async () => ['cid-app-1']
     })
     assert.deepEqual(local, [
-      { repository: 'app', tag: '1', digest: 'app-1', imageCid: 'cid-app-1', heldBy: [] },
-      { repository: 'web', tag: '2', digest: 'web-2', imageCid: 'cid-web-2', heldBy: [] }
+      { repository: 'app', tag: '1', digest: 'app-1', imageCid: 'cid-app-1', heldBy: [], heldHere: true },
+      { repository: 'web', tag: '2', digest: 'web-2', imageCid: 'cid-web-2', heldBy: [], heldHere: false }
     ])
   })
 })

@@ -68,7 +68,7 @@ function referrersOf (details: ImageDetails): SafeHtml {
 }
 
 function heldBy (image: ImageListing, nodes: readonly ApiNode[]): SafeHtml {
-  if (image.heldBy.length === 0) return html`<span class="muted">${nodes.length === 0 ? 'this node' : 'no node says it holds it whole'}</span>`
+  if (image.heldBy.length === 0) return html`<span class="muted">${image.heldHere ? 'this node' : 'no node says it holds it whole'}</span>`
   return html`${image.heldBy.map(id => {
     const node = nodes.find(candidate => candidate.id === id)
     return html`<span class="chip${node?.silent === true ? ' silent' : ''}" title="${id}">${node?.name ?? id.slice(-8)}${node?.silent === true ? ' (silent)' : ''}</span> `

@@ -1,0 +1,49 @@
+// What the management API is given by the composition root (node.ts): this node's own images, and
+// its place in a mesh with the services a joined mesh gives. The API builds none of them.
+import type { CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
+import type { MeshPhase } from '../lifecycle.ts'
+import type { PeerStatus } from '../mesh/mesh.ts'
+import type { LocalManifests, LocalTags } from '../replication/images.ts'
+import type { ListedNode, StrategyService } from '../replication/strategy-service.ts'
+import { NotReadyError } from '../lifecycle.ts'
+import { NotInMeshError } from './errors.ts'
+
+/** What the API reads of a joined mesh: node.ts builds it once the node has joined. */
+export interface FleetView {
+  /** This node's libp2p identity and listen addresses. */
+  self(): { id: string, addresses: string[] }
+  peers(signal?: AbortSignal): Promise<PeerStatus[]>
+  nodes(): Promise<ListedNode[]>
+  allTags(): Promise<TagRecord[]>
+  databases(): Promise<CatalogueDatabase[]>
+}
+
+/** The services a joined mesh gives the API. */
+export interface MeshApi {
+  fleet: FleetView
+  strategies: StrategyService
+}
+
+/** This node's own images, for a node outside a mesh, and image checks. */
+export type LocalImages = LocalTags & LocalManifests & {
+  /** CIDs of the images this node holds whole. */
+  listImages(): Promise<string[]>
+}
+
+export interface ApiRoutesOptions {
+  /** Where the node is with its mesh (read on every request: it changes once, at the join). */
+  membership: { readonly mesh: MeshPhase<MeshApi> }
+  local: LocalImages
+}
+
+/** The joined mesh's services, or the refusal that says why there are none. */
+export function joinedMesh (membership: ApiRoutesOptions['membership'], notInMesh = 'this node is not in a mesh'): MeshApi {
+  const phase = membership.mesh
+  switch (phase.state) {
+    case 'joined': return phase.parts
+    case 'off': throw new NotInMeshError(notInMesh)
+    case 'joining': throw new NotReadyError('this node is joining its mesh: try again in a moment')
+    case 'left': throw new NotReadyError('this node is stopping')
+  }
+}
+
