@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
 import type { Logger } from 'pino'
-import type { Strategy } from '../replication/strategy.ts'
+import type { Strategy } from './strategy-record.ts'
 import { KeyValueIndex } from './kv-index.ts'
 
 /** Where a tag points, and who put it there. */

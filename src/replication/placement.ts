@@ -9,13 +9,24 @@
 // The key is the image reference, not the strategy, so two strategies on one image overlap
 // instead of doubling its copies.
 import { hash } from 'node:crypto'
-import { isTarget, matchesSelector, type StrategySpec } from './strategy.ts'
+import type { LabelSelector, StrategySpec } from '../catalogue/strategy-record.ts'
 
 /** A member node as placement sees it. */
 export interface Member {
   id: string
   name?: string
   labels?: Record<string, string>
+}
+
+/** Whether a node is the one a target strategy names: by id, or by name. */
+export function isTarget (member: Member, target: string): boolean {
+  return member.id === target || member.name === target
+}
+
+/** Whether labels hold every pair of the selector. A node without labels matches no selector. */
+export function matchesSelector (labels: Readonly<Record<string, string>> | undefined, selector: LabelSelector): boolean {
+  if (labels === undefined) return false
+  return Object.entries(selector).every(([key, value]) => Object.hasOwn(labels, key) && labels[key] === value)
 }
 
 /** The ids of the nodes that must hold the strategy's image, best-ranked first. */

@@ -4,39 +4,17 @@ import { CID } from 'multiformats/cid'
 import { parseDigest } from '../oci/digest.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { assertRepositoryName, isTag } from '../oci/names.ts'
-import type { Member } from './placement.ts'
+import { STRATEGY_KINDS, type LabelSelector, type StrategyKind, type StrategySpec } from '../catalogue/strategy-record.ts'
+import { isTarget, matchesSelector, type Member } from './placement.ts'
 
 /** A strategy that cannot be accepted; the message says what is wrong with it. */
 export class InvalidStrategyError extends ShoalError {
   static override readonly descriptor: ErrorDescriptor = { code: 'STRATEGY_INVALID', status: 400, message: 'invalid strategy' }
 }
 
-/** Labels are `key=value` pairs; a selector matches a node whose labels hold every one of its pairs. */
-export type LabelSelector = Record<string, string>
-
-export const STRATEGY_KINDS = ['percentage', 'target', 'replicas', 'all', 'labels'] as const
-export type StrategyKind = typeof STRATEGY_KINDS[number]
+export { STRATEGY_KINDS, type LabelSelector, type Strategy, type StrategyKind, type StrategySpec } from '../catalogue/strategy-record.ts'
 
 const EMPTY_SELECTOR = 'selector is empty: give at least one label, such as zone=eu'
-
-/**
- * What to replicate and where. `image` is `repo:tag` (the strategy follows the tag as it moves),
- * `repo@sha256:…` or an image CID (`bafy…`).
- */
-export type StrategySpec =
-  /** p % of the member nodes, rounded up, at least one. */
-  | { kind: 'percentage', image: string, percentage: number }
-  /** One node, named by its id or its name. */
-  | { kind: 'target', image: string, target: string }
-  /** k nodes. */
-  | { kind: 'replicas', image: string, replicas: number }
-  /** Every member node. */
-  | { kind: 'all', image: string }
-  /** The nodes whose labels match `selector`: all of them, or the first `count`. */
-  | { kind: 'labels', image: string, selector: LabelSelector, count?: number }
-
-/** A strategy as stored in the catalogue. */
-export type Strategy = StrategySpec & { id: string, createdAt: string, updatedAt: string }
 
 export interface StrategyPayload {
   spec: StrategySpec
@@ -92,16 +70,7 @@ export function checkAgainstFleet (spec: StrategySpec, members: readonly Member[
   }
 }
 
-/** Whether a node is the one a target strategy names: by id, or by name. */
-export function isTarget (member: Member, target: string): boolean {
-  return member.id === target || member.name === target
-}
-
-/** Whether labels hold every pair of the selector. A node without labels matches no selector. */
-export function matchesSelector (labels: Readonly<Record<string, string>> | undefined, selector: LabelSelector): boolean {
-  if (labels === undefined) return false
-  return Object.entries(selector).every(([key, value]) => Object.hasOwn(labels, key) && labels[key] === value)
-}
+export { isTarget, matchesSelector } from './placement.ts'
 
 /** `zone=eu,tier=edge` as the CLI takes a selector; at least one pair. */
 export function parseSelectorText (text: string): LabelSelector {
