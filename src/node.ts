@@ -11,16 +11,19 @@ import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from
 import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { Lifecycle, gateUntilReady } from './lifecycle.ts'
-import { registerGatewayRoutes, type Relay } from './mesh/gateway-routes.ts'
+import { BlockFetcher } from './mesh/block-fetcher.ts'
+import { Fleet } from './mesh/fleet.ts'
+import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
+import { RemoteContent } from './mesh/remote-content.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
-import type { Fleet } from './mesh/fleet.ts'
-import type { Reconciler } from './replication/reconciler.ts'
+import { ImageHoldings } from './registry/image-holdings.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
-import type { RemoteBlocks } from './registry/remote-blocks.ts'
+import { resolveImage } from './replication/images.ts'
+import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer } from './server.ts'
 import { registerWebUi } from './web/routes.ts'
@@ -32,7 +35,13 @@ export interface NodeOptions {
   logger?: Logger
 }
 
-/** Composition root: builds the parts of a node, starts them in order and stops them in reverse. */
+/**
+ * Composition root: builds every part of a node once, in the constructor, and starts them in
+ * order and stops them in reverse. A node configured for a mesh builds its mesh-facing parts
+ * (the fleet, the fetcher, the fleet's content) with the rest and hands them to the services
+ * that use them; libp2p, helia and OrbitDB themselves load only when the fleet starts. Nothing
+ * is rewired while the node runs.
+ */
 export class ShoalNode {
   readonly config: Config
   readonly logger: Logger
@@ -44,6 +53,8 @@ export class ShoalNode {
   readonly manifests: ManifestService
   readonly blobs: BlobService
   readonly ipfsImages: IpfsImages
+  /** Holds whole images on this node and lets them go (the reconciler's hands). */
+  readonly holdings: ImageHoldings
   /** Checks every block against its CID now and then (`scrubIntervalHours`; off by default). */
   readonly scrubber: Scrubber
   /** Removes blocks no record, upload or pin reaches; runs beside pushes and pulls. */
@@ -51,13 +62,13 @@ export class ShoalNode {
   /** Storage open, mesh joined: what /readyz reports and what the API serves from. */
   readonly lifecycle: Lifecycle<MeshApi>
   /** This node as a fleet member, when the configuration puts it in a mesh. */
-  fleet: Fleet | undefined
+  readonly fleet: Fleet | undefined
   /** Holds what the fleet's strategies place on this node (in a mesh only). */
-  reconciler: Reconciler | undefined
+  readonly reconciler: Reconciler | undefined
+  /** The fleet's content (in a mesh): what remote reads go through, and where a corrupt block is fetched again. */
+  private readonly remote: RemoteContent | undefined
   private stopWatchingCatalogue: (() => void) | undefined
   private collectLater: NodeJS.Timeout | undefined
-  private remote: RemoteBlocks | undefined
-  private relay: Relay | undefined
   private address: string | undefined
   private purgeTimer: NodeJS.Timeout | undefined
   private dataDirLock: DataDirLock | undefined
@@ -74,9 +85,16 @@ export class ShoalNode {
       storedBlobs: () => this.metadata.countBlobs(),
       openUploads: () => this.uploads.count()
     })
+
+    // The mesh-facing parts: built now, started in start().
+    const fleet = meshEnabled(config) ? this.buildFleet() : undefined
+    this.fleet = fleet
+    const remote = fleet === undefined ? undefined : this.buildRemote(fleet)
+    this.remote = remote
+
     this.gc = new GarbageCollector({
       blockstore: this.blockstore,
-      roots: registryRoots({ metadata: this.metadata, uploadsDir: join(data, 'uploads'), liveLeaves: () => this.uploads.liveLeaves(), pins: () => this.meshPins() }),
+      roots: registryRoots({ metadata: this.metadata, uploadsDir: join(data, 'uploads'), liveLeaves: () => this.uploads.liveLeaves(), pins: this.pinsOf(fleet) }),
       intervalMs: config.gcIntervalMinutes * 60_000,
       graceMs: config.gcGraceSeconds * 1000,
       logger: this.logger.child({ part: 'gc' }),
@@ -93,10 +111,13 @@ export class ShoalNode {
       logger: this.logger.child({ part: 'scrub' }),
       onChecked: () => { this.metrics.blocksVerified.inc() }
     })
+    this.manifests = new ManifestService({ metadata: this.metadata, blocks: this.blockstore, shared: fleet?.sharedTags(), remote })
+    this.blobs = new BlobService(this.metadata, this.blockstore, this.uploads, remote)
+    this.ipfsImages = new IpfsImages(this.blockstore, remote)
+    this.holdings = new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote })
+    this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
+
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
-    this.manifests = new ManifestService(this.metadata, this.blockstore)
-    this.blobs = new BlobService(this.metadata, this.blockstore, this.uploads)
-    this.ipfsImages = new IpfsImages(this.blockstore)
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,
@@ -108,8 +129,8 @@ export class ShoalNode {
       blocks: this.blockstore,
       metrics: this.metrics,
       uploadLimiter: config.uploadLimitMbps > 0 ? new TokenBucket({ bytesPerSecond: config.uploadLimitMbps * 125_000 }) : undefined,
-      remote: () => config.gatewayFetch ? this.remote : undefined,
-      relay: () => this.relay
+      remote: config.gatewayFetch ? remote : undefined,
+      relay: remote === undefined ? undefined : async (cid, root, peer, signal) => await remote.relay(cid, root, peer, signal)
     })
     registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata })
     registerHealthRoutes(this.http, this.lifecycle)
@@ -151,31 +172,24 @@ export class ShoalNode {
     const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
     this.address = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
-    if (meshEnabled(this.config)) await this.joinFleet()
+    // The fleet's first heartbeat names this node's URL, so it starts once the node listens.
+    if (this.fleet !== undefined) await this.joinFleet(this.fleet)
     this.gc.start()
     this.scrubber.start()
     this.reconciler?.start()
   }
 
-  /**
-   * helia's pins: OrbitDB pins every catalogue block it puts in the shared blockstore. While
-   * the mesh is not open they cannot be read, so a node that has a mesh datastore collects
-   * nothing then.
-   */
-  private meshPins (): PinSet | undefined {
-    if (this.fleet !== undefined) return this.fleet.mesh.helia.pins
-    if (meshEnabled(this.config) || existsSync(join(resolve(this.config.data), 'mesh', 'datastore'))) {
-      throw new GcUnavailableError('the catalogue\'s blocks are pinned in the mesh datastore, which is not open: collect while the node runs in its mesh')
-    }
-    return undefined
+  /** Starts the mesh and the catalogue, then serves what needs them (the API's mesh parts). */
+  private async joinFleet (fleet: Fleet): Promise<void> {
+    await fleet.start()
+    const reconciler = this.reconciler
+    if (reconciler !== undefined) this.stopWatchingCatalogue = fleet.onChange(() => { reconciler.poke() })
+    this.lifecycle.meshJoined(await this.meshApi(fleet))
   }
 
-  /** Starts the mesh and the catalogue; loaded only then, so a single node carries none of it. */
-  private async joinFleet (): Promise<void> {
-    const [{ Fleet }, { BlockFetcher }, { RemoteContent }] = await Promise.all([
-      import('./mesh/fleet.ts'), import('./mesh/block-fetcher.ts'), import('./mesh/remote-content.ts')
-    ])
-    const fleet = new Fleet({
+  /** The fleet: the mesh, the catalogue and this node's inventory record. */
+  private buildFleet (): Fleet {
+    return new Fleet({
       config: this.config,
       dataDir: resolve(this.config.data),
       blockstore: this.blockstore,
@@ -187,9 +201,11 @@ export class ShoalNode {
         replication: () => this.reconciler?.states() ?? {}
       }
     })
-    await fleet.start()
-    this.fleet = fleet
-    const remote = new RemoteContent({
+  }
+
+  /** The fleet's content as the registry reads it: blocks fetched from peers, verified, kept. */
+  private buildRemote (fleet: Fleet): RemoteContent {
+    return new RemoteContent({
       fetcher: new BlockFetcher({
         blockstore: this.blockstore,
         onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
@@ -197,20 +213,41 @@ export class ShoalNode {
           this.metrics.meshBlocksFetched.inc({ provider: provider.id })
           this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
         },
-        peerId: fleet.mesh.peerId,
+        peerId: () => fleet.peerId,
         logger: this.logger.child({ part: 'fetch' })
       }),
       blockstore: this.blockstore,
       finder: fleet,
       logger: this.logger.child({ part: 'remote' })
     })
-    this.remote = remote
-    this.relay = async (cid, root, peer, signal) => await remote.relay(cid, root, peer, signal)
-    this.manifests.useFleet(fleet.sharedTags(), remote)
-    this.blobs.useRemote(remote)
-    this.ipfsImages.useRemote(remote)
-    await this.buildReconciler(fleet)
-    this.lifecycle.meshJoined(await this.meshApi(fleet))
+  }
+
+  private buildReconciler (fleet: Fleet, holder: ImageHoldings): Reconciler {
+    return new Reconciler({
+      selfId: () => fleet.peerId,
+      strategies: async () => await fleet.strategies(),
+      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, silent: node.silent })),
+      resolve: async image => await resolveImage(image, fleet, this.metadata),
+      holder,
+      placements: this.metadata.placements,
+      onStatesChanged: () => { fleet.heldChanged() },
+      collectGarbage: async () => await this.collectAfterDrop(),
+      logger: this.logger.child({ part: 'reconciler' })
+    })
+  }
+
+  /**
+   * helia's pins, for garbage collection: OrbitDB pins every catalogue block it puts in the
+   * shared blockstore. They can be read only while the mesh runs, so a node that has a mesh
+   * datastore but has not joined (or runs outside its mesh) collects nothing.
+   */
+  private pinsOf (fleet: Fleet | undefined): () => PinSet | undefined {
+    const meshData = existsSync(join(resolve(this.config.data), 'mesh', 'datastore'))
+    return () => {
+      if (fleet !== undefined && this.lifecycle.mesh.state === 'joined') return fleet.pins()
+      if (fleet !== undefined || meshData) throw new GcUnavailableError('the catalogue\'s blocks are pinned in the mesh datastore, which is not open: collect while the node runs in its mesh')
+      return undefined
+    }
   }
 
   /** What the management API serves from the joined mesh. */
@@ -221,7 +258,7 @@ export class ShoalNode {
     const catalogue = fleet.catalogue
     return {
       fleet: {
-        self: () => ({ id: fleet.mesh.peerId, addresses: fleet.mesh.addresses }),
+        self: () => ({ id: fleet.peerId, addresses: fleet.addresses }),
         peers: async signal => await fleet.peers(signal),
         nodes: async () => await fleet.nodes(),
         allTags: async () => await catalogue.allTags(),
@@ -229,25 +266,6 @@ export class ShoalNode {
       },
       strategies: new StrategyService({ store: catalogue, nodes: fleet, tags: catalogue, images: fleetImageResolver(catalogue, this.metadata) })
     }
-  }
-
-  private async buildReconciler (fleet: Fleet): Promise<void> {
-    const [{ Reconciler }, { ImageHoldings }, { resolveImage }] = await Promise.all([
-      import('./replication/reconciler.ts'), import('./registry/image-holdings.ts'), import('./replication/images.ts')
-    ])
-    const reconciler = new Reconciler({
-      selfId: () => fleet.mesh.peerId,
-      strategies: async () => await fleet.catalogue.allStrategies(),
-      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, silent: node.silent })),
-      resolve: async image => await resolveImage(image, fleet.catalogue, this.metadata),
-      holder: new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote: () => this.remote }),
-      placements: this.metadata.placements,
-      onStatesChanged: () => { fleet.heldChanged() },
-      collectGarbage: async () => await this.collectAfterDrop(),
-      logger: this.logger.child({ part: 'reconciler' })
-    })
-    this.reconciler = reconciler
-    this.stopWatchingCatalogue = fleet.catalogue.onChange(() => { reconciler.poke() })
   }
 
   /**
@@ -290,20 +308,14 @@ export class ShoalNode {
   async stop (): Promise<void> {
     this.lifecycle.stopped()
     this.stopWatchingCatalogue?.()
+    this.stopWatchingCatalogue = undefined
     await this.reconciler?.stop()
-    this.reconciler = undefined
     clearTimeout(this.collectLater)
     await this.gc.stop()
     await this.scrubber.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
-    this.remote = undefined
-    this.relay = undefined
-    this.manifests.useFleet(undefined, undefined)
-    this.blobs.useRemote(undefined)
-    this.ipfsImages.useRemote(undefined)
     await this.fleet?.stop()
-    this.fleet = undefined
     await this.uploads.stop()
     await this.metadata.stop()
     await this.blockstore.stop()

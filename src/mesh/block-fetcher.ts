@@ -65,8 +65,8 @@ export interface BlockFetcherOptions {
   onBadBlock?: (provider: Provider, cid: CID) => void
   /** A block arrived from a provider and verified; `size` is its length in bytes. */
   onBlockFetched?: (provider: Provider, size: number) => void
-  /** This node's peer id, sent with requests (see FetchContext). */
-  peerId?: string
+  /** This node's peer id, sent with requests (see FetchContext); asked when a request goes out. */
+  peerId?: () => string
   logger?: Logger
 }
 
@@ -123,7 +123,7 @@ export class BlockFetcher {
   private readonly slotWaiters = new Set<() => void>()
   /** Blocks being fetched now, settled once each is stored (or has failed). */
   private readonly arriving = new Map<string, Promise<void>>()
-  private readonly peerId: string | undefined
+  private readonly peerId: (() => string) | undefined
 
   constructor (options: BlockFetcherOptions) {
     this.blockstore = options.blockstore
@@ -448,7 +448,7 @@ export class BlockFetcher {
     const url = new URL(`${provider.url.replace(/\/+$/, '')}/ipfs/${cid.toString()}`)
     const timeout = AbortSignal.timeout(this.requestTimeoutMs)
     const headers: Record<string, string> = { accept: RAW }
-    if (this.peerId !== undefined) headers[PEER_HEADER] = this.peerId
+    if (this.peerId !== undefined) headers[PEER_HEADER] = this.peerId()
     if (root !== undefined) headers[ROOT_HEADER] = root.toString()
     const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers, signal: AbortSignal.any([signal, timeout]) })
     request.end()

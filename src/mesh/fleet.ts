@@ -3,7 +3,9 @@ import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import { Catalogue, type NodeRecord, type PlacementState } from '../catalogue/catalogue.ts'
+import type { Catalogue, CatalogueChange, NodeRecord, PlacementState, TagRecord } from '../catalogue/catalogue.ts'
+import type { PinSet } from '../content/gc.ts'
+import type { Strategy } from '../replication/strategy.ts'
 import type { Config } from '../config.ts'
 import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
@@ -79,6 +81,8 @@ export class Fleet {
         return () => libp2p.removeEventListener('peer:connect', listener)
       }
     }
+    // OrbitDB loads only when a fleet starts, like libp2p (mesh.ts).
+    const { Catalogue } = await import('../catalogue/catalogue.ts')
     this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }))
     await this.catalogueInstance.start()
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
@@ -209,15 +213,49 @@ export class Fleet {
     })).sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  /** The catalogue's tags, as the registry wants them. */
+  /** This node's peer id in the mesh (once started). */
+  get peerId (): string {
+    return this.mesh.peerId
+  }
+
+  /** The libp2p addresses other nodes can dial, each ending in /p2p/<peer id>. */
+  get addresses (): string[] {
+    return this.mesh.addresses
+  }
+
+  /**
+   * What helia pins (OrbitDB pins every catalogue block it puts in the shared blockstore), for
+   * garbage collection; readable while the fleet runs.
+   */
+  pins (): PinSet {
+    return this.mesh.helia.pins
+  }
+
+  /** The fleet's replication strategies. */
+  async strategies (): Promise<Strategy[]> {
+    return await this.catalogue.allStrategies()
+  }
+
+  /** The fleet's tags, with who pushed them and when. */
+  async allTags (): Promise<TagRecord[]> {
+    return await this.catalogue.allTags()
+  }
+
+  /** Calls `listener` on every change to the catalogue; returns the function that stops it. */
+  onChange (listener: (change: CatalogueChange) => void): () => void {
+    return this.catalogue.onChange(listener)
+  }
+
+  /**
+   * The catalogue's tags, as the registry wants them. Built with the node, before the fleet
+   * starts: each call reaches the catalogue when it is made.
+   */
   sharedTags (): SharedTags {
-    const catalogue = this.catalogue
-    const peerId = this.mesh.peerId
     return {
-      get: async (repository, tag) => await catalogue.getTag(repository, tag),
-      put: async (tag: SharedTag) => { await catalogue.putTag({ ...tag, node: peerId, pushedAt: new Date().toISOString() }) },
-      delete: async (repository, tag) => { await catalogue.deleteTag(repository, tag) },
-      all: async () => await catalogue.allTags()
+      get: async (repository, tag) => await this.catalogue.getTag(repository, tag),
+      put: async (tag: SharedTag) => { await this.catalogue.putTag({ ...tag, node: this.peerId, pushedAt: new Date().toISOString() }) },
+      delete: async (repository, tag) => { await this.catalogue.deleteTag(repository, tag) },
+      all: async () => await this.catalogue.allTags()
     }
   }
 }

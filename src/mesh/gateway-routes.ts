@@ -41,10 +41,10 @@ export interface GatewayRoutesOptions {
   metrics: Metrics
   /** Caps this node's upload rate, so a popular seeder is never swamped (D4). None: no cap. */
   uploadLimiter?: UploadLimiter
-  /** When it returns something: blocks this node lacks are fetched from the fleet (opt-in). */
-  remote?: () => RemoteBlocks | undefined
+  /** When given: blocks this node lacks are fetched from the fleet (opt-in). */
+  remote?: RemoteBlocks
   /** For a peer's request of a block this node lacks: the block if this node can relay it. */
-  relay?: () => Relay | undefined
+  relay?: Relay
 }
 
 export type Relay = (cid: CID, root: CID | undefined, peer: string | undefined, signal: AbortSignal) => Promise<Uint8Array | undefined>
@@ -68,8 +68,8 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     // block must not hold a place in the upload cap's queue afterwards.
     const gone = untilResponseCloses(reply)
     const held = await local.has(cid)
-    const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay?.(), gone)
-    const fleet = remote?.()
+    const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay, gone)
+    const fleet = remote
     const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : fleet === undefined || held ? local : fleet.source(cid)
     if (!(await blocks.has(cid, { signal: gone }))) throw new BlockUnknownError(`block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')

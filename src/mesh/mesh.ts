@@ -1,11 +1,10 @@
 import { join } from 'node:path'
-import { LevelDatastore } from 'datastore-level'
+import type { LevelDatastore } from 'datastore-level'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import { loadOrCreateIdentity } from './identity.ts'
-import { createMeshNode, type MeshNode } from './libp2p-node.ts'
+import type { MeshNode } from './libp2p-node.ts'
 import { readSwarmKey } from './swarm-key.ts'
 
 export interface MeshOptions {
@@ -57,6 +56,11 @@ export class Mesh {
 
   async start (): Promise<void> {
     const { dataDir, logger } = this.options
+    // libp2p, helia and their datastore load only when a mesh starts: node.ts builds a Mesh for
+    // every node configured for one, and a single node carries none of it.
+    const [{ loadOrCreateIdentity }, { LevelDatastore }, { createMeshNode }] = await Promise.all([
+      import('./identity.ts'), import('datastore-level'), import('./libp2p-node.ts')
+    ])
     const privateKey = await loadOrCreateIdentity(join(dataDir, 'identity.key'))
     const swarmKey = this.options.swarmKeyFile === undefined ? undefined : await readSwarmKey(this.options.swarmKeyFile)
     this.datastore = new LevelDatastore(join(dataDir, 'datastore'))

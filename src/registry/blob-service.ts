@@ -38,13 +38,14 @@ export class BlobService {
   private readonly metadata: Metadata
   private readonly blocks: BlockSource
   private readonly uploads: UploadStore
-  /** Set in a mesh: blobs known but not held are fetched from peers as they are read. */
-  private remote: RemoteBlocks | undefined
+  /** In a mesh: blobs known but not held are fetched from peers as they are read. */
+  private readonly remote: RemoteBlocks | undefined
 
-  constructor (metadata: Metadata, blocks: BlockSource, uploads: UploadStore) {
+  constructor (metadata: Metadata, blocks: BlockSource, uploads: UploadStore, remote?: RemoteBlocks) {
     this.metadata = metadata
     this.blocks = blocks
     this.uploads = uploads
+    this.remote = remote
   }
 
   async stat (repository: string, digest: string): Promise<BlobView> {
@@ -54,15 +55,6 @@ export class BlobService {
       throw new BlobUnknownError(`blob ${digest} is not in ${repository}`)
     }
     return this.view(digest, record)
-  }
-
-  useRemote (remote: RemoteBlocks | undefined): void {
-    this.remote = remote
-  }
-
-  /** The fleet's content that remote blobs are read through; undefined outside a mesh. */
-  remoteBlocks (): RemoteBlocks | undefined {
-    return this.remote
   }
 
   view (digest: string, record: BlobRecord): BlobView {

@@ -35,7 +35,7 @@ export interface ImageHoldingsOptions {
   manifests: ManifestService
   blobs: BlobService
   /** The fleet's content; undefined outside a mesh (nothing can be fetched then). */
-  remote: () => RemoteBlocks | undefined
+  remote: RemoteBlocks | undefined
 }
 
 /** What an image is made of, as far as its manifests could be read. */
@@ -63,7 +63,7 @@ export class ImageHoldings {
   private readonly metadata: Metadata
   private readonly manifests: ManifestService
   private readonly blobs: BlobService
-  private readonly remote: () => RemoteBlocks | undefined
+  private readonly remote: RemoteBlocks | undefined
 
   constructor (options: ImageHoldingsOptions) {
     this.metadata = options.metadata
@@ -125,7 +125,7 @@ export class ImageHoldings {
       onProgress(total, total)
       return
     }
-    const remote = this.remote()
+    const remote = this.remote
     if (remote === undefined) throw new ImageUnavailableError(image, 'this node is in no mesh')
 
     let contents = await this.localContents(image)
@@ -211,7 +211,7 @@ export class ImageHoldings {
     }, async digest => await this.manifests.referencesOf(digest))
     // What is gone is no longer announced (blobs still held for other images stay announced).
     const gone = dropped.blobs.flatMap(digest => blobCids.get(digest) ?? [])
-    this.remote()?.withdraw([image.imageCid, ...gone].map(cid => CID.parse(cid)))
+    this.remote?.withdraw([image.imageCid, ...gone].map(cid => CID.parse(cid)))
   }
 
   /** Whether the image is recorded in its repository with every blob, so adopting it again would add nothing. */

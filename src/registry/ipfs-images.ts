@@ -23,14 +23,11 @@ export function isIpfsRepository (repository: string): boolean {
  */
 export class IpfsImages {
   private readonly local: Blocks
-  /** Set in a mesh: images other nodes hold are served too, fetched as they are read. */
-  private remote: RemoteBlocks | undefined
+  /** In a mesh: images other nodes hold are served too, fetched as they are read. */
+  private readonly remote: RemoteBlocks | undefined
 
-  constructor (blocks: Blocks) {
+  constructor (blocks: Blocks, remote?: RemoteBlocks) {
     this.local = blocks
-  }
-
-  useRemote (remote: RemoteBlocks | undefined): void {
     this.remote = remote
   }
 

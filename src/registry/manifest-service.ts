@@ -30,19 +30,16 @@ export interface PushedManifest {
 export class ManifestService {
   private readonly metadata: Metadata
   private readonly blocks: BlockSource & BlockSink
-  /** Set when the node joins a mesh: then tags live in the fleet's catalogue. */
-  private shared: SharedTags | undefined
-  private remote: RemoteBlocks | undefined
+  /** In a mesh: tags live in the fleet's catalogue. */
+  private readonly shared: SharedTags | undefined
+  /** In a mesh: manifests this node lacks are fetched from peers. */
+  private readonly remote: RemoteBlocks | undefined
 
-  constructor (metadata: Metadata, blocks: BlockSource & BlockSink) {
-    this.metadata = metadata
-    this.blocks = blocks
-  }
-
-  /** Joins the fleet: tags from the catalogue, missing manifests fetched from peers. */
-  useFleet (shared: SharedTags | undefined, remote: RemoteBlocks | undefined): void {
-    this.shared = shared
-    this.remote = remote
+  constructor (options: { metadata: Metadata, blocks: BlockSource & BlockSink, shared?: SharedTags, remote?: RemoteBlocks }) {
+    this.metadata = options.metadata
+    this.blocks = options.blocks
+    this.shared = options.shared
+    this.remote = options.remote
   }
 
   async put (repository: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifest> {

@@ -194,7 +194,7 @@ describe('ImageHoldings on a node outside a mesh', () => {
     test = await startTestNode()
     registry = new RegistryClient(test.url)
     const { metadata, manifests, blobs } = test.node
-    holdings = new ImageHoldings({ metadata, manifests, blobs, remote: () => undefined })
+    holdings = new ImageHoldings({ metadata, manifests, blobs, remote: undefined })
   })
   after(async () => { await test?.stop() })
 

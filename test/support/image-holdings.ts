@@ -1,10 +1,9 @@
-import { ImageHoldings, type ResolvedImage } from '../../src/registry/image-holdings.ts'
+import type { ImageHoldings, ResolvedImage } from '../../src/registry/image-holdings.ts'
 import { eventually, type TestNode } from './in-process-node.ts'
 
-/** An ImageHoldings over a test node's own parts, as node.ts builds it. */
+/** The ImageHoldings node.ts built over the test node's own parts. */
 export function holdingsOf (test: TestNode): ImageHoldings {
-  const { metadata, manifests, blobs } = test.node
-  return new ImageHoldings({ metadata, manifests, blobs, remote: () => blobs.remoteBlocks() })
+  return test.node.holdings
 }
 
 /** An image as the catalogue names it, once `test` has the tag. */
