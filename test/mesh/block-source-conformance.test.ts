@@ -4,7 +4,7 @@
 // to the CID), a range is that block's range, and a CID it lacks is an error, never another block.
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -140,10 +140,11 @@ conforms('FsBlockstore (the node\'s own blocks)', async () => {
   const leaf = await rawBlock(randomBytes(300_000))
   const nodeBytes = dagPb.encode(dagPb.prepare({ Links: [{ Hash: leaf.cid, Name: 'leaf', Tsize: leaf.bytes.length }] }))
   const node = { cid: CID.createV1(dagPb.code, await sha256.digest(nodeBytes)), bytes: nodeBytes }
-  for (const block of [leaf, node]) await store.put(block.cid, block.bytes)
-  // A block whose file holds other bytes is the storage's case (issue 10, defect 3, verification
-  // on read): it joins `tampered` here once FsBlockstore checks what it reads.
-  return { source: store, blocks: [leaf, node], absent: [(await rawBlock(randomBytes(64))).cid] }
+  // A block whose file came to hold other bytes (same length) on disk.
+  const rotten = await rawBlock(randomBytes(100_000))
+  for (const block of [leaf, node, rotten]) await store.put(block.cid, block.bytes)
+  await writeFile(store.pathOf(rotten.cid), Buffer.from(rotten.bytes).map(byte => byte ^ 0xff))
+  return { source: store, blocks: [leaf, node], absent: [(await rawBlock(randomBytes(64))).cid], tampered: [rotten.cid] }
 })
 
 conforms('RemoteContent (blocks a peer holds, fetched over HTTP)', async () => {
