@@ -3,78 +3,11 @@
 import type { FastifyInstance } from 'fastify'
 import type { CatalogueDatabase } from '../catalogue/catalogue.ts'
 import { apiErrorResponses } from './errors.ts'
+import { datastoreSchema, type Datastore } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
-
-/** The writer of an entry, as far as the fleet can tell. */
-export interface EntryWriter {
-  /** The writer's OrbitDB identity (public key): the clock id of its entries. */
-  identity: string
-  /** Peer id and name of the node that writes with that identity, when the inventory shows it. */
-  node?: string
-  name?: string
-}
-
-export interface DatastoreEntry {
-  key: string
-  value: unknown
-  hash?: string
-  clock?: { id: string, time: number }
-  writer?: EntryWriter
-  writtenAt?: string
-}
-
-export interface Datastore {
-  databases: Array<{ name: string, address: string, entries: DatastoreEntry[] }>
-}
 
 /** The wall-clock time each kind of record carries (ordering uses the log's clock, not these). */
 const WRITTEN_AT_FIELDS = ['heartbeatAt', 'pushedAt', 'updatedAt'] as const
-
-const datastoreSchema = {
-  type: 'object',
-  required: ['databases'],
-  properties: {
-    databases: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['name', 'address', 'entries'],
-        properties: {
-          name: { type: 'string', description: 'shoal.tags, shoal.nodes or shoal.strategies' },
-          address: { type: 'string', description: 'OrbitDB address, the same on every node' },
-          entries: {
-            type: 'array',
-            description: 'Current entries by key: the newest write of each key in the log\'s order (deleted keys are left out)',
-            items: {
-              type: 'object',
-              required: ['key', 'value'],
-              properties: {
-                key: { type: 'string' },
-                value: { description: 'The value as stored' },
-                hash: { type: 'string', description: 'CID of the log entry that wrote it (absent when it was not found)' },
-                clock: {
-                  type: 'object',
-                  required: ['id', 'time'],
-                  properties: { id: { type: 'string' }, time: { type: 'integer', description: 'Lamport time' } }
-                },
-                writer: {
-                  type: 'object',
-                  required: ['identity'],
-                  properties: {
-                    identity: { type: 'string', description: 'The writer\'s OrbitDB identity (public key)' },
-                    node: { type: 'string', description: 'Peer id of the node writing with it' },
-                    name: { type: 'string' }
-                  }
-                },
-                writtenAt: { type: 'string', format: 'date-time', description: 'Wall-clock time the record carries (heartbeatAt, pushedAt or updatedAt)' }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-} as const
 
 export function registerDatastoreRoutes (api: FastifyInstance, { membership }: ApiRoutesOptions): void {
   api.get('/datastore', {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { apiErrorResponses } from './errors.ts'
+import { nodesSchema, peersSchema, type NodesAnswer, type PeersAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
-import { addressesSchema, nodeSchema } from './node-schema.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
 
@@ -22,43 +22,6 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
   }, { prefix: API_PREFIX })
 }
 
-const peerSchema = {
-  type: 'object',
-  required: ['id', 'addresses'],
-  properties: {
-    id: { type: 'string', description: 'libp2p peer id' },
-    addresses: addressesSchema,
-    latencyMs: { type: 'number', description: 'Round trip of a libp2p ping; absent when the peer did not answer' }
-  }
-} as const
-
-const peersSchema = {
-  description: 'This node and its peers',
-  type: 'object',
-  required: ['mesh', 'self', 'peers'],
-  properties: {
-    mesh: {
-      type: 'string',
-      enum: ['off', 'joining', 'joined', 'left'],
-      description: 'off: not configured for a mesh; joining: configured, not joined yet; joined; left: stopping'
-    },
-    self: {
-      type: ['object', 'null'],
-      description: 'This node in the mesh; null until it has joined one',
-      required: ['id', 'addresses'],
-      properties: { id: { type: 'string' }, addresses: addressesSchema }
-    },
-    peers: { type: 'array', items: peerSchema, description: 'Peers this node is connected to' }
-  }
-} as const
-
-const nodesSchema = {
-  description: 'The fleet\'s nodes; empty when this node is not in a mesh',
-  type: 'object',
-  required: ['nodes'],
-  properties: { nodes: { type: 'array', items: nodeSchema } }
-} as const
-
 function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOptions): void {
   api.get('/peers', {
     schema: {
@@ -66,7 +29,7 @@ function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOpt
       summary: 'This node\'s libp2p identity and the peers it is connected to',
       response: { 200: peersSchema, ...apiErrorResponses }
     }
-  }, async () => {
+  }, async (): Promise<PeersAnswer> => {
     const phase = membership.mesh
     if (phase.state !== 'joined') return { mesh: phase.state, self: null, peers: [] }
     return { mesh: phase.state, self: phase.parts.fleet.self(), peers: await phase.parts.fleet.peers() }
@@ -77,7 +40,7 @@ function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOpt
       summary: 'The fleet\'s nodes from the replicated inventory, by name',
       response: { 200: nodesSchema, ...apiErrorResponses }
     }
-  }, async () => {
+  }, async (): Promise<NodesAnswer> => {
     const phase = membership.mesh
     if (phase.state === 'off') return { nodes: [] }
     return { nodes: await joinedMesh(membership).fleet.nodes() }

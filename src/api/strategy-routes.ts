@@ -1,182 +1,9 @@
 // Replication strategies, the fleet's images and one node's holdings under /api/v1/ (D7, D8).
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { listFleetImages, listLocalImages } from '../replication/images.ts'
-import { STRATEGY_KINDS } from '../replication/strategy.ts'
 import { apiErrorResponses } from './errors.ts'
-import { nodeSchema, placementStateSchema } from './node-schema.ts'
+import { createBodySchema, createdSchema, dryRunSchema, holdingsSchema, idParams, imagesSchema, statusSchema, strategiesSchema, strategySchema, type ImagesAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
-
-const selectorSchema = { type: 'object', additionalProperties: { type: 'string' }, description: 'Labels a node must all have, such as { "zone": "eu" }' } as const
-
-const strategyProperties = {
-  kind: { type: 'string', enum: STRATEGY_KINDS },
-  image: { type: 'string', description: '`repo:tag` (follows the tag), `repo@sha256:…` or an image CID' },
-  percentage: { type: 'number', description: 'percentage: share of the member nodes, 1 to 100, rounded up, at least one node' },
-  target: { type: 'string', description: 'target: a node\'s id or name' },
-  replicas: { type: 'integer', description: 'replicas: how many nodes' },
-  selector: selectorSchema,
-  count: { type: 'integer', description: 'labels: at most this many of the matching nodes' }
-} as const
-
-const strategySchema = {
-  type: 'object',
-  required: ['id', 'kind', 'image', 'createdAt', 'updatedAt'],
-  properties: {
-    id: { type: 'string' },
-    ...strategyProperties,
-    createdAt: { type: 'string', format: 'date-time' },
-    updatedAt: { type: 'string', format: 'date-time' }
-  }
-} as const
-
-const placedNodeProperties = {
-  node: { type: 'string', description: 'libp2p peer id' },
-  name: { type: 'string' }
-} as const
-
-const placementSchema = {
-  type: 'array',
-  description: 'The nodes that must hold the image, best-ranked first',
-  items: { type: 'object', required: ['node', 'name'], properties: placedNodeProperties }
-} as const
-
-const createdSchema = {
-  type: 'object',
-  required: ['strategy', 'placement'],
-  properties: { strategy: strategySchema, placement: placementSchema }
-} as const
-
-const dryRunSchema = {
-  type: 'object',
-  required: ['strategy', 'placement'],
-  properties: {
-    strategy: {
-      type: 'object',
-      required: ['id', 'kind', 'image'],
-      properties: { id: { type: 'null', description: 'A dry run stores nothing' }, ...strategyProperties }
-    },
-    placement: placementSchema
-  }
-} as const
-
-const summarySchema = {
-  type: 'object',
-  description: 'How many desired nodes are in each state, and how many others still hold the image',
-  required: ['desired', 'pending', 'fetching', 'held', 'failed', 'dropping'],
-  properties: {
-    desired: { type: 'integer' },
-    pending: { type: 'integer' },
-    fetching: { type: 'integer' },
-    held: { type: 'integer' },
-    failed: { type: 'integer' },
-    dropping: { type: 'integer' }
-  }
-} as const
-
-const statusSchema = {
-  type: 'object',
-  required: ['strategy', 'desired', 'extra'],
-  properties: {
-    strategy: strategySchema,
-    desired: {
-      type: 'array',
-      description: 'The nodes placement chooses now, and how far each got (pending: it has said nothing yet)',
-      items: {
-        type: 'object',
-        required: ['node', 'name', 'state'],
-        properties: {
-          ...placedNodeProperties,
-          state: { type: 'string', enum: ['pending', 'fetching', 'held', 'failed'] },
-          imageCid: { type: 'string' },
-          bytesDone: { type: 'integer' },
-          bytesTotal: { type: 'integer' },
-          reason: { type: 'string', description: 'Why it failed' },
-          updatedAt: { type: 'string', format: 'date-time' }
-        }
-      }
-    },
-    extra: {
-      type: 'array',
-      description: 'Nodes placement no longer chooses that still report the image: they are to drop it',
-      items: {
-        type: 'object',
-        required: ['node', 'name', 'state', 'reported', 'silent'],
-        properties: {
-          ...placedNodeProperties,
-          state: { type: 'string', enum: ['dropping'] },
-          reported: { type: 'string', enum: ['fetching', 'held', 'failed'], description: 'What the node last said' },
-          silent: { type: 'boolean', description: 'No heartbeat for 30 s: it may be gone rather than dropping' }
-        }
-      }
-    }
-  }
-} as const
-
-const imageSchema = {
-  type: 'object',
-  required: ['repository', 'tag', 'digest', 'imageCid', 'heldBy', 'heldHere'],
-  properties: {
-    repository: { type: 'string' },
-    tag: { type: 'string' },
-    digest: { type: 'string', description: 'Manifest digest' },
-    imageCid: { type: 'string', description: 'CID of the image\'s OCI layout directory' },
-    node: { type: 'string', description: 'Peer id of the node it was pushed to (absent outside a mesh)' },
-    pushedAt: { type: 'string', format: 'date-time' },
-    heldBy: { type: 'array', items: { type: 'string' }, description: 'Ids of the nodes that hold the image whole (outside a mesh: none, see heldHere)' },
-    heldHere: { type: 'boolean', description: 'The node answering holds the image whole' }
-  }
-} as const
-
-const holdingsSchema = {
-  type: 'object',
-  required: ['node', 'strategies', 'images'],
-  properties: {
-    node: nodeSchema,
-    strategies: {
-      type: 'array',
-      description: 'The node\'s progress per strategy, and whether the strategy still places the image there',
-      items: {
-        type: 'object',
-        required: ['strategy', 'known', 'desired'],
-        properties: {
-          strategy: { type: 'string', description: 'Strategy id' },
-          known: { type: 'boolean', description: 'The strategy still exists' },
-          desired: { type: 'boolean', description: 'Placement still chooses this node' },
-          ...placementStateSchema.properties
-        }
-      }
-    },
-    images: {
-      type: 'array',
-      description: 'The images the node\'s inventory lists, with why: the strategies it holds each for (none: pushed there)',
-      items: {
-        type: 'object',
-        required: ['imageCid', 'tags', 'strategies'],
-        properties: {
-          imageCid: { type: 'string' },
-          tags: { type: 'array', items: { type: 'string' }, description: '`repo:tag` of the catalogue that point at it' },
-          strategies: { type: 'array', items: { type: 'string' } }
-        }
-      }
-    }
-  }
-} as const
-
-const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } } as const
-
-const createBodySchema = {
-  type: 'object',
-  description: 'Shoal\'s form (`image`, `kind` and the kind\'s fields) or DistroMash\'s, unchanged (`nametag`, `type`, `percentage`, `target`, `execute`); an unknown field is refused',
-  additionalProperties: false,
-  properties: {
-    ...strategyProperties,
-    selector: { anyOf: [selectorSchema, { type: 'string' }], description: 'Labels such as { "zone": "eu" } or "zone=eu,tier=edge"' },
-    count: { type: ['integer', 'null'], description: strategyProperties.count.description },
-    nametag: { type: 'string', description: 'DistroMash\'s name for image' },
-    type: { type: 'string', enum: STRATEGY_KINDS, description: 'DistroMash\'s name for kind' },
-    execute: { type: 'boolean', description: 'false: a dry run, placement is shown and nothing is stored (default true)' }
-  }
-} as const
 
 export function registerStrategyRoutes (api: FastifyInstance, { membership, local }: ApiRoutesOptions): void {
   const serviceOf = () => joinedMesh(membership).strategies
@@ -197,19 +24,7 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
     schema: {
       tags: ['strategies'],
       summary: 'Every strategy, oldest first, with the counts of its status',
-      response: {
-        200: {
-          type: 'object',
-          required: ['strategies'],
-          properties: {
-            strategies: {
-              type: 'array',
-              items: { ...strategySchema, required: [...strategySchema.required, 'summary'], properties: { ...strategySchema.properties, summary: summarySchema } }
-            }
-          }
-        },
-        ...apiErrorResponses
-      }
+      response: { 200: strategiesSchema, ...apiErrorResponses }
     }
   }, async () => ({ strategies: await serviceOf().list() }))
 
@@ -247,12 +62,9 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
     schema: {
       tags: ['images'],
       summary: 'Every tagged image of the fleet (of this node outside a mesh) and the nodes that hold it',
-      response: {
-        200: { type: 'object', required: ['images'], properties: { images: { type: 'array', items: imageSchema } } },
-        ...apiErrorResponses
-      }
+      response: { 200: imagesSchema, ...apiErrorResponses }
     }
-  }, async (_req, reply) => {
+  }, async (_req, reply): Promise<ImagesAnswer> => {
     if (membership.mesh.state === 'off') return { images: await listLocalImages(local, untilResponseCloses(reply)) }
     const { fleet } = joinedMesh(membership)
     const [tags, nodes] = await Promise.all([fleet.allTags(), fleet.nodes()])

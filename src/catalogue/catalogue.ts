@@ -5,8 +5,11 @@ import type { Logger } from 'pino'
 import type { Strategy } from './strategy-record.ts'
 import { KeyValueIndex } from './kv-index.ts'
 
+// The records are types, not interfaces: the API sends them as they are, and its answer types
+// (derived from its schemas) admit more fields, which only a type alias fits.
+
 /** Where a tag points, and who put it there. */
-export interface TagRecord {
+export type TagRecord = {
   repository: string
   tag: string
   digest: string
@@ -22,7 +25,7 @@ export interface TagRecord {
  * How far one node got with one strategy's image. The node's reconciler writes it into its own
  * record; it removes the entry once the node no longer holds the image for that strategy.
  */
-export interface PlacementState {
+export type PlacementState = {
   /** The strategy's image as written (`repo:tag`, `repo@digest` or an image CID). */
   image: string
   /** The image CID the reference resolved to when the node last worked on it. */
@@ -36,7 +39,7 @@ export interface PlacementState {
 }
 
 /** A node as the fleet sees it. */
-export interface NodeRecord {
+export type NodeRecord = {
   id: string
   name: string
   url: string

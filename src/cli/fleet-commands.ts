@@ -1,41 +1,10 @@
 // `shoal strategy …`, `shoal nodes`, `shoal images`: calls to a node's management API, answers as
 // tables for people (or JSON). A refusal becomes one line: the API's own message.
-import type { ImageListing } from '../replication/images.ts'
-import type { StatusSummary } from '../replication/strategy-service.ts'
+import type { CreatedAnswer, DesiredNodeAnswer, DroppingNodeAnswer, DryRunAnswer, ImagesAnswer, ListedStrategy, NodesAnswer, StatusAnswer, StrategiesAnswer } from '../api/schemas.ts'
 import { CliError, callApi } from './api-client.ts'
 
-interface Placed { node: string, name: string }
-
-interface StrategyAnswer {
-  id: string | null
-  kind: string
-  image: string
-  percentage?: number
-  target?: string
-  replicas?: number
-  selector?: Record<string, string>
-  count?: number
-  createdAt?: string
-}
-
-
-interface StatusAnswer {
-  strategy: StrategyAnswer & { id: string }
-  desired: Array<Placed & { state: string, bytesDone?: number, bytesTotal?: number, reason?: string }>
-  extra: Array<Placed & { state: 'dropping', reported: string, silent: boolean }>
-}
-
-interface NodeAnswer {
-  id: string
-  name: string
-  labels: Record<string, string>
-  disk: { usedBytes: number, freeBytes: number }
-  images: string[]
-  heartbeatAt: string
-  silent: boolean
-  self: boolean
-}
-
+type Placed = DesiredNodeAnswer | DroppingNodeAnswer | CreatedAnswer['placement'][number]
+type StrategyAnswer = CreatedAnswer['strategy'] | DryRunAnswer['strategy'] | ListedStrategy
 
 /** What `shoal strategy add` was given. */
 export interface AddStrategyOptions {
@@ -71,7 +40,7 @@ export function strategyBody (image: string, options: AddStrategyOptions): Recor
 }
 
 export async function addStrategy (node: string, image: string, options: AddStrategyOptions, json: boolean): Promise<string> {
-  const answer = await callApi<{ strategy: StrategyAnswer, placement: Placed[] }>(node, 'POST', '/strategies', strategyBody(image, options))
+  const answer = await callApi<CreatedAnswer | DryRunAnswer>(node, 'POST', '/strategies', strategyBody(image, options))
   if (json) return JSON.stringify(answer, null, 2)
   const { strategy, placement } = answer
   const head = strategy.id === null ? 'dry run, nothing stored:' : `strategy ${strategy.id}:`
@@ -82,7 +51,7 @@ export async function addStrategy (node: string, image: string, options: AddStra
 }
 
 export async function listStrategies (node: string, json: boolean): Promise<string> {
-  const { strategies } = await callApi<{ strategies: Array<StrategyAnswer & { summary: StatusSummary }> }>(node, 'GET', '/strategies')
+  const { strategies } = await callApi<StrategiesAnswer>(node, 'GET', '/strategies')
   if (json) return JSON.stringify(strategies, null, 2)
   if (strategies.length === 0) return 'no strategies'
   return table(['ID', 'IMAGE', 'PLACEMENT', 'HELD', 'CREATED'], strategies.map(strategy => [
@@ -103,7 +72,7 @@ export async function removeStrategy (node: string, id: string): Promise<string>
 export async function strategyStatus (node: string, id: string | undefined, json: boolean): Promise<string> {
   const ids = id !== undefined
     ? [id]
-    : (await callApi<{ strategies: Array<{ id: string }> }>(node, 'GET', '/strategies')).strategies.map(strategy => strategy.id)
+    : (await callApi<StrategiesAnswer>(node, 'GET', '/strategies')).strategies.map(strategy => strategy.id)
   const statuses = await Promise.all(ids.map(async one => await callApi<StatusAnswer>(node, 'GET', `/strategies/${encodeURIComponent(one)}/status`)))
   if (json) return JSON.stringify(id === undefined ? statuses : statuses[0], null, 2)
   if (statuses.length === 0) return 'no strategies'
@@ -116,7 +85,7 @@ export async function strategyStatus (node: string, id: string | undefined, json
 }
 
 export async function listNodes (node: string, json: boolean): Promise<string> {
-  const { nodes } = await callApi<{ nodes: NodeAnswer[] }>(node, 'GET', '/nodes')
+  const { nodes } = await callApi<NodesAnswer>(node, 'GET', '/nodes')
   if (json) return JSON.stringify(nodes, null, 2)
   if (nodes.length === 0) return 'no nodes: this node is not in a mesh'
   return table(['ID', 'NAME', 'LABELS', 'DISK USED/FREE', 'IMAGES', 'HEARTBEAT', 'SILENT'], nodes.map(record => [
@@ -132,8 +101,8 @@ export async function listNodes (node: string, json: boolean): Promise<string> {
 
 export async function listImages (node: string, json: boolean): Promise<string> {
   const [{ images }, { nodes }] = await Promise.all([
-    callApi<{ images: ImageListing[] }>(node, 'GET', '/images'),
-    callApi<{ nodes: NodeAnswer[] }>(node, 'GET', '/nodes')
+    callApi<ImagesAnswer>(node, 'GET', '/images'),
+    callApi<NodesAnswer>(node, 'GET', '/nodes')
   ])
   if (json) return JSON.stringify(images, null, 2)
   if (images.length === 0) return 'no images'

@@ -1,15 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { ConfigError, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
+import type { PeersAnswer } from '../api/schemas.ts'
 import { getJson } from './api-client.ts'
 import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
-
-interface PeersAnswer {
-  mesh: 'off' | 'joining' | 'joined' | 'left'
-  self: { id: string, addresses: string[] } | null
-  peers: Array<{ id: string, addresses: string[], latencyMs?: number }>
-}
 
 /** The node a command asks, unless --node says otherwise. */
 const DEFAULT_NODE = process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000'

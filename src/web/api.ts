@@ -1,11 +1,6 @@
 // The pages are built from the management API, called in process: they show exactly what the API
 // answers (its refusals too), and need nothing of the node but its HTTP server.
 import type { FastifyInstance } from 'fastify'
-import type { Datastore } from '../api/datastore-routes.ts'
-import type { FleetNode } from '../mesh/fleet.ts'
-import type { PeerStatus } from '../mesh/mesh.ts'
-import type { ImageListing } from '../replication/images.ts'
-import type { StatusSummary } from '../replication/strategy-service.ts'
 
 export type ApiAnswer<T> = { ok: true, body: T } | { ok: false, status: number, message: string }
 
@@ -31,47 +26,6 @@ export function bodyOr<T> (answer: ApiAnswer<T>, fallback: T): T {
   return answer.ok ? answer.body : fallback
 }
 
-// The API's answers as the pages read them (the schemas in src/api/ say what each field means).
-
-export type ApiNode = FleetNode
-export interface NodesAnswer { nodes: ApiNode[] }
-export interface PeersAnswer { self: { id: string, addresses: string[] } | null, peers: PeerStatus[] }
-export interface ImagesAnswer { images: ImageListing[] }
-export type { Datastore }
-
-export interface ApiStrategy {
-  id: string
-  kind: string
-  image: string
-  percentage?: number
-  target?: string
-  replicas?: number
-  selector?: Record<string, string>
-  count?: number
-  createdAt: string
-  updatedAt: string
-  summary?: StatusSummary
-}
-
-export interface StrategiesAnswer { strategies: ApiStrategy[] }
-
-export interface DesiredNode {
-  node: string
-  name: string
-  state: 'pending' | 'fetching' | 'held' | 'failed'
-  imageCid?: string
-  bytesDone?: number
-  bytesTotal?: number
-  reason?: string
-  updatedAt?: string
-}
-
-export interface DroppingNode {
-  node: string
-  name: string
-  state: 'dropping'
-  reported: 'fetching' | 'held' | 'failed'
-  silent: boolean
-}
-
-export interface StatusAnswer { strategy: ApiStrategy, desired: DesiredNode[], extra: DroppingNode[] }
+// The API's answers as the pages read them: derived from the API's schemas (src/api/schemas.ts).
+export type { ApiNode, Datastore, ImagesAnswer, NodesAnswer, PeersAnswer, StatusAnswer, StrategiesAnswer } from '../api/schemas.ts'
+export type { DesiredNodeAnswer as DesiredNode, DroppingNodeAnswer as DroppingNode, ListedStrategy as ApiStrategy } from '../api/schemas.ts'

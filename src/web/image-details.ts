@@ -2,7 +2,7 @@
 // registry of a node that holds the image whole. Asking a node that lacks it would make that node
 // fetch (and record) the image's manifests from its peers just because a page was open.
 import type { FastifyInstance } from 'fastify'
-import type { ImageListing } from '../replication/images.ts'
+import type { ImageAnswer } from '../api/schemas.ts'
 import type { ApiNode } from './api.ts'
 
 export interface Referrer {
@@ -68,7 +68,7 @@ export class ImageDetailsReader {
    * The details of `image` as far as they can be read within `waitMs`; what takes longer goes on
    * in the background and shows at the page's next update.
    */
-  async details (image: ImageListing, nodes: readonly ApiNode[], waitMs: number): Promise<ImageDetails> {
+  async details (image: ImageAnswer, nodes: readonly ApiNode[], waitMs: number): Promise<ImageDetails> {
     // Outside a mesh an image has no pusher: it is this node's own.
     const standalone = image.node === undefined
     const holders = this.readersOf(nodes.filter(node => image.heldBy.includes(node.id)), standalone)

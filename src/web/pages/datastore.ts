@@ -1,7 +1,7 @@
 // Data store: the replicated catalogue's databases as they are, each entry with when and by which
 // node it was written (DistroMash's "distributed datastore").
 import type { Datastore, ManagementApi } from '../api.ts'
-import type { DatastoreEntry } from '../../api/datastore-routes.ts'
+import type { DatastoreEntry } from '../../api/schemas.ts'
 import { relativeTime, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
 import { apiProblem, emptyState } from '../layout.ts'

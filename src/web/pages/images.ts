@@ -4,7 +4,7 @@ import { formatBytes, relativeTime, shortDigest, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
 import type { ImageDetails, ImageDetailsReader } from '../image-details.ts'
 import { apiProblem, emptyState } from '../layout.ts'
-import type { ImageListing } from '../../replication/images.ts'
+import type { ImageAnswer } from '../../api/schemas.ts'
 
 /** How long a page waits for sizes and platforms not read yet; later ones show at the next update. */
 const DETAILS_WAIT_MS = 1_500
@@ -33,7 +33,7 @@ export async function renderImagesLive ({ api, details, host, now }: ImagesPageI
 </ul>`
 }
 
-function imageCard (image: ImageListing, details: ImageDetails, nodes: readonly ApiNode[], host: string, now: number): SafeHtml {
+function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly ApiNode[], host: string, now: number): SafeHtml {
   const reference = `${image.repository}:${image.tag}`
   const key = idFor('image', reference)
   const pull = `docker pull ${host}/ipfs/${image.imageCid}`
@@ -67,7 +67,7 @@ function referrersOf (details: ImageDetails): SafeHtml {
   return html`<ul class="plain">${details.referrers.map(referrer => html`<li>${shortDigest(referrer.digest)} ${referrer.artifactType === undefined ? '' : html`<span class="chip">${referrer.artifactType}</span>`}</li>`)}</ul>`
 }
 
-function heldBy (image: ImageListing, nodes: readonly ApiNode[]): SafeHtml {
+function heldBy (image: ImageAnswer, nodes: readonly ApiNode[]): SafeHtml {
   if (image.heldBy.length === 0) return html`<span class="muted">${image.heldHere ? 'this node' : 'no node says it holds it whole'}</span>`
   return html`${image.heldBy.map(id => {
     const node = nodes.find(candidate => candidate.id === id)

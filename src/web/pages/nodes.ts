@@ -5,7 +5,7 @@ import { bodyOr } from '../api.ts'
 import { formatBytes, relativeTime, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
 import { apiProblem, emptyState } from '../layout.ts'
-import type { PeerStatus } from '../../mesh/mesh.ts'
+import type { PeerAnswer } from '../../api/schemas.ts'
 
 export interface NodesPageInput {
   api: ManagementApi
@@ -75,7 +75,7 @@ function nodeRow (node: ApiNode, latency: ReadonlyMap<string, number | undefined
 </tr>`
 }
 
-function peerRow (peer: PeerStatus, nodes: readonly ApiNode[]): SafeHtml {
+function peerRow (peer: PeerAnswer, nodes: readonly ApiNode[]): SafeHtml {
   const node = nodes.find(candidate => candidate.id === peer.id)
   return html`<tr data-peer="${peer.id}">
   <th scope="row">${shortId(peer.id)}</th>

@@ -1,0 +1,292 @@
+// Every shape the management API sends or takes, as JSON schemas, in one place: fastify validates
+// and serializes with them, the OpenAPI document is made from them, and the answer types the web UI
+// and the CLI read are derived from them (json-schema-to-ts), so no shape is written twice.
+import type { FromSchema } from 'json-schema-to-ts'
+import { STRATEGY_KINDS } from '../catalogue/strategy-record.ts'
+import { addressesSchema, nodeSchema, placementStateSchema } from './node-schema.ts'
+
+export const peerSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['id', 'addresses'],
+  properties: {
+    id: { type: 'string', description: 'libp2p peer id' },
+    addresses: addressesSchema,
+    latencyMs: { type: 'number', description: 'Round trip of a libp2p ping; absent when the peer did not answer' }
+  }
+} as const
+
+export const peersSchema = {
+  description: 'This node and its peers',
+  type: 'object', additionalProperties: false,
+  required: ['mesh', 'self', 'peers'],
+  properties: {
+    mesh: {
+      type: 'string',
+      enum: ['off', 'joining', 'joined', 'left'],
+      description: 'off: not configured for a mesh; joining: configured, not joined yet; joined; left: stopping'
+    },
+    self: {
+      type: ['object', 'null'],
+      description: 'This node in the mesh; null until it has joined one',
+      required: ['id', 'addresses'],
+      properties: { id: { type: 'string' }, addresses: addressesSchema }
+    },
+    peers: { type: 'array', items: peerSchema, description: 'Peers this node is connected to' }
+  }
+} as const
+
+export const nodesSchema = {
+  description: 'The fleet\'s nodes; empty when this node is not in a mesh',
+  type: 'object', additionalProperties: false,
+  required: ['nodes'],
+  properties: { nodes: { type: 'array', items: nodeSchema } }
+} as const
+
+export const selectorSchema = { type: 'object', additionalProperties: { type: 'string' }, description: 'Labels a node must all have, such as { "zone": "eu" }' } as const
+
+export const strategyProperties = {
+  kind: { type: 'string', enum: STRATEGY_KINDS },
+  image: { type: 'string', description: '`repo:tag` (follows the tag), `repo@sha256:…` or an image CID' },
+  percentage: { type: 'number', description: 'percentage: share of the member nodes, 1 to 100, rounded up, at least one node' },
+  target: { type: 'string', description: 'target: a node\'s id or name' },
+  replicas: { type: 'integer', description: 'replicas: how many nodes' },
+  selector: selectorSchema,
+  count: { type: 'integer', description: 'labels: at most this many of the matching nodes' }
+} as const
+
+export const strategySchema = {
+  type: 'object', additionalProperties: false,
+  required: ['id', 'kind', 'image', 'createdAt', 'updatedAt'],
+  properties: {
+    id: { type: 'string' },
+    ...strategyProperties,
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' }
+  }
+} as const
+
+export const placedNodeProperties = {
+  node: { type: 'string', description: 'libp2p peer id' },
+  name: { type: 'string' }
+} as const
+
+export const placementSchema = {
+  type: 'array',
+  description: 'The nodes that must hold the image, best-ranked first',
+  items: { type: 'object', additionalProperties: false, required: ['node', 'name'], properties: placedNodeProperties }
+} as const
+
+export const createdSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['strategy', 'placement'],
+  properties: { strategy: strategySchema, placement: placementSchema }
+} as const
+
+export const dryRunSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['strategy', 'placement'],
+  properties: {
+    strategy: {
+      type: 'object', additionalProperties: false,
+      required: ['id', 'kind', 'image'],
+      properties: { id: { type: 'null', description: 'A dry run stores nothing' }, ...strategyProperties }
+    },
+    placement: placementSchema
+  }
+} as const
+
+export const summarySchema = {
+  type: 'object', additionalProperties: false,
+  description: 'How many desired nodes are in each state, and how many others still hold the image',
+  required: ['desired', 'pending', 'fetching', 'held', 'failed', 'dropping'],
+  properties: {
+    desired: { type: 'integer' },
+    pending: { type: 'integer' },
+    fetching: { type: 'integer' },
+    held: { type: 'integer' },
+    failed: { type: 'integer' },
+    dropping: { type: 'integer' }
+  }
+} as const
+
+export const statusSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['strategy', 'desired', 'extra'],
+  properties: {
+    strategy: strategySchema,
+    desired: {
+      type: 'array',
+      description: 'The nodes placement chooses now, and how far each got (pending: it has said nothing yet)',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['node', 'name', 'state'],
+        properties: {
+          ...placedNodeProperties,
+          state: { type: 'string', enum: ['pending', 'fetching', 'held', 'failed'] },
+          imageCid: { type: 'string' },
+          bytesDone: { type: 'integer' },
+          bytesTotal: { type: 'integer' },
+          reason: { type: 'string', description: 'Why it failed' },
+          updatedAt: { type: 'string', format: 'date-time' }
+        }
+      }
+    },
+    extra: {
+      type: 'array',
+      description: 'Nodes placement no longer chooses that still report the image: they are to drop it',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['node', 'name', 'state', 'reported', 'silent'],
+        properties: {
+          ...placedNodeProperties,
+          state: { type: 'string', enum: ['dropping'] },
+          reported: { type: 'string', enum: ['fetching', 'held', 'failed'], description: 'What the node last said' },
+          silent: { type: 'boolean', description: 'No heartbeat for 30 s: it may be gone rather than dropping' }
+        }
+      }
+    }
+  }
+} as const
+
+export const imageSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['repository', 'tag', 'digest', 'imageCid', 'heldBy', 'heldHere'],
+  properties: {
+    repository: { type: 'string' },
+    tag: { type: 'string' },
+    digest: { type: 'string', description: 'Manifest digest' },
+    imageCid: { type: 'string', description: 'CID of the image\'s OCI layout directory' },
+    node: { type: 'string', description: 'Peer id of the node it was pushed to (absent outside a mesh)' },
+    pushedAt: { type: 'string', format: 'date-time' },
+    heldBy: { type: 'array', items: { type: 'string' }, description: 'Ids of the nodes that hold the image whole (outside a mesh: none, see heldHere)' },
+    heldHere: { type: 'boolean', description: 'The node answering holds the image whole' }
+  }
+} as const
+
+export const strategiesSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['strategies'],
+  properties: {
+    strategies: {
+      type: 'array',
+      items: { ...strategySchema, required: [...strategySchema.required, 'summary'], properties: { ...strategySchema.properties, summary: summarySchema } }
+    }
+  }
+} as const
+
+export const imagesSchema = { type: 'object', additionalProperties: false, required: ['images'], properties: { images: { type: 'array', items: imageSchema } } } as const
+
+export const holdingsSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['node', 'strategies', 'images'],
+  properties: {
+    node: nodeSchema,
+    strategies: {
+      type: 'array',
+      description: 'The node\'s progress per strategy, and whether the strategy still places the image there',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['strategy', 'known', 'desired'],
+        properties: {
+          strategy: { type: 'string', description: 'Strategy id' },
+          known: { type: 'boolean', description: 'The strategy still exists' },
+          desired: { type: 'boolean', description: 'Placement still chooses this node' },
+          ...placementStateSchema.properties
+        }
+      }
+    },
+    images: {
+      type: 'array',
+      description: 'The images the node\'s inventory lists, with why: the strategies it holds each for (none: pushed there)',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['imageCid', 'tags', 'strategies'],
+        properties: {
+          imageCid: { type: 'string' },
+          tags: { type: 'array', items: { type: 'string' }, description: '`repo:tag` of the catalogue that point at it' },
+          strategies: { type: 'array', items: { type: 'string' } }
+        }
+      }
+    }
+  }
+} as const
+
+export const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string' } } } as const
+
+export const createBodySchema = {
+  type: 'object', additionalProperties: false,
+  description: 'Shoal\'s form (`image`, `kind` and the kind\'s fields) or DistroMash\'s, unchanged (`nametag`, `type`, `percentage`, `target`, `execute`); an unknown field is refused',
+  properties: {
+    ...strategyProperties,
+    selector: { anyOf: [selectorSchema, { type: 'string' }], description: 'Labels such as { "zone": "eu" } or "zone=eu,tier=edge"' },
+    count: { type: ['integer', 'null'], description: strategyProperties.count.description },
+    nametag: { type: 'string', description: 'DistroMash\'s name for image' },
+    type: { type: 'string', enum: STRATEGY_KINDS, description: 'DistroMash\'s name for kind' },
+    execute: { type: 'boolean', description: 'false: a dry run, placement is shown and nothing is stored (default true)' }
+  }
+} as const
+
+export const datastoreSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['databases'],
+  properties: {
+    databases: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['name', 'address', 'entries'],
+        properties: {
+          name: { type: 'string', description: 'shoal.tags, shoal.nodes or shoal.strategies' },
+          address: { type: 'string', description: 'OrbitDB address, the same on every node' },
+          entries: {
+            type: 'array',
+            description: 'Current entries by key: the newest write of each key in the log\'s order (deleted keys are left out)',
+            items: {
+              type: 'object', additionalProperties: false,
+              required: ['key', 'value'],
+              properties: {
+                key: { type: 'string' },
+                value: { description: 'The value as stored' },
+                hash: { type: 'string', description: 'CID of the log entry that wrote it (absent when it was not found)' },
+                clock: {
+                  type: 'object', additionalProperties: false,
+                  required: ['id', 'time'],
+                  properties: { id: { type: 'string' }, time: { type: 'integer', description: 'Lamport time' } }
+                },
+                writer: {
+                  type: 'object', additionalProperties: false,
+                  required: ['identity'],
+                  properties: {
+                    identity: { type: 'string', description: 'The writer\'s OrbitDB identity (public key)' },
+                    node: { type: 'string', description: 'Peer id of the node writing with it' },
+                    name: { type: 'string' }
+                  }
+                },
+                writtenAt: { type: 'string', format: 'date-time', description: 'Wall-clock time the record carries (heartbeatAt, pushedAt or updatedAt)' }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+} as const
+
+// The answers, as the web UI and the CLI read them.
+export type PeersAnswer = FromSchema<typeof peersSchema>
+export type PeerAnswer = PeersAnswer['peers'][number]
+export type NodesAnswer = FromSchema<typeof nodesSchema>
+export type ApiNode = NodesAnswer['nodes'][number]
+export type ApiStrategy = FromSchema<typeof strategySchema>
+export type CreatedAnswer = FromSchema<typeof createdSchema>
+export type DryRunAnswer = FromSchema<typeof dryRunSchema>
+export type StrategiesAnswer = FromSchema<typeof strategiesSchema>
+export type ListedStrategy = StrategiesAnswer['strategies'][number]
+export type StatusAnswer = FromSchema<typeof statusSchema>
+export type DesiredNodeAnswer = StatusAnswer['desired'][number]
+export type DroppingNodeAnswer = StatusAnswer['extra'][number]
+export type ImagesAnswer = FromSchema<typeof imagesSchema>
+export type ImageAnswer = ImagesAnswer['images'][number]
+export type HoldingsAnswer = FromSchema<typeof holdingsSchema>
+export type Datastore = FromSchema<typeof datastoreSchema>
+export type DatastoreEntry = Datastore['databases'][number]['entries'][number]
