@@ -156,6 +156,20 @@ describe('shoal for an operator: logs', () => {
   })
 })
 
+describe('shoal for an operator: a quiet start', () => {
+  it('a node started with --mesh logs nothing at warn either', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-operator-quiet-'))
+    const node = await startNodeProcess({ dataDir: dir, args: ['--mesh'] })
+    try {
+      await eventually(async () => (await fetch(`${node.url}/readyz`)).status === 200 ? true : undefined, 15_000, 'readiness')
+      assert.deepEqual(logLines(node.output()).filter(line => line.level >= 40), [], node.output())
+    } finally {
+      await node.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('shoal for an operator: a mesh node', () => {
   it('is alive but not ready while it joins its mesh, and says so; then ready, with its /p2p/ address', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'shoal-operator-mesh-'))
