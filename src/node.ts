@@ -255,16 +255,15 @@ export class ShoalNode {
     const [{ StrategyService }, { fleetImageResolver }] = await Promise.all([
       import('./replication/strategy-service.ts'), import('./replication/images.ts')
     ])
-    const catalogue = fleet.catalogue
     return {
       fleet: {
         self: () => ({ id: fleet.peerId, addresses: fleet.addresses }),
         peers: async signal => await fleet.peers(signal),
         nodes: async () => await fleet.nodes(),
-        allTags: async () => await catalogue.allTags(),
-        databases: async () => await catalogue.databases()
+        allTags: async () => await fleet.allTags(),
+        databases: async () => await fleet.databases()
       },
-      strategies: new StrategyService({ store: catalogue, nodes: fleet, tags: catalogue, images: fleetImageResolver(catalogue, this.metadata) })
+      strategies: new StrategyService({ store: fleet.strategyStore(), nodes: fleet, tags: fleet, images: fleetImageResolver(fleet, this.metadata) })
     }
   }
 

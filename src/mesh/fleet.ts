@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import type { Catalogue, CatalogueChange, NodeRecord, PlacementState, TagRecord } from '../catalogue/catalogue.ts'
+import type { Catalogue, CatalogueChange, CatalogueDatabase, NodeRecord, PlacementState, TagRecord } from '../catalogue/catalogue.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
 import type { Config } from '../config.ts'
@@ -239,6 +239,22 @@ export class Fleet {
   /** The fleet's tags, with who pushed them and when. */
   async allTags (): Promise<TagRecord[]> {
     return await this.catalogue.allTags()
+  }
+
+  /** Where strategies are kept and read: the catalogue's strategies database. */
+  strategyStore (): Pick<Catalogue, 'putStrategy' | 'deleteStrategy' | 'getStrategy' | 'allStrategies'> {
+    const catalogue = this.catalogue
+    return {
+      putStrategy: async strategy => { await catalogue.putStrategy(strategy) },
+      deleteStrategy: async id => { await catalogue.deleteStrategy(id) },
+      getStrategy: async id => await catalogue.getStrategy(id),
+      allStrategies: async () => await catalogue.allStrategies()
+    }
+  }
+
+  /** The catalogue's databases as they are (for the API's data store view). */
+  async databases (): Promise<CatalogueDatabase[]> {
+    return await this.catalogue.databases()
   }
 
   /** Calls `listener` on every change to the catalogue; returns the function that stops it. */
