@@ -67,6 +67,8 @@ export class ShoalNode {
   readonly reconciler: Reconciler | undefined
   /** The fleet's content (in a mesh): what remote reads go through, and where a corrupt block is fetched again. */
   private readonly remote: RemoteContent | undefined
+  /** Fetches blocks from peers (in a mesh); its connections close at stop. */
+  private readonly fetcher: BlockFetcher | undefined
   private stopWatchingCatalogue: (() => void) | undefined
   private collectLater: NodeJS.Timeout | undefined
   private address: string | undefined
@@ -89,7 +91,8 @@ export class ShoalNode {
     // The mesh-facing parts: built now, started in start().
     const fleet = meshEnabled(config) ? this.buildFleet() : undefined
     this.fleet = fleet
-    const remote = fleet === undefined ? undefined : this.buildRemote(fleet)
+    this.fetcher = fleet === undefined ? undefined : this.buildFetcher(fleet)
+    const remote = fleet === undefined || this.fetcher === undefined ? undefined : this.buildRemote(fleet, this.fetcher)
     this.remote = remote
 
     this.gc = new GarbageCollector({
@@ -204,21 +207,26 @@ export class ShoalNode {
   }
 
   /** The fleet's content as the registry reads it: blocks fetched from peers, verified, kept. */
-  private buildRemote (fleet: Fleet): RemoteContent {
+  private buildRemote (fleet: Fleet, fetcher: BlockFetcher): RemoteContent {
     return new RemoteContent({
-      fetcher: new BlockFetcher({
-        blockstore: this.blockstore,
-        onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
-        onBlockFetched: (provider, size) => {
-          this.metrics.meshBlocksFetched.inc({ provider: provider.id })
-          this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
-        },
-        peerId: () => fleet.peerId,
-        logger: this.logger.child({ part: 'fetch' })
-      }),
+      fetcher,
       blockstore: this.blockstore,
       finder: fleet,
       logger: this.logger.child({ part: 'remote' })
+    })
+  }
+
+  /** Verified block fetches from peers: a provider pool, block requests, the DAG and file reads. */
+  private buildFetcher (fleet: Fleet): BlockFetcher {
+    return new BlockFetcher({
+      blockstore: this.blockstore,
+      onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
+      onBlockFetched: (provider, size) => {
+        this.metrics.meshBlocksFetched.inc({ provider: provider.id })
+        this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
+      },
+      peerId: () => fleet.peerId,
+      logger: this.logger.child({ part: 'fetch' })
     })
   }
 
@@ -314,6 +322,7 @@ export class ShoalNode {
     await this.scrubber.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
+    await this.fetcher?.close()
     await this.fleet?.stop()
     await this.uploads.stop()
     await this.metadata.stop()

@@ -1,37 +1,23 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
-import { request as httpsRequest } from 'node:https'
-import { setTimeout as sleep } from 'node:timers/promises'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import type { Logger } from 'pino'
 import { chunkPool, type PooledBytes } from '../content/chunk-pool.ts'
 import { fileSegments, readLeafRange, type BlockSource, type FileSegment } from '../content/dag-reader.ts'
+import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
+import { BlockRequests } from './block-request.ts'
+import { fetchDagConcurrently, type DagFetchProgress } from './dag-fetch.ts'
+import { ProviderPool, listOf, type Provider, type Providers } from './provider-pool.ts'
 
-const RAW = 'application/vnd.ipld.raw'
+export { PEER_HEADER, ROOT_HEADER } from './block-request.ts'
+export type { DagFetchProgress } from './dag-fetch.ts'
+export type { Provider, Providers } from './provider-pool.ts'
+
 const SHA2_256 = 0x12
-/** Shoal writes blocks of at most 1 MiB; other importers stay under 2 MiB (bitswap's limit). */
-const MAX_BLOCK_BYTES = 4 * 1024 * 1024
-/** Failures (errors, timeouts) a provider may have within one block's fetch before it is given up. */
-const MAX_FAILURES_PER_PROVIDER = 2
 const DEFAULT_READ_AHEAD = 8
 const MAX_DAG_CONCURRENCY = 32
-
-/** A Shoal node that may hold blocks: its peer id and the base URL of its HTTP server. */
-export interface Provider {
-  id: string
-  url: string
-  /**
-   * Lower tiers are asked first; a higher tier only once every provider of the lower ones has
-   * failed for the block (not merely when they are busy). Default 0.
-   */
-  tier?: number
-}
-
-/** Providers as a list, or as a function asked again for every block (the fleet changes). */
-export type Providers = Provider[] | (() => Provider[])
 
 /** Who asks, sent along with every request so that the provider can relay for it. */
 export interface FetchContext {
@@ -40,9 +26,6 @@ export interface FetchContext {
   /** The DAG the block belongs to, whose holders the provider may ask in turn. */
   root?: CID
 }
-
-export const PEER_HEADER = 'shoal-peer'
-export const ROOT_HEADER = 'shoal-root'
 
 /** The block store reads and writes the fetcher needs; FsBlockstore provides them. */
 export interface FetcherBlockstore extends BlockSource {
@@ -70,14 +53,6 @@ export interface BlockFetcherOptions {
   logger?: Logger
 }
 
-export interface DagFetchProgress {
-  /** Blocks of the DAG known to be held locally now, fetched or already there. */
-  blocks: number
-  /** Of those, blocks fetched from providers, and their bytes. */
-  fetchedBlocks: number
-  fetchedBytes: number
-}
-
 /** No provider could deliver a block that verifies. */
 export class BlockUnavailableError extends Error {
   readonly cid: CID
@@ -101,9 +76,6 @@ export class UnsupportedHashError extends Error {
   }
 }
 
-/** A provider answered, but not with a block (status, media type, size). */
-class ProviderResponseError extends Error {}
-
 /**
  * Fetches blocks from other Shoal nodes over the Trustless Gateway (D4) and verifies each
  * against its CID before it is stored or handed on. Load is spread over providers, least busy
@@ -111,31 +83,33 @@ class ProviderResponseError extends Error {}
  */
 export class BlockFetcher {
   private readonly blockstore: FetcherBlockstore
-  private readonly maxInFlightPerProvider: number
-  private readonly requestTimeoutMs: number
-  private readonly retryDelayMs: number
+  private readonly pool: ProviderPool
+  private readonly requests: BlockRequests
+  /** Asking a provider again for a block: each may fail twice; a round of failures costs a pause. */
+  private readonly retry: RetryPolicy
   private readonly readAhead: number
   private readonly onBadBlock: ((provider: Provider, cid: CID) => void) | undefined
   private readonly onBlockFetched: ((provider: Provider, size: number) => void) | undefined
   private readonly logger: Logger | undefined
-  private readonly inFlight = new Map<string, number>()
-  /** Fetches waiting for a provider slot; each is woken whenever any slot frees. */
-  private readonly slotWaiters = new Set<() => void>()
   /** Blocks being fetched now, settled once each is stored (or has failed). */
   private readonly arriving = new Map<string, Promise<void>>()
-  private readonly peerId: (() => string) | undefined
 
   constructor (options: BlockFetcherOptions) {
     this.blockstore = options.blockstore
-    this.maxInFlightPerProvider = options.maxInFlightPerProvider ?? 4
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000
-    this.retryDelayMs = options.retryDelayMs ?? 250
+    const maxInFlightPerProvider = options.maxInFlightPerProvider ?? 4
     this.readAhead = options.readAhead ?? DEFAULT_READ_AHEAD
+    if (maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
+    this.pool = new ProviderPool(maxInFlightPerProvider)
+    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? 30_000, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId })
+    this.retry = { tries: 2, delayMs: options.retryDelayMs ?? 250 }
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched
     this.logger = options.logger
-    this.peerId = options.peerId
-    if (this.maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
+  }
+
+  /** Closes the connections to providers (the node is stopping). */
+  async close (): Promise<void> {
+    await this.requests.close()
   }
 
   /** A block from the local store, else from the providers (verified, then stored). */
@@ -232,60 +206,9 @@ export class BlockFetcher {
    */
   async fetchDag (root: CID, providers: Providers, signal: AbortSignal, onProgress?: (progress: DagFetchProgress) => void): Promise<DagFetchProgress> {
     assertVerifiable(root)
-    signal.throwIfAborted()
-    const progress: DagFetchProgress = { blocks: 0, fetchedBlocks: 0, fetchedBytes: 0 }
     // Enough blocks in flight to keep every provider busy, without holding many MiB at once.
-    const limit = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers).length * this.maxInFlightPerProvider))
-    const failure = new AbortController()
-    const inner = AbortSignal.any([signal, failure.signal])
-    const seen = new Set<string>([root.toString()])
-    const stack: CID[] = [root]
-    let running = 0
-    let error: unknown
-    let hasError = false
-    await new Promise<void>(resolve => {
-      const pump = (): void => {
-        if (hasError || stack.length === 0) {
-          if (running === 0) resolve()
-          return
-        }
-        while (running < limit && stack.length > 0) {
-          const cid = stack.pop() as CID
-          running++
-          // Whatever fails, the fetch or the bookkeeping after it (onProgress may throw), takes
-          // the failure path, and the slot is given back and the pump runs again in every case.
-          this.fetchDagBlock(cid, providers, inner, root).then(({ links, fetchedBytes }) => {
-            progress.blocks++
-            if (fetchedBytes !== undefined) {
-              progress.fetchedBlocks++
-              progress.fetchedBytes += fetchedBytes
-            }
-            // Reversed so that popping visits links in order: depth first, like a CAR.
-            for (let i = links.length - 1; i >= 0; i--) {
-              const link = links[i] as CID
-              const key = link.toString()
-              if (seen.has(key)) continue
-              seen.add(key)
-              stack.push(link)
-            }
-            if (onProgress !== undefined && !hasError) onProgress({ ...progress })
-          }).catch((err: unknown) => {
-            if (!hasError) {
-              hasError = true
-              error = err
-              // Stop the other fetches; settle once all of them have.
-              failure.abort(err)
-            }
-          }).finally(() => {
-            running--
-            pump()
-          })
-        }
-      }
-      pump()
-    })
-    if (hasError) throw signal.aborted ? signal.reason : error
-    return progress
+    const concurrency = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers).length * this.pool.maxInFlightPerProvider))
+    return await fetchDagConcurrently(root, async (cid, inner) => await this.fetchDagBlock(cid, providers, inner, root), { concurrency, signal, onProgress })
   }
 
   private async fetchDagBlock (cid: CID, providers: Providers, signal: AbortSignal, root: CID): Promise<{ links: CID[], fetchedBytes?: number }> {
@@ -345,8 +268,8 @@ export class BlockFetcher {
 
   /**
    * Asks providers for a block until one delivers bytes that verify. A provider that sends a
-   * bad block is not asked again for it; one that fails is asked again only once every other
-   * has failed too, after a pause.
+   * bad block is not asked again for it; one that fails is asked again (up to the retry
+   * policy's tries) only once every other has failed as often, after the policy's pause.
    */
   private async fetchRemote (cid: CID, providers: Providers, signal: AbortSignal, into?: Buffer, root?: CID): Promise<Buffer> {
     const failures = new Map<string, number>()
@@ -357,26 +280,25 @@ export class BlockFetcher {
       signal.throwIfAborted()
       // Asked again every round: who is worth asking changes while a pull goes on.
       const candidates = [...new Map(listOf(providers).map(p => [p.id, p])).values()]
-      const usable = candidates.filter(p => !lying.has(p.id) && (failures.get(p.id) ?? 0) < MAX_FAILURES_PER_PROVIDER)
+      const usable = candidates.filter(p => !lying.has(p.id) && mayRetry(this.retry, failures.get(p.id) ?? 0))
       if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
       const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))
       if (fewestFailures > retryRound) {
         // Everyone left has failed: they may have been busy, or still pulling the block themselves.
         retryRound = fewestFailures
-        await sleep(this.retryDelayMs, undefined, { signal })
+        await waitToRetry(this.retry, retryRound, signal)
         continue
       }
       const leastFailed = usable.filter(p => (failures.get(p.id) ?? 0) === fewestFailures)
       const tier = Math.min(...leastFailed.map(p => p.tier ?? 0))
-      const provider = this.leastBusy(leastFailed.filter(p => (p.tier ?? 0) === tier))
+      const provider = this.pool.tryAcquire(leastFailed.filter(p => (p.tier ?? 0) === tier))
       if (provider === undefined) {
-        await this.slotFreed(signal)
+        await this.pool.slotFreed(signal)
         continue
       }
       let bytes: Buffer
-      this.inFlight.set(provider.id, (this.inFlight.get(provider.id) ?? 0) + 1)
       try {
-        bytes = await this.request(provider, cid, signal, into, root)
+        bytes = await this.requests.get(provider, cid, signal, into, root)
       } catch (err) {
         if (signal.aborted) throw signal.reason
         const reason = describe(err)
@@ -385,7 +307,7 @@ export class BlockFetcher {
         this.logger?.debug({ provider: provider.id, cid: cid.toString(), reason }, 'block request failed')
         continue
       } finally {
-        this.releaseSlot(provider.id)
+        this.pool.release(provider.id)
       }
       if (!verifies(cid, bytes)) {
         lying.add(provider.id)
@@ -398,93 +320,6 @@ export class BlockFetcher {
       return bytes
     }
   }
-
-  /** The provider with the fewest requests in flight and a free slot; ties broken at random. */
-  private leastBusy (providers: Provider[]): Provider | undefined {
-    let best: Provider | undefined
-    let bestLoad = this.maxInFlightPerProvider
-    let ties = 0
-    for (const provider of providers) {
-      const load = this.inFlight.get(provider.id) ?? 0
-      if (load < bestLoad) {
-        best = provider
-        bestLoad = load
-        ties = 1
-      } else if (load === bestLoad && best !== undefined && Math.random() * ++ties < 1) {
-        // Reservoir sampling: each of the tied providers ends up chosen with equal chance.
-        best = provider
-      }
-    }
-    return best
-  }
-
-  private releaseSlot (id: string): void {
-    const load = (this.inFlight.get(id) ?? 1) - 1
-    if (load === 0) this.inFlight.delete(id)
-    else this.inFlight.set(id, load)
-    const waiters = [...this.slotWaiters]
-    this.slotWaiters.clear()
-    for (const wake of waiters) wake()
-  }
-
-  private async slotFreed (signal: AbortSignal): Promise<void> {
-    await new Promise<void>(resolve => {
-      const wake = (): void => {
-        signal.removeEventListener('abort', wake)
-        this.slotWaiters.delete(wake)
-        resolve()
-      }
-      this.slotWaiters.add(wake)
-      signal.addEventListener('abort', wake, { once: true })
-    })
-  }
-
-  /**
-   * One GET of a raw block, body included, within the request timeout. node:http rather than
-   * fetch: fetch refuses the ports on the Fetch standard's "bad ports" list (6000, 5060, 10080,
-   * ...), and a node may well listen on one of them.
-   */
-  private async request (provider: Provider, cid: CID, signal: AbortSignal, into?: Buffer, root?: CID): Promise<Buffer> {
-    const url = new URL(`${provider.url.replace(/\/+$/, '')}/ipfs/${cid.toString()}`)
-    const timeout = AbortSignal.timeout(this.requestTimeoutMs)
-    const headers: Record<string, string> = { accept: RAW }
-    if (this.peerId !== undefined) headers[PEER_HEADER] = this.peerId()
-    if (root !== undefined) headers[ROOT_HEADER] = root.toString()
-    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers, signal: AbortSignal.any([signal, timeout]) })
-    request.end()
-    try {
-      const [response] = await once(request, 'response') as [IncomingMessage]
-      if (response.statusCode !== 200) throw new ProviderResponseError(`HTTP ${response.statusCode ?? '?'}`)
-      const type = response.headers['content-type'] ?? ''
-      if (!type.startsWith(RAW)) throw new ProviderResponseError(`answered with ${type === '' ? 'no content type' : type}, not ${RAW}`)
-      const declared = Number(response.headers['content-length'] ?? 0)
-      if (declared > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block of ${declared} bytes is over the ${MAX_BLOCK_BYTES} byte limit`)
-      const chunks: Buffer[] = []
-      let length = 0
-      for await (const chunk of response as AsyncIterable<Buffer>) {
-        length += chunk.length
-        if (length > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block is over the ${MAX_BLOCK_BYTES} byte limit`)
-        chunks.push(chunk)
-      }
-      // Leaves land in pooled buffers: a fresh MiB per leaf makes garbage collection the main cost.
-      const out = into !== undefined && length <= into.length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
-      let offset = 0
-      for (const chunk of chunks) {
-        out.set(chunk, offset)
-        offset += chunk.length
-      }
-      return out
-    } catch (err) {
-      // A response not read to its end cannot go back to the connection pool.
-      request.destroy()
-      if (timeout.aborted && !signal.aborted) throw new ProviderResponseError(`no answer within ${this.requestTimeoutMs} ms`)
-      throw err
-    }
-  }
-}
-
-function listOf (providers: Providers): Provider[] {
-  return typeof providers === 'function' ? providers() : providers
 }
 
 function assertVerifiable (cid: CID): void {

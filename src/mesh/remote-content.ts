@@ -1,10 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { PooledBytes } from '../content/chunk-pool.ts'
 import { readFileChunks, type BlockReadOptions, type BlockSource } from '../content/dag-reader.ts'
 import { BlockNotFoundError, type FsBlockstore } from '../content/fs-blockstore.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
+import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import type { BlockFetcher, Provider } from './block-fetcher.ts'
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
@@ -31,8 +31,11 @@ const SEEDERS_TTL_MS = 10_000
  * holders: a chain of relays that stalls must not stall everyone above it.
  */
 const RELAY_WAIT_MS = 4_000
-const SEEDER_LOOKUPS = 4
-const SEEDER_RETRY_MS = 500
+/**
+ * Looking up the holders of a root again when none were found: right after a push the fleet may
+ * not know the holder yet (inventory heartbeat, DHT records on their way).
+ */
+const SEEDER_LOOKUP_RETRY: RetryPolicy = { tries: 4, delayMs: 500 }
 /** How often a pull in progress is re-announced (the fleet forgets one after 15 s). */
 const PULL_ANNOUNCE_INTERVAL_MS = 5_000
 
@@ -75,14 +78,11 @@ export class RemoteContent implements RemoteBlocks {
   }
 
   private async lookUpSeeders (root: CID): Promise<Provider[]> {
-    // Right after a push the fleet may not know the holder yet (inventory heartbeat, DHT
-    // records on their way): ask again a few times before giving up.
-    for (let attempt = 0; attempt < SEEDER_LOOKUPS; attempt++) {
-      if (attempt > 0) await sleep(SEEDER_RETRY_MS)
+    for (let tried = 0; ; tried++) {
+      if (tried > 0) await waitToRetry(SEEDER_LOOKUP_RETRY, tried)
       const list = await this.finder.providersOf(root).catch(() => [])
-      if (list.length > 0) return list
+      if (list.length > 0 || !mayRetry(SEEDER_LOOKUP_RETRY, tried + 1)) return list
     }
-    return []
   }
 
   source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {

@@ -2,6 +2,7 @@
 // images it must hold, fetches and pins what it lacks, lets go of what no strategy places on it
 // any more, and then collects the garbage. No coordinator: every node runs the same placement.
 import type { Logger } from 'pino'
+import { retryDelay, type RetryPolicy } from '../retry-policy.ts'
 import type { PlacementState } from '../catalogue/catalogue.ts'
 import type { Placement, PlacementLog, ResolvedImage } from '../registry/image-holdings.ts'
 import { place, type Member } from './placement.ts'
@@ -74,7 +75,8 @@ export class Reconciler {
   private readonly logger: Logger
   private readonly intervalMs: number
   private readonly concurrentFetches: number
-  private readonly retryMs: number
+  /** A failed fetch is tried again after 5 s, then 10 s, doubling up to 2 minutes, for ever. */
+  private readonly retry: RetryPolicy
   /** strategy id -> this node's state for it, as written into its inventory record. */
   private current: Record<string, PlacementState> = {}
   private readonly fetching = new Map<string, Fetching>()
@@ -91,7 +93,7 @@ export class Reconciler {
     this.logger = options.logger
     this.intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS
     this.concurrentFetches = options.concurrentFetches ?? 2
-    this.retryMs = options.retryMs ?? 5_000
+    this.retry = { tries: Number.POSITIVE_INFINITY, delayMs: options.retryMs ?? 5_000, factor: 2, maxDelayMs: MAX_RETRY_MS }
   }
 
   start (): void {
@@ -243,7 +245,7 @@ export class Reconciler {
       if (fetch.controller.signal.aborted) return
       const attempts = (failure?.attempts ?? 0) + 1
       const reason = err instanceof Error ? err.message : String(err)
-      this.failures.set(image.imageCid, { reason, at: Date.now(), attempts, retryAfter: Date.now() + Math.min(MAX_RETRY_MS, this.retryMs * 2 ** (attempts - 1)) })
+      this.failures.set(image.imageCid, { reason, at: Date.now(), attempts, retryAfter: Date.now() + retryDelay(this.retry, attempts) })
       this.logger.warn({ err, image: image.imageCid, attempts }, 'could not fetch an image a strategy places here')
     }).finally(() => {
       this.fetching.delete(image.imageCid)

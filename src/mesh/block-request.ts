@@ -1,0 +1,101 @@
+import type { CID } from 'multiformats/cid'
+import { Pool } from 'undici'
+import type { Provider } from './provider-pool.ts'
+
+const RAW = 'application/vnd.ipld.raw'
+/** Shoal writes blocks of at most 1 MiB; other importers stay under 2 MiB (bitswap's limit). */
+const MAX_BLOCK_BYTES = 4 * 1024 * 1024
+
+export const PEER_HEADER = 'shoal-peer'
+export const ROOT_HEADER = 'shoal-root'
+
+/** A provider answered, but not with a block (status, media type, size, time). */
+export class ProviderResponseError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ProviderResponseError'
+  }
+}
+
+export interface BlockRequestsOptions {
+  /** One request, body included. */
+  timeoutMs: number
+  /** Connections kept to each provider (as many as requests may be in flight to it). */
+  connectionsPerProvider: number
+  /** This node's peer id, sent so that the provider may relay for it; asked per request. */
+  peerId?: () => string
+}
+
+/**
+ * `GET /ipfs/<cid>` of one raw block from a provider, the body read whole, within a timeout.
+ * undici's Pool keeps connections to each provider open across requests (a pull makes
+ * thousands); unlike fetch, it does not refuse ports on the Fetch standard's "bad ports" list
+ * (6000, 5060, 10080, ...), where a node may well listen. The bytes are not checked here: that
+ * is the caller's part.
+ */
+export class BlockRequests {
+  private readonly options: BlockRequestsOptions
+  private readonly pools = new Map<string, Pool>()
+
+  constructor (options: BlockRequestsOptions) {
+    this.options = options
+  }
+
+  /** The block's bytes, into `into` when they fit it (a pooled buffer), else a new buffer. */
+  async get (provider: Provider, cid: CID, signal: AbortSignal, into?: Buffer, root?: CID): Promise<Buffer> {
+    const url = new URL(`${provider.url.replace(/\/+$/, '')}/ipfs/${cid.toString()}`)
+    const timeout = AbortSignal.timeout(this.options.timeoutMs)
+    const headers: Record<string, string> = { accept: RAW }
+    if (this.options.peerId !== undefined) headers[PEER_HEADER] = this.options.peerId()
+    if (root !== undefined) headers[ROOT_HEADER] = root.toString()
+    try {
+      const response = await this.poolOf(url.origin).request({ method: 'GET', path: url.pathname, headers, signal: AbortSignal.any([signal, timeout]) })
+      const { body } = response
+      try {
+        if (response.statusCode !== 200) throw new ProviderResponseError(`HTTP ${response.statusCode}`)
+        const type = String(response.headers['content-type'] ?? '')
+        if (!type.startsWith(RAW)) throw new ProviderResponseError(`answered with ${type === '' ? 'no content type' : type}, not ${RAW}`)
+        const declared = Number(response.headers['content-length'] ?? 0)
+        if (declared > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block of ${declared} bytes is over the ${MAX_BLOCK_BYTES} byte limit`)
+        const chunks: Buffer[] = []
+        let length = 0
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          length += chunk.length
+          if (length > MAX_BLOCK_BYTES) throw new ProviderResponseError(`block is over the ${MAX_BLOCK_BYTES} byte limit`)
+          chunks.push(chunk)
+        }
+        // Leaves land in pooled buffers: a fresh MiB per leaf makes garbage collection the main cost.
+        const out = into !== undefined && length <= into.length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
+        let offset = 0
+        for (const chunk of chunks) {
+          out.set(chunk, offset)
+          offset += chunk.length
+        }
+        return out
+      } catch (err) {
+        // A body not read to its end cannot go back to the pool: the connection is dropped.
+        body.destroy()
+        throw err
+      }
+    } catch (err) {
+      if (timeout.aborted && !signal.aborted) throw new ProviderResponseError(`no answer within ${this.options.timeoutMs} ms`)
+      throw err
+    }
+  }
+
+  /** Closes every connection (the node is stopping). */
+  async close (): Promise<void> {
+    const pools = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.all(pools.map(async pool => { await pool.destroy() }))
+  }
+
+  private poolOf (origin: string): Pool {
+    let pool = this.pools.get(origin)
+    if (pool === undefined) {
+      pool = new Pool(origin, { connections: this.options.connectionsPerProvider, pipelining: 1 })
+      this.pools.set(origin, pool)
+    }
+    return pool
+  }
+}
