@@ -23,7 +23,12 @@ export function configureApiScope (api: FastifyInstance): void {
       done(new UnsupportedMediaTypeError(`the body must be JSON in UTF-8, not charset=${charset}`), undefined)
       return
     }
-    parseJson(req, body as string, done)
+    // fastify's parser (it refuses __proto__ and constructor keys too), its refusals in the API's words.
+    parseJson(req, body as string, (err, value) => {
+      if (err === null) done(null, value)
+      else if ((err as { code?: string }).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') done(new InvalidRequestError('the body is empty: send a JSON object'), undefined)
+      else done(new InvalidRequestError(`the body is not valid JSON: ${err.message}`), undefined)
+    })
   })
   api.addContentTypeParser('*', (req, _body, done) => {
     done(new UnsupportedMediaTypeError(`the body must be application/json, not ${req.headers['content-type'] ?? 'of no declared type'}`), undefined)

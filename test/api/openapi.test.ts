@@ -151,7 +151,14 @@ describe('an API scope', () => {
     const response = await post('{"name": ')
     assert.equal(response.statusCode, 400)
     assertApiError(response.json(), 400, 'Bad Request')
-    assert.match(response.json<{ message: string }>().message, /JSON/)
+    assert.match(response.json<{ message: string }>().message, /^the body is not valid JSON: /)
+    assert.equal(response.json<{ code: string }>().code, 'INVALID_REQUEST')
+    const empty = await post('')
+    assert.equal(empty.statusCode, 400)
+    assert.equal(empty.json<{ message: string }>().message, 'the body is empty: send a JSON object')
+    const poisoned = await post('{"name": "a", "__proto__": {"x": 1}}')
+    assert.equal(poisoned.statusCode, 400)
+    assert.match(poisoned.json<{ message: string }>().message, /^the body is not valid JSON: /)
   })
 
   it('refuses a body the schema does not allow, naming the field in the domain\'s words', async () => {
