@@ -6,6 +6,7 @@ import * as raw from 'multiformats/codecs/raw'
 import type { Logger } from 'pino'
 import { chunkPool, type PooledBytes } from '../content/chunk-pool.ts'
 import { fileSegments, readLeafRange, type BlockSource, type FileSegment } from '../content/dag-reader.ts'
+import { BlockNotFoundError } from '../content/fs-blockstore.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { BlockRequests } from './block-request.ts'
 import { fetchDagConcurrently, type DagFetchProgress } from './dag-fetch.ts'
@@ -116,7 +117,8 @@ export class BlockFetcher {
   async fetchBlock (cid: CID, providers: Providers, signal: AbortSignal, root?: CID): Promise<Uint8Array> {
     assertVerifiable(cid)
     signal.throwIfAborted()
-    if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
+    const local = await this.readLocal(cid, async () => await this.blockstore.getBytes(cid))
+    if (local !== undefined) return local
     const done = this.expect(cid)
     try {
       const bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
@@ -214,13 +216,13 @@ export class BlockFetcher {
   private async fetchDagBlock (cid: CID, providers: Providers, signal: AbortSignal, root: CID): Promise<{ links: CID[], fetchedBytes?: number }> {
     assertVerifiable(cid)
     signal.throwIfAborted()
-    const held = await this.blockstore.has(cid)
+    let held = await this.blockstore.has(cid)
     // A held raw block has no links: nothing to read.
     if (held && cid.code === raw.code) return { links: [] }
-    let bytes: Uint8Array
-    if (held) {
-      bytes = await this.blockstore.getBytes(cid)
-    } else {
+    let bytes: Uint8Array | undefined
+    if (held) bytes = await this.readLocal(cid, async () => await this.blockstore.getBytes(cid))
+    held = bytes !== undefined
+    if (bytes === undefined) {
       const done = this.expect(cid)
       try {
         bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
@@ -233,12 +235,27 @@ export class BlockFetcher {
     return held ? { links } : { links, fetchedBytes: bytes.length }
   }
 
+  /**
+   * A block read from the local store, or undefined when it is not there: absent, gone since,
+   * or found corrupt on reading (the store quarantines it): then it is fetched like any other.
+   */
+  private async readLocal<T> (cid: CID, read: () => Promise<T>): Promise<T | undefined> {
+    if (!(await this.blockstore.has(cid))) return undefined
+    try {
+      return await read()
+    } catch (err) {
+      if (err instanceof BlockNotFoundError) return undefined
+      throw err
+    }
+  }
+
   /** One piece of a file: part of a leaf read locally or fetched (and stored), or inline bytes. */
   private async loadSegment (segment: FileSegment, providers: Providers, signal: AbortSignal, settling: Set<Promise<unknown>>, root: CID): Promise<PooledBytes> {
     if (segment.kind === 'inline') return { bytes: segment.bytes, release: () => {} }
     const { cid, start, end } = segment
     assertVerifiable(cid)
-    if (await this.blockstore.has(cid)) return await readLeafRange(this.blockstore, cid, start, end)
+    const local = await this.readLocal(cid, async () => await readLeafRange(this.blockstore, cid, start, end))
+    if (local !== undefined) return local
     const buffer = chunkPool.take()
     const done = this.expect(cid)
     try {

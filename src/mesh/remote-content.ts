@@ -87,7 +87,8 @@ export class RemoteContent implements RemoteBlocks {
 
   source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {
     const fetched = async (cid: CID, signal: AbortSignal | undefined): Promise<Uint8Array> => {
-      if (await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
+      const local = await this.readLocal(async () => await this.blockstore.getBytes(cid), cid)
+      if (local !== undefined) return local
       const known = await this.seedersOf(root, signal)
       // The caller's signal, or none: every request has its own timeout, and a fetch that no
       // provider can serve ends with BlockUnavailableError, so nothing waits forever.
@@ -97,13 +98,25 @@ export class RemoteContent implements RemoteBlocks {
       has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0,
       getBytes: async (cid, options) => await fetched(cid, options?.signal),
       getRange: async (cid, start, end, into, options) => {
-        if (await this.blockstore.has(cid)) return await this.blockstore.getRange(cid, start, end, into)
+        const local = await this.readLocal(async () => await this.blockstore.getRange(cid, start, end, into), cid)
+        if (local !== undefined) return local
         const bytes = await fetched(cid, options?.signal)
         const part = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1)
         if (into === undefined) return Buffer.from(part)
         part.copy(into)
         return into.subarray(0, part.length)
       }
+    }
+  }
+
+  /** A local read, or undefined when the block is absent or was found corrupt (and quarantined). */
+  private async readLocal<T> (read: () => Promise<T>, cid: CID): Promise<T | undefined> {
+    if (!(await this.blockstore.has(cid))) return undefined
+    try {
+      return await read()
+    } catch (err) {
+      if (err instanceof BlockNotFoundError) return undefined
+      throw err
     }
   }
 

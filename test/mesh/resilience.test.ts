@@ -36,7 +36,7 @@ describe('a mesh with misbehaving peers', () => {
     await rm(work, { recursive: true, force: true })
   })
 
-  it('a node serving corrupted blocks is passed over; the bad bytes are never stored', async () => {
+  it('a node whose blocks rot on disk never sends them; a puller gets the image whole and stores no bad bytes', async () => {
     const [a, b, c] = await startFleet(3) as [TestNode, TestNode, TestNode]
     stops.push(() => Promise.all([a, b, c].map(async node => await node.stop())))
 
@@ -58,9 +58,18 @@ describe('a mesh with misbehaving peers', () => {
     await copyFromRegistry(`${c.host}/bad/app:1.0`, join(work, 'via-c'))
     await assertPulled(join(work, 'via-c'), [image.configDigest, layer])
 
+    // A checks every block it reads against its CID (issue 10, defect 3): the rotten leaves it was
+    // asked for went to its quarantine instead of to C, so C never received a bad block from A.
     const metrics = await (await fetch(`${c.url}/metrics`)).text()
-    const bad = new RegExp(`shoal_mesh_bad_blocks_total\\{provider="${a.node.fleet?.mesh.peerId ?? ''}"\\} (\\d+)`).exec(metrics)
-    assert.ok(bad !== null && Number(bad[1]) >= 1, 'C counted bad blocks from A')
+    const bad = new RegExp(`shoal_mesh_bad_blocks_total\\{provider="${a.node.fleet?.peerId ?? ''}"\\} (\\d+)`).exec(metrics)
+    assert.equal(bad === null ? 0 : Number(bad[1]), 0, 'A sent C no bad block')
+    // Read from A itself, the layer comes back whole: the rotten leaves are found, quarantined
+    // and fetched again from B (whether C's pull asked A for any of them or not).
+    const fromA = await fetch(`${a.url}/v2/bad/app/blobs/${layer}`)
+    assert.equal(fromA.status, 200)
+    assert.equal(sha256(Buffer.from(await fromA.arrayBuffer())), layer, 'A serves the layer whole')
+    const corrupt = /^shoal_blocks_corrupt_total (\d+)$/m.exec(await (await fetch(`${a.url}/metrics`)).text())
+    assert.ok(corrupt !== null && Number(corrupt[1]) >= 1, 'A found (and quarantined) its rotten blocks')
     for (const leaf of await leavesOf(c, layer)) {
       const bytes = await c.node.blockstore.getBytes(leaf)
       assert.deepEqual(createHash('sha256').update(bytes).digest(), Buffer.from(leaf.multihash.digest), `C's ${leaf.toString()} verifies`)

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import type { ManifestService } from '../manifest-service.ts'
-import { nextPageLink, pageOf, type ResourceHandlers } from './http.ts'
+import { nextPageLink, pageOf, untilClientLeaves, type ResourceHandlers } from './http.ts'
 
 export interface ListHandlersOptions {
   manifests: ManifestService
@@ -14,7 +14,7 @@ export function tagListHandlers ({ manifests, ipfsImages }: ListHandlersOptions)
     GET: async (req, reply, [name = '']) => {
       const { n, last } = pageOf(req)
       const tags = isIpfsRepository(name)
-        ? (await ipfsImages.tags(name)).filter(t => last === undefined || t > last).slice(0, n)
+        ? (await ipfsImages.tags(name, untilClientLeaves(reply))).filter(t => last === undefined || t > last).slice(0, n)
         : await manifests.tags(name, last, n)
       nextPageLink(reply, `/v2/${name}/tags/list`, tags, n)
       return await reply.header('content-type', 'application/json').send({ name, tags })
