@@ -50,6 +50,19 @@ describe('a client that leaves mid-pull', () => {
   })
   after(async () => { await Promise.all([seeder?.stop(), puller?.stop()]) })
 
+  it('stops a manifest read or adoption from peers when its signal has aborted', async () => {
+    const registry = new RegistryClient(seeder.url)
+    const { digest, response } = await registry.pushImage('cancel/manifest', 'v1', 'a small layer')
+    const imageCid = response.headers.get('shoal-image-cid') ?? ''
+    const sentBefore = await total(seeder.node.metrics.bytesOut)
+    await assert.rejects(puller.node.manifests.read(digest, imageCid, AbortSignal.abort()), { name: 'AbortError' })
+    await assert.rejects(puller.node.manifests.adopt('cancel/manifest', digest, imageCid, AbortSignal.abort()), { name: 'AbortError' })
+    assert.equal(await puller.node.metadata.getManifest(digest), undefined, 'nothing was adopted')
+    assert.equal(await total(seeder.node.metrics.bytesOut) - sentBefore, 0, 'the seeder was asked for nothing')
+    // The same reads with a live signal go through.
+    assert.equal((await puller.node.manifests.read(digest, imageCid, AbortSignal.timeout(10_000))).mediaType, 'application/vnd.oci.image.manifest.v1+json')
+  })
+
   for (const [index, path] of ['by tag', 'as ipfs/<cid>'].entries()) {
     it(`stops the puller's fetches from its peer (blob read ${path})`, async () => {
       const { digest, imageCid } = layers[index] as { digest: string, imageCid: string }
