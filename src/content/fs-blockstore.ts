@@ -1,5 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
+import { createHash, randomUUID, webcrypto } from 'node:crypto'
+import { mkdir, open, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
@@ -9,6 +9,7 @@ import type { AbortOptions } from 'abort-error'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { ErrorDescriptor } from '../oci/errors.ts'
 import { DirectorySync, syncDirectory, type SyncDirectory } from './directory-sync.ts'
+import { VerifiedBlocks, fileStamp } from './verified-blocks.ts'
 
 export interface FsBlockstoreOptions {
   /** How a directory is synced (tests watch it); default fsync. */
@@ -44,6 +45,9 @@ export class FsBlockstore implements Blockstore {
   private readonly directories: DirectorySync
   private readonly syncDirectory: SyncDirectory
   private readonly quarantineDir: string
+  /** Blocks known to match their CID as their files stand (see VerifiedBlocks). */
+  private readonly verifiedBlocks = new VerifiedBlocks()
+  private readonly verifiedBlocksFile: string
   private readonly onCorrupt: ((found: BlockCorruptError) => void) | undefined
 
   constructor (root: string, options: FsBlockstoreOptions = {}) {
@@ -51,6 +55,7 @@ export class FsBlockstore implements Blockstore {
     this.syncDirectory = options.syncDirectory ?? syncDirectory
     this.directories = new DirectorySync(this.syncDirectory)
     this.quarantineDir = options.quarantineDir ?? join(dirname(root), 'quarantine')
+    this.verifiedBlocksFile = join(dirname(root), 'verified-blocks')
     this.onCorrupt = options.onCorrupt
   }
 
@@ -67,9 +72,12 @@ export class FsBlockstore implements Blockstore {
     // The shard directories (made once) are entries of the root, and the root of its parent.
     await this.syncDirectory(this.root)
     await this.syncDirectory(dirname(this.root))
+    await this.verifiedBlocks.load(this.verifiedBlocksFile)
   }
 
-  async stop (): Promise<void> {}
+  async stop (): Promise<void> {
+    await this.verifiedBlocks.save(this.verifiedBlocksFile)
+  }
 
   /** The file that holds a block (it may not exist). */
   pathOf (cid: CID): string {
@@ -166,6 +174,8 @@ export class FsBlockstore implements Blockstore {
       }
       await handle.close()
       await rename(tmpPath, path)
+      // The caller's CID was computed from (or checked against) these very bytes.
+      this.verifiedBlocks.remember(key, fileStamp(await stat(path, { bigint: true })))
     } finally {
       this.tempFilesInUse.delete(tmpPath)
     }
@@ -189,14 +199,8 @@ export class FsBlockstore implements Blockstore {
    * BlockCorruptError (after moving the file aside) when its bytes do not match.
    */
   async getBytes (cid: CID): Promise<Uint8Array> {
-    let bytes: Buffer
-    try {
-      bytes = await readFile(this.pathOf(cid))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
-      throw err
-    }
-    return await this.verified(cid, bytes)
+    const { bytes, stamp } = await this.readWhole(cid, undefined)
+    return await this.verified(cid, bytes, stamp)
   }
 
   private async openBlock (cid: CID): Promise<FileHandle> {
@@ -213,8 +217,8 @@ export class FsBlockstore implements Blockstore {
    * checked against its CID; undefined when it does not fit.
    */
   async readInto (cid: CID, into: Buffer): Promise<Buffer | undefined> {
-    const bytes = await this.readWhole(cid, into)
-    return bytes.buffer === into.buffer && bytes.byteOffset === into.byteOffset ? await this.verified(cid, bytes) : undefined
+    const { bytes, stamp } = await this.readWhole(cid, into)
+    return bytes.buffer === into.buffer && bytes.byteOffset === into.byteOffset ? await this.verified(cid, bytes, stamp) : undefined
   }
 
   /**
@@ -223,19 +227,21 @@ export class FsBlockstore implements Blockstore {
    * block is ever handed out: a range inside a leaf costs a read of the leaf (at most 1 MiB).
    */
   async getRange (cid: CID, start: number, end: number, into?: Buffer): Promise<Buffer> {
-    const block = await this.verified(cid, await this.readWhole(cid, into))
+    const { bytes, stamp } = await this.readWhole(cid, into)
+    const block = await this.verified(cid, bytes, stamp)
     if (end >= block.length) throw new Error(`block ${cid.toString()} is shorter than ${end + 1} bytes`)
     return block.subarray(start, end + 1)
   }
 
-  /** The block's bytes, in `into` when it fits, else in a new buffer; not checked. */
-  private async readWhole (cid: CID, into: Buffer | undefined): Promise<Buffer> {
+  /** The block's bytes, in `into` when it fits, else in a new buffer, and its file's stamp; not checked. */
+  private async readWhole (cid: CID, into: Buffer | undefined): Promise<{ bytes: Buffer, stamp: string }> {
     const handle = await this.openBlock(cid)
     try {
-      const { size } = await handle.stat()
+      const stats = await handle.stat({ bigint: true })
+      const size = Number(stats.size)
       const bytes = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
       const { bytesRead } = await handle.read(bytes, 0, size, 0)
-      return bytes.subarray(0, bytesRead)
+      return { bytes: bytes.subarray(0, bytesRead), stamp: fileStamp(stats) }
     } finally {
       await handle.close()
     }
@@ -246,9 +252,15 @@ export class FsBlockstore implements Blockstore {
    * quarantine, `onCorrupt` is told, and BlockCorruptError is thrown: a block that does not
    * match its CID is never served, to clients or to peers.
    */
-  private async verified<B extends Uint8Array> (cid: CID, bytes: B): Promise<B> {
-    const check = checkBlock(cid, bytes)
-    if (check.ok) return bytes
+  private async verified<B extends Uint8Array> (cid: CID, bytes: B, stamp: string): Promise<B> {
+    const key = this.keyOf(cid)
+    // Written or checked by this node, and the file unchanged since: no need to hash again.
+    if (this.verifiedBlocks.matches(key, stamp)) return bytes
+    const check = await checkBlockOffThread(cid, bytes)
+    if (check.ok) {
+      if (check.verified) this.verifiedBlocks.remember(key, stamp)
+      return bytes
+    }
     throw await this.quarantine(cid, check.actual)
   }
 
@@ -259,15 +271,19 @@ export class FsBlockstore implements Blockstore {
    */
   async verifyBlock (key: string): Promise<'ok' | 'corrupt' | 'missing' | 'unverifiable'> {
     const cid = this.cidOf(key)
-    let bytes: Buffer
+    let read: { bytes: Buffer, stamp: string }
     try {
-      bytes = await readFile(this.pathOfKey(key))
+      read = await this.readWhole(cid, undefined)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing'
+      if (err instanceof BlockNotFoundError) return 'missing'
       throw err
     }
-    const check = checkBlock(cid, bytes)
-    if (check.ok) return check.verified ? 'ok' : 'unverifiable'
+    // Always hashed, whatever is remembered: this is how rot that left the file's stamp alone is found.
+    const check = checkBlock(cid, read.bytes)
+    if (check.ok) {
+      if (check.verified) this.verifiedBlocks.remember(key, read.stamp)
+      return check.verified ? 'ok' : 'unverifiable'
+    }
     await this.quarantine(cid, check.actual)
     return 'corrupt'
   }
@@ -276,6 +292,7 @@ export class FsBlockstore implements Blockstore {
   private async quarantine (cid: CID, actual: string): Promise<BlockCorruptError> {
     const path = this.pathOf(cid)
     const key = this.keyOf(cid)
+    this.verifiedBlocks.forget(key)
     let movedTo: string | undefined = join(this.quarantineDir, `${key}.${new Date().toISOString().replace(/[:.]/g, '-')}`)
     try {
       await mkdir(this.quarantineDir, { recursive: true })
@@ -295,6 +312,7 @@ export class FsBlockstore implements Blockstore {
   }
 
   async delete (cid: CID): Promise<void> {
+    this.verifiedBlocks.forget(this.keyOf(cid))
     await rm(this.pathOf(cid), { force: true })
   }
 
@@ -338,6 +356,7 @@ export class FsBlockstore implements Blockstore {
     // No await between this check and the unlink's start: a put that began before it is in the
     // tracker, one that begins after it waits for the unlink (JS runs this block atomically).
     if (tracker.has(key) || this.removing.has(key)) return undefined
+    this.verifiedBlocks.forget(key)
     const removal = rm(this.pathOfKey(key), { force: true })
     // Waiting puts only need the unlink over; its failure is the collection's to report.
     this.removing.set(key, removal.then(() => {}, () => {}).finally(() => { this.removing.delete(key) }))
@@ -433,6 +452,21 @@ export class BlockCorruptError extends BlockNotFoundError {
 const SHA2_256 = 0x12
 const SHA2_512 = 0x13
 const IDENTITY = 0x00
+
+/** Blocks at least this large are hashed on libuv's thread pool, beside the main thread. */
+const OFF_THREAD_BYTES = 64 * 1024
+
+/**
+ * checkBlock, with a large block's sha2 computed by WebCrypto on the thread pool: the main
+ * thread goes on writing the previous leaf to its socket while this one is hashed.
+ */
+export async function checkBlockOffThread (cid: CID, bytes: Uint8Array): Promise<{ ok: true, verified: boolean } | { ok: false, actual: string }> {
+  const { code, digest } = cid.multihash
+  const algorithm = code === SHA2_256 ? 'SHA-256' : code === SHA2_512 ? 'SHA-512' : undefined
+  if (algorithm === undefined || bytes.length < OFF_THREAD_BYTES) return checkBlock(cid, bytes)
+  const actual = Buffer.from(await webcrypto.subtle.digest(algorithm, bytes))
+  return actual.equals(digest) ? { ok: true, verified: true } : { ok: false, actual: actual.toString('hex') }
+}
 
 /** Whether `bytes` hash to the CID's multihash; `verified` false for a hash not computed here. */
 export function checkBlock (cid: CID, bytes: Uint8Array): { ok: true, verified: boolean } | { ok: false, actual: string } {

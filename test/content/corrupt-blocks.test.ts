@@ -15,8 +15,13 @@ import { RegistryClient, sha256 } from '../support/registry-client.ts'
 
 const MiB = 1024 * 1024
 
-/** Flips one byte of a file in place. */
+/**
+ * Flips one byte of a file in place. A moment after the block was written: the node trusts a
+ * block it wrote while the file's inode, size and change time stay, and the change time has the
+ * kernel clock's grain (a few ms).
+ */
 async function flipByte (path: string, at = 100): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 20))
   const bytes = await readFile(path)
   bytes[at] = (bytes[at] ?? 0) ^ 0xff
   await writeFile(path, bytes)
@@ -89,6 +94,30 @@ describe('corrupt blocks on a node\'s disk', () => {
       bad[100] = (bad[100] ?? 0) ^ 0xff
       assert.ok(body === undefined || !body.includes(bad.subarray(0, 4096)), `the CAR (status ${status}) carries the corrupt leaf`)
     })
+  })
+
+  it('a block the node wrote and remembers as good is still caught once its file changed, across a restart too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-remembered-'))
+    try {
+      let node = await startTestNode({ dataDir: dir })
+      const small = randomBytes(3000)
+      const digest = await new RegistryClient(node.url).pushBlob('remembered/blob', small)
+      const cid = rawCidFromSha256Hex(digest.slice(7))
+      // Read once, so it is remembered as checked; then the node stops and keeps that memory.
+      assert.equal((await fetch(`${node.url}/ipfs/${cid.toString()}`, { headers: { accept: 'application/vnd.ipld.raw' } })).status, 200)
+      await node.stop()
+      assert.match(await readFile(join(dir, 'verified-blocks'), 'utf8'), new RegExp(node.node.blockstore.keyOf(cid)))
+      await flipByte(node.node.blockstore.pathOf(cid))
+      node = await startTestNode({ dataDir: dir })
+      try {
+        assert.equal((await fetch(`${node.url}/ipfs/${cid.toString()}`, { headers: { accept: 'application/vnd.ipld.raw' } })).status, 404)
+        assert.equal(await metric(node.url, 'shoal_blocks_corrupt_total'), 1)
+      } finally {
+        await node.stop()
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('in a mesh, a corrupt leaf is fetched again from a peer and the GET delivers the whole blob', { timeout: 120_000 }, async () => {
