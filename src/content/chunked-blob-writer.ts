@@ -268,16 +268,10 @@ async function * untilAborted (source: AsyncIterable<Uint8Array>, signal: AbortS
   }
   signal.throwIfAborted()
   const iterator = source[Symbol.asyncIterator]()
-  const { promise: aborted, reject } = Promise.withResolvers<never>()
-  aborted.catch(() => {})
-  const onAbort = (): void => { reject(signal.reason) }
-  signal.addEventListener('abort', onAbort, { once: true })
   let finished = false
   try {
     for (;;) {
-      const next = iterator.next()
-      next.catch(() => {})
-      const result = await Promise.race([next, aborted])
+      const result = await nextOrAbort(iterator, signal)
       if (result.done === true) {
         finished = true
         return
@@ -285,11 +279,34 @@ async function * untilAborted (source: AsyncIterable<Uint8Array>, signal: AbortS
       yield result.value
     }
   } finally {
-    signal.removeEventListener('abort', onAbort)
     // Stopped by the consumer or by an error of the source: hand the source back as for-await would.
     if (!finished && !signal.aborted) await iterator.return?.()
     if (!finished && signal.aborted) void discardRest(iterator)
   }
+}
+
+/**
+ * The iterator's next result, or the abort's reason as soon as `signal` aborts. One listener per
+ * wait, removed when it settles: racing every chunk against one long-lived abort promise would
+ * keep every chunk of the body reachable from that promise until the request ends.
+ */
+async function nextOrAbort<T> (iterator: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  signal.throwIfAborted()
+  const next = iterator.next()
+  return await new Promise<IteratorResult<T>>((resolve, reject) => {
+    const onAbort = (): void => {
+      next.catch(() => {}) // settled later by discardRest's reads, or by the client leaving
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    next.then(result => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(result)
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', onAbort)
+      reject(err)
+    })
+  })
 }
 
 async function discardRest (iterator: AsyncIterator<Uint8Array>): Promise<void> {
