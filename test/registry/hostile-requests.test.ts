@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { rawRequest, type RawResponse } from '../support/raw-http.ts'
+import { seededRandom } from '../support/random.ts'
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
@@ -18,18 +19,6 @@ const REQUESTS = 2_000
 const CONCURRENCY = 16
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5ea1)
 const KNOWN_REPOSITORY = 'fuzz/known'
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function generator (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Known { digest: string, imageCid: string, blobs: Array<{ digest: string, bytes: Buffer }> }
 
@@ -181,7 +170,7 @@ describe('hostile requests', () => {
   })
 
   it(`${REQUESTS} requests (seed ${SEED}): no 5xx, each face's error format, the known image intact`, async t => {
-    const requests = hostileRequests(REQUESTS, generator(SEED), known)
+    const requests = hostileRequests(REQUESTS, seededRandom(SEED), known)
     const failures: string[] = []
     const answered = new Map<string, number>()
     const unanswered = new Map<string, number>()

@@ -2,22 +2,11 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { percentageCount, place, rendezvousScore, type Member } from '../../src/replication/placement.ts'
 import type { LabelSelector, StrategySpec } from '../../src/replication/strategy.ts'
-
-/** mulberry32: a small seeded PRNG, so that a failing case can be replayed from its seed. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '../support/random.ts'
 
 class Random {
   readonly next: () => number
-  constructor (seed: number) { this.next = prng(seed) }
+  constructor (seed: number) { this.next = seededRandom(seed) }
   int (min: number, max: number): number { return min + Math.floor(this.next() * (max - min + 1)) }
   pick<T> (items: readonly T[]): T {
     const item = items[this.int(0, items.length - 1)]
