@@ -1,7 +1,6 @@
 // The error registry: every error has one descriptor, and each HTTP face renders any error, whoever
 // raised it (a handler, fastify, Node's HTTP parser), in its own format.
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { describeError } from '../../src/http-errors.ts'
 import * as registryErrors from '../../src/oci/errors.ts'
@@ -10,7 +9,7 @@ import { InvalidLabelsError, InvalidStrategyError } from '../../src/replication/
 import { StrategyNotFoundError } from '../../src/replication/strategy-service.ts'
 import { AppendLimitError } from '../../src/content/chunked-blob-writer.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
-import { rawRequest } from '../support/raw-http.ts'
+import { rawRequest, sendAndHangUp } from '../support/raw-http.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 
 describe('describeError', () => {
@@ -116,14 +115,7 @@ describe('each face answers every error in its format', () => {
   // Defect 7: the manifest path logged an ordinary client drop as "internal error".
   it('a client that disconnects during a manifest PUT is not an internal error', async () => {
     const before = node.logs.length
-    await new Promise<void>((resolve, reject) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.write(`${head('PUT', '/v2/drop/manifest/manifests/v1', 'Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 1000\r\n')}{"schemaVersion": 2, `, () => {
-          setTimeout(() => { socket.destroy(); resolve() }, 100)
-        })
-      })
-      socket.on('error', reject)
-    })
+    await sendAndHangUp(port, `${head('PUT', '/v2/drop/manifest/manifests/v1', 'Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 1000\r\n')}{"schemaVersion": 2, `)
     await new Promise(resolve => setTimeout(resolve, 300))
     const logged = node.logs.slice(before)
     assert.deepEqual(logged.filter(line => (line.level as number) >= 50), [], JSON.stringify(logged))

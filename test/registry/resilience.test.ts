@@ -1,21 +1,9 @@
 // Clients that misbehave: the node answers with a 4xx, stays up, and keeps what it acknowledged.
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { sendAndHangUp } from '../support/raw-http.ts'
 import { RegistryClient, assertOciError, sha256 } from '../support/registry-client.ts'
-
-/** Sends raw HTTP bytes, then closes the socket without waiting for an answer. */
-async function sendAndHangUp (host: string, port: number, bytes: string | Buffer): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const socket = connect(port, host, () => {
-      socket.write(bytes, () => {
-        setTimeout(() => { socket.destroy(); resolve() }, 100)
-      })
-    })
-    socket.on('error', reject)
-  })
-}
 
 describe('misbehaving clients', () => {
   let node: TestNode
@@ -32,7 +20,7 @@ describe('misbehaving clients', () => {
     const kept = await registry.pushBlob('bad/client', 'acknowledged before')
     const location = (await registry.request('POST', '/v2/bad/client/blobs/uploads/')).headers.get('location') ?? ''
     const head = `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`
-    await sendAndHangUp('127.0.0.1', port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
+    await sendAndHangUp(port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
     await new Promise(resolve => setTimeout(resolve, 200))
     const status = await registry.request('GET', location)
     assert.equal(status.status, 204)
@@ -43,7 +31,7 @@ describe('misbehaving clients', () => {
   it('a client that hangs up mid-download does not disturb the node', async () => {
     const bytes = Buffer.alloc(8 * 1024 * 1024 + 3, 9)
     const digest = await registry.pushBlob('bad/download', bytes)
-    await sendAndHangUp('127.0.0.1', port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await sendAndHangUp(port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
     const again = Buffer.from(await (await registry.request('GET', `/v2/bad/download/blobs/${digest}`)).arrayBuffer())
     assert.equal(sha256(again), digest)
   })
@@ -51,7 +39,7 @@ describe('misbehaving clients', () => {
   it('a truncated monolithic upload is not recorded', async () => {
     const digest = sha256(Buffer.alloc(1000, 2))
     const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`
-    await sendAndHangUp('127.0.0.1', port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
+    await sendAndHangUp(port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
     await assertOciError(await registry.request('GET', `/v2/bad/mono/blobs/${digest}`), 404, 'BLOB_UNKNOWN')
   })
 

@@ -31,6 +31,52 @@ export async function rawRequest (port: number, request: string | Buffer, timeou
   return firstResponse(received, head)
 }
 
+/** Sends raw HTTP bytes on a fresh connection, then closes it without waiting for an answer. */
+export async function sendAndHangUp (port: number, bytes: string | Buffer): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(bytes, () => {
+        setTimeout(() => { socket.destroy(); resolve() }, 100)
+      })
+    })
+    socket.on('error', reject)
+  })
+}
+
+/** Sends raw HTTP bytes on a fresh connection, then closes it without waiting for an answer. */
+export async function sendAndHangUp (port: number, bytes: string | Buffer): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(bytes, () => {
+        setTimeout(() => { socket.destroy(); resolve() }, 100)
+      })
+    })
+    socket.on('error', reject)
+  })
+}
+
+/** A request whose body the caller writes on `socket` piece by piece, or never finishes. */
+export interface OpenRequest {
+  socket: Socket
+  /** Everything the server sent so far. */
+  received: () => string
+  /** Settles when the connection closes (whoever closed it), with the milliseconds it was open. */
+  closed: Promise<number>
+}
+
+/** Opens a PATCH of `length` bytes to an upload's `location` and sends its head only. */
+export async function openPatch (port: number, location: string, length: number): Promise<OpenRequest> {
+  const socket = connect(port, '127.0.0.1')
+  await new Promise(resolve => socket.once('connect', resolve))
+  let text = ''
+  socket.on('data', chunk => { text += chunk.toString('latin1') })
+  socket.on('error', () => { /* the server may close on us; what it answered is kept */ })
+  const started = performance.now()
+  const closed = new Promise<number>(resolve => socket.once('close', () => resolve(performance.now() - started)))
+  socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`)
+  return { socket, received: () => text, closed }
+}
+
 function firstResponse (bytes: Buffer, head: boolean): RawResponse | undefined {
   let text = bytes.toString('latin1')
   // Interim answers (100 Continue) come before the response.
