@@ -1,26 +1,13 @@
 // Defect 4: request bodies that stall or trickle are cut, the upload keeps what arrived and can be
 // resumed, and a slow but honest client still finishes.
 import assert from 'node:assert/strict'
-import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { DEFAULT_CONFIG } from '../../src/config.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { openPatch } from '../support/raw-http.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
-/** A PATCH whose body the caller writes piece by piece; `closed` says when (and how) the server ended it. */
-async function openPatch (port: number, location: string, length: number): Promise<{ socket: Socket, received: () => string, closed: Promise<number> }> {
-  const socket = connect(port, '127.0.0.1')
-  await new Promise(resolve => socket.once('connect', resolve))
-  let text = ''
-  socket.on('data', chunk => { text += chunk.toString('latin1') })
-  socket.on('error', () => {})
-  const started = performance.now()
-  const closed = new Promise<number>(resolve => socket.once('close', () => resolve(performance.now() - started)))
-  socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`)
-  return { socket, received: () => text, closed }
-}
 
 describe('slow request bodies', () => {
   it('defaults: silent for a minute, or under 1 KiB/s over 30 s, is cut', () => {

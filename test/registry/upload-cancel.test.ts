@@ -1,46 +1,22 @@
 // Cancelling an upload (DELETE) while a request is still streaming into it: never a 5xx.
 import assert from 'node:assert/strict'
-import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { openPatch, type OpenRequest } from '../support/raw-http.ts'
 import { RegistryClient, assertOciError, sha256 } from '../support/registry-client.ts'
 
-/** A request written by hand, so its body can stop half way and go on later. */
-class RawRequest {
-  private readonly socket: Socket
-  private received = ''
-  private readonly ended: Promise<void>
-
-  constructor (port: number, head: string) {
-    this.socket = connect(port, '127.0.0.1')
-    this.socket.setEncoding('utf8')
-    this.socket.on('data', (text: string) => { this.received += text })
-    this.socket.on('error', () => { /* the server may close on us; what it answered is kept */ })
-    this.ended = new Promise(resolve => this.socket.once('close', () => { resolve() }))
-    this.socket.write(head)
+/** The status and body of the PATCH's answer, once its head has come (or the connection closed). */
+async function answerOf (patch: OpenRequest, timeoutMs = 10_000): Promise<{ status: number, body: string }> {
+  const deadline = Date.now() + timeoutMs
+  while (!/\r\n\r\n/.test(patch.received()) && Date.now() < deadline) {
+    await Promise.race([patch.closed, new Promise(resolve => setTimeout(resolve, 20))])
+    if (patch.socket.destroyed && !/\r\n\r\n/.test(patch.received())) break
   }
-
-  send (bytes: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(bytes)
-  }
-
-  /** The status line and body of the answer, once one has come (or the socket closed). */
-  async answer (timeoutMs = 10_000): Promise<{ status: number, body: string }> {
-    const deadline = Date.now() + timeoutMs
-    while (!/\r\n\r\n/.test(this.received) && Date.now() < deadline) {
-      await Promise.race([this.ended, new Promise(resolve => setTimeout(resolve, 20))])
-      if (this.socket.destroyed && !/\r\n\r\n/.test(this.received)) break
-    }
-    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(this.received)?.[1] ?? 0)
-    // Wait a moment for the body after the head.
-    await new Promise(resolve => setTimeout(resolve, 100))
-    const body = this.received.split('\r\n\r\n').slice(1).join('\r\n\r\n')
-    return { status, body }
-  }
-
-  close (): void {
-    this.socket.destroy()
-  }
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(patch.received())?.[1] ?? 0)
+  // Wait a moment for the body after the head.
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const body = patch.received().split('\r\n\r\n').slice(1).join('\r\n\r\n')
+  return { status, body }
 }
 
 describe('cancelling an upload while a PATCH streams into it', () => {
@@ -57,20 +33,20 @@ describe('cancelling an upload while a PATCH streams into it', () => {
   it('the DELETE answers 204 and the PATCH 404 BLOB_UPLOAD_UNKNOWN, never a 5xx', async () => {
     const location = (await registry.request('POST', '/v2/cancel/race/blobs/uploads/')).headers.get('location') ?? ''
     const total = 3 * 1024 * 1024
-    const patch = new RawRequest(port, `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${total}\r\n\r\n`)
+    const patch = await openPatch(port, location, total)
     try {
       // More than a leaf, so the session has stored blocks and a tail when the DELETE comes.
-      patch.send(Buffer.alloc(1536 * 1024, 1))
+      patch.socket.write(Buffer.alloc(1536 * 1024, 1))
       await new Promise(resolve => setTimeout(resolve, 300))
       const deleted = await registry.request('DELETE', location)
       assert.equal(deleted.status, 204, await deleted.text())
       // The rest of the body arrives after the cancel (if the server still reads it).
-      patch.send(Buffer.alloc(total - 1536 * 1024, 2))
-      const { status, body } = await patch.answer()
+      if (!patch.socket.destroyed) patch.socket.write(Buffer.alloc(total - 1536 * 1024, 2))
+      const { status, body } = await answerOf(patch)
       assert.equal(status, 404, `the PATCH answered ${status}: ${body}`)
       assert.match(body, /BLOB_UPLOAD_UNKNOWN/)
     } finally {
-      patch.close()
+      patch.socket.destroy()
     }
     await assertOciError(await registry.request('GET', location), 404, 'BLOB_UPLOAD_UNKNOWN')
     assert.deepEqual(node.logs.filter(line => (line.level as number) >= 50), [], 'nothing was logged as a server fault')

@@ -1,5 +1,5 @@
 // Raw HTTP over node:net, for requests no HTTP client would send (malformed heads, lying lengths).
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 
 export interface RawResponse {
   status: number
@@ -29,18 +29,6 @@ export async function rawRequest (port: number, request: string | Buffer, timeou
     socket.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks)) })
   })
   return firstResponse(received, head)
-}
-
-/** Sends raw HTTP bytes on a fresh connection, then closes it without waiting for an answer. */
-export async function sendAndHangUp (port: number, bytes: string | Buffer): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => {
-      socket.write(bytes, () => {
-        setTimeout(() => { socket.destroy(); resolve() }, 100)
-      })
-    })
-    socket.on('error', reject)
-  })
 }
 
 /** Sends raw HTTP bytes on a fresh connection, then closes it without waiting for an answer. */
