@@ -7,7 +7,7 @@ export interface DescribedError {
   status: number
   /** The descriptor's code (an OCI code for the registry's errors). */
   code: string
-  /** For the client to read; never internals (a 5xx says only what its descriptor says). */
+  /** For the client to read; never internals (a 500 says only what its descriptor says). */
   message: string
   detail?: unknown
   /** Headers the protocol wants with the error (e.g. Range for an upload that does not continue). */
@@ -36,7 +36,9 @@ function fromDescriptor (descriptor: ErrorDescriptor, err: Error): DescribedErro
   const described: DescribedError = {
     status: descriptor.status,
     code: descriptor.code,
-    message: descriptor.status >= 500 || err.message === '' ? descriptor.message : err.message
+    // A 500 is a fault whose message may show internals; any other descriptor's error (a 503 that
+    // says why the node cannot serve now included) was raised to be read by the client.
+    message: descriptor.status === UNKNOWN.status || err.message === '' ? descriptor.message : err.message
   }
   const { detail, headers } = err as { detail?: unknown, headers?: Record<string, string> }
   if (detail !== undefined) described.detail = detail

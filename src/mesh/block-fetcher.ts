@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { chunkPool, type PooledBytes } from '../content/chunk-pool.ts'
 import { fileSegments, readLeafRange, type BlockSource, type FileSegment } from '../content/dag-reader.ts'
 import { BlockNotFoundError } from '../content/fs-blockstore.ts'
+import { CONTENT_UNAVAILABLE, ShoalError, UNSUPPORTED } from '../oci/errors.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { BlockRequests } from './block-request.ts'
 import { fetchDagConcurrently, type DagFetchProgress } from './dag-fetch.ts'
@@ -54,25 +55,28 @@ export interface BlockFetcherOptions {
   logger?: Logger
 }
 
-/** No provider could deliver a block that verifies. */
-export class BlockUnavailableError extends Error {
+/**
+ * No provider could deliver a block that verifies: the content is held by no peer this node can
+ * reach now. Not a fault of this node, so a 503 that says so, not a 500.
+ */
+export class BlockUnavailableError extends ShoalError {
+  static override readonly descriptor = CONTENT_UNAVAILABLE
   readonly cid: CID
   /** Why each attempt failed, as `<provider id>: <reason>`. */
   readonly reasons: string[]
   constructor (cid: CID, reasons: string[]) {
     super(`block ${cid.toString()} is not available from any provider${reasons.length > 0 ? ` (${reasons.join('; ')})` : ' (no providers)'}`)
-    this.name = 'BlockUnavailableError'
     this.cid = cid
     this.reasons = reasons
   }
 }
 
 /** A CID whose hash the fetcher cannot check, so no bytes for it can be trusted. */
-export class UnsupportedHashError extends Error {
+export class UnsupportedHashError extends ShoalError {
+  static override readonly descriptor = UNSUPPORTED
   readonly cid: CID
   constructor (cid: CID) {
     super(`CID ${cid.toString()} uses multihash 0x${cid.multihash.code.toString(16)}; blocks are verified with sha2-256 (0x12) only`)
-    this.name = 'UnsupportedHashError'
     this.cid = cid
   }
 }

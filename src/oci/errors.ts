@@ -44,6 +44,8 @@ export const TOO_MANY_REQUESTS = descriptor('TOOMANYREQUESTS', 429, 'too many re
 /** Anything without a descriptor: the node's own fault. Its message never shows internals. */
 export const UNKNOWN = descriptor('UNKNOWN', 500, 'internal error')
 export const UNAVAILABLE = descriptor('UNAVAILABLE', 503, 'service unavailable')
+/** Content this node does not hold and no peer it can reach now serves. */
+export const CONTENT_UNAVAILABLE = descriptor('UNAVAILABLE', 503, 'the content is held by no peer this node can reach now')
 
 /** A class of errors that has a descriptor. */
 export interface DescribedErrorClass { readonly descriptor: ErrorDescriptor }

@@ -71,6 +71,20 @@ describe('corrupt blocks on a node\'s disk', () => {
       assert.ok(node.logs.some(line => line.cid === leaf.toString() && String(line.msg).includes('does not match its CID')), 'logged with its CID')
     })
 
+    it('a blob whose first block is corrupt answers 404 BLOB_UNKNOWN in an OCI body, not a response cut short', async () => {
+      const blob = randomBytes(2 * MiB + 3)
+      const digest = await registry.pushBlob('corrupt/first', blob)
+      await flipByte(node.node.blockstore.pathOf(rawCid(blob.subarray(0, MiB))))
+      for (const range of [undefined, 'bytes=5-10']) {
+        const response = await fetch(`${node.url}/v2/corrupt/first/blobs/${digest}`, { headers: range === undefined ? {} : { range } })
+        assert.equal(response.status, 404, `range ${range ?? 'none'}`)
+        const body = await response.json() as { errors: Array<{ code: string }> }
+        assert.equal(body.errors[0]?.code, 'BLOB_UNKNOWN')
+      }
+      assert.equal((await fetch(`${node.url}/v2/`)).status, 200, 'the node is still up')
+      assert.ok(!node.logs.some(line => line.msg === 'internal error'), 'not logged as a fault of the node')
+    })
+
     it('GET /ipfs/<cid> answers 404 for a corrupt block, never 200 with its bytes; ranges too', async () => {
       const small = randomBytes(4000)
       const digest = await registry.pushBlob('corrupt/small', small)

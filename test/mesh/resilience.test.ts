@@ -111,6 +111,22 @@ describe('a mesh with misbehaving peers', () => {
     await assertPulled(join(work, 'seed-c'), [image.configDigest, ...image.layerDigests])
   })
 
+  it('a blob whose only holder is gone answers 503 UNAVAILABLE, not a fault of the node', async () => {
+    const [a, b] = await startFleet(2) as [TestNode, TestNode]
+    stops.push(() => b.stop())
+    const layer = 'held by a alone'
+    await new RegistryClient(a.url).pushImage('gone/app', '1.0', layer)
+    await eventually(async () => await b.node.fleet?.catalogue.getTag('gone/app', '1.0'), 10_000, 'the tag on B')
+    // B adopts the manifest (and learns its blobs) while A is there; then A leaves for good.
+    assert.equal((await fetch(`${b.url}/v2/gone/app/manifests/1.0`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).status, 200)
+    await a.stop()
+    const response = await fetch(`${b.url}/v2/gone/app/blobs/${sha256(layer)}`)
+    const body = await response.json() as { errors: Array<{ code: string, message: string }> }
+    assert.equal(response.status, 503, JSON.stringify(body))
+    assert.equal(body.errors[0]?.code, 'UNAVAILABLE')
+    assert.ok(!b.logs.some(line => line.msg === 'internal error'), 'not logged as a fault of the node')
+  })
+
   it('two nodes pushing one tag at once end with every node agreeing', async () => {
     const [a, b, c] = await startFleet(3) as [TestNode, TestNode, TestNode]
     stops.push(() => Promise.all([a, b, c].map(async node => await node.stop())))

@@ -195,13 +195,15 @@ export function untilClientLeaves (reply: FastifyReply): AbortSignal {
  * socket is done with it (fastify's stream piping cannot tell when that is).
  */
 export async function writeChunks (reply: FastifyReply, chunks: AsyncIterable<PooledBytes>, metrics: Metrics, closed: AbortSignal): Promise<void> {
+  // The first chunk is read before the headers go out: a blob that cannot be read at all (its
+  // first block missing or found corrupt, no peer serving it) still gets an error status and body.
+  const iterator = chunks[Symbol.asyncIterator]()
+  let next = Promise.resolve(await iterator.next())
   reply.header('docker-distribution-api-version', 'registry/2.0')
   reply.hijack()
   const res = reply.raw
   res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>)
   // One chunk read ahead: the next leaf comes off disk while this one goes out.
-  const iterator = chunks[Symbol.asyncIterator]()
-  let next = iterator.next()
   try {
     for (;;) {
       const result = await next
