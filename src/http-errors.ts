@@ -1,7 +1,7 @@
 // Any error, whoever raised it (a domain class, fastify, Node's HTTP parser), as one
 // {status, code, message}: what every HTTP face renders in its own format (D10).
 import { STATUS_CODES } from 'node:http'
-import { descriptorOf, type ErrorDescriptor, SIZE_INVALID, UNKNOWN } from './oci/errors.ts'
+import { descriptorOf, type ErrorDescriptor, SIZE_INVALID, TOO_LARGE, UNKNOWN, UNSUPPORTED } from './oci/errors.ts'
 
 export interface DescribedError {
   status: number
@@ -24,7 +24,9 @@ export function describeError (err: unknown): DescribedError {
   const code = (err as { code?: unknown } | undefined)?.code
   if (typeof code === 'string' && code.startsWith('HPE_')) return parserError(code, err as Error)
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, code: 'UNSUPPORTED', message: 'the request took too long to arrive' }
-  // Fastify's own refusals (and other http-errors style errors) carry a 4xx statusCode.
+  const framework = typeof code === 'string' ? FRAMEWORK_REFUSALS[code] : undefined
+  if (framework !== undefined) return { ...framework }
+  // Fastify's other refusals (and other http-errors style errors) carry a 4xx statusCode.
   const statusCode = (err as { statusCode?: unknown } | undefined)?.statusCode
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return { status: statusCode, code: codeForStatus(statusCode, code), message: (err as Error).message || STATUS_CODES[statusCode] || 'bad request' }
@@ -44,6 +46,13 @@ function fromDescriptor (descriptor: ErrorDescriptor, err: Error): DescribedErro
   if (detail !== undefined) described.detail = detail
   if (headers !== undefined) described.headers = headers
   return described
+}
+
+/** Fastify's own refusals that reach clients, in the domain's words (one voice on every face). */
+const FRAMEWORK_REFUSALS: Readonly<Record<string, DescribedError>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: TOO_LARGE.status, code: TOO_LARGE.code, message: 'the body is larger than this endpoint takes' },
+  // fastify's only cause of a bad URL: decoding the path's percent-encoding failed.
+  FST_ERR_BAD_URL: { status: 400, code: UNSUPPORTED.code, message: 'the URL is malformed: a % in it is not followed by two hex digits' }
 }
 
 /** Node's HTTP parser (llhttp) refused the request before any route saw it. */

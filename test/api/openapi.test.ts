@@ -72,7 +72,10 @@ describe('the management API on a node', () => {
     // fastify refuses a malformed URL before routing; under /api/v1 the refusal has the API's shape too.
     const badUrl = await fetch(`${node.url}/api/v1/%zz`)
     assert.equal(badUrl.status, 400)
-    assertApiError(await badUrl.json(), 400, 'Bad Request')
+    const refusal = await badUrl.json() as { message: string }
+    assertApiError(refusal, 400, 'Bad Request')
+    // In the domain's words, as every other refusal: not fastify's "… is not a valid url component".
+    assert.equal(refusal.message, 'the URL is malformed: a % in it is not followed by two hex digits')
   })
 
   it('keeps OCI error bodies on /v2', async () => {
@@ -199,6 +202,7 @@ describe('an API scope', () => {
     const large = await post(JSON.stringify({ name: 'x'.repeat(API_BODY_LIMIT_BYTES) }))
     assert.equal(large.statusCode, 413)
     assertApiError(large.json(), 413, 'Payload Too Large')
+    assert.equal(large.json<{ message: string }>().message, 'the body is larger than this endpoint takes')
   })
 
   it('sends a domain error thrown by a handler with its descriptor\'s status and code, and its message', async () => {
