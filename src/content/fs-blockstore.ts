@@ -267,25 +267,26 @@ export class FsBlockstore implements Blockstore {
   /**
    * Checks one block file against its key, as `shoal fsck` and the scrub do: 'ok', 'corrupt'
    * (moved to the quarantine), 'missing' (gone meanwhile) or 'unverifiable' (a hash this store
-   * cannot compute).
+   * cannot compute), with the size of the block read.
    */
-  async verifyBlock (key: string): Promise<'ok' | 'corrupt' | 'missing' | 'unverifiable'> {
+  async verifyBlock (key: string): Promise<BlockCheck> {
     const cid = this.cidOf(key)
     let read: { bytes: Buffer, stamp: string }
     try {
       read = await this.readWhole(cid, undefined)
     } catch (err) {
-      if (err instanceof BlockNotFoundError) return 'missing'
+      if (err instanceof BlockNotFoundError) return { state: 'missing' }
       throw err
     }
+    const size = read.bytes.length
     // Always hashed, whatever is remembered: this is how rot that left the file's stamp alone is found.
     const check = checkBlock(cid, read.bytes)
     if (check.ok) {
       if (check.verified) this.verifiedBlocks.remember(key, read.stamp)
-      return check.verified ? 'ok' : 'unverifiable'
+      return { state: check.verified ? 'ok' : 'unverifiable', size }
     }
     await this.quarantine(cid, check.actual)
-    return 'corrupt'
+    return { state: 'corrupt', size }
   }
 
   /** Moves a corrupt block aside (never deleted: an operator may want to look) and reports it. */
@@ -418,6 +419,9 @@ export interface BlockFileStat {
   size: number
   mtimeMs: number
 }
+
+/** What a check of one block file found, and the size of what was read. */
+export type BlockCheck = { state: 'ok' | 'corrupt' | 'unverifiable', size: number } | { state: 'missing' }
 
 export class BlockNotFoundError extends Error {
   static readonly descriptor: ErrorDescriptor = { code: 'BLOCK_UNKNOWN', status: 404, message: 'block not held by this node' }

@@ -1,13 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import type { StoreFile } from './fs-blockstore.ts'
+import type { BlockCheck, StoreFile } from './fs-blockstore.ts'
 
 /** What a check of the blocks needs of the store; FsBlockstore provides it. */
 export interface VerifiableBlockstore {
   files(signal?: AbortSignal): AsyncIterable<StoreFile>
   /** Reads one block and checks it against its key; a corrupt one is moved to the quarantine. */
-  verifyBlock(key: string): Promise<'ok' | 'corrupt' | 'missing' | 'unverifiable'>
-  statBlock(key: string): Promise<{ size: number } | undefined>
+  verifyBlock(key: string): Promise<BlockCheck>
 }
 
 export interface CheckResult {
@@ -40,23 +39,21 @@ export async function checkAllBlocks (store: VerifiableBlockstore, options: Chec
   for await (const file of store.files(options.signal)) {
     if (file.key === undefined) continue
     options.signal?.throwIfAborted()
-    const size = (await store.statBlock(file.key))?.size
-    if (size === undefined) continue // collected meanwhile
-    let outcome: Awaited<ReturnType<VerifiableBlockstore['verifyBlock']>>
+    let check: BlockCheck
     try {
-      outcome = await store.verifyBlock(file.key)
+      check = await store.verifyBlock(file.key)
     } catch (err) {
       const reason = (err as Error).message
       result.unreadable.push({ key: file.key, reason })
       options.onProblem?.({ key: file.key, kind: 'unreadable', reason })
       continue
     }
-    if (outcome === 'missing') continue
+    if (check.state === 'missing') continue // collected meanwhile
     result.checked++
-    result.bytes += size
+    result.bytes += check.size
     options.onChecked?.(file.key)
-    if (outcome === 'unverifiable') result.unverifiable++
-    if (outcome === 'corrupt') {
+    if (check.state === 'unverifiable') result.unverifiable++
+    if (check.state === 'corrupt') {
       result.corrupt.push(file.key)
       options.onProblem?.({ key: file.key, kind: 'corrupt' })
     }
