@@ -5,6 +5,7 @@ import { readFileChunks, type BlockReadOptions, type BlockSource } from '../cont
 import { BlockNotFoundError, type FsBlockstore } from '../content/fs-blockstore.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
+import { untilAborted } from '../until-aborted.ts'
 import type { BlockFetcher, Provider } from './block-fetcher.ts'
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
@@ -189,21 +190,5 @@ export class RemoteContent implements RemoteBlocks {
     for (const cid of cids) {
       this.finder.stopProviding(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not stop providing') })
     }
-  }
-}
-
-/** `promise`, or the signal's reason as soon as it aborts (the work behind `promise` goes on). */
-async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return await promise
-  signal.throwIfAborted()
-  let onAbort = (): void => {}
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([promise, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
   }
 }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { untilAborted } from '../until-aborted.ts'
 
 /** One leaf: the largest block Shoal writes, so a single block never waits on a full bucket. */
 const DEFAULT_BURST_BYTES = 1024 * 1024
@@ -46,7 +47,7 @@ export class TokenBucket {
     // The next taker waits for this one and for everyone before it, even if this one gives up early.
     this.queue = earlier.then(async () => await mine)
     try {
-      await untilSettledOrAborted(earlier, signal)
+      await untilAborted(earlier, signal)
       const needed = Math.min(n, this.burstBytes)
       this.refill()
       while (this.tokens < needed) {
@@ -63,20 +64,5 @@ export class TokenBucket {
     const now = this.now()
     this.tokens = Math.min(this.burstBytes, this.tokens + (now - this.refilledAt) / 1000 * this.bytesPerSecond)
     this.refilledAt = now
-  }
-}
-
-async function untilSettledOrAborted (promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
-  if (signal === undefined) return await promise
-  signal.throwIfAborted()
-  let onAbort!: () => void
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    await Promise.race([promise, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
   }
 }
