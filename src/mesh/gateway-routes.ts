@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import { walkDag, type BlockReadOptions, type BlockSource } from '../content/dag-reader.ts'
 import { chunkPool } from '../content/chunk-pool.ts'
+import { BlockNotFoundError } from '../content/fs-blockstore.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { ErrorRenderer } from '../http-errors.ts'
@@ -20,9 +21,6 @@ export class CidInvalidError extends ShoalError {
 }
 export class FormatUnacceptableError extends ShoalError {
   static override readonly descriptor: ErrorDescriptor = { code: 'FORMAT_UNACCEPTABLE', status: 406, message: `ask for ${RAW} or ${CAR}` }
-}
-export class BlockUnknownError extends ShoalError {
-  static override readonly descriptor: ErrorDescriptor = { code: 'BLOCK_UNKNOWN', status: 404, message: 'block not held by this node' }
 }
 
 /** The /ipfs face's error format: one line of plain text. */
@@ -69,9 +67,8 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     const gone = untilResponseCloses(reply)
     const held = await local.has(cid)
     const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay, gone)
-    const fleet = remote
-    const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : fleet === undefined || held ? local : fleet.source(cid)
-    if (!(await blocks.has(cid, { signal: gone }))) throw new BlockUnknownError(`block ${text} is not held by this node${fleet === undefined ? '' : ' nor by its peers'}`)
+    const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : remote === undefined || held ? local : remote.source(cid)
+    if (!(await blocks.has(cid, { signal: gone }))) throw new BlockNotFoundError(cid, `block ${text} is not held by this node${remote === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')
     if (format === 'raw') {
