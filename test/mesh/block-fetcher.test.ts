@@ -2,10 +2,7 @@
 // verified against its CID before it is stored or handed on.
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { createServer } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { CarReader } from '@ipld/car'
@@ -15,13 +12,14 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256, sha512 } from 'multiformats/hashes/sha2'
 import type { PooledBytes } from '../../src/content/chunk-pool.ts'
 import { walkDag } from '../../src/content/dag-reader.ts'
-import { FsBlockstore } from '../../src/content/fs-blockstore.ts'
+import type { FsBlockstore } from '../../src/content/fs-blockstore.ts'
 import { CHUNK_SIZE } from '../../src/content/unixfs-dag.ts'
 import { BlockFetcher, BlockUnavailableError, UnsupportedHashError, type Provider } from '../../src/mesh/block-fetcher.ts'
 import { registerGatewayRoutes } from '../../src/mesh/gateway-routes.ts'
 import { TokenBucket } from '../../src/mesh/token-bucket.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
+import { Scratch } from '../support/scratch.ts'
 
 const MiB = 1024 * 1024
 
@@ -32,8 +30,7 @@ describe('BlockFetcher', () => {
   let blob: Buffer
   let blobCid: CID
   let imageCid: CID
-  const servers: Server[] = []
-  const dirs: string[] = []
+  const scratch = new Scratch()
 
   before(async () => {
     ;[nodeA, nodeB] = await Promise.all([startTestNode(), startTestNode()])
@@ -48,44 +45,9 @@ describe('BlockFetcher', () => {
   })
 
   after(async () => {
-    for (const server of servers) {
-      server.closeAllConnections()
-      server.close()
-    }
+    await scratch.cleanup()
     await Promise.all([nodeA.stop(), nodeB.stop()])
-    await Promise.all(dirs.map(async dir => await rm(dir, { recursive: true, force: true })))
   })
-
-  /** A block store of its own, so each test starts holding nothing. */
-  async function freshStore (): Promise<FsBlockstore> {
-    const dir = await mkdtemp(join(tmpdir(), 'shoal-fetch-'))
-    dirs.push(dir)
-    const store = new FsBlockstore(dir)
-    await store.start()
-    return store
-  }
-
-  async function listen (server: Server): Promise<string> {
-    servers.push(server)
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    const address = server.address()
-    assert.ok(typeof address === 'object' && address !== null)
-    return `http://127.0.0.1:${address.port}`
-  }
-
-  /** Answers every block request with bytes that are not the block. */
-  async function startLiar (): Promise<Provider> {
-    return { id: 'liar', url: await listen(createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.ipld.raw' }).end(randomBytes(4096)))) }
-  }
-
-  /** A port where nothing listens any more. */
-  async function deadProvider (): Promise<Provider> {
-    const server = createServer()
-    const url = await listen(server)
-    servers.splice(servers.indexOf(server), 1)
-    await new Promise(resolve => server.close(resolve))
-    return { id: 'dead', url }
-  }
 
   /** Proxies to node A that count requests and how many overlap; `delay` runs before each. */
   async function countingProxies (ids: string[], delay: () => Promise<void>): Promise<{ providers: Provider[], peaks: Map<string, number>, served: Map<string, number> }> {
@@ -93,7 +55,7 @@ describe('BlockFetcher', () => {
     const served = new Map<string, number>()
     const providers = await Promise.all(ids.map(async id => {
       let active = 0
-      const url = await listen(createServer((req, res) => {
+      const url = await scratch.listen(createServer((req, res) => {
         active++
         peaks.set(id, Math.max(peaks.get(id) ?? 0, active))
         served.set(id, (served.get(id) ?? 0) + 1)
@@ -160,16 +122,16 @@ describe('BlockFetcher', () => {
     assert.match(exposition, /shoal_mesh_bad_blocks_total/)
 
     // B now holds the blob: reading it again asks nobody, and B serves it to others.
-    const again = await collect(fetcher.fetchFileChunks(blobCid, [await deadProvider()], 0, blob.length - 1, AbortSignal.timeout(5_000)))
+    const again = await collect(fetcher.fetchFileChunks(blobCid, [await scratch.deadProvider()], 0, blob.length - 1, AbortSignal.timeout(5_000)))
     assert.ok(again.equals(blob))
     assert.equal(fetched.length, 6)
-    const fromB = new BlockFetcher({ blockstore: await freshStore() })
+    const fromB = new BlockFetcher({ blockstore: await scratch.blockstore() })
     const viaB = await collect(fromB.fetchFileChunks(blobCid, [{ id: 'node-b', url: nodeB.url }], 0, blob.length - 1, AbortSignal.timeout(10_000)))
     assert.ok(viaB.equals(blob))
   })
 
   it('fetches only the leaves a range overlaps, and yields exactly that range', async () => {
-    const store = await freshStore()
+    const store = await scratch.blockstore()
     const fetched: number[] = []
     const fetcher = new BlockFetcher({ blockstore: store, onBlockFetched: (_provider, size) => fetched.push(size) })
     const start = CHUNK_SIZE - 100
@@ -198,13 +160,13 @@ describe('BlockFetcher', () => {
     assert.equal(manifest.status, 200, await manifest.clone().text())
 
     // A second pull finds everything held and fetches nothing.
-    const again = await fetcher.fetchDag(imageCid, [await deadProvider()], AbortSignal.timeout(5_000))
+    const again = await fetcher.fetchDag(imageCid, [await scratch.deadProvider()], AbortSignal.timeout(5_000))
     assert.equal(again.fetchedBlocks, 0)
     assert.equal(again.blocks, expected.length)
   })
 
   it('settles with the error when onProgress throws, and stops fetching', async () => {
-    const fetcher = new BlockFetcher({ blockstore: await freshStore() })
+    const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore() })
     let calls = 0
     const fetching = fetcher.fetchDag(imageCid, [providerA], AbortSignal.timeout(10_000), () => {
       calls++
@@ -220,8 +182,8 @@ describe('BlockFetcher', () => {
   })
 
   it('drops a provider that sends wrong bytes, never stores them, and gets the block elsewhere', async () => {
-    const liar = await startLiar()
-    const store = await freshStore()
+    const liar = await scratch.liar()
+    const store = await scratch.blockstore()
     const bad: string[] = []
     // One request per provider at a time, so the liar is certainly asked for some leaves.
     const fetcher = new BlockFetcher({ blockstore: store, maxInFlightPerProvider: 1, onBadBlock: (provider, cid) => bad.push(`${provider.id} ${cid.toString()}`) })
@@ -245,19 +207,19 @@ describe('BlockFetcher', () => {
   })
 
   it('gets past a dead provider and one that never answers', async () => {
-    const hanging = { id: 'hanging', url: await listen(createServer(() => { /* never answers */ })) }
-    const store = await freshStore()
+    const hanging = { id: 'hanging', url: await scratch.listen(createServer(() => { /* never answers */ })) }
+    const store = await scratch.blockstore()
     const fetcher = new BlockFetcher({ blockstore: store, requestTimeoutMs: 300 })
     const started = performance.now()
-    const bytes = await collect(fetcher.fetchFileChunks(blobCid, [await deadProvider(), hanging, providerA], 0, blob.length - 1, AbortSignal.timeout(10_000)))
+    const bytes = await collect(fetcher.fetchFileChunks(blobCid, [await scratch.deadProvider(), hanging, providerA], 0, blob.length - 1, AbortSignal.timeout(10_000)))
     assert.ok(bytes.equals(blob))
     assert.ok(performance.now() - started < 5_000, 'the hanging provider cost timeouts, not the test')
   })
 
   it('throws BlockUnavailableError when no provider can deliver, naming why', async () => {
-    const fetcher = new BlockFetcher({ blockstore: await freshStore(), retryDelayMs: 20 })
+    const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore(), retryDelayMs: 20 })
     const missing = CID.createV1(raw.code, await sha256.digest(randomBytes(32)))
-    await assert.rejects(fetcher.fetchBlock(missing, [providerA, await deadProvider()], AbortSignal.timeout(5_000)), (err: unknown) => {
+    await assert.rejects(fetcher.fetchBlock(missing, [providerA, await scratch.deadProvider()], AbortSignal.timeout(5_000)), (err: unknown) => {
       assert.ok(err instanceof BlockUnavailableError)
       assert.equal(err.cid.toString(), missing.toString())
       assert.match(err.message, /node-a: HTTP 404/)
@@ -273,7 +235,7 @@ describe('BlockFetcher', () => {
 
   it('keeps at most maxInFlightPerProvider requests at each provider and spreads the load', async () => {
     const { providers, peaks, served } = await countingProxies(['p1', 'p2'], async () => await sleep(30))
-    const fetcher = new BlockFetcher({ blockstore: await freshStore(), maxInFlightPerProvider: 2 })
+    const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore(), maxInFlightPerProvider: 2 })
     // Two readers at once: the cap holds across fetches, not per fetch.
     const [one, two] = await Promise.all([
       collect(fetcher.fetchFileChunks(blobCid, providers, 0, blob.length - 1, AbortSignal.timeout(10_000))),
@@ -288,7 +250,7 @@ describe('BlockFetcher', () => {
   it('reads ahead a bounded number of leaves and yields them in order, however they arrive', async () => {
     // Random delays: leaves complete out of order.
     const { providers, peaks, served } = await countingProxies(['p'], async () => await sleep(Math.random() * 60))
-    const fetcher = new BlockFetcher({ blockstore: await freshStore(), readAhead: 3 })
+    const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore(), readAhead: 3 })
     const chunks = fetcher.fetchFileChunks(blobCid, providers, 0, blob.length - 1, AbortSignal.timeout(10_000))[Symbol.asyncIterator]()
     const first = await chunks.next()
     assert.equal(first.done, false)
@@ -306,8 +268,8 @@ describe('BlockFetcher', () => {
   })
 
   it('stops when its signal aborts', async () => {
-    const hanging = { id: 'hanging', url: await listen(createServer(() => { /* never answers */ })) }
-    const fetcher = new BlockFetcher({ blockstore: await freshStore() })
+    const hanging = { id: 'hanging', url: await scratch.listen(createServer(() => { /* never answers */ })) }
+    const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore() })
     const controller = new AbortController()
     setTimeout(() => controller.abort(), 100)
     const started = performance.now()
@@ -325,7 +287,7 @@ describe('BlockFetcher', () => {
     try {
       const address = gateway.server.address()
       assert.ok(typeof address === 'object' && address !== null)
-      const fetcher = new BlockFetcher({ blockstore: await freshStore() })
+      const fetcher = new BlockFetcher({ blockstore: await scratch.blockstore() })
       const started = performance.now()
       const bytes = await collect(fetcher.fetchFileChunks(cid, [{ id: 'capped', url: `http://127.0.0.1:${address.port}` }], 0, 3 * MiB - 1, AbortSignal.timeout(10_000)))
       const seconds = (performance.now() - started) / 1000

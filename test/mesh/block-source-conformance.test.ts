@@ -4,10 +4,7 @@
 // to the CID), a range is that block's range, and a CID it lacks is an error, never another block.
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
@@ -15,12 +12,12 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { pino } from 'pino'
 import type { BlockSource } from '../../src/content/dag-reader.ts'
-import { FsBlockstore } from '../../src/content/fs-blockstore.ts'
 import { BlockFetcher, type Provider } from '../../src/mesh/block-fetcher.ts'
 import { relayedBlock } from '../../src/mesh/relayed-block.ts'
 import { RemoteContent, type ProviderFinder } from '../../src/mesh/remote-content.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
+import { Scratch } from '../support/scratch.ts'
 
 const MiB = 1024 * 1024
 
@@ -93,34 +90,13 @@ function conforms (name: string, make: () => Promise<Subject>): void {
   })
 }
 
-const dirs: string[] = []
-const servers: Server[] = []
+const scratch = new Scratch()
 let seeder: TestNode | undefined
 
 after(async () => {
-  for (const server of servers) {
-    server.closeAllConnections()
-    server.close()
-  }
+  await scratch.cleanup()
   await seeder?.stop()
-  await Promise.all(dirs.map(async dir => await rm(dir, { recursive: true, force: true })))
 })
-
-async function freshStore (): Promise<FsBlockstore> {
-  const dir = await mkdtemp(join(tmpdir(), 'shoal-conformance-'))
-  dirs.push(dir)
-  const store = new FsBlockstore(dir)
-  await store.start()
-  return store
-}
-
-async function listen (server: Server): Promise<string> {
-  servers.push(server)
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  assert.ok(typeof address === 'object' && address !== null)
-  return `http://127.0.0.1:${address.port}`
-}
 
 /** The fleet's answers reduced to fixed providers: what is under test is the source, not the lookup. */
 function fixedProviders (providers: Provider[]): ProviderFinder {
@@ -136,7 +112,7 @@ function fixedProviders (providers: Provider[]): ProviderFinder {
 }
 
 conforms('FsBlockstore (the node\'s own blocks)', async () => {
-  const store = await freshStore()
+  const store = await scratch.blockstore()
   const leaf = await rawBlock(randomBytes(300_000))
   const nodeBytes = dagPb.encode(dagPb.prepare({ Links: [{ Hash: leaf.cid, Name: 'leaf', Tsize: leaf.bytes.length }] }))
   const node = { cid: CID.createV1(dagPb.code, await sha256.digest(nodeBytes)), bytes: nodeBytes }
@@ -159,7 +135,7 @@ conforms('RemoteContent (blocks a peer holds, fetched over HTTP)', async () => {
   const waitsFor = links.pop()
   for (const link of links) blocks.push({ cid: link, bytes: await seeder.node.blockstore.getBytes(link) })
 
-  const store = await freshStore()
+  const store = await scratch.blockstore()
   const remote = (providers: Provider[]): RemoteContent => new RemoteContent({
     fetcher: new BlockFetcher({ blockstore: store, retryDelayMs: 10 }),
     blockstore: store,
@@ -167,7 +143,7 @@ conforms('RemoteContent (blocks a peer holds, fetched over HTTP)', async () => {
     logger: pino({ level: 'silent' })
   })
   // A peer that answers every block request with bytes that are not the block.
-  const liar = { id: 'liar', url: await listen(createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.ipld.raw' }).end(randomBytes(4096)))) }
+  const liar = await scratch.liar()
   const honest = remote([{ id: 'seeder', url: seeder.url }]).source(root)
   const lied = remote([liar]).source(root)
   const tampered = await rawBlock(randomBytes(4096))
