@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test'
 import { rawCid, rawCidFromSha256Hex } from '../../src/content/unixfs-dag.ts'
 import { shoal } from '../support/cli.ts'
 import { eventually, startFleet, startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { metricValue } from '../support/metrics.ts'
 import { startNodeProcess } from '../support/node-process.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
 
@@ -37,11 +38,6 @@ async function download (url: string, init?: RequestInit): Promise<{ status: num
   }
 }
 
-async function metric (url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
-}
-
 describe('corrupt blocks on a node\'s disk', () => {
   describe('one node', () => {
     let node: TestNode
@@ -67,7 +63,7 @@ describe('corrupt blocks on a node\'s disk', () => {
       const quarantined = await readdir(join(node.dataDir, 'quarantine'))
       assert.equal(quarantined.length, 1)
       assert.ok(quarantined[0]?.startsWith(node.node.blockstore.keyOf(leaf)))
-      assert.equal(await metric(node.url, 'shoal_blocks_corrupt_total'), 1)
+      assert.equal(await metricValue(node.url, 'shoal_blocks_corrupt_total'), 1)
       assert.ok(node.logs.some(line => line.cid === leaf.toString() && String(line.msg).includes('does not match its CID')), 'logged with its CID')
     })
 
@@ -125,7 +121,7 @@ describe('corrupt blocks on a node\'s disk', () => {
       node = await startTestNode({ dataDir: dir })
       try {
         assert.equal((await fetch(`${node.url}/ipfs/${cid.toString()}`, { headers: { accept: 'application/vnd.ipld.raw' } })).status, 404)
-        assert.equal(await metric(node.url, 'shoal_blocks_corrupt_total'), 1)
+        assert.equal(await metricValue(node.url, 'shoal_blocks_corrupt_total'), 1)
       } finally {
         await node.stop()
       }
@@ -157,7 +153,7 @@ describe('corrupt blocks on a node\'s disk', () => {
       await eventually(async () => existsSync(path) ? true : undefined, 5000, 'the leaf fetched again')
       assert.equal(rawCid(await readFile(path)).toString(), leaf.toString(), 'the leaf is back, fetched again from the holder')
       assert.equal((await readdir(join(reader.dataDir, 'quarantine'))).length, 1)
-      assert.equal(await metric(reader.url, 'shoal_blocks_corrupt_total'), 1)
+      assert.equal(await metricValue(reader.url, 'shoal_blocks_corrupt_total'), 1)
     } finally {
       await reader.stop()
       await holder.stop()
@@ -207,8 +203,8 @@ describe('corrupt blocks on a node\'s disk', () => {
         const cid = rawCidFromSha256Hex(digest.slice(7))
         await flipByte(node.node.blockstore.pathOf(cid))
         await eventually(async () => existsSync(node.node.blockstore.pathOf(cid)) ? undefined : true, 20_000, 'the scrub to quarantine the block')
-        assert.equal(await metric(node.url, 'shoal_blocks_corrupt_total'), 1)
-        assert.ok(await metric(node.url, 'shoal_scrub_blocks_verified_total') >= 1)
+        assert.equal(await metricValue(node.url, 'shoal_blocks_corrupt_total'), 1)
+        assert.ok(await metricValue(node.url, 'shoal_scrub_blocks_verified_total') >= 1)
       } finally {
         await node.stop()
       }

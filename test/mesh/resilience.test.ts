@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
 import { eventually, startFleet, startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { metricValue } from '../support/metrics.ts'
 import { startNodeProcess, type RegistryProcess } from '../support/node-process.ts'
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
@@ -68,8 +69,7 @@ describe('a mesh with misbehaving peers', () => {
     const fromA = await fetch(`${a.url}/v2/bad/app/blobs/${layer}`)
     assert.equal(fromA.status, 200)
     assert.equal(sha256(Buffer.from(await fromA.arrayBuffer())), layer, 'A serves the layer whole')
-    const corrupt = /^shoal_blocks_corrupt_total (\d+)$/m.exec(await (await fetch(`${a.url}/metrics`)).text())
-    assert.ok(corrupt !== null && Number(corrupt[1]) >= 1, 'A found (and quarantined) its rotten blocks')
+    assert.ok(await metricValue(a.url, 'shoal_blocks_corrupt_total') >= 1, 'A found (and quarantined) its rotten blocks')
     for (const leaf of await leavesOf(c, layer)) {
       const bytes = await c.node.blockstore.getBytes(leaf)
       assert.deepEqual(createHash('sha256').update(bytes).digest(), Buffer.from(leaf.multihash.digest), `C's ${leaf.toString()} verifies`)

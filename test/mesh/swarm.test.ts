@@ -5,16 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
+import { metricValue } from '../support/metrics.ts'
 import { createImageLayout, readLayoutIndex } from '../support/oci-image.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
 
 const MiB = 1024 * 1024
-
-async function counter (node: TestNode, name: string): Promise<number> {
-  const text = await (await fetch(`${node.url}/metrics`)).text()
-  const match = new RegExp(`^${name} (\\d+)`, 'm').exec(text)
-  return Number(match?.[1] ?? 0)
-}
 
 describe('pulling at once from several nodes', () => {
   let seeder: TestNode
@@ -37,12 +32,12 @@ describe('pulling at once from several nodes', () => {
     for (const node of pullers) {
       await eventually(async () => await node.node.fleet?.catalogue.getTag('swarm/app', '1.0'), 10_000, 'the tag everywhere')
     }
-    const before = await counter(seeder, 'shoal_blob_bytes_sent_total')
+    const before = await metricValue(seeder.url, 'shoal_blob_bytes_sent_total')
     await Promise.all(pullers.map(async (node, i) => {
       await copyFromRegistry(`${node.host}/swarm/app:1.0`, join(work, `out-${i}`))
       assert.deepEqual((await readLayoutIndex(join(work, `out-${i}`))).manifests.map(m => m.digest), [image.manifestDigest])
     }))
-    const sent = await counter(seeder, 'shoal_blob_bytes_sent_total') - before
+    const sent = await metricValue(seeder.url, 'shoal_blob_bytes_sent_total') - before
     assert.ok(sent < 2 * image.totalSize, `the seeder sent ${(sent / MiB).toFixed(1)} MiB for a ${(image.totalSize / MiB).toFixed(1)} MiB image pulled by ${pullers.length} nodes`)
   })
 })
