@@ -4,6 +4,7 @@ import { digestOf } from '../../src/oci/digest.ts'
 const asBytes = (bytes: Uint8Array | string): Uint8Array => typeof bytes === 'string' ? Buffer.from(bytes) : bytes
 export const sha256 = (bytes: Uint8Array | string): string => digestOf(asBytes(bytes), 'sha256')
 export const sha512 = (bytes: Uint8Array | string): string => digestOf(asBytes(bytes), 'sha512')
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
 /** A thin /v2 client for tests: plain fetch, nothing hidden. */
 export class RegistryClient {
@@ -30,20 +31,24 @@ export class RegistryClient {
     return await this.request('PUT', `/v2/${repository}/manifests/${reference}`, { body, headers: { 'content-type': mediaType } })
   }
 
-  /** Pushes a config and one layer, then an image manifest naming them; returns the manifest digest. */
-  async pushImage (repository: string, tag: string, layer: string, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
+  /** Pushes a config and one layer; returns the OCI image manifest naming them (with `extra` fields), not pushed. */
+  async pushImageBlobs (repository: string, layer: string, extra: object = {}): Promise<string> {
     const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } })
     await this.pushBlob(repository, config)
     await this.pushBlob(repository, layer)
-    const manifest = {
+    return JSON.stringify({
       schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      mediaType: OCI_MANIFEST,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) },
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: Buffer.byteLength(layer) }],
       ...extra
-    }
-    const body = JSON.stringify(manifest)
-    const response = await this.pushManifest(repository, tag, body, manifest.mediaType)
+    })
+  }
+
+  /** Pushes a config and one layer, then an image manifest naming them; returns the manifest digest. */
+  async pushImage (repository: string, tag: string, layer: string, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
+    const body = await this.pushImageBlobs(repository, layer, extra)
+    const response = await this.pushManifest(repository, tag, body, OCI_MANIFEST)
     assert.equal(response.status, 201, await response.text())
     return { digest: sha256(body), body, response }
   }
