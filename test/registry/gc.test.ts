@@ -39,18 +39,6 @@ async function pushImage (registry: RegistryClient, repository: string, tag: str
   return { manifestDigest: sha256(manifest), blobDigests, totalSize }
 }
 
-/** Pulls an image by tag and checks the manifest's and every blob's digest. */
-async function pullImage (registry: RegistryClient, repository: string, tag: string): Promise<void> {
-  const response = await registry.request('GET', `/v2/${repository}/manifests/${tag}`, { headers: { accept: OCI_MANIFEST } })
-  assert.equal(response.status, 200)
-  const manifest = JSON.parse(await response.text()) as { config: { digest: string }, layers: Array<{ digest: string }> }
-  for (const { digest } of [manifest.config, ...manifest.layers]) {
-    const blob = await registry.request('GET', `/v2/${repository}/blobs/${digest}`)
-    assert.equal(blob.status, 200)
-    assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest)
-  }
-}
-
 describe('garbage collection on a node', () => {
   let test: TestNode
   let registry: RegistryClient
@@ -84,7 +72,7 @@ describe('garbage collection on a node', () => {
     assert.equal(afterGc, withoutApp, 'exactly the image\'s blocks went: its data, DAG nodes and layout directory')
     assert.equal(result.removedBytes, withApp - afterGc)
     assert.ok(result.removedBytes < app.totalSize * 1.01, `${result.removedBytes} bytes freed for a ${app.totalSize}-byte image`)
-    await pullImage(registry, 'gc/keep', '1')
+    await registry.assertPullable('gc/keep', '1')
 
     const metrics = await (await fetch(`${test.url}/metrics`)).text()
     assert.match(metrics, /shoal_gc_runs_total\{outcome="completed"\} 1\b/)
@@ -114,7 +102,7 @@ describe('garbage collection on a node', () => {
     assert.equal(done.status, 201, await done.text())
     const blob = await registry.request('GET', `/v2/gc/uploads/blobs/${digest}`)
     assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest)
-    await pullImage(registry, 'gc/keep', '1')
+    await registry.assertPullable('gc/keep', '1')
   })
 })
 
@@ -144,7 +132,7 @@ describe('garbage collection on a mesh node', () => {
       // The catalogue reloads its log from the blockstore: the tag is still there.
       second = await startTestNode({ dataDir, config: { mesh: true } })
       assert.equal((await second.node.fleet?.catalogue.getTag('gc/mesh', '1'))?.repository, 'gc/mesh')
-      await pullImage(new RegistryClient(second.url), 'gc/mesh', '1')
+      await new RegistryClient(second.url).assertPullable('gc/mesh', '1')
     } finally {
       await plain?.stop()
       await second?.stop()

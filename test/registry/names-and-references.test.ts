@@ -18,18 +18,6 @@ describe('names and references on /v2', () => {
   })
   after(async () => { await node.stop() })
 
-  /** Every blob of the image reads back with its digest. */
-  async function assertPullable (repository: string, reference: string): Promise<void> {
-    const response = await registry.request('GET', `/v2/${repository}/manifests/${reference}`)
-    assert.equal(response.status, 200)
-    const manifest = await response.json() as { config: { digest: string }, layers: Array<{ digest: string }> }
-    for (const { digest } of [manifest.config, ...manifest.layers]) {
-      const blob = await registry.request('GET', `/v2/${repository}/blobs/${digest}`)
-      assert.equal(blob.status, 200, `${digest} pulls`)
-      assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest)
-    }
-  }
-
   describe('deleting a blob a manifest still references (defect 8)', () => {
     it('is refused with an OCI error naming the manifest; the image stays pullable', async () => {
       const image = await registry.pushImage('del/app', 'v1', 'a layer the image needs')
@@ -43,7 +31,7 @@ describe('names and references on /v2', () => {
       assert.equal(body.errors[0]?.code, 'UNSUPPORTED')
       assert.match(body.errors[0]?.message ?? '', new RegExp(image.digest))
       assert.equal(body.errors[0]?.detail.manifest, image.digest)
-      await assertPullable('del/app', 'v1')
+      await registry.assertPullable('del/app', 'v1')
     })
 
     it('the config blob is protected too, and an untagged manifest still protects its blobs', async () => {
@@ -52,7 +40,7 @@ describe('names and references on /v2', () => {
       // The tag is gone, the manifest is still there by digest.
       const manifest = await (await registry.request('GET', `/v2/del/untagged/manifests/${image.digest}`)).json() as { config: { digest: string } }
       await assertOciError(await registry.request('DELETE', `/v2/del/untagged/blobs/${manifest.config.digest}`), 405, 'UNSUPPORTED')
-      await assertPullable('del/untagged', image.digest)
+      await registry.assertPullable('del/untagged', image.digest)
     })
 
     it('a manifest reached through an index protects its blobs', async () => {
@@ -75,7 +63,7 @@ describe('names and references on /v2', () => {
       await registry.pushImage('del/one', 'v1', 'shared layer')
       await registry.pushBlob('del/two', 'shared layer')
       assert.equal((await registry.request('DELETE', `/v2/del/two/blobs/${sha256('shared layer')}`)).status, 202)
-      await assertPullable('del/one', 'v1')
+      await registry.assertPullable('del/one', 'v1')
     })
   })
 
@@ -103,7 +91,7 @@ describe('names and references on /v2', () => {
       }
       // A resource path smuggled into the name is just a longer name: unknown, not the victim's.
       await assertOciError(await registry.request('GET', `/v2/enc%2fvictim%2fmanifests%2fv1/tags/list`), 404, 'NAME_UNKNOWN')
-      await assertPullable('enc/victim', 'v1')
+      await registry.assertPullable('enc/victim', 'v1')
     })
   })
 

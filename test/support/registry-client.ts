@@ -45,6 +45,18 @@ export class RegistryClient {
     })
   }
 
+  /** Pulls an image manifest by tag or digest, and asserts every blob it names reads back with its digest. */
+  async assertPullable (repository: string, reference: string): Promise<void> {
+    const response = await this.request('GET', `/v2/${repository}/manifests/${reference}`, { headers: { accept: OCI_MANIFEST } })
+    assert.equal(response.status, 200)
+    const manifest = await response.json() as { config: { digest: string }, layers: Array<{ digest: string }> }
+    for (const { digest } of [manifest.config, ...manifest.layers]) {
+      const blob = await this.request('GET', `/v2/${repository}/blobs/${digest}`)
+      assert.equal(blob.status, 200, `${digest} pulls`)
+      assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest)
+    }
+  }
+
   /** Pushes a config and one layer, then an image manifest naming them; returns the manifest digest. */
   async pushImage (repository: string, tag: string, layer: string, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
     const body = await this.pushImageBlobs(repository, layer, extra)
