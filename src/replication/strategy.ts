@@ -70,8 +70,6 @@ export function checkAgainstFleet (spec: StrategySpec, members: readonly Member[
   }
 }
 
-export { isTarget, matchesSelector } from './placement.ts'
-
 /** `zone=eu,tier=edge` as the CLI takes a selector; at least one pair. */
 export function parseSelectorText (text: string): LabelSelector {
   const result = parsePairs(text)

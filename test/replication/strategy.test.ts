@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { Member } from '../../src/replication/placement.ts'
+import { matchesSelector, type Member } from '../../src/replication/placement.ts'
 import {
-  InvalidLabelsError, InvalidStrategyError, checkAgainstFleet, formatLabels, matchesSelector, parseLabelsText,
+  InvalidLabelsError, InvalidStrategyError, checkAgainstFleet, formatLabels, parseLabelsText,
   parseSelectorText, parseStrategyPayload, type StrategySpec
 } from '../../src/replication/strategy.ts'
 
