@@ -56,10 +56,8 @@ describe('describeError', () => {
 
 describe('each face answers every error in its format', () => {
   let node: TestNode
-  let port: number
   before(async () => {
     node = await startTestNode()
-    port = Number(new URL(node.url).port)
   })
   after(async () => { await node.stop() })
 
@@ -83,7 +81,7 @@ describe('each face answers every error in its format', () => {
   ]
   for (const [what, request, status] of malformed) {
     it(`/v2: ${what} gets ${status} with an OCI error body`, async () => {
-      const response = await rawRequest(port, request)
+      const response = await rawRequest(node.port, request)
       assert.ok(response !== undefined, 'an answer came')
       assert.equal(response.status, status, response.raw)
       assert.match(response.headers['content-type'] ?? '', /^application\/json/)
@@ -95,7 +93,7 @@ describe('each face answers every error in its format', () => {
 
   it('/ipfs: malformed requests get a line of plain text', async () => {
     for (const request of [head('GET', `/ipfs/${'a'.repeat(20_000)}`), head('GET', '/ipfs/x', 'Content-Length: -1\r\n'), head('GET', '/ipfs/not-a-cid?format=raw')]) {
-      const response = await rawRequest(port, request)
+      const response = await rawRequest(node.port, request)
       assert.ok(response !== undefined && response.status >= 400 && response.status < 500, response?.raw)
       assert.match(response.headers['content-type'] ?? '', /^text\/plain/)
       assert.ok(response.body.endsWith('\n') && !response.body.startsWith('{'), response.body)
@@ -104,7 +102,7 @@ describe('each face answers every error in its format', () => {
 
   it('/api/v1: malformed requests get the API\'s JSON body', async () => {
     for (const request of [head('POST', '/api/v1/strategies', 'Content-Length: -1\r\n'), head('GET', `/api/v1/${'a'.repeat(20_000)}`)]) {
-      const response = await rawRequest(port, request)
+      const response = await rawRequest(node.port, request)
       assert.ok(response !== undefined && response.status >= 400 && response.status < 500, response?.raw)
       const body = JSON.parse(response.body) as { statusCode?: unknown, message?: unknown }
       assert.equal(body.statusCode, response.status)
@@ -115,7 +113,7 @@ describe('each face answers every error in its format', () => {
   // Defect 7: the manifest path logged an ordinary client drop as "internal error".
   it('a client that disconnects during a manifest PUT is not an internal error', async () => {
     const before = node.logs.length
-    await sendAndHangUp(port, `${head('PUT', '/v2/drop/manifest/manifests/v1', 'Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 1000\r\n')}{"schemaVersion": 2, `)
+    await sendAndHangUp(node.port, `${head('PUT', '/v2/drop/manifest/manifests/v1', 'Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 1000\r\n')}{"schemaVersion": 2, `)
     await new Promise(resolve => setTimeout(resolve, 300))
     const logged = node.logs.slice(before)
     assert.deepEqual(logged.filter(line => (line.level as number) >= 50), [], JSON.stringify(logged))

@@ -147,13 +147,11 @@ function hostileRequests (count: number, random: () => number, known: Known): Ho
 describe('hostile requests', () => {
   let node: TestNode
   let registry: RegistryClient
-  let port: number
   let known: Known
   let work: string
   before(async () => {
     node = await startTestNode()
     registry = new RegistryClient(node.url)
-    port = Number(new URL(node.url).port)
     work = await mkdtemp(join(tmpdir(), 'shoal-hostile-'))
     // The known image goes in with a real client, skopeo, and comes back out with it at the end.
     const image = await createImageLayout(join(work, 'in'), { layers: [3000, 1024 * 1024 + 4097], seed: 'hostile' })
@@ -211,7 +209,7 @@ describe('hostile requests', () => {
     const worker = async (): Promise<void> => {
       while (next < requests.length) {
         const hostile = requests[next++] as Hostile
-        check(hostile, await rawRequest(port, hostile.bytes, 1_500))
+        check(hostile, await rawRequest(node.port, hostile.bytes, 1_500))
       }
     }
     const started = performance.now()

@@ -8,11 +8,9 @@ import { RegistryClient, assertOciError, sha256 } from '../support/registry-clie
 describe('misbehaving clients', () => {
   let node: TestNode
   let registry: RegistryClient
-  let port: number
   before(async () => {
     node = await startTestNode()
     registry = new RegistryClient(node.url)
-    port = Number(new URL(node.url).port)
   })
   after(async () => { await node.stop() })
 
@@ -20,7 +18,7 @@ describe('misbehaving clients', () => {
     const kept = await registry.pushBlob('bad/client', 'acknowledged before')
     const location = (await registry.request('POST', '/v2/bad/client/blobs/uploads/')).headers.get('location') ?? ''
     const head = `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`
-    await sendAndHangUp(port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
+    await sendAndHangUp(node.port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
     await new Promise(resolve => setTimeout(resolve, 200))
     const status = await registry.request('GET', location)
     assert.equal(status.status, 204)
@@ -31,7 +29,7 @@ describe('misbehaving clients', () => {
   it('a client that hangs up mid-download does not disturb the node', async () => {
     const bytes = Buffer.alloc(8 * 1024 * 1024 + 3, 9)
     const digest = await registry.pushBlob('bad/download', bytes)
-    await sendAndHangUp(port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await sendAndHangUp(node.port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
     const again = Buffer.from(await (await registry.request('GET', `/v2/bad/download/blobs/${digest}`)).arrayBuffer())
     assert.equal(sha256(again), digest)
   })
@@ -39,7 +37,7 @@ describe('misbehaving clients', () => {
   it('a truncated monolithic upload is not recorded', async () => {
     const digest = sha256(Buffer.alloc(1000, 2))
     const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`
-    await sendAndHangUp(port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
+    await sendAndHangUp(node.port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
     await assertOciError(await registry.request('GET', `/v2/bad/mono/blobs/${digest}`), 404, 'BLOB_UNKNOWN')
   })
 

@@ -19,11 +19,9 @@ describe('slow request bodies', () => {
   describe('on a node with a short window', () => {
     let node: TestNode
     let registry: RegistryClient
-    let port: number
     before(async () => {
       node = await startTestNode({ config: { bodyIdleSeconds: 1.5, bodyMinBytesPerSecond: 1024, bodyRateWindowSeconds: 1 } })
       registry = new RegistryClient(node.url)
-      port = Number(new URL(node.url).port)
     })
     after(async () => { await node.stop() })
 
@@ -33,7 +31,7 @@ describe('slow request bodies', () => {
     it('a trickle (a few bytes every 200 ms) is cut; the upload keeps what arrived and resumes', async () => {
       const blob = Buffer.alloc(4000, 7)
       const location = await startUpload('slow/trickle')
-      const patch = await openPatch(port, location, blob.length)
+      const patch = await openPatch(node.port, location, blob.length)
       patch.socket.write(blob.subarray(0, 1000))
       let sent = 1000
       const trickle = setInterval(() => { if (!patch.socket.destroyed) { patch.socket.write(blob.subarray(sent, sent + 5)); sent += 5 } }, 200)
@@ -62,7 +60,7 @@ describe('slow request bodies', () => {
       try {
         const client = new RegistryClient(node2.url)
         const location = (await client.request('POST', '/v2/slow/idle/blobs/uploads/')).headers.get('location') ?? ''
-        const patch = await openPatch(Number(new URL(node2.url).port), location, 5000)
+        const patch = await openPatch(node2.port, location, 5000)
         patch.socket.write(Buffer.alloc(2000, 1))
         const cutAfter = await Promise.race([patch.closed, sleep(5_000).then(() => Infinity)])
         patch.socket.destroy()
@@ -77,7 +75,7 @@ describe('slow request bodies', () => {
     it('a slow but honest client (about 3 KiB/s, in small pieces) finishes', async () => {
       const blob = Buffer.alloc(9 * 1024, 3)
       const location = await startUpload('slow/honest')
-      const patch = await openPatch(port, location, blob.length)
+      const patch = await openPatch(node.port, location, blob.length)
       for (let at = 0; at < blob.length; at += 300) {
         patch.socket.write(blob.subarray(at, at + 300))
         await sleep(100)

@@ -22,18 +22,16 @@ async function answerOf (patch: OpenRequest, timeoutMs = 10_000): Promise<{ stat
 describe('cancelling an upload while a PATCH streams into it', () => {
   let node: TestNode
   let registry: RegistryClient
-  let port: number
   before(async () => {
     node = await startTestNode()
     registry = new RegistryClient(node.url)
-    port = Number(new URL(node.url).port)
   })
   after(async () => { await node.stop() })
 
   it('the DELETE answers 204 and the PATCH 404 BLOB_UPLOAD_UNKNOWN, never a 5xx', async () => {
     const location = (await registry.request('POST', '/v2/cancel/race/blobs/uploads/')).headers.get('location') ?? ''
     const total = 3 * 1024 * 1024
-    const patch = await openPatch(port, location, total)
+    const patch = await openPatch(node.port, location, total)
     try {
       // More than a leaf, so the session has stored blocks and a tail when the DELETE comes.
       patch.socket.write(Buffer.alloc(1536 * 1024, 1))

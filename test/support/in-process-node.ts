@@ -11,6 +11,8 @@ export interface TestNode {
   url: string
   /** host:port, as image references want it. */
   host: string
+  /** The port alone, for raw sockets. */
+  port: number
   dataDir: string
   /** Log lines (parsed JSON) at warn and above, for tests that assert what the node said. */
   logs: Array<Record<string, unknown>>
@@ -42,6 +44,7 @@ export async function startTestNode (options: TestNodeOptions = {}): Promise<Tes
     node,
     url: node.url,
     host: new URL(node.url).host,
+    port: Number(new URL(node.url).port),
     dataDir: dir,
     logs,
     async stop () {
