@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
-import { ConfigError, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
+import { ConfigError, DEFAULT_CONFIG, envName, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
 import type { PeersAnswer } from '../api/schemas.ts'
 import { getJson } from './api-client.ts'
 import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
@@ -66,7 +66,8 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
 
 program.command('fsck')
   .description('check every block of a stopped node\'s data directory against its CID; corrupt ones go to <data>/quarantine')
-  .option('--data <dir>', 'data directory [env: SHOAL_DATA]', process.env.SHOAL_DATA ?? './data')
+  // The data setting's variable and default, as serve has them (config.ts declares them once).
+  .option('--data <dir>', `data directory [env: ${envName('data')}]`, process.env[envName('data')] ?? DEFAULT_CONFIG.data)
   .action(async (options: { data: string }) => {
     const { fsck } = await import('../content/fsck.ts')
     const result = await fsck(options.data, line => { console.log(line) })
