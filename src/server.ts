@@ -61,6 +61,20 @@ export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInst
   app.addHook('onRequest', async (req, reply) => {
     inFlight.set(req.raw.socket, { url: req.url, response: reply.raw })
   })
+  // A stop waits for the requests in flight, not for connections that carry none: Node counts a
+  // connection that has not sent a whole request head as busy, so one that opened and said
+  // nothing (a client's spare socket, a slowloris) held a stop for its 60 s headers timeout.
+  const sockets = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  app.addHook('preClose', async () => {
+    for (const socket of sockets) {
+      if (inFlight.get(socket)?.response.writableEnded === false) continue
+      socket.destroy()
+    }
+  })
   app.addHook('onResponse', async (req, reply) => {
     recordRequest(metrics, routeLabels.get(req) ?? req.routeOptions.url ?? 'unknown', req, reply)
   })
