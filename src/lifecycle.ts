@@ -3,6 +3,7 @@
 // and orchestrators must be able to ask), so what the node can serve changes once, at the join:
 // the parts that need the mesh read it here instead of being rewired by setters.
 import type { FastifyInstance } from 'fastify'
+import { isUnder } from './http-request.ts'
 import { ShoalError, UNAVAILABLE } from './oci/errors.ts'
 
 /** The node cannot serve this yet (joining its mesh) or any more (stopping). */
@@ -67,7 +68,7 @@ export class Lifecycle<Joined> {
  */
 export function gateUntilReady (app: FastifyInstance, lifecycle: { readiness(): Readiness }): void {
   app.addHook('onRequest', async req => {
-    if (req.url !== '/v2' && !req.url.startsWith('/v2/')) return
+    if (!isUnder(req.url, '/v2')) return
     const readiness = lifecycle.readiness()
     if (!readiness.ready) throw new NotReadyError(readiness.reason)
   })

@@ -9,6 +9,7 @@ import { renderGatewayError } from './mesh/gateway-routes.ts'
 import { renderApiError } from './api/errors.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { API_PREFIX } from './api/scope.ts'
+import { isUnder } from './http-request.ts'
 import { describeError, type DescribedError, type ErrorRenderer } from './http-errors.ts'
 import { EndpointUnknownError } from './oci/errors.ts'
 
@@ -25,7 +26,7 @@ const FACES: Array<[prefix: string, render: ErrorRenderer]> = [
 
 export function errorFaceOf (url: string): ErrorRenderer {
   for (const [prefix, render] of FACES) {
-    if (url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`)) return render
+    if (isUnder(url, prefix)) return render
   }
   return renderOciError
 }

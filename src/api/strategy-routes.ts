@@ -1,5 +1,6 @@
 // Replication strategies, the fleet's images and one node's holdings under /api/v1/ (D7, D8).
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { untilClientLeaves } from '../http-request.ts'
 import { listFleetImages, listLocalImages } from '../replication/images.ts'
 import { apiErrorResponses } from './errors.ts'
 import { createBodySchema, createdSchema, dryRunSchema, holdingsSchema, idParams, imagesSchema, statusSchema, strategiesSchema, strategySchema, type ImagesAnswer } from './schemas.ts'
@@ -16,7 +17,7 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
       response: { 200: { description: 'A dry run: nothing stored', ...dryRunSchema }, 201: { description: 'Stored', ...createdSchema }, ...apiErrorResponses }
     }
   }, async (req, reply) => {
-    const created = await serviceOf().create(req.body, untilResponseCloses(reply))
+    const created = await serviceOf().create(req.body, untilClientLeaves(reply))
     return await reply.code(created.strategy.id === null ? 200 : 201).send(created)
   })
 
@@ -65,7 +66,7 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
       response: { 200: imagesSchema, ...apiErrorResponses }
     }
   }, async (_req, reply): Promise<ImagesAnswer> => {
-    if (membership.mesh.state === 'off') return { images: await listLocalImages(local, untilResponseCloses(reply)) }
+    if (membership.mesh.state === 'off') return { images: await listLocalImages(local, untilClientLeaves(reply)) }
     const { fleet } = joinedMesh(membership)
     const [tags, nodes] = await Promise.all([fleet.allTags(), fleet.nodes()])
     return { images: listFleetImages(tags, nodes) }
@@ -79,11 +80,4 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
       response: { 200: holdingsSchema, ...apiErrorResponses }
     }
   }, async req => await serviceOf().holdings(req.params.id))
-}
-
-/** Aborts when the response ends or its connection drops: a client that left waits on nothing. */
-function untilResponseCloses (reply: FastifyReply): AbortSignal {
-  const closed = new AbortController()
-  reply.raw.once('close', () => closed.abort())
-  return closed.signal
 }

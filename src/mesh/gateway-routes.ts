@@ -8,6 +8,7 @@ import { BlockNotFoundError } from '../content/fs-blockstore.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { ErrorRenderer } from '../http-errors.ts'
+import { untilClientLeaves } from '../http-request.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
 import { relayedBlock } from './relayed-block.ts'
@@ -64,7 +65,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     if (format === undefined) throw new FormatUnacceptableError(`ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
     // Taken before the first wait: a peer that gives up while this node reads or relays the
     // block must not hold a place in the upload cap's queue afterwards.
-    const gone = untilResponseCloses(reply)
+    const gone = untilClientLeaves(reply)
     const held = await local.has(cid)
     const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay, gone)
     const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : remote === undefined || held ? local : remote.source(cid)
@@ -126,14 +127,6 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     return await reply.send(body)
   }
   app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid', exposeHeadRoute: false, handler })
-}
-
-/** Aborts when the response ends or its connection drops: a client that left waits on nothing. */
-function untilResponseCloses (reply: FastifyReply): AbortSignal {
-  const closed = new AbortController()
-  if (reply.raw.destroyed) closed.abort()
-  else reply.raw.once('close', () => closed.abort())
-  return closed.signal
 }
 
 /** Asks the relay for a block a peer wants, with what the peer said of itself. */

@@ -2,7 +2,8 @@
 import type { Metrics } from '../../metrics.ts'
 import { parseRange, type BlobService, type BlobView } from '../blob-service.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
-import { untilClientLeaves, writable, writeChunks, type Handler, type ResourceHandlers } from './http.ts'
+import { untilClientLeaves } from '../../http-request.ts'
+import { writable, writeChunks, type Handler, type ResourceHandlers } from './http.ts'
 
 export interface BlobHandlersOptions {
   blobs: BlobService

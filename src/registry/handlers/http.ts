@@ -180,17 +180,6 @@ export function nextPageLink (reply: FastifyReply, path: string, page: string[],
 }
 
 /**
- * Aborts once the response's connection closes: the client left, or the response is complete.
- * Reads take it, so a client that leaves stops the work it caused, fetches from peers included.
- */
-export function untilClientLeaves (reply: FastifyReply): AbortSignal {
-  const gone = new AbortController()
-  if (reply.raw.destroyed) gone.abort(new ClientAbortedError('the client went away'))
-  else reply.raw.once('close', () => gone.abort(new ClientAbortedError('the client went away')))
-  return gone.signal
-}
-
-/**
  * Writes pooled chunks straight to the socket, handing each buffer back to the pool once the
  * socket is done with it (fastify's stream piping cannot tell when that is).
  */

@@ -2,7 +2,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import type { ManifestService } from '../manifest-service.ts'
-import { nextPageLink, pageOf, untilClientLeaves, type ResourceHandlers } from './http.ts'
+import { untilClientLeaves } from '../../http-request.ts'
+import { nextPageLink, pageOf, type ResourceHandlers } from './http.ts'
 
 export interface ListHandlersOptions {
   manifests: ManifestService

@@ -1,6 +1,7 @@
 // /v2/<name>/manifests/<reference>: read, push and delete manifests by tag or digest.
 import type { BodyPace, Handler, ResourceHandlers } from './http.ts'
-import { IMAGE_CID_HEADER, readLimited, requestBody, untilClientLeaves, writable } from './http.ts'
+import { untilClientLeaves } from '../../http-request.ts'
+import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
 import { parseReference } from '../../oci/names.ts'
