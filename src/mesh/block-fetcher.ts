@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
@@ -6,7 +5,7 @@ import * as raw from 'multiformats/codecs/raw'
 import type { Logger } from 'pino'
 import { chunkPool, type PooledBytes } from '../content/chunk-pool.ts'
 import { fileSegments, readLeafRange, type BlockSource, type FileSegment } from '../content/dag-reader.ts'
-import { BlockNotFoundError } from '../content/fs-blockstore.ts'
+import { BlockNotFoundError, checkBlock } from '../content/fs-blockstore.ts'
 import { CONTENT_UNAVAILABLE, ShoalError, UNSUPPORTED } from '../oci/errors.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { BlockRequests } from './block-request.ts'
@@ -121,7 +120,7 @@ export class BlockFetcher {
   async fetchBlock (cid: CID, providers: Providers, signal: AbortSignal, root?: CID): Promise<Uint8Array> {
     assertVerifiable(cid)
     signal.throwIfAborted()
-    const local = await this.readLocal(cid, async () => await this.blockstore.getBytes(cid))
+    const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
     if (local !== undefined) return local
     const done = this.expect(cid)
     try {
@@ -224,7 +223,7 @@ export class BlockFetcher {
     // A held raw block has no links: nothing to read.
     if (held && cid.code === raw.code) return { links: [] }
     let bytes: Uint8Array | undefined
-    if (held) bytes = await this.readLocal(cid, async () => await this.blockstore.getBytes(cid))
+    if (held) bytes = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
     held = bytes !== undefined
     if (bytes === undefined) {
       const done = this.expect(cid)
@@ -239,26 +238,12 @@ export class BlockFetcher {
     return held ? { links } : { links, fetchedBytes: bytes.length }
   }
 
-  /**
-   * A block read from the local store, or undefined when it is not there: absent, gone since,
-   * or found corrupt on reading (the store quarantines it): then it is fetched like any other.
-   */
-  private async readLocal<T> (cid: CID, read: () => Promise<T>): Promise<T | undefined> {
-    if (!(await this.blockstore.has(cid))) return undefined
-    try {
-      return await read()
-    } catch (err) {
-      if (err instanceof BlockNotFoundError) return undefined
-      throw err
-    }
-  }
-
   /** One piece of a file: part of a leaf read locally or fetched (and stored), or inline bytes. */
   private async loadSegment (segment: FileSegment, providers: Providers, signal: AbortSignal, settling: Set<Promise<unknown>>, root: CID): Promise<PooledBytes> {
     if (segment.kind === 'inline') return { bytes: segment.bytes, release: () => {} }
     const { cid, start, end } = segment
     assertVerifiable(cid)
-    const local = await this.readLocal(cid, async () => await readLeafRange(this.blockstore, cid, start, end))
+    const local = await readIfHeld(this.blockstore, cid, async () => await readLeafRange(this.blockstore, cid, start, end))
     if (local !== undefined) return local
     const buffer = chunkPool.take()
     const done = this.expect(cid)
@@ -330,7 +315,7 @@ export class BlockFetcher {
       } finally {
         this.pool.release(provider.id)
       }
-      if (!verifies(cid, bytes)) {
+      if (!checkBlock(cid, bytes).ok) {
         lying.add(provider.id)
         reasons.push(`${provider.id}: sent bytes that do not match the CID`)
         this.logger?.warn({ provider: provider.id, url: provider.url, cid: cid.toString() }, 'provider sent a block that does not match its CID')
@@ -347,8 +332,18 @@ function assertVerifiable (cid: CID): void {
   if (cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) throw new UnsupportedHashError(cid)
 }
 
-function verifies (cid: CID, bytes: Uint8Array): boolean {
-  return createHash('sha256').update(bytes).digest().equals(cid.multihash.digest)
+/**
+ * A local read of a block, or undefined when the block is absent or was found corrupt (and
+ * quarantined): either way it is to be fetched like a missing one.
+ */
+export async function readIfHeld<T> (store: { has(cid: CID): Promise<boolean> }, cid: CID, read: () => Promise<T>): Promise<T | undefined> {
+  if (!(await store.has(cid))) return undefined
+  try {
+    return await read()
+  } catch (err) {
+    if (err instanceof BlockNotFoundError) return undefined
+    throw err
+  }
 }
 
 function describe (err: unknown): string {

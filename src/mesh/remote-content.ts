@@ -6,7 +6,7 @@ import { BlockNotFoundError, type FsBlockstore } from '../content/fs-blockstore.
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { untilAborted } from '../until-aborted.ts'
-import type { BlockFetcher, Provider } from './block-fetcher.ts'
+import { readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts'
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
 export interface ProviderFinder {
@@ -88,7 +88,7 @@ export class RemoteContent implements RemoteBlocks {
 
   source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {
     const fetched = async (cid: CID, signal: AbortSignal | undefined): Promise<Uint8Array> => {
-      const local = await this.readLocal(async () => await this.blockstore.getBytes(cid), cid)
+      const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
       if (local !== undefined) return local
       const known = await this.seedersOf(root, signal)
       // The caller's signal, or none: every request has its own timeout, and a fetch that no
@@ -99,7 +99,7 @@ export class RemoteContent implements RemoteBlocks {
       has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0,
       getBytes: async (cid, options) => await fetched(cid, options?.signal),
       getRange: async (cid, start, end, into, options) => {
-        const local = await this.readLocal(async () => await this.blockstore.getRange(cid, start, end, into), cid)
+        const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getRange(cid, start, end, into))
         if (local !== undefined) return local
         const bytes = await fetched(cid, options?.signal)
         const part = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1)
@@ -107,17 +107,6 @@ export class RemoteContent implements RemoteBlocks {
         part.copy(into)
         return into.subarray(0, part.length)
       }
-    }
-  }
-
-  /** A local read, or undefined when the block is absent or was found corrupt (and quarantined). */
-  private async readLocal<T> (read: () => Promise<T>, cid: CID): Promise<T | undefined> {
-    if (!(await this.blockstore.has(cid))) return undefined
-    try {
-      return await read()
-    } catch (err) {
-      if (err instanceof BlockNotFoundError) return undefined
-      throw err
     }
   }
 
