@@ -11,9 +11,8 @@ import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
+import { rankProviders, ranksAbove } from './relay-chain.ts'
 
-/** Each puller relays for at most this many pullers above it: its upload is shared that many ways. */
-const RELAYS_PER_PULLER = 2
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
 const HELD_CHANGED_DELAY_MS = 200
@@ -160,26 +159,15 @@ export class Fleet {
     this.pullNotices?.announce(root.toString(), done)
   }
 
-  /**
-   * Whom to ask for blocks of `root` now. Nodes pulling the same DAG at once form a chain by
-   * peer id: each asks the (at most two) pullers just below it first, who hand on blocks as they
-   * receive them, so the seeders upload each block about once instead of once per puller. The
-   * holders (`seeders`, and pullers that finished) come next, when those fail, and are all a
-   * puller at the bottom of the chain has. A node only ever waits on pullers below it, so no two
-   * nodes wait on each other.
-   */
+  /** Whom to ask for blocks of `root` now: see rankProviders (relay-chain.ts). */
   rankedProviders (root: CID, seeders: Provider[]): Provider[] {
-    const self = this.mesh.peerId
-    const peers = this.pullNotices?.pullersOf(root.toString()) ?? []
-    const below = peers.filter(([id, pull]) => !pull.done && id < self).sort(([a], [b]) => (a < b ? 1 : -1))
-      .slice(0, RELAYS_PER_PULLER).map(([id, pull]) => ({ id, url: pull.url, tier: 0 }))
-    const holders = [...seeders, ...peers.filter(([, pull]) => pull.done).map(([id, pull]) => ({ id, url: pull.url }))]
-    return [...below, ...[...new Map(holders.map(h => [h.id, h])).values()].filter(h => !below.some(b => b.id === h.id)).map(h => ({ ...h, tier: 1 }))]
+    const pullers = (this.pullNotices?.pullersOf(root.toString()) ?? []).map(([id, pull]) => ({ id, url: pull.url, done: pull.done }))
+    return rankProviders(this.mesh.peerId, pullers, seeders)
   }
 
   /** Whether `peer` ranks above this node in the chain of pullers (and may wait on it). */
   ranksAbove (peer: string): boolean {
-    return peer > this.mesh.peerId
+    return ranksAbove(this.mesh.peerId, peer)
   }
 
   /** Rewrites the inventory record shortly (coalescing bursts), e.g. after a push. */
