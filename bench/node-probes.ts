@@ -1,7 +1,10 @@
 // What the fleet benchmarks read from the machine and from running nodes: CPU jiffies from /proc,
 // Prometheus samples from /metrics, and the waits for a pushed tag to reach every node.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { promisify } from 'node:util'
+
+const execFileAsync = promisify(execFile)
 
 export const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 
@@ -102,4 +105,132 @@ export async function waitForHolder (nodes: Array<{ id?: string, url: string }>,
     }))
     return lists.every((records) => records.some((record) => record.id === seeder.id && record.images.includes(imageCid))) ? true : undefined
   })
+}
+
+/** Resident set now (VmRSS) and its peak so far (VmHWM) of a live process, in bytes. */
+export async function processMemory (pid: number): Promise<{ rss: number, peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') }
+}
+
+/** CPU jiffies (user + system) a live process has used so far. */
+export async function processCpuTicks (pid: number): Promise<number> {
+  const stat = await processStat(String(pid))
+  return (stat[11] ?? 0) + (stat[12] ?? 0)
+}
+
+/**
+ * Bytes each process sent and received over TCP connections that have one end on one of `ports`
+ * (libp2p's listen ports, to leave HTTP out), read from outside with `ss -tinpH` (the kernel's
+ * per-socket tcp_info: bytes_sent, bytes_received). A socket is known only while it is open, so
+ * sample often enough: each sample remembers every socket's last count, a socket first seen after
+ * the start counts from zero, and one that closes keeps its last count (what it carried between
+ * the last sample and its close is missed; `closed` says how many closed).
+ */
+export class SocketBytes {
+  private readonly ports: Set<number>
+  private start = new Map<string, SocketCount>()
+  private last = new Map<string, SocketCount>()
+  /** What sockets whose four-tuple was reused carried before. */
+  private retired: SocketCount[] = []
+
+  constructor (ports: Iterable<number>) {
+    this.ports = new Set(ports)
+  }
+
+  /** Starts counting from the sockets open now. */
+  async begin (): Promise<void> {
+    this.start = await this.read()
+    this.last = new Map(this.start)
+    this.retired = []
+  }
+
+  async sample (): Promise<void> {
+    this.record(await this.read())
+  }
+
+  /** Bytes since begin() by pid, and how many counted sockets closed meanwhile. */
+  async totals (): Promise<{ byPid: Map<number, { sent: number, received: number, sockets: number }>, closed: number }> {
+    const open = await this.read()
+    this.record(open)
+    const byPid = new Map<number, { sent: number, received: number, sockets: number }>()
+    for (const count of this.retired) {
+      const total = byPid.get(count.pid) ?? { sent: 0, received: 0, sockets: 0 }
+      total.sent += count.sent
+      total.received += count.received
+      total.sockets++
+      byPid.set(count.pid, total)
+    }
+    for (const [key, count] of this.last) {
+      const before = this.start.get(key)
+      const total = byPid.get(count.pid) ?? { sent: 0, received: 0, sockets: 0 }
+      total.sent += count.sent - (before?.sent ?? 0)
+      total.received += count.received - (before?.received ?? 0)
+      total.sockets++
+      byPid.set(count.pid, total)
+    }
+    return { byPid, closed: this.retired.length + [...this.last.keys()].filter((key) => !open.has(key)).length }
+  }
+
+  private record (open: Map<string, SocketCount>): void {
+    for (const [key, count] of open) {
+      const last = this.last.get(key)
+      // The same four-tuple with smaller counts (or another owner) is a new connection on a reused port.
+      if (last !== undefined && (count.pid !== last.pid || count.sent < last.sent || count.received < last.received)) {
+        const before = this.start.get(key)
+        this.retired.push({ pid: last.pid, sent: last.sent - (before?.sent ?? 0), received: last.received - (before?.received ?? 0) })
+        this.start.delete(key)
+      }
+      this.last.set(key, count)
+    }
+  }
+
+  private async read (): Promise<Map<string, SocketCount>> {
+    const { stdout } = await execFileAsync('ss', ['-tinpH'], { maxBuffer: 64 * 1024 * 1024 })
+    const sockets = new Map<string, SocketCount>()
+    // Each socket is a line of addresses and users:((…,pid=N,…)), then an indented line of tcp_info.
+    const lines = stdout.split('\n')
+    for (let i = 0; i < lines.length - 1; i++) {
+      const head = /^\S+\s+\d+\s+\d+\s+(\S+):(\d+)\s+(\S+):(\d+)\s+users:\(\("[^"]*",pid=(\d+)/.exec(lines[i]!)
+      if (head === null) continue
+      const [, localHost, localPort, remoteHost, remotePort, pid] = head
+      if (!this.ports.has(Number(localPort)) && !this.ports.has(Number(remotePort))) continue
+      const info = lines[i + 1]!
+      sockets.set(`${localHost}:${localPort}-${remoteHost}:${remotePort}`, {
+        pid: Number(pid),
+        sent: Number(/bytes_sent:(\d+)/.exec(info)?.[1] ?? 0),
+        received: Number(/bytes_received:(\d+)/.exec(info)?.[1] ?? 0)
+      })
+    }
+    return sockets
+  }
+}
+
+interface SocketCount {
+  pid: number
+  sent: number
+  received: number
+}
+
+/**
+ * Milliseconds from `since` until each of `urls` lists `repository:tag` in its tags/list, polled
+ * cheaply: one request per node in flight, the next `intervalMs` after the answer, none once seen.
+ */
+export async function tagVisibleAfter (urls: string[], repository: string, tag: string, since: number, intervalMs: number, timeoutMs: number): Promise<number[]> {
+  const deadline = since + timeoutMs
+  return await Promise.all(urls.map(async (url) => {
+    while (performance.now() < deadline) {
+      try {
+        const response = await fetch(`${url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
+        const at = performance.now()
+        if (response.ok && ((await response.json() as { tags?: string[] | null }).tags ?? []).includes(tag)) return at - since
+        if (!response.ok) await response.body?.cancel()
+      } catch {
+        // an answer that timed out or broke: ask again
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    }
+    throw new Error(`${url} did not list ${repository}:${tag} within ${timeoutMs / 1000} s`)
+  }))
 }
