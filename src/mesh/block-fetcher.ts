@@ -17,7 +17,13 @@ export type { DagFetchProgress } from './dag-fetch.ts'
 export type { Provider, Providers } from './provider-pool.ts'
 
 const SHA2_256 = 0x12
-const DEFAULT_READ_AHEAD = 8
+/** Defaults, exported for the fleet simulation (bench/fleet-simulation.ts), which models this fetcher. */
+export const DEFAULT_READ_AHEAD = 8
+export const DEFAULT_MAX_IN_FLIGHT_PER_PROVIDER = 4
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+export const DEFAULT_RETRY_DELAY_MS = 250
+/** Each provider may fail a block this many times. */
+export const TRIES_PER_PROVIDER = 2
 const MAX_DAG_CONCURRENCY = 32
 
 /** Who asks, sent along with every request so that the provider can relay for it. */
@@ -100,12 +106,12 @@ export class BlockFetcher {
 
   constructor (options: BlockFetcherOptions) {
     this.blockstore = options.blockstore
-    const maxInFlightPerProvider = options.maxInFlightPerProvider ?? 4
+    const maxInFlightPerProvider = options.maxInFlightPerProvider ?? DEFAULT_MAX_IN_FLIGHT_PER_PROVIDER
     this.readAhead = options.readAhead ?? DEFAULT_READ_AHEAD
     if (maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
     this.pool = new ProviderPool(maxInFlightPerProvider)
-    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? 30_000, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId })
-    this.retry = { tries: 2, delayMs: options.retryDelayMs ?? 250 }
+    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId })
+    this.retry = { tries: TRIES_PER_PROVIDER, delayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS }
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched
     this.logger = options.logger

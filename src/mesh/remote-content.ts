@@ -31,7 +31,7 @@ const SEEDERS_TTL_MS = 10_000
  * How long a relay may keep a peer waiting before it answers 404 and the peer turns to the
  * holders: a chain of relays that stalls must not stall everyone above it.
  */
-const RELAY_WAIT_MS = 4_000
+export const RELAY_WAIT_MS = 4_000
 /**
  * Looking up the holders of a root again when none were found: right after a push the fleet may
  * not know the holder yet (inventory heartbeat, DHT records on their way).

@@ -51,7 +51,7 @@ interface ImageContents {
 /** Progress is reported about this often, in bytes. */
 const PROGRESS_STEP = 256 * 1024
 /** Blobs read at once: each costs a provider lookup before its bytes flow, so small ones overlap. */
-const PARALLEL_BLOBS = 3
+export const PARALLEL_BLOBS = 3
 
 /**
  * Holding whole images on this node and letting them go, for the replication reconciler. The
