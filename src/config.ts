@@ -198,6 +198,18 @@ export const SETTINGS = {
     // Every node of a fleet should use the same value: a node silent for three is taken as gone.
     help: 'seconds between inventory heartbeats (a node silent for three is gone)',
     check: positive('seconds')
+  }),
+  catalogueCompactEntries: declare({
+    kind: number, default: 1000, arg: '<n>',
+    // A compaction rewrites the live state as a new generation's snapshot: too small a value
+    // rewrites it often, too large keeps more history (storage, start time).
+    help: 'entries a catalogue database\'s log holds (and 4 per live key) before it is compacted',
+    check: value => Number.isSafeInteger(value) && value >= 10 ? undefined : 'must be a whole number, at least 10'
+  }),
+  catalogueGraceSeconds: declare({
+    kind: number, default: 60, arg: '<seconds>',
+    help: 'seconds a compacted catalogue generation stays open for writes that raced the compaction',
+    check: atLeastZero('seconds')
   })
 }
 

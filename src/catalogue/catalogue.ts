@@ -1,9 +1,11 @@
+import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isDeepStrictEqual } from 'node:util'
-import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type LogEntry, type OrbitDB } from '@orbitdb/core'
+import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type OrbitDB } from '@orbitdb/core'
+import { base58btc } from 'multiformats/bases/base58'
+import { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Strategy } from './strategy-record.ts'
-import { KeyValueIndex } from './kv-index.ts'
+import { GenerationalDatabase, type GenerationSettings } from './generations.ts'
 
 // The records are types, not interfaces: the API sends them as they are, and its answer types
 // (derived from its schemas) admit more fields, which only a type alias fits.
@@ -58,17 +60,39 @@ export interface CatalogueTransport {
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
   /** Calls back when a peer connects; returns an unsubscribe function. */
   onPeerConnect(listener: () => void): () => void
+  /** Calls back when a peer subscribes to a topic; returns an unsubscribe function. */
+  onPeerSubscribe?(listener: (topic: string) => void): () => void
+}
+
+/** What the catalogue needs of helia beyond what OrbitDB uses: removing the pins of dropped logs. */
+interface PinRemover {
+  pins: { rm(cid: CID): AsyncIterable<unknown> }
 }
 
 // OrbitDB 4.0.0 sends a log's heads to a joining peer unframed on one stream: with several heads
 // they can arrive as one chunk and fail to decode. Re-announcing every head as its own pubsub
 // message (OrbitDB's path for new entries) makes late joiners converge anyway.
 // Heads are re-announced when they changed since the last announcement (checked every
-// HEADS_CHECK_INTERVAL_MS), shortly after a peer connects, and otherwise every
-// HEADS_REANNOUNCE_MS: each gossip message costs every node a signature check.
+// HEADS_CHECK_INTERVAL_MS), shortly after a peer connects or subscribes to one of the
+// catalogue's databases (a new generation), and otherwise every HEADS_REANNOUNCE_MS: each gossip
+// message costs every node a signature check.
 const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 60_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
+
+/** The control database: database name -> the generation every node should write to. */
+const CONTROL_NAME = 'shoal.generations'
+/** Which generations of each database this node holds on disk, beside OrbitDB's files. */
+const GENERATIONS_FILE = 'generations.json'
+
+/** How compaction behaves; defaults are those of the settings in src/config.ts. */
+export type CatalogueOptions = Partial<GenerationSettings>
+
+const DEFAULT_GENERATION_SETTINGS: GenerationSettings = {
+  compactEntries: 1000,
+  graceMs: 60_000,
+  staggerMs: 10_000
+}
 
 /** A key's current value in one of the catalogue's databases, and the log entry that wrote it. */
 export interface CatalogueEntry {
@@ -93,57 +117,101 @@ export interface CatalogueChange {
   deleted: boolean
 }
 
+/** One generational database's state, for people and tests. */
+export interface CatalogueGeneration {
+  name: string
+  /** The generation writes go to. */
+  current: number
+  /** Generations open on this node (at most the current one and those in their grace). */
+  open: number[]
+  /** Entries in the current generation's log. */
+  logEntries: number
+  liveKeys: number
+}
+
+const KINDS = [
+  { kind: 'tag', name: 'shoal.tags' },
+  { kind: 'node', name: 'shoal.nodes' },
+  { kind: 'strategy', name: 'shoal.strategies' }
+] as const
+
 /**
  * The replicated catalogue (D6): OrbitDB key-value databases every member opens under the same
  * address, over gossipsub. Conflicting writes of one key resolve by the oplog's order, which every
  * node computes alike: the Lamport clock, then the writer's identity (see docs/architecture.md).
+ * Each database is a sequence of generations (generations.ts): a log that grew far past its live
+ * keys is replaced by a new one that starts with a snapshot, so storage and start time follow the
+ * live state, not the history.
  */
 export class Catalogue {
   private readonly ipfs: unknown
   private readonly directory: string
   private readonly logger: Logger
+  private readonly settings: GenerationSettings
   private orbitdb: OrbitDB | undefined
-  private tagsDb: KeyValueDatabase<TagRecord> | undefined
-  private nodesDb: KeyValueDatabase<NodeRecord> | undefined
-  private strategiesDb: KeyValueDatabase<Strategy> | undefined
+  private control: KeyValueDatabase<{ generation: number }> | undefined
+  private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
-  /** Each database's current key -> value map, kept up to date entry by entry. */
-  private readonly indexes = new Map<string, KeyValueIndex<unknown>>()
   /** Per database: the heads last announced, and when. */
   private readonly announced = new Map<string, { heads: string, at: number }>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
-  private stopListening: (() => void) | undefined
-  /**
-   * Current value -> the log entry that wrote it (values are replaced, never changed in place);
-   * null when a walk of the whole log did not find it, so it is not walked for again.
-   */
-  private readonly writtenBy = new WeakMap<object, { hash: string, clock: { id: string, time: number } } | null>()
+  private readonly stopListening: Array<() => void> = []
+  /** Control updates are read one at a time, in order. */
+  private controlWork: Promise<unknown> = Promise.resolve()
+  private saving: Promise<unknown> = Promise.resolve()
 
-  constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger) {
+  constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger, options: CatalogueOptions = {}) {
     this.ipfs = ipfs
     this.transport = transport
     this.directory = directory
     this.logger = logger
+    this.settings = { ...DEFAULT_GENERATION_SETTINGS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) }
   }
 
   async start (): Promise<void> {
-    this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
-    this.tagsDb = await this.open<TagRecord>('shoal.tags', 'tag')
-    this.nodesDb = await this.open<NodeRecord>('shoal.nodes', 'node')
-    this.strategiesDb = await this.open<Strategy>('shoal.strategies', 'strategy')
+    const orbitdb = this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
+    this.control = await this.openDatabase<{ generation: number }>(CONTROL_NAME)
+    this.control.events.on('error', (err: Error) => { this.logger.debug({ err }, 'catalogue control sync error') })
+    this.control.events.on('update', () => { void this.readControl() })
+    const recorded = await this.recordedGenerations()
+    const onDisk = await this.generationsOnDisk()
+    for (const { kind, name } of KINDS) {
+      const db = new GenerationalDatabase(name, {
+        open: async dbName => await this.openDatabase<unknown>(dbName),
+        release: async (address, hashes) => { await this.release(address, hashes) },
+        recordGeneration: async generation => { await this.requireControl().put(name, { generation }) },
+        generationsChanged: () => { this.saveGenerations() },
+        changed: (key, deleted) => { for (const listener of this.listeners) listener({ kind, key, deleted }) },
+        writerId: orbitdb.identity.publicKey,
+        logger: this.logger
+      }, this.settings)
+      this.databasesByKind.set(kind, db)
+      await db.start(onDisk[name] ?? [], recorded.get(name) ?? 0)
+    }
+    // Generations recorded while the databases opened.
+    void this.readControl()
     this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
-    this.stopListening = this.transport.onPeerConnect(() => {
+    const soon = (): void => {
       clearTimeout(this.announceSoon)
       this.announceSoon = setTimeout(() => { void this.announceHeads(true) }, HEADS_ANNOUNCE_DELAY_MS).unref()
-    })
+    }
+    this.stopListening.push(this.transport.onPeerConnect(soon))
+    if (this.transport.onPeerSubscribe !== undefined) {
+      this.stopListening.push(this.transport.onPeerSubscribe(topic => {
+        if (this.openDatabases().some(db => db.address === topic)) soon()
+      }))
+    }
   }
 
   async stop (): Promise<void> {
     clearInterval(this.announceTimer)
     clearTimeout(this.announceSoon)
-    this.stopListening?.()
+    for (const stop of this.stopListening.splice(0)) stop()
+    for (const db of this.databasesByKind.values()) await db.stop()
+    await this.controlWork
+    await this.saving
     await this.orbitdb?.stop()
     this.orbitdb = undefined
   }
@@ -153,8 +221,7 @@ export class Catalogue {
    * else those of databases whose heads changed since their last announcement or long ago.
    */
   async announceHeads (all = true): Promise<void> {
-    for (const db of [this.tagsDb, this.nodesDb, this.strategiesDb]) {
-      if (db === undefined) continue
+    for (const db of this.openDatabases()) {
       try {
         const heads = await db.log.heads()
         const key = heads.map(head => head.hash).sort().join(',')
@@ -171,33 +238,83 @@ export class Catalogue {
     }
   }
 
+  private openDatabases (): Array<KeyValueDatabase<unknown>> {
+    return [
+      ...(this.control === undefined ? [] : [this.control as KeyValueDatabase<unknown>]),
+      ...[...this.databasesByKind.values()].flatMap(db => db.databases())
+    ]
+  }
+
   /** The same name and access controller on every node give the same database address. */
-  private async open<T> (name: string, kind: CatalogueChange['kind']): Promise<KeyValueDatabase<T>> {
+  private async openDatabase<T> (name: string): Promise<KeyValueDatabase<T>> {
     const orbitdb = this.requireStarted()
     // Any member may write: membership itself is guarded by the mesh's pre-shared key.
     // Plain KeyValue, not KeyValueIndexed: the indexed kind applies entries in the order they
     // arrive, so two nodes that wrote one key at once could each keep the other's value. Reading
     // the log in its own order (Lamport clock, then writer) gives every node the same answer.
-    const db = await orbitdb.open<T>(name, {
+    return await orbitdb.open<T>(name, {
       type: 'keyvalue',
       AccessController: IPFSAccessController({ write: ['*'] })
     })
-    // Sync errors (see HEADS_CHECK_INTERVAL_MS) are recovered by re-announcing heads.
-    db.events.on('error', (err: Error) => { this.logger.debug({ err, name }, 'catalogue sync error') })
-    const index = new KeyValueIndex<T>(db.log)
-    this.indexes.set(db.address, index as KeyValueIndex<unknown>)
-    db.events.on('update', (entry: LogEntry<T>) => {
-      // Listeners hear of a change once the index has it, so what they read is current. The
-      // entry is read back as stored (dag-cbor: map keys sorted), so a value reads the same on
-      // the node that wrote it as on every other.
-      db.log.get(entry.hash).then(async stored => { await index.add(stored ?? entry) }).then(() => {
-        const key = entry.payload.key ?? ''
-        for (const listener of this.listeners) listener({ kind, key, deleted: entry.payload.op === 'DEL' })
-      }, (err: unknown) => { this.logger.warn({ err, name }, 'could not index a catalogue entry') })
-    })
-    await index.load()
-    this.logger.debug({ name, address: db.address }, 'catalogue database open')
-    return db
+  }
+
+  /** The highest generation recorded for each database (the control log is small: one entry per compaction). */
+  private async recordedGenerations (): Promise<Map<string, number>> {
+    const recorded = new Map<string, number>()
+    for await (const entry of this.requireControl().log.traverse()) {
+      const { key, value } = entry.payload
+      if (entry.payload.op !== 'PUT' || key === undefined || typeof value?.generation !== 'number') continue
+      recorded.set(key, Math.max(recorded.get(key) ?? 0, value.generation))
+    }
+    return recorded
+  }
+
+  private readControl (): Promise<void> {
+    const run = this.controlWork.then(async () => {
+      if (this.orbitdb === undefined) return
+      for (const [name, generation] of await this.recordedGenerations()) {
+        const db = [...this.databasesByKind.values()].find(candidate => candidate.name === name)
+        if (db !== undefined && generation > db.current) await db.advance(generation)
+      }
+    }).catch((err: unknown) => { this.logger.warn({ err }, 'could not read the catalogue\'s generations') })
+    this.controlWork = run
+    return run
+  }
+
+  private async generationsOnDisk (): Promise<Record<string, number[]>> {
+    try {
+      return JSON.parse(await readFile(join(this.directory, GENERATIONS_FILE), 'utf8')) as Record<string, number[]>
+    } catch {
+      return {}
+    }
+  }
+
+  /** Writes which generations are on disk (temp file and rename: never half a file). */
+  private saveGenerations (): void {
+    const onDisk = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, db.openGenerations()]))
+    this.saving = this.saving.then(async () => {
+      const path = join(this.directory, GENERATIONS_FILE)
+      await writeFile(`${path}.tmp`, JSON.stringify(onDisk))
+      await rename(`${path}.tmp`, path)
+    }).catch((err: unknown) => { this.logger.warn({ err }, 'could not record the catalogue\'s generations') })
+  }
+
+  /**
+   * Frees a dropped database: unpins its entries (OrbitDB pins every entry it stores and never
+   * unpins, even on drop; the node's garbage collector then removes the blocks) and its manifest,
+   * and removes its heads and index directories.
+   */
+  private async release (address: string, hashes: string[]): Promise<void> {
+    const { pins } = this.ipfs as PinRemover
+    const manifest = address.split('/').at(-1)
+    for (const hash of [...hashes, ...(manifest === undefined ? [] : [manifest])]) {
+      try {
+        for await (const _ of pins.rm(CID.parse(hash, base58btc))) { /* drain */ }
+      } catch (err) {
+        this.logger.debug({ err, hash }, 'could not unpin a dropped catalogue entry')
+      }
+    }
+    await rm(join(this.directory, address), { recursive: true, force: true })
   }
 
   private requireStarted (): OrbitDB {
@@ -205,19 +322,15 @@ export class Catalogue {
     return this.orbitdb
   }
 
-  private get tags (): KeyValueDatabase<TagRecord> {
-    if (this.tagsDb === undefined) throw new Error('the catalogue is not started')
-    return this.tagsDb
+  private requireControl (): KeyValueDatabase<{ generation: number }> {
+    if (this.control === undefined) throw new Error('the catalogue is not started')
+    return this.control
   }
 
-  private get nodes (): KeyValueDatabase<NodeRecord> {
-    if (this.nodesDb === undefined) throw new Error('the catalogue is not started')
-    return this.nodesDb
-  }
-
-  private get strategies (): KeyValueDatabase<Strategy> {
-    if (this.strategiesDb === undefined) throw new Error('the catalogue is not started')
-    return this.strategiesDb
+  private database (kind: CatalogueChange['kind']): GenerationalDatabase {
+    const db = this.databasesByKind.get(kind)
+    if (db === undefined) throw new Error('the catalogue is not started')
+    return db
   }
 
   onChange (listener: (change: CatalogueChange) => void): () => void {
@@ -225,97 +338,90 @@ export class Catalogue {
     return () => this.listeners.delete(listener)
   }
 
-  /** A database's index once every entry seen so far is in it. */
-  private async view<T> (db: KeyValueDatabase<T>): Promise<KeyValueIndex<T>> {
-    const index = this.indexes.get(db.address)
-    if (index === undefined) throw new Error('the catalogue is not started')
-    await index.settled()
-    return index as KeyValueIndex<T>
+  /** A database once every entry seen so far is indexed. */
+  private async view (kind: CatalogueChange['kind']): Promise<GenerationalDatabase> {
+    const db = this.database(kind)
+    await db.settled()
+    return db
   }
 
   async putTag (record: TagRecord): Promise<void> {
-    await this.tags.put(tagKey(record.repository, record.tag), record)
+    await this.database('tag').put(tagKey(record.repository, record.tag), record)
   }
 
   async deleteTag (repository: string, tag: string): Promise<void> {
-    await this.tags.del(tagKey(repository, tag))
+    await this.database('tag').del(tagKey(repository, tag))
   }
 
   async getTag (repository: string, tag: string): Promise<TagRecord | undefined> {
-    return (await this.view(this.tags)).get(tagKey(repository, tag))
+    return (await this.view('tag')).get(tagKey(repository, tag)) as TagRecord | undefined
   }
 
   async allTags (): Promise<TagRecord[]> {
-    return (await this.view(this.tags)).entries().map(([, value]) => value)
+    return (await this.view('tag')).entries().map(([, winner]) => winner.value as TagRecord)
   }
 
   async putNode (record: NodeRecord): Promise<void> {
-    await this.nodes.put(record.id, record)
+    await this.database('node').put(record.id, record)
   }
 
   async allNodes (): Promise<NodeRecord[]> {
-    return (await this.view(this.nodes)).entries().map(([, value]) => value)
+    return (await this.view('node')).entries().map(([, winner]) => winner.value as NodeRecord)
   }
 
   async putStrategy (strategy: Strategy): Promise<void> {
-    await this.strategies.put(strategy.id, strategy)
+    await this.database('strategy').put(strategy.id, strategy)
   }
 
   async deleteStrategy (id: string): Promise<void> {
-    await this.strategies.del(id)
+    await this.database('strategy').del(id)
   }
 
   async getStrategy (id: string): Promise<Strategy | undefined> {
-    return (await this.view(this.strategies)).get(id)
+    return (await this.view('strategy')).get(id) as Strategy | undefined
   }
 
   async allStrategies (): Promise<Strategy[]> {
-    return (await this.view(this.strategies)).entries().map(([, value]) => value)
+    return (await this.view('strategy')).entries().map(([, winner]) => winner.value as Strategy)
   }
 
   /**
    * Every database's current entries as stored, each with the log entry that wrote it: its clock
-   * says when in the log's order and whose identity. For people to read (the web UI's data
+   * says when in its log's order and whose identity. For people to read (the web UI's data
    * store); nothing else needs the log entries.
    */
   async databases (): Promise<CatalogueDatabase[]> {
     const databases: CatalogueDatabase[] = []
-    for (const [name, db] of [['shoal.tags', this.tags], ['shoal.nodes', this.nodes], ['shoal.strategies', this.strategies]] as const) {
-      const current = (await this.view<unknown>(db)).entries()
-      databases.push({ name, address: db.address, entries: await this.withWriters(db as KeyValueDatabase<unknown>, current) })
+    for (const { kind, name } of KINDS) {
+      const db = await this.view(kind)
+      databases.push({
+        name,
+        address: db.db.address,
+        entries: db.entries().map(([key, winner]) => ({ key, value: winner.value, hash: winner.hash, clock: { id: winner.rank.id, time: winner.rank.time } }))
+      })
     }
     return databases
   }
 
-  /**
-   * Finds each value's log entry: remembered per value, else the newest entry of its key, read
-   * from the heads back (the log's order, newest first) only as far as the values not yet known.
-   */
-  private async withWriters (db: KeyValueDatabase<unknown>, current: Array<[string, unknown]>): Promise<CatalogueEntry[]> {
-    const unknown = new Map(current.filter(([, value]) => isObject(value) && !this.writtenBy.has(value)))
-    if (unknown.size > 0) {
-      for await (const entry of db.log.traverse()) {
-        const key = entry.payload.key
-        if (key === undefined || !unknown.has(key)) continue
-        const value = unknown.get(key)
-        unknown.delete(key)
-        // Unequal when the log has a newer entry than the index took in yet: the index's next value is looked up then.
-        if (isObject(value)) this.writtenBy.set(value, isDeepStrictEqual(entry.payload.value, value) ? { hash: entry.hash, clock: entry.clock } : null)
-        if (unknown.size === 0) break
-      }
-      for (const value of unknown.values()) if (isObject(value)) this.writtenBy.set(value, null)
+  /** Each database's generations, for people and tests. */
+  async generations (): Promise<CatalogueGeneration[]> {
+    const generations: CatalogueGeneration[] = []
+    for (const { kind, name } of KINDS) {
+      const db = await this.view(kind)
+      generations.push({ name, current: db.current, open: db.openGenerations(), logEntries: db.logSize, liveKeys: db.entries().length })
     }
-    return current.map(([key, value]) => ({ key, value, ...(isObject(value) ? this.writtenBy.get(value) ?? undefined : undefined) }))
+    return generations
+  }
+
+  /** Compacts one database now, whatever its size (operators, tests). */
+  async compact (kind: CatalogueChange['kind']): Promise<void> {
+    await this.database(kind).compact()
   }
 
   /** Directory for OrbitDB's own files under the node's data directory. */
   static directoryIn (dataDir: string): string {
     return join(dataDir, 'orbitdb')
   }
-}
-
-function isObject (value: unknown): value is object {
-  return typeof value === 'object' && value !== null
 }
 
 function tagKey (repository: string, tag: string): string {

@@ -5,7 +5,7 @@ declare module '@orbitdb/core' {
   export interface LogEntry<T = unknown> {
     hash: string
     identity: string
-    payload: { op: 'PUT' | 'DEL' | 'ADD', key?: string, value: T }
+    payload: { op: 'PUT' | 'DEL' | 'ADD' | 'BASE', key?: string, value: T }
     clock: { id: string, time: number }
     next: string[]
     refs: string[]
@@ -14,12 +14,16 @@ declare module '@orbitdb/core' {
   export interface KeyValueDatabase<T = unknown> {
     address: string
     events: EventEmitter
+    /** Appends any operation to the log (put and del are two such). */
+    addOperation(operation: { op: string, key: string | null, value: unknown }): Promise<string>
     put(key: string, value: T): Promise<string>
     del(key: string): Promise<string>
     get(key: string): Promise<T | undefined>
     all(): Promise<Array<{ key: string, value: T, hash: string }>>
     iterator(filters?: { amount?: number }): AsyncIterable<{ key: string, value: T, hash: string }>
     close(): Promise<void>
+    /** Clears the log's heads and index (not the entries' blocks, which stay pinned). */
+    drop(): Promise<void>
     log: {
       heads(): Promise<Array<LogEntry<T>>>
       get(hash: string): Promise<LogEntry<T> | undefined>
@@ -30,7 +34,7 @@ declare module '@orbitdb/core' {
 
   export interface OrbitDB {
     id: string
-    identity: { id: string }
+    identity: { id: string, publicKey: string }
     open<T = unknown>(address: string, options?: { type?: string, Database?: unknown, AccessController?: unknown }): Promise<KeyValueDatabase<T>>
     stop(): Promise<void>
   }

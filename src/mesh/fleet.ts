@@ -78,11 +78,21 @@ export class Fleet {
       onPeerConnect: (listener: () => void) => {
         libp2p.addEventListener('peer:connect', listener)
         return () => libp2p.removeEventListener('peer:connect', listener)
+      },
+      onPeerSubscribe: (listener: (topic: string) => void) => {
+        const onChange = (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+          for (const { topic, subscribe } of event.detail.subscriptions) if (subscribe) listener(topic)
+        }
+        libp2p.services.pubsub.addEventListener('subscription-change', onChange)
+        return () => libp2p.services.pubsub.removeEventListener('subscription-change', onChange)
       }
     }
     // OrbitDB loads only when a fleet starts, like libp2p (mesh.ts).
     const { Catalogue } = await import('../catalogue/catalogue.ts')
-    this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }))
+    this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }), {
+      compactEntries: this.config.catalogueCompactEntries,
+      graceMs: this.config.catalogueGraceSeconds * 1000
+    })
     await this.catalogueInstance.start()
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
     this.pullNotices.start()

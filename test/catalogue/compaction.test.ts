@@ -1,0 +1,170 @@
+// Catalogue compaction on real nodes (real libp2p, real OrbitDB, in this process): logs restart
+// from snapshots, old generations are dropped and their blocks collected, no write is lost
+// around a compaction, and a node away across compactions catches up.
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import type { Catalogue, CatalogueGeneration, TagRecord } from '../../src/catalogue/catalogue.ts'
+import type { Config } from '../../src/config.ts'
+import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
+
+const COMPACT_ENTRIES = 30
+const GRACE_SECONDS = 1
+const config: Partial<Config> = { catalogueCompactEntries: COMPACT_ENTRIES, catalogueGraceSeconds: GRACE_SECONDS, gcGraceSeconds: 0, heartbeatSeconds: 60 }
+
+function catalogueOf (node: TestNode): Catalogue {
+  const fleet = node.node.fleet
+  if (fleet === undefined) throw new Error('not in a mesh')
+  return fleet.catalogue
+}
+
+function tag (repository: string, name: string, value: string, node = 'test'): TagRecord {
+  return { repository, tag: name, digest: `sha256:${value}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', imageCid: `bafy${value}`, node, pushedAt: new Date(0).toISOString() }
+}
+
+/** repo:tag -> digest, as a node lists them. */
+async function tagsOn (node: TestNode): Promise<Map<string, string>> {
+  return new Map((await catalogueOf(node).allTags()).map(record => [`${record.repository}:${record.tag}`, record.digest]))
+}
+
+async function tagGeneration (node: TestNode): Promise<CatalogueGeneration> {
+  const tags = (await catalogueOf(node).generations()).find(generation => generation.name === 'shoal.tags')
+  assert.ok(tags !== undefined)
+  return tags
+}
+
+/** Waits until every node lists exactly `expected` and has dropped all but its current generation. */
+async function converged (nodes: TestNode[], expected: Map<string, string>, generation?: number): Promise<void> {
+  for (const node of nodes) {
+    await eventually(async () => {
+      const tags = await tagsOn(node)
+      const state = await tagGeneration(node)
+      const settled = state.open.length === 1 && (generation === undefined || state.current === generation)
+      return settled && sameMap(tags, expected) ? true : undefined
+    }, 20_000, `${node.url} to list the ${expected.size} expected tags on one generation${generation === undefined ? '' : ` (${generation})`}`).catch(async err => {
+      const tags = await tagsOn(node)
+      const missing = [...expected].filter(([key, digest]) => tags.get(key) !== digest)
+      throw new Error(`${(err as Error).message}; generation ${JSON.stringify(await tagGeneration(node))}; wrong or missing: ${JSON.stringify(missing.slice(0, 5))}; extra: ${JSON.stringify([...tags.keys()].filter(key => !expected.has(key)).slice(0, 5))}`)
+    })
+  }
+}
+
+function sameMap (a: Map<string, string>, b: Map<string, string>): boolean {
+  return a.size === b.size && [...a].every(([key, value]) => b.get(key) === value)
+}
+
+async function pinnedCount (node: TestNode): Promise<number> {
+  let count = 0
+  for await (const _ of (node.node.fleet?.mesh.helia.pins.ls() ?? [])) count++
+  return count
+}
+
+async function blockFiles (node: TestNode): Promise<number> {
+  return (await readdir(join(node.dataDir, 'blocks'), { recursive: true, withFileTypes: true })).filter(entry => entry.isFile()).length
+}
+
+describe('catalogue compaction', () => {
+  const dirs: string[] = []
+  let a: TestNode
+  let b: TestNode
+  let c: TestNode
+  const expected = new Map<string, string>()
+  let peers: string[]
+
+  const write = async (node: TestNode, repository: string, name: string, value: string): Promise<void> => {
+    await catalogueOf(node).putTag(tag(repository, name, value))
+    expected.set(`${repository}:${name}`, `sha256:${value}`)
+  }
+  const remove = async (node: TestNode, repository: string, name: string): Promise<void> => {
+    await catalogueOf(node).deleteTag(repository, name)
+    expected.delete(`${repository}:${name}`)
+  }
+
+  before(async () => {
+    for (let i = 0; i < 3; i++) dirs.push(await mkdtemp(join(tmpdir(), 'shoal-compact-')))
+    a = await startTestNode({ dataDir: dirs[0], config: { ...config, mesh: true } })
+    peers = [a.node.fleet?.mesh.addresses[0] ?? '']
+    b = await startTestNode({ dataDir: dirs[1], config: { ...config, peers } })
+    c = await startTestNode({ dataDir: dirs[2], config: { ...config, peers } })
+  })
+  after(async () => {
+    await Promise.all([a, b, c].map(async node => await node?.stop()))
+    await Promise.all(dirs.map(async dir => await rm(dir, { recursive: true, force: true })))
+  })
+
+  it('starts a new generation once the log is mostly history, drops the old one and its blocks are collected', async () => {
+    // 5 live tags rewritten 50 times: past max(30, 4 x 5) entries.
+    for (let i = 0; i < 50; i++) await write(a, 'app', `t${i % 5}`, `v${i}`)
+    await remove(a, 'app', 't4')
+    await converged([a, b, c], expected, 1)
+    for (const node of [a, b, c]) {
+      const state = await tagGeneration(node)
+      // The snapshot, and the writes made after the compaction began.
+      assert.ok(state.logEntries <= 50 - COMPACT_ENTRIES + 2, `the new log holds ${state.logEntries} entries`)
+      assert.equal(state.liveKeys, 4)
+    }
+    // The old generation's entries were unpinned: the collector removes their blocks.
+    const pinsBefore = await pinnedCount(b)
+    const filesBefore = await blockFiles(b)
+    const collected = await b.node.gc.collect()
+    assert.ok(collected.removedBlocks >= COMPACT_ENTRIES, `the old log's blocks are collected (${collected.removedBlocks} removed)`)
+    assert.ok(await blockFiles(b) <= filesBefore - COMPACT_ENTRIES)
+    assert.equal(await pinnedCount(b), pinsBefore, 'only unpinned blocks went')
+    // OrbitDB's own files of the old generation are gone too.
+    const orbitFiles = await readdir(join(b.dataDir, 'orbitdb', 'orbitdb'))
+    assert.ok(orbitFiles.length <= 5, `one directory per open database (${orbitFiles.join(', ')})`)
+    // Writes go on in the new generation.
+    await write(b, 'app', 't0', 'after')
+    await converged([a, b, c], expected, 1)
+  })
+
+  it('loses no write made before, during or right after a compaction, on any node', async () => {
+    const from = (await tagGeneration(a)).current
+    // Writes on all three nodes while a compacts; b's and c's race the switch.
+    const racing = Promise.all([b, c].map(async (node, n) => {
+      for (let i = 0; i < 25; i++) await write(node, `race${n}`, `t${i % 3}`, `${n}-${i}`)
+    }))
+    await catalogueOf(a).compact('tag')
+    await write(a, 'app', 't1', 'right-after')
+    await racing
+    await remove(c, 'race0', 't1')
+    await converged([a, b, c], expected, from + 1)
+  })
+
+  it('two nodes compacting at once agree on one generation and lose nothing', async () => {
+    const from = (await tagGeneration(a)).current
+    await Promise.all([catalogueOf(a).compact('tag'), catalogueOf(b).compact('tag'), write(c, 'app', 't2', 'meanwhile')])
+    await converged([a, b, c], expected, from + 1)
+  })
+
+  it('a node that wrote while cut off carries its writes into the generation the fleet moved to', async () => {
+    await c.stop()
+    // c alone (no peers): its writes reach nobody.
+    c = await startTestNode({ dataDir: dirs[2], config: { ...config, mesh: true } })
+    await write(c, 'offline', 'only-c', 'c1')
+    await remove(c, 'app', 't3')
+    await c.stop()
+    const from = (await tagGeneration(a)).current
+    await catalogueOf(a).compact('tag')
+    c = await startTestNode({ dataDir: dirs[2], config: { ...config, peers } })
+    await converged([a, b, c], expected, from + 1)
+  })
+
+  it('a node stopped across two compactions rejoins and sees the current state, and start reads a bounded log', async () => {
+    await c.stop()
+    const from = (await tagGeneration(a)).current
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 80; i++) await write(round === 0 ? a : b, 'away', `t${i % 4}`, `r${round}-${i}`)
+      await remove(b, 'away', `t${round}`)
+      await eventually(async () => (await tagGeneration(b)).current === from + round + 1 && (await tagGeneration(a)).current === from + round + 1 ? true : undefined, 20_000, 'the compaction of round ' + String(round))
+    }
+    c = await startTestNode({ dataDir: dirs[2], config: { ...config, peers } })
+    await converged([a, b, c], expected, from + 2)
+    // Start reads the current generation only: a snapshot and what came after, however long the history.
+    const history = 50 + 25 * 2 + 80 * 2
+    const restarted = await tagGeneration(c)
+    assert.ok(restarted.logEntries < COMPACT_ENTRIES, `a restart reads ${restarted.logEntries} entries, not the ${history}+ of the history`)
+  })
+})
