@@ -35,20 +35,25 @@ async function tagGeneration (node: TestNode): Promise<CatalogueGeneration> {
   return tags
 }
 
-/** Waits until every node lists exactly `expected` and has dropped all but its current generation. */
-async function converged (nodes: TestNode[], expected: Map<string, string>, generation?: number): Promise<void> {
+/**
+ * Waits until every node lists exactly `expected`, has dropped all but its current generation,
+ * and that generation is the same on every node and at least `generation`.
+ */
+async function converged (nodes: TestNode[], expected: Map<string, string>, generation = 0): Promise<void> {
   for (const node of nodes) {
     await eventually(async () => {
       const tags = await tagsOn(node)
       const state = await tagGeneration(node)
-      const settled = state.open.length === 1 && (generation === undefined || state.current === generation)
+      const settled = state.open.length === 1 && state.current >= generation
       return settled && sameMap(tags, expected) ? true : undefined
-    }, 20_000, `${node.url} to list the ${expected.size} expected tags on one generation${generation === undefined ? '' : ` (${generation})`}`).catch(async err => {
+    }, 20_000, `${node.url} to list the ${expected.size} expected tags on one generation (at least ${generation})`).catch(async err => {
       const tags = await tagsOn(node)
       const missing = [...expected].filter(([key, digest]) => tags.get(key) !== digest)
       throw new Error(`${(err as Error).message}; generation ${JSON.stringify(await tagGeneration(node))}; wrong or missing: ${JSON.stringify(missing.slice(0, 5))}; extra: ${JSON.stringify([...tags.keys()].filter(key => !expected.has(key)).slice(0, 5))}`)
     })
   }
+  const generations = await Promise.all(nodes.map(async node => (await tagGeneration(node)).current))
+  assert.equal(new Set(generations).size, 1, `every node on one generation (${generations.join(', ')})`)
 }
 
 function sameMap (a: Map<string, string>, b: Map<string, string>): boolean {
