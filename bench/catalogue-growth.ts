@@ -154,6 +154,12 @@ async function usageOf (target: string): Promise<Usage> {
   return usage
 }
 
+function totalOf (parts: Record<Part, Usage>): Usage {
+  const total = { files: 0, bytes: 0, allocated: 0 }
+  for (const part of PARTS) add(total, parts[part])
+  return total
+}
+
 function add (into: Usage, more: Usage): void {
   into.files += more.files
   into.bytes += more.bytes
@@ -242,6 +248,15 @@ function renderReport (settings: Settings, growth: NodeGrowth[], samples: Sample
   for (const node of growth) {
     lines.push(`| ${node.name} | ${cell(node.perMinute.orbitdb)} | ${cell(node.perMinute.blocks)} | ${cell(node.perMinute.mesh)} | ${cell(node.perMinute.rest)} | ${cell(node.perMinute.total)} |`)
   }
+  lines.push('', 'Data directory in all (bytes / files): at the first measurement, the largest seen, at the last. A compacted catalogue ' +
+    'saws up and down; growth that is not net across compactions shows as a largest size well above the last.', '',
+  '| node | first | largest | last |', '|---|---:|---:|---:|')
+  for (const [index, node] of growth.entries()) {
+    const totals = samples.map((sample) => totalOf(sample.nodes[index]!))
+    const largest = totals.reduce((max, total) => total.bytes > max.bytes ? total : max)
+    const show = (usage: Usage): string => `${kB(usage.bytes)} / ${usage.files}`
+    lines.push(`| ${node.name} | ${show(totals[0]!)} | ${show(largest)} | ${show(totals.at(-1)!)} |`)
+  }
   const verdict = (bytes: number): string => `${bytes <= TARGET.barBytes ? 'met' : 'NOT met'}`
   lines.push('',
     `Extrapolation to ${TARGET.nodes} nodes at ${TARGET.heartbeatSeconds} s presence, per node per day, from the median node's ${kB(extrapolation.measuredBytesPerMinute)} ` +
@@ -258,8 +273,7 @@ function renderReport (settings: Settings, growth: NodeGrowth[], samples: Sample
     'Samples (seconds, then per node data-directory bytes and files):',
     '',
     samples.map((sample) => `${sample.at.toFixed(0)} s: ${sample.nodes.map((node) => {
-      const total = { files: 0, bytes: 0, allocated: 0 }
-      for (const part of PARTS) add(total, node[part])
+      const total = totalOf(node)
       return `${kB(total.bytes)}/${total.files}`
     }).join(', ')}`).join('; '),
     '')
@@ -269,14 +283,15 @@ function renderReport (settings: Settings, growth: NodeGrowth[], samples: Sample
 function describeProgress (first: Sample, now: Sample, fleet: FleetNode[]): string {
   const minutes = (now.at - first.at) / 60
   return fleet.map((node, index) => {
-    let bytes = 0
-    let files = 0
-    for (const part of PARTS) {
-      bytes += now.nodes[index]![part].bytes - first.nodes[index]![part].bytes
-      files += now.nodes[index]![part].files - first.nodes[index]![part].files
-    }
-    return `${node.name} +${kB(bytes / minutes)}/min +${(files / minutes).toFixed(1)} files/min`
+    const before = totalOf(first.nodes[index]!)
+    const after = totalOf(now.nodes[index]!)
+    return `${node.name} ${kB(after.bytes)} in ${after.files} files (${signed(after.bytes - before.bytes, minutes)} kB/min, ${signed(after.files - before.files, minutes, 1)} files/min)`
   }).join(', ')
+}
+
+function signed (amount: number, minutes: number, scale = 1000): string {
+  const rate = amount / minutes / scale
+  return `${rate >= 0 ? '+' : ''}${rate.toFixed(1)}`
 }
 
 function kB (bytes: number): string {

@@ -346,7 +346,8 @@ function renderReport (settings: Settings, idle: Idle, tags: TagPush[], converge
     `\`all\` strategy, ${mib(convergence.imageBytes)} image pushed to node-0: held on all ${settings.nodes} after **${convergence.seconds.toFixed(2)} s** ` +
       `(status polled every ${STATUS_POLL_MS} ms; machine busy ${(convergence.machineBusy * 100).toFixed(0)} %). ` +
       `Seeder egress (node-0's shoal_blob_bytes_sent_total): ${mib(convergence.seederSentBytes)} = ${(convergence.seederSentBytes / convergence.imageBytes).toFixed(2)}× the image; ` +
-      `the others fetched ${mib(convergence.fetchedFromSeeder)} from node-0 and ${mib(convergence.fetchedFromOthers)} from each other.`,
+      `the others fetched ${mib(convergence.fetchedFromSeeder)} from node-0 and ${mib(convergence.fetchedFromOthers)} from each other. ` +
+      `Status first showed each node held at (s, in order): ${convergence.heldSeen.map((at) => at?.toFixed(1) ?? '—').sort((a, b) => Number(a) - Number(b)).join(', ')}.`,
     '',
     'Bars:',
     `- idle CPU per node, max over nodes: ${verdict(Math.max(...cpu), BARS.idleCpuPercent, '%')}`,
@@ -357,7 +358,7 @@ function renderReport (settings: Settings, idle: Idle, tags: TagPush[], converge
       'tcp_info, `ss -tinp`) of each node\'s TCP sockets with one end on a libp2p listen port, sampled every 5 s ' +
       `(${idle.closedSockets} counted socket(s) closed during the window; what a socket carried after its last sample is not counted). ` +
       `Tag visibility: one request per node in flight to /v2/<repo>/tags/list, the next ${settings.pollMs} ms after each answer; the clock starts at the manifest PUT's answer; ` +
-      'pushes go to node k mod N in turn.',
+      `pushes go to node k mod N in turn; nearest-rank quantiles, so with ${tags.length} pushes p99 is the slowest push.`,
     '',
     'Per node (idle window): CPU %, control-plane kB/min sent/received, RSS:',
     '',
