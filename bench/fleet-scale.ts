@@ -96,7 +96,8 @@ interface Memory {
 async function main (): Promise<void> {
   const settings = parseSettings()
   const started = performance.now()
-  log(`${settings.nodes} nodes on ${os.availableParallelism()} cores; load ${loadAverage().join(' ')}`)
+  const loadAtStart = loadAverage()
+  log(`${settings.nodes} nodes on ${os.availableParallelism()} cores; load ${loadAtStart.join(' ')}${loadAtStart[0]! > 1 ? ' (a busy machine: CPU figures will not be valid)' : ''}`)
   const runDir = await freshRunDir('fleet-scale')
   const fleet = await startProcessFleet({ size: settings.nodes, runDir, concurrency: settings.concurrency, log })
   try {
@@ -110,11 +111,13 @@ async function main (): Promise<void> {
     const memory = await Promise.all(fleet.map(async (node) => ({ name: node.name, ...await processMemory(node.pid) })))
     log(`stopping the fleet (${seconds(started)} s since the start)`)
     await stopFleet(fleet)
-    const json = { settings, commit: gitCommit(), machine: machineDescription(), node: process.version, idle, tags, convergence, memory }
-    await writeResults('fleet-scale', renderReport(settings, idle, tags, convergence, memory), json, log)
+    const json = { settings, commit: gitCommit(), machine: machineDescription(), node: process.version, loadAtStart, idle, tags, convergence, memory }
+    await writeResults('fleet-scale', renderReport(settings, loadAtStart, idle, tags, convergence, memory), json, log)
   } catch (error) {
+    // The nodes that died on their own say most; otherwise the first few.
+    const exited = fleet.filter((node) => node.process.process.exitCode !== null || node.process.process.signalCode !== null)
     await killFleet(fleet)
-    const tails = fleet.slice(0, 3).map((node) => `--- ${node.name} output ---\n${node.process.output().trim().slice(-3000)}`).join('\n')
+    const tails = (exited.length > 0 ? exited : fleet).slice(0, 3).map((node) => `--- ${node.name} output ---\n${node.process.output().trim().slice(-3000)}`).join('\n')
     throw new Error(`${(error as Error).message}\n${tails}`, { cause: error })
   }
 }
@@ -308,7 +311,7 @@ async function measureConvergence (fleet: FleetNode[], ids: string[], settings: 
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function renderReport (settings: Settings, idle: Idle, tags: TagPush[], convergence: Convergence, memory: Memory[]): string {
+function renderReport (settings: Settings, loadAtStart: number[], idle: Idle, tags: TagPush[], convergence: Convergence, memory: Memory[]): string {
   const cpu = idle.nodes.map((node) => node.cpuPercent)
   const sent = idle.nodes.map((node) => node.sentPerMinute)
   const received = idle.nodes.map((node) => node.receivedPerMinute)
@@ -321,7 +324,7 @@ function renderReport (settings: Settings, idle: Idle, tags: TagPush[], converge
   const lines = [
     `## Fleet at scale, ${new Date().toISOString().slice(0, 10)}: ${settings.nodes} nodes, one process each`,
     '',
-    `Machine: ${machineDescription()}. Node ${process.version}. Commit ${gitCommit()}.`,
+    `Machine: ${machineDescription()}. Node ${process.version}. Commit ${gitCommit()}. Load average at the start: ${loadAtStart.join(' ')}.`,
     `Default settings apart from ports, data directories and peers (node i told of node i-1 and node ⌊i/2⌋; node-0 of none). ` +
       `Idle window ${(idle.seconds / 60).toFixed(1)} min after every node listed all ${settings.nodes} and ${settings.settleSeconds} s more; ` +
       `machine busy ${(idle.machineBusy * 100).toFixed(0)} % during it, load average at its end ${idle.loadAverage.join(' ')}.`,
