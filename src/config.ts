@@ -203,7 +203,7 @@ export const SETTINGS = {
     kind: number, default: 1000, arg: '<n>',
     // A compaction rewrites the live state as a new generation's snapshot: too small a value
     // rewrites it often, too large keeps more history (storage, start time).
-    help: 'entries a catalogue database\'s log holds (and 4 per live key) before it is compacted',
+    help: 'entries a catalogue database\'s log holds (and 2 per live key) before it is compacted',
     check: value => Number.isSafeInteger(value) && value >= 10 ? undefined : 'must be a whole number, at least 10'
   }),
   catalogueGraceSeconds: declare({

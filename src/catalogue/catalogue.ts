@@ -62,6 +62,8 @@ export interface CatalogueTransport {
   onPeerConnect(listener: () => void): () => void
   /** Calls back when a peer subscribes to a topic; returns an unsubscribe function. */
   onPeerSubscribe?(listener: (topic: string) => void): () => void
+  /** Calls back with every message on `topic`; returns an unsubscribe function. */
+  subscribe(topic: string, onMessage: (bytes: Uint8Array) => void): () => void
 }
 
 /** What the catalogue needs of helia beyond what OrbitDB uses: removing the pins of dropped logs. */
@@ -80,10 +82,16 @@ const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 60_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 
-/** The control database: database name -> the generation every node should write to. */
-const CONTROL_NAME = 'shoal.generations'
-/** Which generations of each database this node holds on disk, beside OrbitDB's files. */
+/**
+ * Gossip topic on which nodes tell each other the generation each database writes to: on a new
+ * generation, when a peer connects, and every HEADS_REANNOUNCE_MS. Nothing durable: a node keeps
+ * its own current generation in GENERATIONS_FILE and learns a newer one from any peer.
+ */
+const GENERATIONS_TOPIC = 'shoal/catalogue/generations/1'
+/** Per database: the generation this node writes to and those it holds on disk, beside OrbitDB's files. */
 const GENERATIONS_FILE = 'generations.json'
+
+type GenerationsOnDisk = Record<string, { current: number, onDisk: number[] }>
 
 /** How compaction behaves; defaults are those of the settings in src/config.ts. */
 export type CatalogueOptions = Partial<GenerationSettings>
@@ -149,7 +157,6 @@ export class Catalogue {
   private readonly logger: Logger
   private readonly settings: GenerationSettings
   private orbitdb: OrbitDB | undefined
-  private control: KeyValueDatabase<{ generation: number }> | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
   /** Per database: the heads last announced, and when. */
@@ -158,9 +165,8 @@ export class Catalogue {
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
   private readonly stopListening: Array<() => void> = []
-  /** Control updates are read one at a time, in order. */
-  private controlWork: Promise<unknown> = Promise.resolve()
   private saving: Promise<unknown> = Promise.resolve()
+  private generationsAnnouncedAt = 0
 
   constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger, options: CatalogueOptions = {}) {
     this.ipfs = ipfs
@@ -172,26 +178,21 @@ export class Catalogue {
 
   async start (): Promise<void> {
     const orbitdb = this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
-    this.control = await this.openDatabase<{ generation: number }>(CONTROL_NAME)
-    this.control.events.on('error', (err: Error) => { this.logger.debug({ err }, 'catalogue control sync error') })
-    this.control.events.on('update', () => { void this.readControl() })
-    const recorded = await this.recordedGenerations()
     const onDisk = await this.generationsOnDisk()
     for (const { kind, name } of KINDS) {
       const db = new GenerationalDatabase(name, {
         open: async dbName => await this.openDatabase<unknown>(dbName),
         release: async (address, hashes) => { await this.release(address, hashes) },
-        recordGeneration: async generation => { await this.requireControl().put(name, { generation }) },
+        announceGeneration: () => { void this.announceGenerations() },
         generationsChanged: () => { this.saveGenerations() },
         changed: (key, deleted) => { for (const listener of this.listeners) listener({ kind, key, deleted }) },
         writerId: orbitdb.identity.publicKey,
         logger: this.logger
       }, this.settings)
       this.databasesByKind.set(kind, db)
-      await db.start(onDisk[name] ?? [], recorded.get(name) ?? 0)
+      await db.start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0)
     }
-    // Generations recorded while the databases opened.
-    void this.readControl()
+    this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, bytes => { this.heardGenerations(bytes) }))
     this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
     const soon = (): void => {
       clearTimeout(this.announceSoon)
@@ -200,7 +201,7 @@ export class Catalogue {
     this.stopListening.push(this.transport.onPeerConnect(soon))
     if (this.transport.onPeerSubscribe !== undefined) {
       this.stopListening.push(this.transport.onPeerSubscribe(topic => {
-        if (this.openDatabases().some(db => db.address === topic)) soon()
+        if (topic === GENERATIONS_TOPIC || this.openDatabases().some(db => db.address === topic)) soon()
       }))
     }
   }
@@ -210,7 +211,6 @@ export class Catalogue {
     clearTimeout(this.announceSoon)
     for (const stop of this.stopListening.splice(0)) stop()
     for (const db of this.databasesByKind.values()) await db.stop()
-    await this.controlWork
     await this.saving
     await this.orbitdb?.stop()
     this.orbitdb = undefined
@@ -221,6 +221,7 @@ export class Catalogue {
    * else those of databases whose heads changed since their last announcement or long ago.
    */
   async announceHeads (all = true): Promise<void> {
+    if (all || Date.now() - this.generationsAnnouncedAt >= HEADS_REANNOUNCE_MS) await this.announceGenerations()
     for (const db of this.openDatabases()) {
       try {
         const heads = await db.log.heads()
@@ -239,10 +240,34 @@ export class Catalogue {
   }
 
   private openDatabases (): Array<KeyValueDatabase<unknown>> {
-    return [
-      ...(this.control === undefined ? [] : [this.control as KeyValueDatabase<unknown>]),
-      ...[...this.databasesByKind.values()].flatMap(db => db.databases())
-    ]
+    return [...this.databasesByKind.values()].flatMap(db => db.databases())
+  }
+
+  /** Tells the fleet which generation each database writes to. */
+  private async announceGenerations (): Promise<void> {
+    this.generationsAnnouncedAt = Date.now()
+    const current = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, db.current]))
+    try {
+      await this.transport.publish(GENERATIONS_TOPIC, new TextEncoder().encode(JSON.stringify(current)))
+    } catch (err) {
+      this.logger.debug({ err }, 'could not announce the catalogue\'s generations')
+    }
+  }
+
+  /** A peer's generations: moves to any that is newer than this node's. */
+  private heardGenerations (bytes: Uint8Array): void {
+    let heard: unknown
+    try {
+      heard = JSON.parse(new TextDecoder().decode(bytes))
+    } catch {
+      return
+    }
+    if (typeof heard !== 'object' || heard === null) return
+    for (const db of this.databasesByKind.values()) {
+      const generation = (heard as Record<string, unknown>)[db.name]
+      if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation <= db.current) continue
+      db.advance(generation).catch((err: unknown) => { this.logger.warn({ err, db: db.name, generation }, 'could not move to a new catalogue generation') })
+    }
   }
 
   /** The same name and access controller on every node give the same database address. */
@@ -258,32 +283,9 @@ export class Catalogue {
     })
   }
 
-  /** The highest generation recorded for each database (the control log is small: one entry per compaction). */
-  private async recordedGenerations (): Promise<Map<string, number>> {
-    const recorded = new Map<string, number>()
-    for await (const entry of this.requireControl().log.traverse()) {
-      const { key, value } = entry.payload
-      if (entry.payload.op !== 'PUT' || key === undefined || typeof value?.generation !== 'number') continue
-      recorded.set(key, Math.max(recorded.get(key) ?? 0, value.generation))
-    }
-    return recorded
-  }
-
-  private readControl (): Promise<void> {
-    const run = this.controlWork.then(async () => {
-      if (this.orbitdb === undefined) return
-      for (const [name, generation] of await this.recordedGenerations()) {
-        const db = [...this.databasesByKind.values()].find(candidate => candidate.name === name)
-        if (db !== undefined && generation > db.current) await db.advance(generation)
-      }
-    }).catch((err: unknown) => { this.logger.warn({ err }, 'could not read the catalogue\'s generations') })
-    this.controlWork = run
-    return run
-  }
-
-  private async generationsOnDisk (): Promise<Record<string, number[]>> {
+  private async generationsOnDisk (): Promise<GenerationsOnDisk> {
     try {
-      return JSON.parse(await readFile(join(this.directory, GENERATIONS_FILE), 'utf8')) as Record<string, number[]>
+      return JSON.parse(await readFile(join(this.directory, GENERATIONS_FILE), 'utf8')) as GenerationsOnDisk
     } catch {
       return {}
     }
@@ -291,7 +293,7 @@ export class Catalogue {
 
   /** Writes which generations are on disk (temp file and rename: never half a file). */
   private saveGenerations (): void {
-    const onDisk = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, db.openGenerations()]))
+    const onDisk: GenerationsOnDisk = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, { current: db.current, onDisk: db.openGenerations() }]))
     this.saving = this.saving.then(async () => {
       const path = join(this.directory, GENERATIONS_FILE)
       await writeFile(`${path}.tmp`, JSON.stringify(onDisk))
@@ -320,11 +322,6 @@ export class Catalogue {
   private requireStarted (): OrbitDB {
     if (this.orbitdb === undefined) throw new Error('the catalogue is not started')
     return this.orbitdb
-  }
-
-  private requireControl (): KeyValueDatabase<{ generation: number }> {
-    if (this.control === undefined) throw new Error('the catalogue is not started')
-    return this.control
   }
 
   private database (kind: CatalogueChange['kind']): GenerationalDatabase {

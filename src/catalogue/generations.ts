@@ -7,7 +7,7 @@ import { BASE_OP, KeyValueIndex, rankAfter, type BaseItem, type BasePayload, typ
  * A compaction starts once the current generation's log holds more than this many entries per
  * live key (and more than `compactEntries`): the log is then mostly history.
  */
-export const COMPACT_FACTOR = 4
+export const COMPACT_FACTOR = 2
 /**
  * Deletes are kept in snapshots this many generations after their own, so a write from an
  * older generation carried over late cannot bring a deleted key back; writes from generations
@@ -32,9 +32,9 @@ export interface GenerationHost {
   open(name: string): Promise<KeyValueDatabase<unknown>>
   /** Frees what a dropped database held: its entries' pins and its own files. */
   release(address: string, hashes: string[]): Promise<void>
-  /** Records in the control database that `generation` is current. */
-  recordGeneration(generation: number): Promise<void>
-  /** Notes which generations are on disk (so a restart opens them). */
+  /** Tells the fleet this node's current generations (a new one, or one just learnt). */
+  announceGeneration(): void
+  /** Notes the current generation and those on disk (so a restart opens them). */
   generationsChanged(): void
   /** Calls the catalogue's listeners. */
   changed(key: string, deleted: boolean): void
@@ -79,7 +79,7 @@ export class GenerationalDatabase {
   async start (onDisk: number[], current: number): Promise<void> {
     this.currentGeneration = current
     for (const generation of [...new Set([...onDisk, current])].sort((a, b) => a - b)) {
-      // Above the current one: a compaction that never recorded its generation.
+      // Above the current one: a compaction that stopped before its switch.
       const useless = generation > current || generation < current - TOMBSTONE_GENERATIONS
       await this.openGeneration(generation)
       if (useless) await this.drop(generation)
@@ -168,7 +168,7 @@ export class GenerationalDatabase {
     return merged
   }
 
-  /** Another node recorded `generation` as current: write there from now on. */
+  /** Another node announced `generation` as current: write there from now on. */
   advance (generation: number): Promise<void> {
     return this.serially(async () => {
       if (generation <= this.currentGeneration) return
@@ -176,6 +176,7 @@ export class GenerationalDatabase {
       this.currentGeneration = generation
       this.switchedAt = Date.now()
       this.host.generationsChanged()
+      this.host.announceGeneration()
       this.host.logger.info({ db: this.name, generation }, 'catalogue generation advanced')
       this.scheduleTick(0)
     })
@@ -197,15 +198,18 @@ export class GenerationalDatabase {
         .filter(([, winner]) => !winner.deleted || winner.rank.generation >= next - TOMBSTONE_GENERATIONS)
         .map(([key, winner]) => itemOf(key, winner))
       const target = await this.openGeneration(next)
+      // Listed on disk at once: if the node stops before the switch, its next start drops it.
+      this.host.generationsChanged()
       const parts = partsOf(items)
       const id = randomUUID()
       for (const [part, partItems] of parts.entries()) {
         await this.append(target, { snapshot: { id, part, parts: parts.length }, items: partItems })
       }
-      await this.host.recordGeneration(next)
+      // Announced only once the snapshot is written: a node that hears of it finds it there.
       this.currentGeneration = next
       this.switchedAt = Date.now()
       this.host.generationsChanged()
+      this.host.announceGeneration()
       this.host.logger.info({ db: this.name, generation: next, entries, keys: items.length, parts: parts.length, ms: Date.now() - started }, 'catalogue compacted')
       this.scheduleTick(0)
     })

@@ -85,7 +85,8 @@ export class Fleet {
         }
         libp2p.services.pubsub.addEventListener('subscription-change', onChange)
         return () => libp2p.services.pubsub.removeEventListener('subscription-change', onChange)
-      }
+      },
+      subscribe: gossipTransport(libp2p.services.pubsub).subscribe
     }
     // OrbitDB loads only when a fleet starts, like libp2p (mesh.ts).
     const { Catalogue } = await import('../catalogue/catalogue.ts')
