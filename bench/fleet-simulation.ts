@@ -1,12 +1,12 @@
 // A fleet of N nodes pulling one image at once, simulated (issue 11): no processes, no sockets,
 // a simulated network, and Shoal's own code where it decides who sends what: the placement
 // (src/replication/placement.ts picks the seeders and the pullers), the relay ranking
-// (src/mesh/relay-chain.ts), the provider pool (src/mesh/provider-pool.ts) and the retry policy,
+// (src/mesh/relay-tree.ts), the provider pool (src/mesh/provider-pool.ts) and the retry policy,
 // with the fetcher's limits (read-ahead, requests in flight per provider, timeouts, relay wait)
 // imported from the modules that set them.
 //
 //   node bench/fleet-simulation.ts [--nodes 1,10,100,1000,10000] [--mib 256] [--layers 4]
-//     [--seeders 1] [--gbit 1] [--down-gbit <same>] [--latency-ms 0.5] [--spread-ms 0]
+//     [--seeders 1] [--gbit 1] [--down-gbit <same>] [--seeder-gbit <same>] [--latency-ms 0.5] [--spread-ms 0]
 //     [--hop-ms 2] [--lookup-ms 100] [--block-mib 1] [--seed 1] [--json <file>]
 //
 // What is modelled, per node: an upload and a download link (FIFO at block granularity: a block
@@ -38,7 +38,7 @@ import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { place, type Member } from '../src/replication/placement.ts'
 import { ProviderPool, type Provider } from '../src/mesh/provider-pool.ts'
-import { rankProviders, ranksAbove, type PullerHeard } from '../src/mesh/relay-chain.ts'
+import { rankProviders, ranksAbove, relayTrees, type PullerHeard, type RelayTrees } from '../src/mesh/relay-tree.ts'
 import { mayRetry, retryDelay, type RetryPolicy } from '../src/retry-policy.ts'
 import {
   DEFAULT_MAX_IN_FLIGHT_PER_PROVIDER, DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRY_DELAY_MS, TRIES_PER_PROVIDER
@@ -67,6 +67,7 @@ const { values } = parseArgs({
     seeders: { type: 'string', default: '1' },
     gbit: { type: 'string', default: '1' },
     'down-gbit': { type: 'string' },
+    'seeder-gbit': { type: 'string' },
     'latency-ms': { type: 'string', default: '0.5' },
     'spread-ms': { type: 'string', default: '0' },
     'hop-ms': { type: 'string', default: '2' },
@@ -85,6 +86,7 @@ interface Settings {
   /** Bytes per millisecond. */
   up: number
   down: number
+  seederUp: number
   latencyMs: number
   spreadMs: number
   hopMs: number
@@ -113,30 +115,41 @@ function mulberry32 (seed: number): () => number {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-interface SimEvent { t: number, seq: number, run: () => void }
+interface SimEvent { t: number, seq: number, run: () => void, index: number }
 
+/**
+ * A binary heap of events by time (then by order of scheduling). Timers that are no longer needed
+ * (a request answered before its timeout) are cancelled, i.e. taken out of the heap at once:
+ * left in, millions of them would hold their requests in memory until they came due.
+ */
 class EventQueue {
   now = 0
   events = 0
   private readonly heap: SimEvent[] = []
   private seq = 0
 
-  at (t: number, run: () => void): void {
-    const event = { t: Math.max(t, this.now), seq: this.seq++, run }
-    const heap = this.heap
-    heap.push(event)
-    let i = heap.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!before(event, heap[parent] as SimEvent)) break
-      heap[i] = heap[parent] as SimEvent
-      i = parent
-    }
-    heap[i] = event
+  at (t: number, run: () => void): SimEvent {
+    const event = { t: Math.max(t, this.now), seq: this.seq++, run, index: this.heap.length }
+    this.heap.push(event)
+    this.up(event.index)
+    return event
   }
 
-  after (ms: number, run: () => void): void {
-    this.at(this.now + ms, run)
+  after (ms: number, run: () => void): SimEvent {
+    return this.at(this.now + ms, run)
+  }
+
+  cancel (event: SimEvent | undefined): void {
+    if (event === undefined || event.index < 0) return
+    const heap = this.heap
+    const i = event.index
+    const last = heap.pop() as SimEvent
+    event.index = -1
+    if (last === event) return
+    heap[i] = last
+    last.index = i
+    this.up(i)
+    this.down(last.index)
   }
 
   run (): void {
@@ -144,23 +157,49 @@ class EventQueue {
     while (heap.length > 0) {
       const top = heap[0] as SimEvent
       const last = heap.pop() as SimEvent
-      if (heap.length > 0) {
-        let i = 0
-        for (;;) {
-          const left = 2 * i + 1
-          if (left >= heap.length) break
-          const right = left + 1
-          const child = right < heap.length && before(heap[right] as SimEvent, heap[left] as SimEvent) ? right : left
-          if (!before(heap[child] as SimEvent, last)) break
-          heap[i] = heap[child] as SimEvent
-          i = child
-        }
-        heap[i] = last
+      top.index = -1
+      if (last !== top) {
+        heap[0] = last
+        last.index = 0
+        this.down(0)
       }
       this.now = top.t
       this.events++
       top.run()
     }
+  }
+
+  private up (i: number): void {
+    const heap = this.heap
+    const event = heap[i] as SimEvent
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      const above = heap[parent] as SimEvent
+      if (!before(event, above)) break
+      heap[i] = above
+      above.index = i
+      i = parent
+    }
+    heap[i] = event
+    event.index = i
+  }
+
+  private down (i: number): void {
+    const heap = this.heap
+    const event = heap[i] as SimEvent
+    for (;;) {
+      const left = 2 * i + 1
+      if (left >= heap.length) break
+      const right = left + 1
+      const child = right < heap.length && before(heap[right] as SimEvent, heap[left] as SimEvent) ? right : left
+      const below = heap[child] as SimEvent
+      if (!before(below, event)) break
+      heap[i] = below
+      below.index = i
+      i = child
+    }
+    heap[i] = event
+    event.index = i
   }
 }
 
@@ -240,8 +279,6 @@ interface SimNode {
   end: number
   /** When this node's holder lookup for each layer answers. */
   seedersKnownAt: number[]
-  /** The relay ranking last computed per layer, and the view version it was computed from. */
-  ranked: Array<{ version: number, providers: Provider[] } | undefined>
 }
 
 interface FetchOp {
@@ -253,6 +290,8 @@ interface FetchOp {
   settled: boolean
   waitingForSlot: boolean
   request: BlockRequest | undefined
+  /** The abort at the deadline, for a fetch that has one. */
+  timer: SimEvent | undefined
   /** Set when this fetch marked the block as arriving: who waits for it. */
   arrival: Array<() => void> | undefined
   onSettle: (ok: boolean) => void
@@ -266,12 +305,12 @@ interface BlockRequest {
   block: number
   deadline: number
   settled: boolean
+  timeout: SimEvent | undefined
 }
 
 interface View {
   pullers: Map<string, PullerHeard>
-  list: PullerHeard[]
-  version: number
+  trees: RelayTrees
   dirty: boolean
   builtAt: number
 }
@@ -324,8 +363,7 @@ function simulate (settings: Settings): Outcome {
       sentBytes: 0,
       start: Number.NaN,
       end: Number.NaN,
-      seedersKnownAt: image.layers.map(() => Number.POSITIVE_INFINITY),
-      ranked: image.layers.map(() => undefined)
+      seedersKnownAt: image.layers.map(() => Number.POSITIVE_INFINITY)
     }
     if (node.seeder) node.has.fill(1)
     byId.set(node.id, node)
@@ -336,7 +374,7 @@ function simulate (settings: Settings): Outcome {
 
   // Views of the pull notices, per receiver group and layer (a notice names every blob root).
   const views: View[][] = []
-  for (let g = 0; g < VIEW_GROUPS; g++) views.push(image.layers.map(() => ({ pullers: new Map(), list: [], version: 0, dirty: false, builtAt: -Infinity })))
+  for (let g = 0; g < VIEW_GROUPS; g++) views.push(image.layers.map(layer => ({ pullers: new Map(), trees: relayTrees(rootOf(layer), []), dirty: false, builtAt: -Infinity })))
   const maxHops = Math.ceil(Math.log(Math.max(2, total)) / Math.log(3)) + 1
   const noticeDelay = (): number => NOTICE_COALESCE_MS + (1 + Math.floor(random() * maxHops)) * settings.hopMs
   const hear = (from: SimNode, layers: number[], done: boolean): void => {
@@ -364,27 +402,19 @@ function simulate (settings: Settings): Outcome {
   const viewOf = (node: SimNode, layer: number): View => {
     const view = views[node.group]?.[layer] as View
     if (view.dirty && queue.now - view.builtAt >= VIEW_REFRESH_MS) {
-      view.list = [...view.pullers.values()]
-      view.version++
+      view.trees = relayTrees(rootOf(image.layers[layer] as Layer), [...view.pullers.values()])
       view.dirty = false
       view.builtAt = queue.now
     }
     return view
   }
 
-  // The nodes' own ranking, on what this node heard (its group's view, itself left out, as
-  // PullNotices.pullersOf does) and the holders once its lookup answered. The chain's ranking
-  // does not depend on the block, so it is computed once per view.
+  // The nodes' own ranking, on what this node heard (its group's view: the trees are built once
+  // per change of it, as a node would cache them) and the holders once its lookup answered.
   const providersFor = (node: SimNode, block: number): Provider[] => {
     const layer = image.layerOf[block] as number
     const seeders = queue.now >= (node.seedersKnownAt[layer] as number) ? seederProviders : []
-    const view = viewOf(node, layer)
-    const version = view.version * 2 + (seeders.length > 0 ? 1 : 0)
-    const cached = node.ranked[layer]
-    if (cached !== undefined && cached.version === version) return cached.providers
-    const providers = rankProviders(node.id, view.list.filter(p => p.id !== node.id), seeders)
-    node.ranked[layer] = { version, providers }
-    return providers
+    return rankProviders(node.id, viewOf(node, layer).trees, seeders, image.digest[block] as Uint8Array)
   }
 
   let relayed404 = 0
@@ -402,6 +432,7 @@ function simulate (settings: Settings): Outcome {
   const settle = (op: FetchOp, ok: boolean): void => {
     if (op.settled) return
     op.settled = true
+    queue.cancel(op.timer)
     const node = op.node
     if (ok) node.has[op.block] = 1
     // The fetch that marked the block as arriving settles it (BlockFetcher.expect).
@@ -418,6 +449,7 @@ function simulate (settings: Settings): Outcome {
     const request = op.request
     if (request !== undefined && !request.settled) {
       request.settled = true
+      queue.cancel(request.timeout)
       op.node.pool.release(request.provider.id)
       wakeSlotWaiters(op.node)
     }
@@ -458,15 +490,16 @@ function simulate (settings: Settings): Outcome {
 
   const send = (op: FetchOp, provider: Provider): void => {
     const to = byId.get(provider.id) as SimNode
-    const request: BlockRequest = { op, from: op.node, to, provider, block: op.block, deadline: Math.min(op.deadline, queue.now + DEFAULT_REQUEST_TIMEOUT_MS), settled: false }
+    const request: BlockRequest = { op, from: op.node, to, provider, block: op.block, deadline: Math.min(op.deadline, queue.now + DEFAULT_REQUEST_TIMEOUT_MS), settled: false, timeout: undefined }
     op.request = request
-    queue.at(request.deadline, () => answered(request, false))
+    request.timeout = queue.at(request.deadline, () => answered(request, false))
     queue.after(settings.latencyMs, () => serve(request))
   }
 
   const answered = (request: BlockRequest, ok: boolean): void => {
     if (request.settled) return
     request.settled = true
+    queue.cancel(request.timeout)
     const op = request.op
     op.node.pool.release(request.provider.id)
     if (ok) {
@@ -493,7 +526,7 @@ function simulate (settings: Settings): Outcome {
     }
     const waitUntil = Math.min(request.deadline, queue.now + RELAY_WAIT_MS)
     const onBehalf = (): void => {
-      if (!ranksAbove(node.id, request.from.id)) {
+      if (!ranksAbove(node.id, request.from.id, rootOf(image.layers[image.layerOf[request.block] as number] as Layer), image.digest[request.block] as Uint8Array)) {
         notFound(request)
         return
       }
@@ -510,16 +543,17 @@ function simulate (settings: Settings): Outcome {
       return
     }
     let over = false
-    waiters.push(() => {
-      if (over) return
-      over = true
-      if (node.has[request.block] === 1) upload(request)
-      else onBehalf()
-    })
-    queue.at(waitUntil, () => {
+    const timer = queue.at(waitUntil, () => {
       if (over) return
       over = true
       notFound(request)
+    })
+    waiters.push(() => {
+      if (over) return
+      over = true
+      queue.cancel(timer)
+      if (node.has[request.block] === 1) upload(request)
+      else onBehalf()
     })
   }
 
@@ -534,8 +568,13 @@ function simulate (settings: Settings): Outcome {
       const request = node.upQueue[node.upHead++] as BlockRequest
       // Its asker left (timeout, relay wait over): nothing is sent.
       if (request.settled) continue
+      if (node.upHead >= 1024 && node.upHead * 2 >= node.upQueue.length) {
+        // Sent requests are dropped from the queue now and then, not kept for the whole run.
+        node.upQueue = node.upQueue.slice(node.upHead)
+        node.upHead = 0
+      }
       const bytes = image.size[request.block] as number
-      const sent = queue.now + bytes / settings.up
+      const sent = queue.now + bytes / (node.seeder ? settings.seederUp : settings.up)
       const receiver = request.from
       const received = Math.max(sent, receiver.downFree + bytes / settings.down)
       receiver.downFree = received
@@ -558,8 +597,8 @@ function simulate (settings: Settings): Outcome {
       arrival = []
       node.arriving.set(block, arrival)
     }
-    const op: FetchOp = { node, block, deadline, failures: new Map(), retryRound: 0, settled: false, waitingForSlot: false, request: undefined, arrival, onSettle }
-    if (Number.isFinite(deadline)) queue.at(deadline, () => abort(op))
+    const op: FetchOp = { node, block, deadline, failures: new Map(), retryRound: 0, settled: false, waitingForSlot: false, request: undefined, timer: undefined, arrival, onSettle }
+    if (Number.isFinite(deadline)) op.timer = queue.at(deadline, () => abort(op))
     step(op)
   }
 
@@ -571,6 +610,15 @@ function simulate (settings: Settings): Outcome {
   const fetchOwn = (node: SimNode, block: number, then: () => void): void => {
     if (node.has[block] === 1) {
       queue.after(0, then)
+      return
+    }
+    // Another fetch of this node (a relay's, for a peer) is bringing it: wait for that one.
+    const arriving = node.arriving.get(block)
+    if (arriving !== undefined) {
+      arriving.push(() => {
+        if (node.has[block] === 1) then()
+        else fetchOwn(node, block, then)
+      })
       return
     }
     fetchRemote(node, block, Number.POSITIVE_INFINITY, ok => {
@@ -663,6 +711,11 @@ function simulate (settings: Settings): Outcome {
   }
 }
 
+/** A layer's root CID, as the relay code sees it (only hashed, so any unique text will do). */
+function rootOf (layer: Layer): string {
+  return `bafy-simulated-layer-${layer.index}`
+}
+
 const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 /** Something shaped like an Ed25519 peer id: a fixed prefix, then random base58. */
 function peerId (random: () => number): string {
@@ -684,6 +737,7 @@ const settings = (pullers: number): Settings => ({
   seeders: Number(values.seeders),
   up: gbitToBytesPerMs(Number(values.gbit)),
   down: gbitToBytesPerMs(Number(values['down-gbit'] ?? values.gbit)),
+  seederUp: gbitToBytesPerMs(Number(values['seeder-gbit'] ?? values.gbit)),
   latencyMs: Number(values['latency-ms']),
   spreadMs: Number(values['spread-ms']),
   hopMs: Number(values['hop-ms']),
@@ -695,7 +749,7 @@ const settings = (pullers: number): Settings => ({
 const sizes = (values.nodes ?? '').split(',').map(Number)
 const first = settings(sizes[0] ?? 1)
 console.log(`Fleet simulation: ${values.mib} MiB image in ${first.layers} layers of ${Number(values['block-mib'])} MiB blocks, ` +
-  `${first.seeders} seeder(s), links ${values.gbit} Gbit/s up / ${values['down-gbit'] ?? values.gbit} Gbit/s down per node, ` +
+  `${first.seeders} seeder(s) (upload ${values['seeder-gbit'] ?? values.gbit} Gbit/s each), links ${values.gbit} Gbit/s up / ${values['down-gbit'] ?? values.gbit} Gbit/s down per node, ` +
   `${first.latencyMs} ms one way, pulls started within ${first.spreadMs} ms, gossip hop ${first.hopMs} ms, holder lookup ${first.lookupMs} ms.`)
 console.log(`Commit ${gitCommit()}; ${machineDescription()}; Node ${process.version}.\n`)
 console.log('| N | p50 s | p99 s | max s | max / one node\'s pull | seeder egress (× image) | relay 404s | failed fetch rounds | events | wall s |')

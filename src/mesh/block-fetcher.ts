@@ -126,7 +126,7 @@ export class BlockFetcher {
   async fetchBlock (cid: CID, providers: Providers, signal: AbortSignal, root?: CID): Promise<Uint8Array> {
     assertVerifiable(cid)
     signal.throwIfAborted()
-    const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
+    const local = await this.heldOrArrived(cid, signal, async () => await this.blockstore.getBytes(cid))
     if (local !== undefined) return local
     const done = this.expect(cid)
     try {
@@ -147,6 +147,18 @@ export class BlockFetcher {
     if (arriving === undefined) return false
     await (signal === undefined ? arriving : Promise.race([arriving, once(signal, 'abort')]))
     return true
+  }
+
+  /**
+   * A local read of a block, held now or once another fetch of this node brings it: a block a
+   * relay is fetching for a peer is not fetched a second time when this node's own read reaches
+   * it (both happen at once in a swarm; relay-tree.ts).
+   */
+  private async heldOrArrived<T> (cid: CID, signal: AbortSignal, read: () => Promise<T>): Promise<T | undefined> {
+    const local = await readIfHeld(this.blockstore, cid, read)
+    if (local !== undefined || !(await this.whenArrived(cid, signal))) return local
+    signal.throwIfAborted()
+    return await readIfHeld(this.blockstore, cid, read)
   }
 
   /** Marks a block as arriving; the returned function marks it settled. */
@@ -218,7 +230,7 @@ export class BlockFetcher {
   async fetchDag (root: CID, providers: Providers, signal: AbortSignal, onProgress?: (progress: DagFetchProgress) => void): Promise<DagFetchProgress> {
     assertVerifiable(root)
     // Enough blocks in flight to keep every provider busy, without holding many MiB at once.
-    const concurrency = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers).length * this.pool.maxInFlightPerProvider))
+    const concurrency = Math.min(MAX_DAG_CONCURRENCY, Math.max(DEFAULT_READ_AHEAD, listOf(providers, root).length * this.pool.maxInFlightPerProvider))
     return await fetchDagConcurrently(root, async (cid, inner) => await this.fetchDagBlock(cid, providers, inner, root), { concurrency, signal, onProgress })
   }
 
@@ -249,7 +261,7 @@ export class BlockFetcher {
     if (segment.kind === 'inline') return { bytes: segment.bytes, release: () => {} }
     const { cid, start, end } = segment
     assertVerifiable(cid)
-    const local = await readIfHeld(this.blockstore, cid, async () => await readLeafRange(this.blockstore, cid, start, end))
+    const local = await this.heldOrArrived(cid, signal, async () => await readLeafRange(this.blockstore, cid, start, end))
     if (local !== undefined) return local
     const buffer = chunkPool.take()
     const done = this.expect(cid)
@@ -291,7 +303,7 @@ export class BlockFetcher {
     for (;;) {
       signal.throwIfAborted()
       // Asked again every round: who is worth asking changes while a pull goes on.
-      const candidates = [...new Map(listOf(providers).map(p => [p.id, p])).values()]
+      const candidates = [...new Map(listOf(providers, cid).map(p => [p.id, p])).values()]
       const usable = candidates.filter(p => !lying.has(p.id) && mayRetry(this.retry, failures.get(p.id) ?? 0))
       if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
       const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))

@@ -11,7 +11,7 @@ import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
-import { rankProviders, ranksAbove } from './relay-chain.ts'
+import { rankProviders, ranksAbove, relayTrees } from './relay-tree.ts'
 
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
@@ -170,15 +170,15 @@ export class Fleet {
     this.pullNotices?.announce(root.toString(), done)
   }
 
-  /** Whom to ask for blocks of `root` now: see rankProviders (relay-chain.ts). */
-  rankedProviders (root: CID, seeders: Provider[]): Provider[] {
+  /** Whom to ask for `block` of the DAG `root` now: see relay-tree.ts. */
+  rankedProviders (root: CID, seeders: Provider[], block: CID): Provider[] {
     const pullers = (this.pullNotices?.pullersOf(root.toString()) ?? []).map(([id, pull]) => ({ id, url: pull.url, done: pull.done }))
-    return rankProviders(this.mesh.peerId, pullers, seeders)
+    return rankProviders(this.mesh.peerId, relayTrees(root.toString(), pullers), seeders, block.multihash.digest)
   }
 
-  /** Whether `peer` ranks above this node in the chain of pullers (and may wait on it). */
-  ranksAbove (peer: string): boolean {
-    return ranksAbove(this.mesh.peerId, peer)
+  /** Whether `peer` ranks above this node in the relay tree of `block` (and may wait on it). */
+  ranksAbove (peer: string, root: CID, block: CID): boolean {
+    return ranksAbove(this.mesh.peerId, peer, root.toString(), block.multihash.digest)
   }
 
   /** Rewrites the inventory record shortly (coalescing bursts), e.g. after a push. */

@@ -1,3 +1,5 @@
+import type { CID } from 'multiformats/cid'
+
 /** A Shoal node that may hold blocks: its peer id and the base URL of its HTTP server. */
 export interface Provider {
   id: string
@@ -9,11 +11,14 @@ export interface Provider {
   tier?: number
 }
 
-/** Providers as a list, or as a function asked again for every block (the fleet changes). */
-export type Providers = Provider[] | (() => Provider[])
+/**
+ * Providers as a list, or as a function asked again for every block (the fleet changes, and whom
+ * to ask depends on the block: relay-tree.ts).
+ */
+export type Providers = Provider[] | ((cid: CID) => Provider[])
 
-export function listOf (providers: Providers): Provider[] {
-  return typeof providers === 'function' ? providers() : providers
+export function listOf (providers: Providers, cid: CID): Provider[] {
+  return typeof providers === 'function' ? providers(cid) : providers
 }
 
 /**

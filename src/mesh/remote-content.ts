@@ -12,11 +12,11 @@ import { readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts
 export interface ProviderFinder {
   /** Nodes that hold `cid` whole (DHT and inventory). */
   providersOf(cid: CID, signal?: AbortSignal): Promise<Provider[]>
-  /** Whom to ask now for blocks under `root`, given its holders. */
-  rankedProviders(root: CID, seeders: Provider[]): Provider[]
+  /** Whom to ask now for `block` of the DAG `root`, given the DAG's holders. */
+  rankedProviders(root: CID, seeders: Provider[], block: CID): Provider[]
   announcePull(root: CID, done: boolean): Promise<void>
-  /** Whether `peer` may wait on this node for blocks it is still receiving. */
-  ranksAbove(peer: string): boolean
+  /** Whether `peer` may wait on this node for `block` of the DAG `root`, which it is still receiving. */
+  ranksAbove(peer: string, root: CID, block: CID): boolean
   provide(cid: CID): Promise<void>
   stopProviding(cid: CID): Promise<void>
   /** What this node holds changed: the inventory should say so soon. */
@@ -93,7 +93,7 @@ export class RemoteContent implements RemoteBlocks {
       const known = await this.seedersOf(root, signal)
       // The caller's signal, or none: every request has its own timeout, and a fetch that no
       // provider can serve ends with BlockUnavailableError, so nothing waits forever.
-      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, known), signal ?? NEVER, root)
+      return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, known, block), signal ?? NEVER, root)
     }
     return {
       has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0,
@@ -138,7 +138,7 @@ export class RemoteContent implements RemoteBlocks {
       ])
       // Those that announced the blob itself first: they hold it whole.
       const seeders = [...own, ...ofImage.filter(p => !own.some(o => o.id === p.id))]
-      yield * this.fetcher.fetchFileChunks(root, () => this.finder.rankedProviders(root, seeders), start, end, signal)
+      yield * this.fetcher.fetchFileChunks(root, block => this.finder.rankedProviders(root, seeders, block), start, end, signal)
     } finally {
       clearInterval(reannounce)
     }
@@ -153,9 +153,9 @@ export class RemoteContent implements RemoteBlocks {
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(RELAY_WAIT_MS)])
     try {
       if (await this.fetcher.whenArrived(cid, bounded) && await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
-      if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer)) return undefined
+      if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer, root, cid)) return undefined
       const seeders = await this.seedersOf(root, bounded)
-      return await this.fetcher.fetchBlock(cid, () => this.finder.rankedProviders(root, seeders), bounded, root)
+      return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, seeders, block), bounded, root)
     } catch (err) {
       this.logger.debug({ err, cid: cid.toString() }, 'could not relay a block')
       return undefined
