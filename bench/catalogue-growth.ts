@@ -3,6 +3,7 @@
 // interval for a day.
 //
 //   node bench/catalogue-growth.ts [--nodes 3] [--heartbeat-seconds 1] [--minutes 10] [--sample-seconds 30]
+//                                  [--node-arg=<flag> ...]   (for diagnosis, e.g. --node-arg=--gc-interval-minutes=1)
 //
 // Real node processes on loopback (bench/process-fleet.ts: node i told of node i-1 and ⌊i/2⌋),
 // default settings apart from ports, data directories, peers and --heartbeat-seconds. Nothing is
@@ -39,6 +40,8 @@ interface Settings {
   heartbeatSeconds: number
   minutes: number
   sampleSeconds: number
+  /** Extra `shoal serve` arguments, for diagnosis (the issue's figure uses none). */
+  nodeArgs: string[]
 }
 
 interface Usage {
@@ -65,7 +68,7 @@ async function main (): Promise<void> {
   const started = performance.now()
   log(`${settings.nodes} nodes, heartbeat ${settings.heartbeatSeconds} s, ${settings.minutes} min; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
   const runDir = await freshRunDir('catalogue-growth')
-  const fleet = await startProcessFleet({ size: settings.nodes, runDir, args: ['--heartbeat-seconds', String(settings.heartbeatSeconds)], log })
+  const fleet = await startProcessFleet({ size: settings.nodes, runDir, args: ['--heartbeat-seconds', String(settings.heartbeatSeconds), ...settings.nodeArgs], log })
   try {
     await waitForMembers(fleet, log)
     await sleep(SETTLE_MS)
@@ -98,7 +101,8 @@ function parseSettings (): Settings {
       nodes: { type: 'string', default: '3' },
       'heartbeat-seconds': { type: 'string', default: '1' },
       minutes: { type: 'string', default: '10' },
-      'sample-seconds': { type: 'string', default: '30' }
+      'sample-seconds': { type: 'string', default: '30' },
+      'node-arg': { type: 'string', multiple: true, default: [] }
     }
   })
   const number = (name: keyof typeof values, min: number): number => {
@@ -110,7 +114,8 @@ function parseSettings (): Settings {
     nodes: number('nodes', 1),
     heartbeatSeconds: number('heartbeat-seconds', 0.1),
     minutes: number('minutes', 0.1),
-    sampleSeconds: number('sample-seconds', 1)
+    sampleSeconds: number('sample-seconds', 1),
+    nodeArgs: values['node-arg']
   }
 }
 
@@ -236,7 +241,7 @@ function renderReport (settings: Settings, growth: NodeGrowth[], samples: Sample
     `## Catalogue growth with no pushes, ${new Date().toISOString().slice(0, 10)}`,
     '',
     `Machine: ${machineDescription()}. Node ${process.version}. Commit ${gitCommit()}. Load average at the end: ${loadAverage.map((l) => l.toFixed(2)).join(' ')}.`,
-    `${settings.nodes} node processes on loopback, \`--heartbeat-seconds ${settings.heartbeatSeconds}\`, otherwise default settings; nothing pushed. ` +
+    `${settings.nodes} node processes on loopback, \`--heartbeat-seconds ${settings.heartbeatSeconds}${settings.nodeArgs.map((arg) => ` ${arg}`).join('')}\`, otherwise default settings; nothing pushed. ` +
       `Measured over ${minutes.toFixed(1)} min, from 10 s after every node listed all ${settings.nodes}. ` +
       'Counted: every file under each part of the data directory, as the bytes of its size and as bytes allocated on disk (st_blocks × 512); ' +
       'orbitdb/ is OrbitDB\'s own storage, blocks/ the blockstore where OrbitDB writes its log entries as blocks (with no pushes, every block added is the catalogue\'s), ' +
