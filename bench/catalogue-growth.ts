@@ -262,6 +262,12 @@ function renderReport (settings: Settings, growth: NodeGrowth[], samples: Sample
     const show = (usage: Usage): string => `${kB(usage.bytes)} / ${usage.files}`
     lines.push(`| ${node.name} | ${show(totals[0]!)} | ${show(largest)} | ${show(totals.at(-1)!)} |`)
   }
+  const shrank = samples.some((sample, index) => index > 0 && sample.nodes.some((node, n) => totalOf(node).bytes < totalOf(samples[index - 1]!.nodes[n]!).bytes * 0.9))
+  if (shrank) {
+    lines.push('', '**A data directory shrank during the run** (a compaction dropped an old generation, or a collection removed its blocks): ' +
+      'the size is then bounded by the compaction cycle rather than growing with time, and a rate taken from the two ends of a run that covers ' +
+      'part of a cycle says little. Read the largest size above, and run long enough to cover several cycles.')
+  }
   const verdict = (bytes: number): string => `${bytes <= TARGET.barBytes ? 'met' : 'NOT met'}`
   lines.push('',
     `Extrapolation to ${TARGET.nodes} nodes at ${TARGET.heartbeatSeconds} s presence, per node per day, from the median node's ${kB(extrapolation.measuredBytesPerMinute)} ` +
