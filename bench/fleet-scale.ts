@@ -74,6 +74,9 @@ interface TagPush {
   perNode: number[]
   /** The last node's. */
   all: number
+  /** While polling for it: busy share of the machine, and CPU ms this script used (its polling competes with the nodes). */
+  machineBusy: number
+  scriptCpuMs: number
 }
 
 interface Convergence {
@@ -221,8 +224,19 @@ async function measureTags (fleet: FleetNode[], settings: Settings): Promise<Tag
     const response = await client.pushManifest(repository, tag, manifest, 'application/vnd.oci.image.manifest.v1+json')
     const since = performance.now()
     if (response.status !== 201) throw new Error(`PUT ${repository}:${tag} on ${pusher.name} answered ${response.status}: ${await response.text()}`)
+    const machineBefore = await machineJiffies()
+    const scriptBefore = process.cpuUsage()
     const perNode = await tagVisibleAfter(urls, repository, tag, since, settings.pollMs, TAG_TIMEOUT_MS)
-    const push = { tag, pushedTo: pusher.name, perNode, all: Math.max(...perNode) }
+    const scriptCpu = process.cpuUsage(scriptBefore)
+    const machineAfter = await machineJiffies()
+    const push: TagPush = {
+      tag,
+      pushedTo: pusher.name,
+      perNode,
+      all: Math.max(...perNode),
+      machineBusy: (machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total),
+      scriptCpuMs: (scriptCpu.user + scriptCpu.system) / 1000
+    }
     pushes.push(push)
     log(`tag ${k + 1}/${settings.pushes} pushed to ${pusher.name}: on all ${fleet.length} after ${push.all.toFixed(0)} ms (median node ${median(perNode).toFixed(0)} ms)`)
     await sleep(settings.gapMs)
@@ -345,6 +359,10 @@ function renderReport (settings: Settings, loadAtStart: number[], idle: Idle, ta
     '|---|---:|---:|---:|',
     `| until the last node lists it, ms | ${quantile(all, 0.5).toFixed(0)} | ${quantile(all, 0.99).toFixed(0)} | ${Math.max(...all).toFixed(0)} |`,
     `| each node, ms (${everyNode.length} samples) | ${quantile(everyNode, 0.5).toFixed(0)} | ${quantile(everyNode, 0.99).toFixed(0)} | ${Math.max(...everyNode).toFixed(0)} |`,
+    '',
+    `While polling for a tag: machine busy ${(median(tags.map((push) => push.machineBusy)) * 100).toFixed(0)} % (median over pushes); this script used ` +
+      `${median(tags.map((push) => push.scriptCpuMs / push.all * 100)).toFixed(0)} % of a core (median), the cost of the polling itself. ` +
+      `Slowest pushes: ${[...tags].sort((a, b) => b.all - a.all).slice(0, 3).map((push) => `${push.tag} to ${push.pushedTo} ${push.all.toFixed(0)} ms`).join(', ')}.`,
     '',
     `\`all\` strategy, ${mib(convergence.imageBytes)} image pushed to node-0: held on all ${settings.nodes} after **${convergence.seconds.toFixed(2)} s** ` +
       `(status polled every ${STATUS_POLL_MS} ms; machine busy ${(convergence.machineBusy * 100).toFixed(0)} %). ` +
