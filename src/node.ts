@@ -202,7 +202,8 @@ export class ShoalNode {
         usedBytes: async () => (await this.metadata.countBlobs()).bytes,
         heldImages: () => this.metadata.listImages(),
         replication: () => this.reconciler?.states() ?? {}
-      }
+      },
+      collectGarbage: async () => await this.collectAfterDrop()
     })
   }
 

@@ -94,7 +94,10 @@ const GENERATIONS_FILE = 'generations.json'
 type GenerationsOnDisk = Record<string, { current: number, onDisk: number[] }>
 
 /** How compaction behaves; defaults are those of the settings in src/config.ts. */
-export type CatalogueOptions = Partial<GenerationSettings>
+export type CatalogueOptions = Partial<GenerationSettings> & {
+  /** Collects blocks nothing pins any more: called after a generation's entries are unpinned. */
+  collectGarbage?: () => Promise<unknown>
+}
 
 const DEFAULT_GENERATION_SETTINGS: GenerationSettings = {
   compactEntries: 1000,
@@ -156,6 +159,7 @@ export class Catalogue {
   private readonly directory: string
   private readonly logger: Logger
   private readonly settings: GenerationSettings
+  private readonly collectGarbage: (() => Promise<unknown>) | undefined
   private orbitdb: OrbitDB | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
@@ -173,7 +177,9 @@ export class Catalogue {
     this.transport = transport
     this.directory = directory
     this.logger = logger
-    this.settings = { ...DEFAULT_GENERATION_SETTINGS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) }
+    const { collectGarbage, ...settings } = options
+    this.collectGarbage = collectGarbage
+    this.settings = { ...DEFAULT_GENERATION_SETTINGS, ...Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined)) }
   }
 
   async start (): Promise<void> {
@@ -317,6 +323,8 @@ export class Catalogue {
       }
     }
     await rm(join(this.directory, address), { recursive: true, force: true })
+    // Not awaited: a collection walks every image, and the next catalogue work need not wait.
+    this.collectGarbage?.().catch((err: unknown) => { this.logger.warn({ err }, 'garbage collection after a catalogue generation was dropped failed') })
   }
 
   private requireStarted (): OrbitDB {

@@ -48,9 +48,12 @@ export class Fleet {
   private heartbeatTimer: NodeJS.Timeout | undefined
   private heartbeatSoon: NodeJS.Timeout | undefined
   private pullNotices: PullNotices | undefined
+  /** Collects unpinned blocks (the catalogue unpins a dropped generation's entries). */
+  private readonly collectGarbage: (() => Promise<unknown>) | undefined
 
-  constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger }) {
+  constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger, collectGarbage?: () => Promise<unknown> }) {
     this.config = options.config
+    this.collectGarbage = options.collectGarbage
     this.dataDir = options.dataDir
     this.facts = options.facts
     this.logger = options.logger
@@ -92,7 +95,8 @@ export class Fleet {
     const { Catalogue } = await import('../catalogue/catalogue.ts')
     this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }), {
       compactEntries: this.config.catalogueCompactEntries,
-      graceMs: this.config.catalogueGraceSeconds * 1000
+      graceMs: this.config.catalogueGraceSeconds * 1000,
+      collectGarbage: this.collectGarbage
     })
     await this.catalogueInstance.start()
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
