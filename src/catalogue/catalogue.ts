@@ -370,6 +370,14 @@ export class Catalogue {
     await this.database('node').put(record.id, record)
   }
 
+  async getNode (id: string): Promise<NodeRecord | undefined> {
+    return (await this.view('node')).get(id) as NodeRecord | undefined
+  }
+
+  async deleteNode (id: string): Promise<void> {
+    await this.database('node').del(id)
+  }
+
   async allNodes (): Promise<NodeRecord[]> {
     return (await this.view('node')).entries().map(([, winner]) => winner.value as NodeRecord)
   }
