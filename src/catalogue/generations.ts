@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import type { KeyValueDatabase, LogEntry } from '@orbitdb/core'
 import type { Logger } from 'pino'
 import { BASE_OP, KeyValueIndex, rankAfter, type BaseItem, type BasePayload, type Winner } from './kv-index.ts'
@@ -288,9 +289,10 @@ export class GenerationalDatabase {
     const index = new KeyValueIndex<unknown>(db.log, generation)
     const opened: Generation = { generation, db, index }
     db.events.on('update', (entry: LogEntry<unknown>) => { this.take(opened, entry) })
+    const started = performance.now()
     await index.load()
     this.generations.set(generation, opened)
-    this.host.logger.debug({ db: this.name, generation, address: db.address, entries: index.size }, 'catalogue generation open')
+    this.host.logger.debug({ db: this.name, generation, address: db.address, entries: index.size, loadMs: Math.round(performance.now() - started) }, 'catalogue generation open')
     return opened
   }
 

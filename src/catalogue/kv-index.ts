@@ -11,7 +11,12 @@ export interface IndexedEntry {
 export interface EntrySource {
   get(hash: string): Promise<IndexedEntry | undefined>
   traverse(): AsyncIterable<IndexedEntry>
+  /** The log's heads: when given, a load reads the log from them many entries at a time. */
+  heads?(): Promise<IndexedEntry[]>
 }
+
+/** Entries read at once by a load from the heads. */
+const LOAD_CONCURRENCY = 32
 
 /**
  * Where a write stands in the catalogue's order: its log's generation, then its Lamport time in
@@ -81,10 +86,38 @@ export class KeyValueIndex<T> {
     this.generation = generation
   }
 
-  /** Reads the whole log once (at start). */
+  /**
+   * Reads the whole log once (at start). The answer does not depend on the order entries are
+   * taken in, so the log is read from its heads back, LOAD_CONCURRENCY entries at a time, rather
+   * than one by one in the log's order as OrbitDB's traverse does.
+   */
   async load (): Promise<void> {
     await this.serially(async () => {
-      for await (const entry of this.source.traverse()) this.take(entry, [])
+      if (this.source.heads === undefined) {
+        for await (const entry of this.source.traverse()) this.take(entry, [])
+        return
+      }
+      const seen = new Set<string>()
+      const frontier: string[] = []
+      const visit = (entry: IndexedEntry): void => {
+        this.take(entry, [])
+        for (const hash of [...entry.next, ...entry.refs]) {
+          if (!seen.has(hash)) {
+            seen.add(hash)
+            frontier.push(hash)
+          }
+        }
+      }
+      for (const head of await this.source.heads()) {
+        seen.add(head.hash)
+        visit(head)
+      }
+      while (frontier.length > 0) {
+        const batch = frontier.splice(0, LOAD_CONCURRENCY)
+        for (const entry of await Promise.all(batch.map(async hash => await this.source.get(hash)))) {
+          if (entry !== undefined) visit(entry)
+        }
+      }
     })
   }
 

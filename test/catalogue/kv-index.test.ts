@@ -1,7 +1,7 @@
 // The incremental key-value index gives OrbitDB KeyValue's answer however entries arrive.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { KeyValueIndex, comesAfter, type EntrySource, type IndexedEntry } from '../../src/catalogue/kv-index.ts'
+import { BASE_OP, KeyValueIndex, comesAfter, rankAfter, type BaseItem, type EntrySource, type IndexedEntry } from '../../src/catalogue/kv-index.ts'
 
 /** A seeded PRNG, so a failure can be replayed. */
 function random (seed: number): () => number {
@@ -71,6 +71,18 @@ describe('KeyValueIndex', () => {
     }
   })
 
+  it('loaded from the heads back, many entries at a time, gives the same answer', async () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const entries = randomLog(seed, 60)
+      const behind = new Set(entries.flatMap(e => [...e.next, ...e.refs]))
+      const source = { ...sourceOf(entries, new Set(entries.map(e => e.hash))), heads: async () => entries.filter(e => !behind.has(e.hash)) }
+      const index = new KeyValueIndex<number>(source)
+      await index.load()
+      assert.deepEqual(new Map(index.entries()), expected(entries), `seed ${seed}`)
+      assert.equal(index.size, entries.length, 'every entry read')
+    }
+  })
+
   it('fed only the newest entry of each joined branch, reaches the same answer in any order', async () => {
     for (let seed = 1; seed <= 50; seed++) {
       const entries = randomLog(seed, 60)
@@ -108,5 +120,24 @@ describe('KeyValueIndex', () => {
     present.add('c')
     await index.add(entries[2]!)
     assert.equal(index.get('k'), 3)
+  })
+
+  it('ranks a later generation\'s write above any earlier one, and a snapshot item as the write it comes from', async () => {
+    const put = (hash: string, time: number, id: string, value: unknown): IndexedEntry =>
+      ({ hash, next: [], refs: [], clock: { id, time }, payload: { op: 'PUT', key: 'k', value } })
+    const item = (hash: string, generation: number, time: number, id: string, value: unknown): BaseItem =>
+      ({ key: 'k', deleted: false, value, hash, generation, time, id })
+    // Generation 2 holds a snapshot item from generation 1 (time 50) and a carried write from
+    // generation 1 (time 60): the carried one is later in generation 1's order.
+    const base: IndexedEntry = { hash: 's', next: [], refs: [], clock: { id: 'z', time: 1 }, payload: { op: BASE_OP, key: null, value: { snapshot: { id: 'x', part: 0, parts: 1 }, items: [item('h50', 1, 50, 'a', 'old')] } } }
+    const carry: IndexedEntry = { hash: 'c', next: ['s'], refs: [], clock: { id: 'z', time: 2 }, payload: { op: BASE_OP, key: null, value: { items: [item('h60', 1, 60, 'a', 'carried')] } } }
+    const index = new KeyValueIndex<string>(sourceOf([base, carry], new Set(['s', 'c'])), 2)
+    await index.load()
+    assert.equal(index.get('k'), 'carried')
+    assert.ok(index.hasSnapshot)
+    // An ordinary write in generation 2, even at Lamport time 1, comes after both.
+    await index.add(put('p', 1, 'a', 'new'))
+    assert.equal(index.get('k'), 'new')
+    assert.ok(rankAfter({ generation: 2, time: 1, id: 'a' }, { generation: 1, time: 99, id: 'z' }))
   })
 })
