@@ -26,10 +26,9 @@
 // not the 2 cores shared by 5 nodes, is the bottleneck, as on a fleet of machines. Results then go
 // to bench/out/convergence-<rate>-latest.{md,json}, with each node's tc class bytes per timed part.
 //
-// Nodes run with the node's defaults unless told otherwise: heartbeats every 10 s (a node writes
-// its inventory record 200 ms after its holdings or strategy states change, so convergence does
-// not wait for heartbeats; on this 2-core machine under load, 2 s heartbeats would let a busy node
-// be taken as silent after 6 s and its share placed elsewhere mid-run), and a GC grace of 60 s (the
+// Nodes run with the node's defaults unless told otherwise: presence every 10 s (a node sends its
+// presence 200 ms after its holdings or strategy states change, so convergence does not wait for
+// the interval), and a GC grace of 60 s (the
 // node collects at once after a drop and again after the grace, so the bytes come back about a
 // minute after the drop: that time is reported).
 //
@@ -141,7 +140,7 @@ interface NodeDrop {
   goneFromInventory?: number
   /** Seconds after the DELETE until it had freed ≥ 90 % of the image's bytes; undefined if never. */
   barReached?: number
-  /** Seconds after the DELETE of the last drop in its block bytes (heartbeats add a few catalogue blocks meanwhile). */
+  /** Seconds after the DELETE of the last drop in its block bytes (catalogue writes meanwhile would add a few blocks). */
   lastShrink?: number
   gcRuns: number
   gcBytesRemoved: number

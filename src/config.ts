@@ -195,8 +195,8 @@ export const SETTINGS = {
   }),
   heartbeatSeconds: declare({
     kind: number, default: 10, arg: '<seconds>',
-    // Every node of a fleet should use the same value: a node silent for three is taken as gone.
-    help: 'seconds between inventory heartbeats (a node silent for three is gone)',
+    // Every node of a fleet should use the same value: one silent for three is shown as silent.
+    help: 'seconds between presence messages (a node silent for three is marked silent)',
     check: positive('seconds')
   }),
   catalogueCompactEntries: declare({
@@ -210,6 +210,17 @@ export const SETTINGS = {
     kind: number, default: 60, arg: '<seconds>',
     help: 'seconds a compacted catalogue generation stays open for writes that raced the compaction',
     check: atLeastZero('seconds')
+  }),
+  goneAfterSeconds: declare({
+    kind: number, default: 60, arg: '<seconds>',
+    // Busy is not gone (issue 11): a node under load still answers a ping within a minute.
+    help: 'a node with no sign of life this long is gone and its share placed elsewhere',
+    check: positive('seconds')
+  }),
+  forgetAfterHours: declare({
+    kind: number, default: 24, arg: '<hours>',
+    help: 'a node gone this long is forgotten by the fleet (shoal nodes forget: at once)',
+    check: positive('hours')
   })
 }
 
@@ -276,7 +287,12 @@ export function loadConfig ({ file, env = process.env, flags = {} }: ConfigSourc
     fromFlags[name] = read(name as SettingName, `--${flagName(name as SettingName)}`, () => value, value)
   }
   layers.push(fromFlags)
-  return Object.assign({}, DEFAULT_CONFIG, ...layers) as Config
+  const config = Object.assign({}, DEFAULT_CONFIG, ...layers) as Config
+  // A node is marked silent after three presence intervals; gone must come later than that.
+  if (config.goneAfterSeconds < 3 * config.heartbeatSeconds) {
+    throw new ConfigError(`goneAfterSeconds must be at least three heartbeats (${3 * config.heartbeatSeconds} s with heartbeatSeconds ${config.heartbeatSeconds}), not ${config.goneAfterSeconds}`)
+  }
+  return config
 }
 
 /**

@@ -235,7 +235,7 @@ export class ShoalNode {
     return new Reconciler({
       selfId: () => fleet.peerId,
       strategies: async () => await fleet.strategies(),
-      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, silent: node.silent })),
+      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, gone: node.gone })),
       resolve: async image => await resolveImage(image, fleet, this.metadata),
       holder,
       placements: this.metadata.placements,
@@ -269,6 +269,7 @@ export class ShoalNode {
         self: () => ({ id: fleet.peerId, addresses: fleet.addresses }),
         peers: async signal => await fleet.peers(signal),
         nodes: async () => await fleet.nodes(),
+        forget: async id => { await fleet.forget(id) },
         allTags: async () => await fleet.allTags(),
         databases: async () => await fleet.databases()
       },

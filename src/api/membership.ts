@@ -14,6 +14,8 @@ export interface FleetView {
   self(): { id: string, addresses: string[] }
   peers(signal?: AbortSignal): Promise<PeerStatus[]>
   nodes(): Promise<ListedNode[]>
+  /** Forgets a departed node fleet-wide at once. */
+  forget(id: string): Promise<void>
   allTags(): Promise<TagRecord[]>
   databases(): Promise<CatalogueDatabase[]>
 }

@@ -22,7 +22,7 @@ export const placementStateSchema = {
 export const nodeSchema = {
   type: 'object',
   additionalProperties: true,
-  required: ['id', 'name', 'url', 'addresses', 'labels', 'disk', 'images', 'heartbeatAt', 'silent', 'self'],
+  required: ['id', 'name', 'url', 'addresses', 'labels', 'images', 'standing', 'silent', 'gone', 'self'],
   properties: {
     id: { type: 'string', description: 'libp2p peer id' },
     name: { type: 'string' },
@@ -31,18 +31,21 @@ export const nodeSchema = {
     labels: { type: 'object', additionalProperties: { type: 'string' } },
     disk: {
       type: 'object',
+      description: 'From its last presence; absent when it has not been heard since this node started',
       additionalProperties: true,
       required: ['usedBytes', 'freeBytes'],
       properties: { usedBytes: { type: 'integer' }, freeBytes: { type: 'integer' } }
     },
     images: { type: 'array', items: { type: 'string' }, description: 'Image CIDs the node holds' },
-    heartbeatAt: { type: 'string', format: 'date-time' },
+    heartbeatAt: { type: 'string', format: 'date-time', description: 'When the node sent its last presence heard here (its clock); absent when it has not been heard since this node started' },
     replication: {
       type: 'object',
       additionalProperties: placementStateSchema,
       description: 'Strategy id -> the node\'s progress with that strategy\'s image, as its reconciler reports it'
     },
-    silent: { type: 'boolean', description: 'No heartbeat for 30 s' },
+    standing: { type: 'string', enum: ['live', 'silent', 'gone'], description: 'live: a sign of life (presence, connection, ping) within three heartbeats; silent: none for longer, still placed on; gone: none for goneAfterSeconds, its share placed elsewhere' },
+    silent: { type: 'boolean', description: 'No sign of life for three heartbeats (standing silent or gone)' },
+    gone: { type: 'boolean', description: 'No sign of life for goneAfterSeconds: placement no longer counts it' },
     self: { type: 'boolean', description: 'This is the node answering' }
   }
 } as const

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { apiErrorResponses } from './errors.ts'
-import { nodesSchema, peersSchema, type NodesAnswer, type PeersAnswer } from './schemas.ts'
+import { idParams, nodesSchema, peersSchema, type NodesAnswer, type PeersAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
@@ -37,12 +37,23 @@ function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOpt
   api.get('/nodes', {
     schema: {
       tags: ['mesh'],
-      summary: 'The fleet\'s nodes from the replicated inventory, by name',
+      summary: 'The fleet\'s nodes by name: identity from the catalogue, presence (disk, images, progress) and standing (live, silent, gone)',
       response: { 200: nodesSchema, ...apiErrorResponses }
     }
   }, async (): Promise<NodesAnswer> => {
     const phase = membership.mesh
     if (phase.state === 'off') return { nodes: [] }
     return { nodes: await joinedMesh(membership).fleet.nodes() }
+  })
+  api.delete<{ Params: { id: string } }>('/nodes/:id', {
+    schema: {
+      tags: ['mesh'],
+      summary: 'Forget a node that left for good, fleet-wide, now (without waiting for forgetAfterHours); refused for this node and for a node that still shows life',
+      params: idParams,
+      response: { 204: { description: 'Forgotten', type: 'null' }, ...apiErrorResponses }
+    }
+  }, async (req, reply) => {
+    await joinedMesh(membership).fleet.forget(req.params.id)
+    return await reply.code(204).send()
   })
 }

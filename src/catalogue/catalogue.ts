@@ -24,35 +24,15 @@ export type TagRecord = {
 }
 
 /**
- * How far one node got with one strategy's image. The node's reconciler writes it into its own
- * record; it removes the entry once the node no longer holds the image for that strategy.
+ * A node's durable identity in the fleet (D12): written when it changes, not on a heartbeat.
+ * What changes by the minute (disk, holdings, progress) travels as presence (mesh/presence.ts).
  */
-export type PlacementState = {
-  /** The strategy's image as written (`repo:tag`, `repo@digest` or an image CID). */
-  image: string
-  /** The image CID the reference resolved to when the node last worked on it. */
-  imageCid?: string
-  state: 'fetching' | 'held' | 'failed'
-  bytesDone?: number
-  bytesTotal?: number
-  /** Why it failed, for a person to read. */
-  reason?: string
-  updatedAt: string
-}
-
-/** A node as the fleet sees it. */
 export type NodeRecord = {
   id: string
   name: string
   url: string
   addresses: string[]
   labels: Record<string, string>
-  disk: { usedBytes: number, freeBytes: number }
-  /** Image CIDs the node holds. */
-  images: string[]
-  heartbeatAt: string
-  /** Strategy id -> this node's progress with that strategy's image (absent: nothing to say). */
-  replication?: Record<string, PlacementState>
 }
 
 /** What the catalogue needs of the mesh beyond what OrbitDB takes from helia itself. */

@@ -84,18 +84,24 @@ export async function strategyStatus (node: string, id: string | undefined, json
   return table(['STRATEGY', 'NODE', 'STATE', 'PROGRESS'], rows)
 }
 
+/** Forgets a departed node fleet-wide (the node refuses a live one, or itself). */
+export async function forgetNode (node: string, id: string): Promise<string> {
+  await callApi(node, 'DELETE', `/nodes/${encodeURIComponent(id)}`)
+  return `forgot node ${id}`
+}
+
 export async function listNodes (node: string, json: boolean): Promise<string> {
   const { nodes } = await callApi<NodesAnswer>(node, 'GET', '/nodes')
   if (json) return JSON.stringify(nodes, null, 2)
   if (nodes.length === 0) return 'no nodes: this node is not in a mesh'
-  return table(['ID', 'NAME', 'LABELS', 'DISK USED/FREE', 'IMAGES', 'HEARTBEAT', 'SILENT'], nodes.map(record => [
+  return table(['ID', 'NAME', 'LABELS', 'DISK USED/FREE', 'IMAGES', 'HEARTBEAT', 'STANDING'], nodes.map(record => [
     record.id,
     `${record.name}${record.self ? ' (this node)' : ''}`,
     Object.entries(record.labels).map(([key, value]) => `${key}=${value}`).join(',') || '-',
-    `${bytes(record.disk.usedBytes)}/${bytes(record.disk.freeBytes)}`,
+    record.disk === undefined ? '-' : `${bytes(record.disk.usedBytes)}/${bytes(record.disk.freeBytes)}`,
     String(record.images.length),
-    record.heartbeatAt.replace(/\.\d+Z$/, 'Z'),
-    record.silent ? 'yes' : 'no'
+    record.heartbeatAt?.replace(/\.\d+Z$/, 'Z') ?? 'not heard',
+    record.standing
   ]))
 }
 

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander'
 import { ConfigError, DEFAULT_CONFIG, envName, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
 import type { PeersAnswer } from '../api/schemas.ts'
 import { getJson } from './api-client.ts'
-import { addStrategy, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
+import { addStrategy, forgetNode, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
 
 /** The node a command asks, unless --node says otherwise. */
@@ -155,12 +155,20 @@ strategy.command('status')
     console.log(await strategyStatus(options.node, id, options.json === true))
   })
 
-program.command('nodes')
-  .description('list the fleet\'s nodes: labels, disk, images held, last heartbeat')
+const nodes = program.command('nodes')
+  .description('list the fleet\'s nodes: labels, disk, images held, last presence, standing (live, silent, gone)')
   .option('--node <url>', 'node to ask', DEFAULT_NODE)
   .option('--json', 'print JSON')
   .action(async (options: NodeOptions) => {
     console.log(await listNodes(options.node, options.json === true))
+  })
+
+nodes.command('forget')
+  .description('forget a node that left for good, on the whole fleet, now (--node: the node to ask)')
+  .argument('<id>', 'peer id (see shoal nodes)')
+  .action(async (id: string, _options: unknown, command: Command) => {
+    // --node belongs to `nodes` and reaches this subcommand as a global option.
+    console.log(await forgetNode((command.optsWithGlobals() as NodeOptions).node, id))
   })
 
 program.command('images')

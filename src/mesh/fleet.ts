@@ -3,22 +3,23 @@ import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import type { Catalogue, CatalogueChange, CatalogueDatabase, NodeRecord, PlacementState, TagRecord } from '../catalogue/catalogue.ts'
+import type { Catalogue, CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
 import type { Config } from '../config.ts'
 import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
+import { Membership, type FleetNode } from './membership.ts'
+import type { PlacementState, Presence, PresenceTransport } from './presence.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
 import { rankProviders, ranksAbove, relayTrees } from './relay-tree.ts'
 
+export type { FleetNode }
+
 const PROVIDER_LOOKUP_MS = 1_500
 const PROVIDER_GRACE_MS = 50
-const HELD_CHANGED_DELAY_MS = 200
 const MAX_PROVIDERS = 16
-/** A node whose heartbeat is older than this many heartbeat intervals is marked silent. */
-const SILENT_AFTER_HEARTBEATS = 3
 
 /** What the fleet needs to know of this node that only the node itself can tell. */
 export interface LocalNodeFacts {
@@ -29,14 +30,9 @@ export interface LocalNodeFacts {
   replication?(): Record<string, PlacementState>
 }
 
-export interface FleetNode extends NodeRecord {
-  silent: boolean
-  self: boolean
-}
-
 /**
- * This node as a fleet member: the libp2p mesh, the replicated catalogue and the node's own
- * inventory record, kept fresh by a heartbeat.
+ * This node as a fleet member: the libp2p mesh, the replicated catalogue of durable facts, and
+ * membership (identities, presence, liveness: D12).
  */
 export class Fleet {
   readonly mesh: Mesh
@@ -45,11 +41,13 @@ export class Fleet {
   private readonly facts: LocalNodeFacts
   private readonly logger: Logger
   private catalogueInstance: Catalogue | undefined
-  private heartbeatTimer: NodeJS.Timeout | undefined
-  private heartbeatSoon: NodeJS.Timeout | undefined
+  private membershipInstance: Membership | undefined
   private pullNotices: PullNotices | undefined
   /** Collects unpinned blocks (the catalogue unpins a dropped generation's entries). */
   private readonly collectGarbage: (() => Promise<unknown>) | undefined
+  private stopWatchingIdentities: (() => void) | undefined
+  /** Listeners to changes of the catalogue and of membership. */
+  private readonly listeners = new Set<() => void>()
 
   constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger, collectGarbage?: () => Promise<unknown> }) {
     this.config = options.config
@@ -71,6 +69,11 @@ export class Fleet {
   get catalogue (): Catalogue {
     if (this.catalogueInstance === undefined) throw new Error('the fleet is not started')
     return this.catalogueInstance
+  }
+
+  private get membership (): Membership {
+    if (this.membershipInstance === undefined) throw new Error('the fleet is not started')
+    return this.membershipInstance
   }
 
   async start (): Promise<void> {
@@ -101,36 +104,64 @@ export class Fleet {
     await this.catalogueInstance.start()
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
     this.pullNotices.start()
-    await this.heartbeat()
-    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.config.heartbeatSeconds * 1000).unref()
+    const catalogue = this.catalogueInstance
+    this.membershipInstance = new Membership({
+      self: this.mesh.peerId,
+      intervalMs: this.config.heartbeatSeconds * 1000,
+      goneAfterMs: this.config.goneAfterSeconds * 1000,
+      forgetAfterMs: this.config.forgetAfterHours * 3_600_000,
+      identity: () => ({ id: this.mesh.peerId, name: this.config.name ?? this.mesh.peerId, url: this.facts.url(), addresses: this.mesh.addresses, labels: this.config.labels }),
+      presence: async () => await this.presence(),
+      identities: catalogue,
+      transport: gossipTransport(libp2p.services.pubsub),
+      link: {
+        onPeerConnect: listener => {
+          const onConnect = (event: CustomEvent<{ toString(): string }>): void => { listener(event.detail.toString()) }
+          libp2p.addEventListener('peer:connect', onConnect)
+          return () => { libp2p.removeEventListener('peer:connect', onConnect) }
+        },
+        isConnected: peer => libp2p.getConnections().some(connection => connection.remotePeer.toString() === peer && connection.status === 'open'),
+        ping: async (peer, signal) => {
+          const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === peer && c.status === 'open')
+          if (connection === undefined) throw new Error('not connected')
+          return await libp2p.services.ping.ping(connection.remotePeer, { signal })
+        }
+      },
+      onMembersChanged: () => { this.changed() },
+      logger: this.logger.child({ part: 'membership' })
+    })
+    this.stopWatchingIdentities = catalogue.onChange(change => {
+      if (change.kind === 'node') void this.membership.identityChanged(change.key, change.deleted).catch((err: unknown) => { this.logger.warn({ err }, 'could not follow a node identity change') })
+      this.changed()
+    })
+    await this.membership.start()
   }
 
   async stop (): Promise<void> {
-    clearInterval(this.heartbeatTimer)
-    clearTimeout(this.heartbeatSoon)
+    this.stopWatchingIdentities?.()
+    this.membershipInstance?.stop()
     this.pullNotices?.stop()
     await this.catalogueInstance?.stop()
     await this.mesh.stop()
   }
 
-  /** Writes this node's inventory record. */
-  async heartbeat (): Promise<void> {
-    try {
-      const disk = await statfs(this.dataDir)
-      await this.catalogue.putNode({
-        id: this.mesh.peerId,
-        name: this.config.name ?? this.mesh.peerId,
-        url: this.facts.url(),
-        addresses: this.mesh.addresses,
-        labels: this.config.labels,
-        disk: { usedBytes: await this.facts.usedBytes(), freeBytes: disk.bavail * disk.bsize },
-        images: await this.facts.heldImages(),
-        heartbeatAt: new Date().toISOString(),
-        ...(this.facts.replication === undefined ? {} : { replication: this.facts.replication() })
-      })
-    } catch (err) {
-      this.logger.warn({ err }, 'heartbeat failed')
+  /** This node's presence as it is now: what changes by the minute (D12). */
+  private async presence (): Promise<Presence> {
+    const disk = await statfs(this.dataDir)
+    return {
+      peer: this.mesh.peerId,
+      name: this.config.name ?? this.mesh.peerId,
+      url: this.facts.url(),
+      labels: this.config.labels,
+      disk: { usedBytes: await this.facts.usedBytes(), freeBytes: disk.bavail * disk.bsize },
+      images: await this.facts.heldImages(),
+      replication: this.facts.replication?.() ?? {},
+      at: new Date().toISOString()
     }
+  }
+
+  private changed (): void {
+    for (const listener of this.listeners) listener()
   }
 
   /**
@@ -140,7 +171,7 @@ export class Fleet {
    */
   async providersOf (cid: CID, signal?: AbortSignal): Promise<Provider[]> {
     const self = this.mesh.peerId
-    const nodes = await this.catalogue.allNodes()
+    const nodes = await this.membership.nodes()
     const urlOf = new Map(nodes.map(node => [node.id, node.url]))
     const ids = new Set(nodes.filter(node => node.images.includes(cid.toString())).map(node => node.id))
     // The DHT goes on looking for more providers after the first ones; a puller needs a few,
@@ -185,13 +216,9 @@ export class Fleet {
     return ranksAbove(this.mesh.peerId, peer, root.toString(), block.multihash.digest)
   }
 
-  /** Rewrites the inventory record shortly (coalescing bursts), e.g. after a push. */
+  /** Tells the fleet shortly (coalescing bursts) that what this node holds changed, e.g. after a push. */
   heldChanged (): void {
-    if (this.heartbeatSoon !== undefined) return
-    this.heartbeatSoon = setTimeout(() => {
-      this.heartbeatSoon = undefined
-      void this.heartbeat()
-    }, HELD_CHANGED_DELAY_MS).unref()
+    this.membershipInstance?.heldChanged()
   }
 
   /** Announces in the DHT that this node holds `cid`. */
@@ -208,12 +235,14 @@ export class Fleet {
     return this.mesh.peers(signal)
   }
 
-  async nodes (now = Date.now()): Promise<FleetNode[]> {
-    return (await this.catalogue.allNodes()).map(node => ({
-      ...node,
-      silent: now - Date.parse(node.heartbeatAt) > SILENT_AFTER_HEARTBEATS * this.config.heartbeatSeconds * 1000,
-      self: node.id === this.mesh.peerId
-    })).sort((a, b) => a.name.localeCompare(b.name))
+  /** Every node the fleet knows of, with its presence and standing (live, silent, gone). */
+  async nodes (): Promise<FleetNode[]> {
+    return await this.membership.nodes()
+  }
+
+  /** Forgets a departed node fleet-wide at once (`shoal nodes forget`). */
+  async forget (id: string): Promise<void> {
+    await this.membership.forget(id)
   }
 
   /** This node's peer id in the mesh (once started). */
@@ -260,9 +289,13 @@ export class Fleet {
     return await this.catalogue.databases()
   }
 
-  /** Calls `listener` on every change to the catalogue; returns the function that stops it. */
-  onChange (listener: (change: CatalogueChange) => void): () => void {
-    return this.catalogue.onChange(listener)
+  /**
+   * Calls `listener` on every change to the catalogue and whenever a node becomes gone or counts
+   * again; returns the function that stops it.
+   */
+  onChange (listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
   }
 
   /**
@@ -279,19 +312,22 @@ export class Fleet {
   }
 }
 
-/** Gossipsub as the pull notices use it: one topic, its messages' bytes. */
+/** A gossipsub message as Shoal reads it: signed messages carry their sender. */
+interface GossipMessage { topic: string, data: Uint8Array, from?: { toString(): string } }
+
+/** Gossipsub as the pull notices and presence use it: one topic, its messages' bytes and signer. */
 function gossipTransport (pubsub: {
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
   subscribe(topic: string): void
   unsubscribe(topic: string): void
-  addEventListener(type: 'message', listener: (event: CustomEvent<{ topic: string, data: Uint8Array }>) => void): void
-  removeEventListener(type: 'message', listener: (event: CustomEvent<{ topic: string, data: Uint8Array }>) => void): void
-}): NoticeTransport {
+  addEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
+  removeEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
+}): NoticeTransport & PresenceTransport {
   return {
     publish: async (topic, bytes) => await pubsub.publish(topic, bytes),
     subscribe: (topic, onMessage) => {
-      const listener = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
-        if (event.detail.topic === topic) onMessage(event.detail.data)
+      const listener = (event: CustomEvent<GossipMessage>): void => {
+        if (event.detail.topic === topic) onMessage(event.detail.data, event.detail.from?.toString())
       }
       pubsub.subscribe(topic)
       pubsub.addEventListener('message', listener)

@@ -1,6 +1,6 @@
 // Which images the fleet knows: whether a strategy's image reference names one, and the list of
 // tagged images with the nodes that hold them.
-import type { NodeRecord, TagRecord } from '../catalogue/catalogue.ts'
+import type { TagRecord } from '../catalogue/catalogue.ts'
 import type { ResolvedImage } from '../registry/image-holdings.ts'
 
 /** The catalogue's tags. */
@@ -89,7 +89,7 @@ export interface ImageListing {
 }
 
 /** Every tag of the catalogue, by repository and tag, with the nodes holding its image. */
-export function listFleetImages (tags: readonly TagRecord[], nodes: ReadonlyArray<Pick<NodeRecord, 'id' | 'images'> & { self: boolean }>): ImageListing[] {
+export function listFleetImages (tags: readonly TagRecord[], nodes: ReadonlyArray<{ id: string, images: readonly string[], self: boolean }>): ImageListing[] {
   return tags
     .map(record => ({
       repository: record.repository,

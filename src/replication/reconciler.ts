@@ -3,7 +3,7 @@
 // any more, and then collects the garbage. No coordinator: every node runs the same placement.
 import type { Logger } from 'pino'
 import { retryDelay, type RetryPolicy } from '../retry-policy.ts'
-import type { PlacementState } from '../catalogue/catalogue.ts'
+import type { PlacementState } from '../mesh/presence.ts'
 import type { Placement, PlacementLog, ResolvedImage } from '../registry/image-holdings.ts'
 import { place, type Member } from './placement.ts'
 import type { Strategy } from './strategy.ts'
@@ -20,7 +20,8 @@ export interface ImageHolder {
 
 /** A node of the inventory as the reconciler reads it. */
 export interface FleetMember extends Member {
-  silent: boolean
+  /** No sign of life for the grace: placement no longer counts it. */
+  gone: boolean
 }
 
 export interface ReconcilerOptions {
@@ -149,7 +150,7 @@ export class Reconciler {
 
   private async pass (): Promise<void> {
     const self = this.options.selfId()
-    const members = (await this.options.members()).filter(member => !member.silent)
+    const members = (await this.options.members()).filter(member => !member.gone)
     // Until this node sees itself as a member (just started, or its record is late), its share is
     // unknown: doing nothing is safe, dropping everything is not.
     if (!members.some(member => member.id === self)) return

@@ -2,7 +2,8 @@
 // fleet's node records. The placement is computed here from the live members, the same way every
 // node's reconciler computes it; the progress comes from what each node wrote in its record.
 import { randomUUID } from 'node:crypto'
-import type { NodeRecord, PlacementState } from '../catalogue/catalogue.ts'
+import type { FleetNode } from '../mesh/membership.ts'
+import type { PlacementState } from '../mesh/presence.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { ImageResolver } from './images.ts'
 import { place, type Member } from './placement.ts'
@@ -26,10 +27,10 @@ export interface StrategyStore {
   allStrategies(): Promise<Strategy[]>
 }
 
-/** A node of the inventory, marked silent when its heartbeat is stale. */
-export type ListedNode = NodeRecord & { silent: boolean, self: boolean }
+/** A node of the fleet: identity, presence, and how it stands (silent, gone). */
+export type ListedNode = FleetNode
 
-/** The fleet's nodes: every record of the inventory; the live members are the ones not silent. */
+/** The fleet's nodes: every node known; the members are the ones not gone. */
 export interface NodeSource {
   nodes(): Promise<ListedNode[]>
 }
@@ -247,8 +248,9 @@ function placed (spec: StrategySpec, live: readonly ListedNode[]): PlacedNode[] 
   return place(spec, live.map(asMember)).map(node => ({ node, name: names.get(node) ?? node }))
 }
 
+/** The members placement counts: a silent node (busy, perhaps) still counts until it is gone. */
 function liveNodes (nodes: readonly ListedNode[]): ListedNode[] {
-  return nodes.filter(node => !node.silent)
+  return nodes.filter(node => !node.gone)
 }
 
 function asMember (node: ListedNode): Member {

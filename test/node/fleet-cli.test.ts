@@ -1,7 +1,7 @@
 // `shoal strategy …`, `shoal nodes` and `shoal images` as a user runs them, against real nodes.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { PlacementState } from '../../src/catalogue/catalogue.ts'
+import { PRESENCE_TOPIC, type PlacementState } from '../../src/mesh/presence.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 import { shoal } from '../support/cli.ts'
@@ -104,34 +104,40 @@ describe('the fleet commands of the CLI', () => {
   it('shows the progress and failures the nodes report in their records', async () => {
     const added = await shoal('strategy', 'add', 'cli/app:1.0', '--all', '--json', '--node', one.url)
     const id = (JSON.parse(added.stdout) as { strategy: { id: string } }).strategy.id
-    // What a reconciler would write; a heartbeat may rewrite a record meanwhile, so write again until seen.
+    // What one's reconciler would say in its presence, signed by one; its real presence may
+    // replace it meanwhile, so say it again until seen.
     const report = async (node: TestNode, state: PlacementState): Promise<void> => {
-      const catalogue = node.node.fleet?.catalogue
-      const record = (await catalogue?.allNodes())?.find(candidate => candidate.id === idOf(node))
-      assert.ok(catalogue !== undefined && record !== undefined)
-      await catalogue.putNode({ ...record, replication: { [id]: state } })
+      const self = (await node.node.fleet?.nodes())?.find(candidate => candidate.self)
+      const pubsub = node.node.fleet?.mesh.helia.libp2p.services.pubsub
+      assert.ok(self !== undefined && pubsub !== undefined)
+      const presence = { peer: self.id, name: self.name, url: self.url, labels: self.labels, disk: self.disk, images: self.images, replication: { [id]: state }, at: new Date().toISOString() }
+      await pubsub.publish(PRESENCE_TOPIC, new TextEncoder().encode(JSON.stringify(presence)))
     }
     const updatedAt = new Date().toISOString()
-    const status = await eventually(async () => {
+    const fetching = await eventually(async () => {
       await report(one, { image: 'cli/app:1.0', imageCid, state: 'fetching', bytesDone: 10 * 1024 * 1024, bytesTotal: 40 * 1024 * 1024, updatedAt })
-      await report(two, { image: 'cli/app:1.0', state: 'failed', reason: 'no node holds it', updatedAt })
       const result = await shoal('strategy', 'status', id, '--node', two.url)
-      return /fetching/.test(result.stdout) && /failed/.test(result.stdout) ? result : undefined
-    }, 15_000, 'the reports in shoal strategy status')
-    assert.match(status.stdout, new RegExp(`^${id}  one \\(${idOf(one)}\\) +fetching +10\\.0MiB/40\\.0MiB \\(25%\\)$`, 'm'))
-    assert.match(status.stdout, new RegExp(`^${id}  two \\(${idOf(two)}\\) +failed +no node holds it$`, 'm'))
+      return /one .* fetching/.test(result.stdout) ? result : undefined
+    }, 15_000, 'the fetching report in shoal strategy status')
+    assert.match(fetching.stdout, new RegExp(`^${id}  one \\(${idOf(one)}\\) +fetching +10\\.0MiB/40\\.0MiB \\(25%\\)$`, 'm'))
+    const failed = await eventually(async () => {
+      await report(two, { image: 'cli/app:1.0', state: 'failed', reason: 'no node holds it', updatedAt })
+      const result = await shoal('strategy', 'status', id, '--node', one.url)
+      return /two .* failed/.test(result.stdout) ? result : undefined
+    }, 15_000, 'the failed report in shoal strategy status')
+    assert.match(failed.stdout, new RegExp(`^${id}  two \\(${idOf(two)}\\) +failed +no node holds it$`, 'm'))
     assert.equal((await shoal('strategy', 'rm', id, '--node', two.url)).code, 0)
   })
 
   it('lists the nodes and the images', async () => {
     const nodes = await eventually(async () => {
       const result = await shoal('nodes', '--node', two.url)
-      // One's record lists the image once its heartbeat after the push landed.
+      // One's presence lists the image once it was sent after the push.
       return new RegExp(`^${idOf(one)}  one +zone=eu +\\S+ +1 `, 'm').test(result.stdout) ? result : undefined
     }, 15_000, 'one holding the image in shoal nodes')
     assert.equal(nodes.code, 0)
-    assert.match(nodes.stdout, /^ID +NAME +LABELS +DISK USED\/FREE +IMAGES +HEARTBEAT +SILENT$/m)
-    assert.match(nodes.stdout, new RegExp(`^${idOf(one)}  one +zone=eu +[\\d.]+(B|KiB|MiB)/[\\d.]+[KMGT]?i?B +1 +\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ +no$`, 'm'))
+    assert.match(nodes.stdout, /^ID +NAME +LABELS +DISK USED\/FREE +IMAGES +HEARTBEAT +STANDING$/m)
+    assert.match(nodes.stdout, new RegExp(`^${idOf(one)}  one +zone=eu +[\\d.]+(B|KiB|MiB)/[\\d.]+[KMGT]?i?B +1 +\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ +live$`, 'm'))
     assert.match(nodes.stdout, new RegExp(`^${idOf(two)}  two \\(this node\\) +tier=edge,zone=us +`, 'm'))
 
     const images = await shoal('images', '--node', two.url)

@@ -48,7 +48,7 @@ function setUp (options: { members?: FleetMember[], tags?: Record<string, string
   const placements = new FakePlacements()
   const world = {
     strategies: [] as Strategy[],
-    members: options.members ?? [{ id: SELF, silent: false }, { id: 'node-other', silent: false }],
+    members: options.members ?? [{ id: SELF, gone: false }, { id: 'node-other', gone: false }],
     tags: new Map(Object.entries(options.tags ?? { 'app:1': 'cid-app-1' })),
     collections: 0,
     reports: 0
@@ -170,17 +170,17 @@ describe('the reconciler', () => {
     const { holder, placements, world, settle } = setUp()
     world.strategies = [strategy('s-all', { kind: 'all' })]
     await settle()
-    world.members = [{ id: SELF, silent: true }, { id: 'node-other', silent: false }]
+    world.members = [{ id: SELF, gone: true }, { id: 'node-other', gone: false }]
     world.strategies = []
     await settle()
     assert.deepEqual(holder.dropped, [])
     assert.equal(placements.entries.size, 1)
   })
 
-  it('re-places when a member goes silent: a replica moves to a survivor', async () => {
-    const members: FleetMember[] = [{ id: SELF, silent: false }, { id: 'node-a', silent: false }, { id: 'node-b', silent: false }, { id: 'node-c', silent: false }]
+  it('re-places when a member is gone: a replica moves to a survivor', async () => {
+    const members: FleetMember[] = [{ id: SELF, gone: false }, { id: 'node-a', gone: false }, { id: 'node-b', gone: false }, { id: 'node-c', gone: false }]
     const { holder, world, settle } = setUp({ members })
-    // Find a single-replica image that lands on another node while that node lives, and here once it is silent.
+    // Find a single-replica image that lands on another node while that node lives, and here once it is gone.
     for (let i = 0; i < 200; i++) world.tags.set(`app:${i}`, `cid-${i}`)
     const { place } = await import('../../src/replication/placement.ts')
     const image = [...world.tags.keys()].find(ref => {
@@ -193,7 +193,7 @@ describe('the reconciler', () => {
     await settle()
     assert.deepEqual(holder.fetched, [])
     const owner = place({ kind: 'replicas', replicas: 1, image }, members)[0]
-    world.members = members.map(m => (m.id === owner ? { ...m, silent: true } : m))
+    world.members = members.map(m => (m.id === owner ? { ...m, gone: true } : m))
     await settle()
     assert.deepEqual(holder.fetched, [world.tags.get(image)])
   })

@@ -2,7 +2,8 @@
 // stores, refuses, and reports from the nodes' records.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { PlacementState, TagRecord } from '../../src/catalogue/catalogue.ts'
+import type { TagRecord } from '../../src/catalogue/catalogue.ts'
+import type { PlacementState } from '../../src/mesh/presence.ts'
 import { fleetImageResolver, listFleetImages, listLocalImages, parseImageReference } from '../../src/replication/images.ts'
 import { place } from '../../src/replication/placement.ts'
 import { NodeNotFoundError, StrategyNotFoundError, StrategyService, type ListedNode, type StrategyStore } from '../../src/replication/strategy-service.ts'
@@ -21,7 +22,7 @@ const TAG: TagRecord = {
 function node (id: string, fields: Partial<ListedNode> = {}): ListedNode {
   return {
     id, name: `name-${id}`, url: `http://${id}`, addresses: [], labels: {}, disk: { usedBytes: 0, freeBytes: 0 },
-    images: [], heartbeatAt: '2025-01-01T00:00:00.000Z', silent: false, self: false, ...fields
+    images: [], heartbeatAt: '2025-01-01T00:00:00.000Z', standing: 'live', silent: false, gone: false, self: false, ...fields
   }
 }
 
@@ -134,7 +135,7 @@ describe('the strategy service', () => {
   })
 
   it('refuses what cannot be placed, counting live members only', async () => {
-    const { store, service } = setup([...members.slice(0, 4), node('e', { silent: true })])
+    const { store, service } = setup([...members.slice(0, 4), node('e', { standing: 'gone', silent: true, gone: true })])
     await refuses(service.create({ image: 'lib/busybox:9', kind: 'all' }), InvalidStrategyError, /^unknown image "lib\/busybox:9"/)
     await refuses(service.create({ image: 'lib/busybox:1.36', kind: 'percentage', percentage: 0 }), InvalidStrategyError, /percentage must be a number from 1 to 100/)
     await refuses(service.create({ image: 'lib/busybox:1.36', kind: 'target', target: 'nobody' }), InvalidStrategyError, /target "nobody" is not a member/)
@@ -174,7 +175,7 @@ describe('the strategy service', () => {
     byId(desired[0]).replication = report('held')
     byId(desired[1]).replication = report('fetching', { bytesDone: 10, bytesTotal: 40 })
     byId(others[0]).replication = report('held')
-    byId(others[1]).silent = true
+    Object.assign(byId(others[1]), { standing: 'gone', silent: true, gone: true })
     byId(others[1]).replication = report('held')
 
     const status = await service.status(id)
@@ -187,7 +188,7 @@ describe('the strategy service', () => {
       { node: others[0], name: `name-${others[0]}`, state: 'dropping', reported: 'held', silent: false },
       { node: others[1], name: `name-${others[1]}`, state: 'dropping', reported: 'held', silent: true }
     ])
-    // A silent node is no member, but removing one that was not chosen changes no choice.
+    // A gone node is no member, but removing one that was not chosen changes no choice.
     const [summary] = (await service.list()).map(listed => listed.summary)
     assert.equal(summary?.desired, 3)
     assert.equal(summary?.dropping, status.extra.length)

@@ -27,7 +27,9 @@ const node = (id: string, name: string, extra: object = {}): object => ({
   disk: { usedBytes: 3 * 1024 ** 3, freeBytes: 9 * 1024 ** 3 },
   images: [imageCid],
   heartbeatAt: ago(2),
+  standing: 'live',
   silent: false,
+  gone: false,
   self: false,
   ...extra
 })
@@ -36,7 +38,7 @@ const nodes = [
   node(ids.a, 'edge-a', { self: true }),
   node(ids.b, 'edge-b', { labels: { zone: 'us', tier: 'edge' } }),
   node(ids.c, 'edge-c', { images: [], disk: { usedBytes: 11 * 1024 ** 3, freeBytes: 1024 ** 3 } }),
-  node(ids.d, HOSTILE, { silent: true, heartbeatAt: ago(400), images: [], labels: { [HOSTILE]: HOSTILE } })
+  node(ids.d, HOSTILE, { standing: 'silent', silent: true, heartbeatAt: ago(400), images: [], labels: { [HOSTILE]: HOSTILE } })
 ]
 
 const strategy = {

@@ -51,26 +51,29 @@ ${peers.body.peers.length === 0
 // Records are written by other nodes: only a web address becomes a link (never `javascript:`).
 function nodeRow (node: ApiNode, latency: ReadonlyMap<string, number | undefined>, tagsOf: ReadonlyMap<string, string[]>, now: number): SafeHtml {
   const key = idFor('node', node.id)
-  const total = node.disk.usedBytes + node.disk.freeBytes
+  const disk = node.disk
   const ping = latency.get(node.id)
   return html`<tr id="${key}" class="${node.silent ? 'is-silent' : ''}" data-node="${node.id}">
   <th scope="row">
     <span class="node-name">${node.name}</span>
     ${node.self ? html`<span class="chip self">this node</span>` : ''}
-    <span class="chip ${node.silent ? 'silent' : 'live'}" data-announce-key="${key}" data-announce="Node ${node.name} is ${node.silent ? 'silent' : 'live'}">${node.silent ? 'silent' : 'live'}</span>
+    <span class="chip ${node.silent ? 'silent' : 'live'}" data-announce-key="${key}" data-announce="Node ${node.name} is ${node.standing}">${node.standing}</span>
     <br>${shortId(node.id)}
     <br>${/^https?:\/\//.test(node.url) ? html`<a class="small" href="${node.url}">${node.url}</a>` : html`<span class="small">${node.url}</span>`}
   </th>
   <td class="labels">${Object.keys(node.labels).length === 0 ? html`<span class="muted">none</span>` : Object.entries(node.labels).map(([label, value]) => html`<span class="chip">${label}=${value}</span> `)}</td>
   <td>${addressList(node.addresses, node.id)}</td>
-  <td>
-    <meter min="0" max="${total}" high="${Math.round(total * 0.9)}" optimum="0" value="${node.disk.usedBytes}" aria-label="Disk used on ${node.name}"></meter>
-    <br><span class="small">${formatBytes(node.disk.usedBytes)} used, ${formatBytes(node.disk.freeBytes)} free</span>
+  <td>${disk === undefined
+    ? html`<span class="muted">not heard yet</span>`
+    : html`<meter min="0" max="${disk.usedBytes + disk.freeBytes}" high="${Math.round((disk.usedBytes + disk.freeBytes) * 0.9)}" optimum="0" value="${disk.usedBytes}" aria-label="Disk used on ${node.name}"></meter>
+    <br><span class="small">${formatBytes(disk.usedBytes)} used, ${formatBytes(disk.freeBytes)} free</span>`}
   </td>
   <td>${node.images.length === 0
     ? html`<span class="muted">none</span>`
     : html`<ul class="plain">${node.images.map(cid => html`<li>${(tagsOf.get(cid) ?? []).length > 0 ? html`${tagsOf.get(cid)?.join(', ')} ` : ''}${shortId(cid, 6)}</li>`)}</ul>`}</td>
-  <td>${relativeTime(node.heartbeatAt, now)}${node.silent ? html`<br><span class="small warn">no heartbeat for three intervals</span>` : ''}</td>
+  <td>${node.heartbeatAt === undefined ? html`<span class="muted">not heard since this node started</span>` : relativeTime(node.heartbeatAt, now)}${node.gone
+    ? html`<br><span class="small warn">gone: no sign of life for the grace, its share is placed elsewhere</span>`
+    : node.silent ? html`<br><span class="small warn">no sign of life for three intervals</span>` : ''}</td>
   <td>${node.self ? html`<span class="muted">—</span>` : ping === undefined ? html`<span class="muted">${node.silent ? 'unreachable' : 'not connected'}</span>` : formatLatency(ping)}</td>
 </tr>`
 }
