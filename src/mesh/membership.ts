@@ -209,12 +209,13 @@ export class Membership {
     if (this.ticking) return
     this.ticking = true
     try {
-      for (const node of await this.nodes()) if (!node.self) this.probe(node.id)
+      const nodes = await this.nodes()
+      for (const node of nodes) if (!node.self) this.probe(node.id)
       const { departed, returned } = this.liveness.update()
       for (const peer of departed) this.options.logger.warn({ peer, goneAfterSeconds: this.options.goneAfterMs / 1000 }, 'node gone: no sign of life for the grace, its share is placed elsewhere')
       for (const peer of returned) this.options.logger.warn({ peer }, 'node back: it counts for placement again')
       if (departed.length > 0 || returned.length > 0) this.options.onMembersChanged()
-      await this.forgetDeparted(await this.nodes())
+      await this.forgetDeparted(nodes)
     } catch (err) {
       this.options.logger.debug({ err }, 'membership tick failed')
     } finally {
