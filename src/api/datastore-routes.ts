@@ -23,7 +23,7 @@ export function registerDatastoreRoutes (api: FastifyInstance, { membership }: A
 }
 
 /**
- * Names each entry's writer: every node writes its own inventory record, so the writer of the
+ * Names each entry's writer: every node writes its own identity record, so the writer of the
  * record keyed by a node's id is that node's identity.
  */
 export function describeDatastore (databases: readonly CatalogueDatabase[]): Datastore {

@@ -75,7 +75,7 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
   api.get<{ Params: { id: string } }>('/nodes/:id', {
     schema: {
       tags: ['mesh'],
-      summary: 'One node\'s inventory record, and what it holds and why',
+      summary: 'One node as the fleet sees it (identity and presence), and what it holds and why',
       params: idParams,
       response: { 200: holdingsSchema, ...apiErrorResponses }
     }

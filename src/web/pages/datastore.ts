@@ -13,7 +13,7 @@ export interface DatastorePageInput {
 
 const DESCRIPTIONS: Record<string, string> = {
   'shoal.tags': 'Tags: repo:tag → manifest digest and image CID, written by the node pushed to',
-  'shoal.nodes': 'Node inventory: each node rewrites its own record at every heartbeat',
+  'shoal.nodes': 'Node identities: each node writes its own record when its name, URL, addresses or labels change',
   'shoal.strategies': 'Replication strategies, written by the node whose API created them'
 }
 

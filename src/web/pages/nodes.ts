@@ -30,7 +30,7 @@ export async function renderNodesLive ({ api, now }: NodesPageInput): Promise<Sa
 ${list.length === 0
     ? emptyState('No node records yet', 'This node writes its own record at its first heartbeat; the others appear as their records replicate.')
     : html`<div class="table-wrap"><table class="nodes">
-  <caption class="visually-hidden">The fleet's nodes from the replicated inventory</caption>
+  <caption class="visually-hidden">The fleet's nodes: identities from the catalogue, presence from gossip</caption>
   <thead><tr><th scope="col">Node</th><th scope="col">Labels</th><th scope="col">Addresses</th><th scope="col">Disk</th><th scope="col">Images held</th><th scope="col">Last heartbeat</th><th scope="col">Latency</th></tr></thead>
   <tbody>${list.map(node => nodeRow(node, latency, tagsOf, now))}</tbody>
 </table></div>`}
