@@ -172,7 +172,7 @@ export class GenerationalDatabase {
   /** Another node announced `generation` as current: write there from now on. */
   advance (generation: number): Promise<void> {
     return this.serially(async () => {
-      if (generation <= this.currentGeneration) return
+      if (this.stopped || generation <= this.currentGeneration) return
       await this.openGeneration(generation)
       this.currentGeneration = generation
       this.switchedAt = Date.now()
