@@ -67,6 +67,7 @@ export class GenerationalDatabase {
   /** Structural work (opening, compacting, carrying, dropping) runs one step at a time. */
   private work: Promise<unknown> = Promise.resolve()
   private tickTimer: NodeJS.Timeout | undefined
+  private tickAt = 0
   private compactTimer: NodeJS.Timeout | undefined
   private stopped = false
 
@@ -216,11 +217,19 @@ export class GenerationalDatabase {
     })
   }
 
-  /** Looks again soon at what to carry, drop or compact (coalesces bursts of updates). */
+  /**
+   * Looks again at what to carry, drop or compact within `delayMs`. Updates coalesce into the
+   * look already due (never postponing it: under a steady stream of writes a look pushed back at
+   * every write would never come).
+   */
   private scheduleTick (delayMs: number): void {
     if (this.stopped) return
+    const at = Date.now() + delayMs
+    if (this.tickTimer !== undefined && this.tickAt <= at) return
     clearTimeout(this.tickTimer)
+    this.tickAt = at
     this.tickTimer = setTimeout(() => {
+      this.tickTimer = undefined
       void this.serially(async () => { await this.settle() }).catch((err: unknown) => {
         this.host.logger.warn({ err, db: this.name }, 'catalogue generation upkeep failed')
       }).then(() => { this.considerCompaction() })
