@@ -1,5 +1,6 @@
-// What the fleet benchmarks read from the machine and from running nodes: CPU jiffies from /proc,
-// Prometheus samples from /metrics, and the waits for a pushed tag to reach every node.
+// What the fleet benchmarks read from the machine and from running nodes: CPU jiffies and memory
+// from /proc, TCP bytes per socket from `ss`, Prometheus samples from /metrics, and the waits for
+// a pushed tag to reach every node.
 import { execFile, execFileSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
