@@ -337,6 +337,8 @@ export class GenerationalDatabase {
   private async drop (generation: number): Promise<void> {
     const old = this.generations.get(generation)
     if (old === undefined) return
+    // No more entries from peers while the log is cleared (OrbitDB would print their failures).
+    await old.db.sync.stop()
     const hashes: string[] = []
     for await (const entry of old.db.log.traverse()) hashes.push(entry.hash)
     const address = old.db.address

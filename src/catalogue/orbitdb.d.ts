@@ -22,6 +22,8 @@ declare module '@orbitdb/core' {
     all(): Promise<Array<{ key: string, value: T, hash: string }>>
     iterator(filters?: { amount?: number }): AsyncIterable<{ key: string, value: T, hash: string }>
     close(): Promise<void>
+    /** The database's exchange with peers (pubsub and the heads protocol). */
+    sync: { stop(): Promise<void> }
     /** Clears the log's heads and index (not the entries' blocks, which stay pinned). */
     drop(): Promise<void>
     log: {
