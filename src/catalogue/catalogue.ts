@@ -151,6 +151,8 @@ export class Catalogue {
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
   private generationsAnnouncedAt = 0
+  /** Until every database has started, GENERATIONS_FILE is not rewritten (it would lose some). */
+  private generationsKnown = false
 
   constructor (ipfs: unknown, transport: CatalogueTransport, directory: string, logger: Logger, options: CatalogueOptions = {}) {
     this.ipfs = ipfs
@@ -176,8 +178,11 @@ export class Catalogue {
         logger: this.logger
       }, this.settings)
       this.databasesByKind.set(kind, db)
-      await db.start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0)
     }
+    // The three open at once; the file is written only once all know their generations.
+    await Promise.all(KINDS.map(async ({ kind, name }) => { await this.database(kind).start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0) }))
+    this.generationsKnown = true
+    this.saveGenerations()
     this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, bytes => { this.heardGenerations(bytes) }))
     this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
     const soon = (): void => {
@@ -279,6 +284,7 @@ export class Catalogue {
 
   /** Writes which generations are on disk (temp file and rename: never half a file). */
   private saveGenerations (): void {
+    if (!this.generationsKnown) return
     const onDisk: GenerationsOnDisk = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, { current: db.current, onDisk: db.openGenerations() }]))
     this.saving = this.saving.then(async () => {
       const path = join(this.directory, GENERATIONS_FILE)
