@@ -29,13 +29,15 @@ const NEVER = new AbortController().signal
 const SEEDERS_TTL_MS = 10_000
 /**
  * How long a relay may keep a peer waiting before it answers 404 and the peer turns to the
- * holders: a relay tree that stalls must not stall everyone under it. Not shorter: when a pull
- * starts, the tops of the trees queue a read-ahead window of every blob at the seeders (about 24
- * MiB, 4 s at 50 Mbit/s), and a relay that gave up before its fetch came back sent its subtree to
- * the seeders (in the fleet simulation at 50 Mbit/s, 100 pullers: seeder egress 6.9x the image
- * and 3.6x the time with 4 s, 1.1x with 10 s).
+ * holders: a relay tree that stalls must not stall everyone under it, and the answer must come
+ * before the peer's own request times out (30 s). Not shorter: when a pull starts, every puller
+ * asks for its first read-ahead windows at once, and a block's first trip down a tree of depth
+ * log2 N waits at each relay behind the relay's other child; a relay that gave up before its
+ * block came sent its subtree to the seeders. In the fleet simulation at 50 Mbit/s (32 MiB):
+ * 100 pullers, seeder egress 6.9x the image with a 4 s wait, 1.1x with 10 s; 1,000 pullers,
+ * 2.1x with 10 s, 1.2x with 20 s.
  */
-export const RELAY_WAIT_MS = 10_000
+export const RELAY_WAIT_MS = 20_000
 /**
  * Looking up the holders of a root again when none were found: right after a push the fleet may
  * not know the holder yet (inventory heartbeat, DHT records on their way).
