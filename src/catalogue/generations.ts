@@ -196,25 +196,36 @@ export class GenerationalDatabase {
       const next = from + 1
       const started = Date.now()
       const entries = this.logSize
-      const items = [...this.merged()]
-        .filter(([, winner]) => !winner.deleted || winner.rank.generation >= next - TOMBSTONE_GENERATIONS)
-        .map(([key, winner]) => itemOf(key, winner))
+      const items = this.snapshotItems(next)
       const target = await this.openGeneration(next)
       // Listed on disk at once: if the node stops before the switch, its next start drops it.
       this.host.generationsChanged()
-      const parts = partsOf(items)
-      const id = randomUUID()
-      for (const [part, partItems] of parts.entries()) {
-        await this.append(target, { snapshot: { id, part, parts: parts.length }, items: partItems })
-      }
+      const parts = await this.writeSnapshot(target, items)
       // Announced only once the snapshot is written: a node that hears of it finds it there.
       this.currentGeneration = next
       this.switchedAt = Date.now()
       this.host.generationsChanged()
       this.host.announceGeneration()
-      this.host.logger.info({ db: this.name, generation: next, entries, keys: items.length, parts: parts.length, ms: Date.now() - started }, 'catalogue compacted')
+      this.host.logger.info({ db: this.name, generation: next, entries, keys: items.length, parts, ms: Date.now() - started }, 'catalogue compacted')
       this.scheduleTick(0)
     })
+  }
+
+  /** The state as a snapshot for `generation`: every key, deletes only while they are recent. */
+  private snapshotItems (generation: number): BaseItem[] {
+    return [...this.merged()]
+      .filter(([, winner]) => !winner.deleted || winner.rank.generation >= generation - TOMBSTONE_GENERATIONS)
+      .map(([key, winner]) => itemOf(key, winner))
+  }
+
+  /** Appends `items` to `target` as one snapshot; answers its number of parts. */
+  private async writeSnapshot (target: Generation, items: BaseItem[]): Promise<number> {
+    const parts = partsOf(items)
+    const id = randomUUID()
+    for (const [part, partItems] of parts.entries()) {
+      await this.append(target, { snapshot: { id, part, parts: parts.length }, items: partItems })
+    }
+    return parts.length
   }
 
   /**
@@ -247,7 +258,18 @@ export class GenerationalDatabase {
     if (top === undefined || this.stopped) return
     const older = this.openGenerations().filter(generation => generation < current)
     if (older.length === 0) return
-    if (current > 0 && !top.index.hasSnapshot) return // the snapshot's parts are still on their way
+    if (current > 0 && !top.index.hasSnapshot) {
+      // The snapshot's parts are still on their way; if none came within the grace (its writer
+      // stopped before anyone fetched them), this node writes its own from what it holds: items
+      // keep their ranks, so a second snapshot merges with any other.
+      const waited = Date.now() - this.switchedAt
+      if (waited < this.settings.graceMs) {
+        this.scheduleTick(this.settings.graceMs - waited)
+        return
+      }
+      const parts = await this.writeSnapshot(top, this.snapshotItems(current))
+      this.host.logger.warn({ db: this.name, generation: current, parts }, 'no snapshot of the current catalogue generation arrived: wrote one')
+    }
     await this.settled()
     const graceOver = Date.now() - this.switchedAt >= this.settings.graceMs
     for (const generation of older) {

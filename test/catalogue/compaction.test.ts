@@ -184,4 +184,20 @@ describe('catalogue compaction', () => {
     const restarted = await tagGeneration(c)
     assert.ok(restarted.logEntries < COMPACT_ENTRIES, `a restart reads ${restarted.logEntries} entries, not the ${history}+ of the history`)
   })
+
+  it('a generation announced with no snapshot behind it (its compactor gone) loses nothing: the nodes write their own', async () => {
+    const from = (await tagGeneration(a)).current
+    await write(b, 'app', 't0', 'before-the-announcement')
+    await converged([a, b, c], expected, from)
+    // What a compactor that stopped right after its announcement leaves: a generation nobody
+    // can fetch a snapshot of.
+    const pubsub = a.node.fleet?.mesh.helia.libp2p.services.pubsub
+    assert.ok(pubsub !== undefined)
+    await pubsub.publish('shoal/catalogue/generations/1', new TextEncoder().encode(JSON.stringify({ 'shoal.tags': from + 1 })))
+    await eventually(async () => (await tagGeneration(b)).current === from + 1 ? true : undefined, 10_000, 'b to move to the announced generation')
+    await write(c, 'app', 't1', 'after-the-announcement')
+    await converged([a, b, c], expected, from + 1)
+    const logged = [a, b, c].flatMap(node => node.logs).filter(line => line.msg === 'no snapshot of the current catalogue generation arrived: wrote one')
+    assert.ok(logged.length > 0, 'a node wrote a snapshot itself')
+  })
 })
