@@ -48,6 +48,8 @@ interface Generation {
   generation: number
   db: KeyValueDatabase<unknown>
   index: KeyValueIndex<unknown>
+  /** Entries OrbitDB reported that are being read back before the index takes them. */
+  reading: Set<Promise<unknown>>
 }
 
 /**
@@ -133,7 +135,10 @@ export class GenerationalDatabase {
 
   /** Waits until every entry seen so far is indexed. */
   async settled (): Promise<void> {
-    for (const { index } of this.generations.values()) await index.settled()
+    for (const { index, reading } of this.generations.values()) {
+      await Promise.allSettled([...reading])
+      await index.settled()
+    }
   }
 
   get (key: string): unknown {
@@ -195,6 +200,7 @@ export class GenerationalDatabase {
       if (this.stopped || this.generations.size !== 1) return
       const next = from + 1
       const started = Date.now()
+      await this.settled()
       const entries = this.logSize
       const items = this.snapshotItems(next)
       const target = await this.openGeneration(next)
@@ -318,7 +324,7 @@ export class GenerationalDatabase {
     // Sync errors are recovered by the catalogue's re-announced heads.
     db.events.on('error', (err: Error) => { this.host.logger.debug({ err, db: this.name, generation }, 'catalogue sync error') })
     const index = new KeyValueIndex<unknown>(db.log, generation)
-    const opened: Generation = { generation, db, index }
+    const opened: Generation = { generation, db, index, reading: new Set() }
     db.events.on('update', (entry: LogEntry<unknown>) => { this.take(opened, entry) })
     const started = performance.now()
     await index.load()
@@ -332,7 +338,12 @@ export class GenerationalDatabase {
    * the node that wrote it as on every other); listeners hear of it once the index has it.
    */
   private take (opened: Generation, entry: LogEntry<unknown>): void {
-    opened.db.log.get(entry.hash).then(async stored => await opened.index.add(stored ?? entry)).then(changes => {
+    // Tracked until indexed, so that `settled` waits for it: a read right after a write sees it,
+    // and a compaction or a carry never works from an index that lacks an entry of its log.
+    const indexed = opened.db.log.get(entry.hash).then(async stored => await opened.index.add(stored ?? entry))
+    opened.reading.add(indexed)
+    indexed.finally(() => opened.reading.delete(indexed)).catch(() => {})
+    indexed.then(changes => {
       if (this.generations.get(opened.generation) !== opened) return
       if (entry.payload.op !== BASE_OP) {
         this.host.changed(entry.payload.key ?? '', entry.payload.op === 'DEL')
