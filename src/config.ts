@@ -200,10 +200,11 @@ export const SETTINGS = {
     check: positive('seconds')
   }),
   catalogueCompactEntries: declare({
-    kind: number, default: 1000, arg: '<n>',
+    kind: number, default: 500, arg: '<n>',
     // A compaction rewrites the live state as a new generation's snapshot: too small a value
-    // rewrites it often, too large keeps more history (storage, start time).
-    help: 'entries a catalogue database\'s log holds (and 2 per live key) before it is compacted',
+    // rewrites it often, too large keeps more history (storage, start time, and above all a
+    // joining node's wait: OrbitDB fetches a log one entry per round trip).
+    help: 'entries a catalogue database\'s log holds (and 1 per live key) before it is compacted',
     check: value => Number.isSafeInteger(value) && value >= 10 ? undefined : 'must be a whole number, at least 10'
   }),
   catalogueGraceSeconds: declare({

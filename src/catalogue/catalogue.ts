@@ -80,7 +80,7 @@ export type CatalogueOptions = Partial<GenerationSettings> & {
 }
 
 const DEFAULT_GENERATION_SETTINGS: GenerationSettings = {
-  compactEntries: 1000,
+  compactEntries: 500,
   graceMs: 60_000,
   staggerMs: 10_000
 }

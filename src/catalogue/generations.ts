@@ -6,9 +6,11 @@ import { BASE_OP, KeyValueIndex, rankAfter, type BaseItem, type BasePayload, typ
 
 /**
  * A compaction starts once the current generation's log holds more than this many entries per
- * live key (and more than `compactEntries`): the log is then mostly history.
+ * live key (and more than `compactEntries`). A snapshot costs about the live state's bytes in a
+ * few entries, so compacting as soon as the log outgrows the live keys is cheap, and it keeps the
+ * log, which a joining node fetches one entry per round trip, as short as the state allows.
  */
-export const COMPACT_FACTOR = 2
+export const COMPACT_FACTOR = 1
 /**
  * Deletes are kept in snapshots this many generations after their own, so a write from an
  * older generation carried over late cannot bring a deleted key back; writes from generations

@@ -101,7 +101,7 @@ describe('catalogue compaction', () => {
 
   it('starts a new generation once the log is mostly history, drops the old one and its blocks are collected', async () => {
     const filesAtStart = await blockFiles(b)
-    // 5 live tags rewritten without a pause until the log is compacted: past max(30, 2 x 5)
+    // 5 live tags rewritten without a pause until the log is compacted: past max(30, 5)
     // entries, while the writes go on.
     let writes = 0
     while ((await tagGeneration(a)).current < 1) {

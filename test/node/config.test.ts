@@ -75,7 +75,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
         mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
         swarmKeyFile: '/k', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
         heartbeatSeconds: 2, goneAfterSeconds: 61, forgetAfterHours: 3, maxUploadSessions: 9, scrubIntervalHours: 6, scrubMbps: 80,
-        catalogueCompactEntries: 500, catalogueGraceSeconds: 7
+        catalogueCompactEntries: 700, catalogueGraceSeconds: 7
       }
       assert.deepEqual(Object.keys(samples).sort(), [...names].sort(), 'the sample covers every setting')
       const file = join(dir, 'all.yaml')
