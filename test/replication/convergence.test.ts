@@ -181,7 +181,9 @@ describe('replication strategies on five nodes', () => {
     const status = await eventually(async () => {
       const current = await statusOf(survivors[0]!, id)
       const replaced = current.desired.length === 2 && !current.desired.some(d => d.node === leavingId)
-      return replaced && current.desired.every(d => d.state === 'held') ? current : undefined
+      if (replaced && current.desired.every(d => d.state === 'held')) return current
+      // Said when this times out: how far it got, and who was taken for gone.
+      throw new Error(`status ${JSON.stringify(current.desired)}; said gone: ${nodesSaidGone().join(', ') || 'nobody'}`)
     }, 50_000, 'a survivor to hold the replica of the node that left')
     const now = status.desired.map(d => d.node)
     assert.equal((await holders(image.imageCid, survivors)).filter(node => now.includes(node)).length, 2)
