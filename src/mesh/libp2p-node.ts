@@ -65,7 +65,12 @@ export function createMeshNode (options: MeshNodeOptions) {
         D: 4,
         Dlo: 3,
         Dhi: 8,
-        idontwantMinDataSize: 64 * 1024
+        idontwantMinDataSize: 64 * 1024,
+        // Gossipsub scores down peers that share an IP (a Sybil defence for open networks): past
+        // 14 nodes on one address every peer was graylisted and their messages dropped, and a
+        // 30-node fleet on one machine never formed. Shoal's mesh is closed by the swarm key, and
+        // many nodes behind one address (one host, NAT) are normal.
+        scoreParams: { IPColocationFactorWeight: 0 }
       })
     }
   }))

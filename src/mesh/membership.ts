@@ -75,7 +75,6 @@ const PING_TIMEOUT_MS = 10_000
 const PING_AFTER_INTERVALS = 2
 /** How often membership is looked at, at most: gone is seen at most this late. */
 const MAX_TICK_MS = 5_000
-const PEER_CONNECT_DELAY_MS = 300
 
 /**
  * Who is in the fleet (D12): node identities from the catalogue, presence over gossip, and
@@ -108,10 +107,11 @@ export class Membership {
   async start (): Promise<void> {
     await this.keepIdentity()
     for (const record of await this.options.identities.allNodes()) if (record.id !== this.options.self) this.liveness.known(record.id)
+    // A connection is a sign of life. (Presence is not sent on a connection: it goes to the whole
+    // fleet, and in a fleet of 30 the DHT's connections made that a storm; a newcomer says hello
+    // instead, and is answered.)
     this.stopListening = this.options.link.onPeerConnect(peer => {
       if (this.isKnown(peer)) this.liveness.heard(peer)
-      // The newcomer (or a peer back from a break) hears this node's presence at once.
-      this.presence.sendSoon(PEER_CONNECT_DELAY_MS)
     })
     await this.presence.start()
     const tickMs = Math.min(this.options.intervalMs, MAX_TICK_MS)
