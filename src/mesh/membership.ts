@@ -88,6 +88,8 @@ export class Membership {
   private readonly pinging = new Set<string>()
   private tickTimer: NodeJS.Timeout | undefined
   private ticking = false
+  private identityWrite: Promise<void> | undefined
+  private identityAgain = false
   private stopListening: (() => void) | undefined
   private readonly stopped = new AbortController()
 
@@ -105,7 +107,9 @@ export class Membership {
   }
 
   async start (): Promise<void> {
-    await this.keepIdentity()
+    // In the background: an OrbitDB write waits behind the database's syncs, which on a node
+    // joining a large fleet can take long, and serving (/v2 ready) must not wait for it.
+    this.keepIdentitySoon()
     for (const record of await this.options.identities.allNodes()) if (record.id !== this.options.self) this.liveness.known(record.id)
     // A connection is a sign of life. (Presence is not sent on a connection: it goes to the whole
     // fleet, and in a fleet of 30 the DHT's connections made that a storm; a newcomer says hello
@@ -134,7 +138,7 @@ export class Membership {
   async identityChanged (id: string, deleted: boolean): Promise<void> {
     if (id === this.options.self) {
       // Forgotten while alive, or rewritten by an older copy of this node: put it right.
-      await this.keepIdentity()
+      this.keepIdentitySoon()
       return
     }
     if (!deleted) {
@@ -196,6 +200,23 @@ export class Membership {
 
   private isKnown (peer: string): boolean {
     return this.liveness.standing(peer) !== undefined || this.presence.get(peer) !== undefined
+  }
+
+  /** Writes this node's identity if the catalogue lacks it or has it otherwise (one write at a time). */
+  private keepIdentitySoon (): void {
+    if (this.identityWrite !== undefined) {
+      this.identityAgain = true
+      return
+    }
+    this.identityWrite = this.keepIdentity().catch((err: unknown) => {
+      if (!this.stopped.signal.aborted) this.options.logger.warn({ err }, 'could not write this node\'s identity into the catalogue')
+    }).finally(() => {
+      this.identityWrite = undefined
+      if (this.identityAgain && !this.stopped.signal.aborted) {
+        this.identityAgain = false
+        this.keepIdentitySoon()
+      }
+    })
   }
 
   private async keepIdentity (): Promise<void> {
