@@ -48,6 +48,7 @@ const STRATEGY_EDITS_PER_DAY = Number(args['strategy-edits'])
 const RUNS = Number(args.runs)
 const MODES = args.modes.split(',') as Array<'on' | 'off'>
 const JOIN = args.join === 'true'
+const HISTORY_GC_GRACE_SECONDS = 3
 /** No log reaches it: compaction off. */
 const NEVER = 1_000_000_000
 const TAG_NAMES = ['latest', 'stable', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8'].slice(0, TAGS_PER_REPO)
@@ -81,7 +82,9 @@ async function writeHistory (dataDir: string, compaction: boolean): Promise<Hist
       catalogueCompactEntries: compaction ? DEFAULT_CONFIG.catalogueCompactEntries : NEVER,
       // The history node is alone: nobody's writes can race its compactions.
       catalogueGraceSeconds: 0,
-      gcGraceSeconds: 0
+      // Short, not 0: the collections that follow each drop run while writes go on, and a block
+      // OrbitDB has put but not yet pinned must not go.
+      gcGraceSeconds: HISTORY_GC_GRACE_SECONDS
     },
     logger: pino({ level: 'warn' })
   })
@@ -127,6 +130,7 @@ async function writeHistory (dataDir: string, compaction: boolean): Promise<Hist
   // Superseded generations go once their grace is over; the collector then removes their blocks
   // (a running node collects every gcIntervalMinutes).
   await eventually('old generations to be dropped', async () => (await catalogue.generations()).every(db => db.open.length === 1) ? true : undefined)
+  await new Promise(resolve => setTimeout(resolve, (HISTORY_GC_GRACE_SECONDS + 1) * 1000))
   await node.gc.collect()
   const generations = await catalogue.generations()
   console.log(`  ${compaction ? 'on ' : 'off'}: ${writes} writes in ${writeSeconds.toFixed(0)} s; ` +

@@ -12,7 +12,9 @@ import { eventually, startTestNode, type TestNode } from '../support/in-process-
 
 const COMPACT_ENTRIES = 30
 const GRACE_SECONDS = 1
-const config: Partial<Config> = { catalogueCompactEntries: COMPACT_ENTRIES, catalogueGraceSeconds: GRACE_SECONDS, gcGraceSeconds: 0, heartbeatSeconds: 60 }
+// A short collector grace, not 0: the collection after a drop runs while writes go on, and a
+// block OrbitDB has put but not yet pinned must not go.
+const config: Partial<Config> = { catalogueCompactEntries: COMPACT_ENTRIES, catalogueGraceSeconds: GRACE_SECONDS, gcGraceSeconds: 1, heartbeatSeconds: 60 }
 
 function catalogueOf (node: TestNode): Catalogue {
   const fleet = node.node.fleet
