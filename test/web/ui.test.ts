@@ -182,7 +182,7 @@ describe('the web UI in a browser, on two real nodes', () => {
 
   it('shows both nodes with their labels, disk and heartbeat, and the peer list with latency', async () => {
     await page.goto(`${a.url}/nodes`)
-    const fleet = page.getByRole('table', { name: 'The fleet\'s nodes from the replicated inventory' })
+    const fleet = page.getByRole('table', { name: 'The fleet\'s nodes: identities from the catalogue, presence from gossip' })
     for (const node of nodes) {
       const row = fleet.locator(`tr[data-node="${idOf(node)}"]`)
       await row.waitFor()
