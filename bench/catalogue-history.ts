@@ -23,6 +23,7 @@ import { DEFAULT_CONFIG } from '../src/config.ts'
 import { ShoalNode } from '../src/node.ts'
 import { startNodeProcess, type RegistryProcess } from '../test/support/node-process.ts'
 import { eventually } from './node-probes.ts'
+import { seededRandom } from '../test/support/random.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -53,16 +54,6 @@ const HISTORY_GC_GRACE_SECONDS = 3
 const NEVER = 1_000_000_000
 const TAG_NAMES = ['latest', 'stable', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8'].slice(0, TAGS_PER_REPO)
 
-/** A seeded PRNG, so both modes write the same history. */
-function random (seed: number): () => number {
-  let state = seed
-  return () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface History {
   /** repo:tag -> digest at the end. */
@@ -91,7 +82,7 @@ async function writeHistory (dataDir: string, compaction: boolean): Promise<Hist
   await node.start()
   const catalogue = node.fleet?.catalogue
   if (catalogue === undefined) throw new Error('the history node is not in a mesh')
-  const next = random(11)
+  const next = seededRandom(11)
   const tags = new Map<string, string>()
   let writes = 0
   let counter = 0

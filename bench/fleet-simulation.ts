@@ -47,6 +47,7 @@ import { RELAY_WAIT_MS } from '../src/mesh/remote-content.ts'
 import { PARALLEL_BLOBS } from '../src/registry/image-holdings.ts'
 import { MAX_LINKS_PER_NODE } from '../src/content/unixfs-dag.ts'
 import { gitCommit, machineDescription } from './environment.ts'
+import { seededRandom } from '../test/support/random.ts'
 
 const MiB = 1024 * 1024
 const VIEW_GROUPS = 8
@@ -97,20 +98,8 @@ interface Settings {
 
 const gbitToBytesPerMs = (gbit: number): number => gbit * 1e9 / 8 / 1000
 
-// ---------------------------------------------------------------------------------------------
 // Deterministic randomness: the pool breaks ties with Math.random, so it is replaced by a seeded
-// generator, and runs repeat exactly.
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+// generator (test/support/random.ts), and runs repeat exactly.
 
 // ---------------------------------------------------------------------------------------------
 // Events
@@ -328,7 +317,7 @@ interface Outcome {
 
 function simulate (settings: Settings): Outcome {
   const wallStart = performance.now()
-  const random = mulberry32(settings.seed)
+  const random = seededRandom(settings.seed)
   Math.random = random
   const queue = new EventQueue()
   const image = buildImage(settings)

@@ -32,8 +32,8 @@ export class NodeStillLiveError extends ShoalError {
   static override readonly descriptor: ErrorDescriptor = { code: 'NODE_LIVE', status: 409, message: 'the node is live: stop it first' }
 }
 
-/** No node of the fleet has that id. */
-export class FleetNodeUnknownError extends ShoalError {
+/** No node of the fleet has that id (forgetting one, or asking for its holdings). */
+export class NodeNotFoundError extends ShoalError {
   static override readonly descriptor: ErrorDescriptor = { code: 'NODE_UNKNOWN', status: 404, message: 'no node has that id' }
 }
 
@@ -190,7 +190,7 @@ export class Membership {
   async forget (id: string): Promise<void> {
     if (id === this.options.self) throw new ForgetSelfError(`${id} is this node: forget it from another node once it has stopped`)
     const known = this.isKnown(id) || (await this.options.identities.getNode(id)) !== undefined
-    if (!known) throw new FleetNodeUnknownError(`no node ${JSON.stringify(id)} in the fleet`)
+    if (!known) throw new NodeNotFoundError(`no node ${JSON.stringify(id)} in the fleet`)
     if (this.liveness.standing(id) === 'live') throw new NodeStillLiveError(`node ${id} is live (a sign of life ${Math.round((this.liveness.sinceLastSign(id) ?? 0) / 1000)} s ago): stop it first, or wait until it is silent`)
     await this.options.identities.deleteNode(id)
     this.liveness.forget(id)

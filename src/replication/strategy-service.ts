@@ -2,21 +2,18 @@
 // fleet's node records. The placement is computed here from the live members, the same way every
 // node's reconciler computes it; the progress comes from what each node wrote in its record.
 import { randomUUID } from 'node:crypto'
-import type { FleetNode } from '../mesh/membership.ts'
+import { NodeNotFoundError, type FleetNode } from '../mesh/membership.ts'
 import type { PlacementState } from '../mesh/presence.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { ImageResolver } from './images.ts'
 import { place, type Member } from './placement.ts'
 import { InvalidStrategyError, checkAgainstFleet, parseStrategyPayload, type Strategy, type StrategySpec } from './strategy.ts'
 
+export { NodeNotFoundError }
+
 /** No strategy has that id. */
 export class StrategyNotFoundError extends ShoalError {
   static override readonly descriptor: ErrorDescriptor = { code: 'STRATEGY_UNKNOWN', status: 404, message: 'no strategy has that id' }
-}
-
-/** No node of the inventory has that id. */
-export class NodeNotFoundError extends ShoalError {
-  static override readonly descriptor: ErrorDescriptor = { code: 'NODE_UNKNOWN', status: 404, message: 'no node has that id' }
 }
 
 /** Where strategies are kept: the replicated catalogue. */

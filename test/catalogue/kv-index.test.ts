@@ -2,21 +2,12 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { BASE_OP, KeyValueIndex, comesAfter, rankAfter, type BaseItem, type EntrySource, type IndexedEntry } from '../../src/catalogue/kv-index.ts'
+import { seededRandom } from '../support/random.ts'
 
-/** A seeded PRNG, so a failure can be replayed. */
-function random (seed: number): () => number {
-  let state = seed
-  return () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Several writers appending to their own view of a log and merging now and then, like OrbitDB. */
 function randomLog (seed: number, count: number): IndexedEntry[] {
-  const next = random(seed)
+  const next = seededRandom(seed)
   const writers = ['writer-a', 'writer-b', 'writer-c']
   const heads = new Map(writers.map(w => [w, [] as IndexedEntry[]]))
   const all: IndexedEntry[] = []
@@ -86,7 +77,7 @@ describe('KeyValueIndex', () => {
   it('fed only the newest entry of each joined branch, reaches the same answer in any order', async () => {
     for (let seed = 1; seed <= 50; seed++) {
       const entries = randomLog(seed, 60)
-      const next = random(seed * 7)
+      const next = seededRandom(seed * 7)
       const present = new Set<string>()
       const index = new KeyValueIndex<number>(sourceOf(entries, present))
       await index.load()
