@@ -235,7 +235,7 @@ export class ShoalNode {
     return new Reconciler({
       selfId: () => fleet.peerId,
       strategies: async () => await fleet.strategies(),
-      members: async () => (await fleet.nodes()).map(node => ({ id: node.id, name: node.name, labels: node.labels, gone: node.gone })),
+      members: async () => (await fleet.members()).map(node => ({ id: node.id, name: node.name, labels: node.labels, gone: node.gone })),
       resolve: async image => await resolveImage(image, fleet, this.metadata),
       holder,
       placements: this.metadata.placements,

@@ -37,11 +37,13 @@ export type NodeRecord = {
 
 /** What the catalogue needs of the mesh beyond what OrbitDB takes from helia itself. */
 export interface CatalogueTransport {
+  /** This node's peer id (the ids the nodes database is keyed by). */
+  readonly self: string
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
-  /** Calls back when a peer connects; returns an unsubscribe function. */
-  onPeerConnect(listener: () => void): () => void
+  /** Calls back with the peer's id when a peer connects; returns an unsubscribe function. */
+  onPeerConnect(listener: (peer: string) => void): () => void
   /** Calls back when a peer subscribes to a topic; returns an unsubscribe function. */
-  onPeerSubscribe?(listener: (topic: string) => void): () => void
+  onPeerSubscribe?(listener: (topic: string, peer: string) => void): () => void
   /** Calls back with every message on `topic`; returns an unsubscribe function. */
   subscribe(topic: string, onMessage: (bytes: Uint8Array) => void): () => void
 }
@@ -68,6 +70,15 @@ const HEADS_ANNOUNCE_DELAY_MS = 300
  * fleet's idle traffic). Each node takes its turn with a chance of this many in the fleet.
  */
 const ANNOUNCERS_PER_ROUND = 3
+/**
+ * A peer that connects, or subscribes to one of the catalogue's topics, is answered with every
+ * head by this many members only: those whose ids follow its id (answerersOf below). When
+ * every member it met answered, a join cost each of N nodes N broadcasts (N^2 for the fleet), and
+ * a 30-node fleet never settled. The newcomer itself announces its heads whenever it meets a peer
+ * during its first JOIN_WINDOW_MS.
+ */
+const ANSWERERS = 3
+const JOIN_WINDOW_MS = 60_000
 
 /**
  * Gossip topic on which nodes tell each other the generation each database writes to: on a new
@@ -192,14 +203,18 @@ export class Catalogue {
     this.saveGenerations()
     this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, bytes => { this.heardGenerations(bytes) }))
     this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
-    const soon = (): void => {
-      clearTimeout(this.announceSoon)
-      this.announceSoon = setTimeout(() => { void this.announceHeads(true) }, HEADS_ANNOUNCE_DELAY_MS).unref()
+    const startedAt = Date.now()
+    const met = (peer: string): void => {
+      void this.answers(peer, startedAt).then(answer => {
+        if (!answer) return
+        clearTimeout(this.announceSoon)
+        this.announceSoon = setTimeout(() => { void this.announceHeads(true) }, HEADS_ANNOUNCE_DELAY_MS).unref()
+      })
     }
-    this.stopListening.push(this.transport.onPeerConnect(soon))
+    this.stopListening.push(this.transport.onPeerConnect(met))
     if (this.transport.onPeerSubscribe !== undefined) {
-      this.stopListening.push(this.transport.onPeerSubscribe(topic => {
-        if (topic === GENERATIONS_TOPIC || this.openDatabases().some(db => db.address === topic)) soon()
+      this.stopListening.push(this.transport.onPeerSubscribe((topic, peer) => {
+        if (topic === GENERATIONS_TOPIC || this.openDatabases().some(db => db.address === topic)) met(peer)
       }))
     }
   }
@@ -238,6 +253,17 @@ export class Catalogue {
       } catch (err) {
         this.logger.debug({ err, db: db.address }, 'could not announce heads')
       }
+    }
+  }
+
+  /** Whether this node announces every head to the fleet because it met `peer` (ANSWERERS). */
+  private async answers (peer: string, startedAt: number): Promise<boolean> {
+    if (Date.now() - startedAt < JOIN_WINDOW_MS) return true
+    try {
+      const members = (await this.view('node')).entries().map(([id]) => id)
+      return answerersOf(peer, [...members, this.transport.self], ANSWERERS).includes(this.transport.self)
+    } catch {
+      return true
     }
   }
 
@@ -441,6 +467,17 @@ export class Catalogue {
   static directoryIn (dataDir: string): string {
     return join(dataDir, 'orbitdb')
   }
+}
+
+/**
+ * The `count` members that answer `peer`: those whose ids follow its id, in sorted order around
+ * the ring of ids. Every member computes the same set from the same list.
+ */
+export function answerersOf (peer: string, members: string[], count: number): string[] {
+  const ring = [...new Set(members)].filter(id => id !== peer).sort()
+  const first = ring.findIndex(id => id > peer)
+  const start = first === -1 ? 0 : first
+  return Array.from({ length: Math.min(count, ring.length) }, (_, i) => ring[(start + i) % ring.length] as string)
 }
 
 function tagKey (repository: string, tag: string): string {

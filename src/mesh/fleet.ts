@@ -79,15 +79,18 @@ export class Fleet {
   async start (): Promise<void> {
     await this.mesh.start()
     const libp2p = this.mesh.helia.libp2p
+    const onPeerConnect = (listener: (peer: string) => void): () => void => {
+      const onConnect = (event: CustomEvent<{ toString(): string }>): void => { listener(event.detail.toString()) }
+      libp2p.addEventListener('peer:connect', onConnect)
+      return () => { libp2p.removeEventListener('peer:connect', onConnect) }
+    }
     const transport = {
+      self: this.mesh.peerId,
       publish: (topic: string, bytes: Uint8Array) => libp2p.services.pubsub.publish(topic, bytes),
-      onPeerConnect: (listener: () => void) => {
-        libp2p.addEventListener('peer:connect', listener)
-        return () => libp2p.removeEventListener('peer:connect', listener)
-      },
-      onPeerSubscribe: (listener: (topic: string) => void) => {
-        const onChange = (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-          for (const { topic, subscribe } of event.detail.subscriptions) if (subscribe) listener(topic)
+      onPeerConnect,
+      onPeerSubscribe: (listener: (topic: string, peer: string) => void) => {
+        const onChange = (event: CustomEvent<{ peerId: { toString(): string }, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+          for (const { topic, subscribe } of event.detail.subscriptions) if (subscribe) listener(topic, event.detail.peerId.toString())
         }
         libp2p.services.pubsub.addEventListener('subscription-change', onChange)
         return () => libp2p.services.pubsub.removeEventListener('subscription-change', onChange)
@@ -115,11 +118,7 @@ export class Fleet {
       identities: catalogue,
       transport: gossipTransport(libp2p.services.pubsub),
       link: {
-        onPeerConnect: listener => {
-          const onConnect = (event: CustomEvent<{ toString(): string }>): void => { listener(event.detail.toString()) }
-          libp2p.addEventListener('peer:connect', onConnect)
-          return () => { libp2p.removeEventListener('peer:connect', onConnect) }
-        },
+        onPeerConnect,
         isConnected: peer => libp2p.getConnections().some(connection => connection.remotePeer.toString() === peer && connection.status === 'open'),
         ping: async (peer, signal) => {
           const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === peer && c.status === 'open')
@@ -171,7 +170,7 @@ export class Fleet {
    */
   async providersOf (cid: CID, signal?: AbortSignal): Promise<Provider[]> {
     const self = this.mesh.peerId
-    const nodes = await this.membership.nodes()
+    const nodes = await this.membership.members()
     const urlOf = new Map(nodes.map(node => [node.id, node.url]))
     const ids = new Set(nodes.filter(node => node.images.includes(cid.toString())).map(node => node.id))
     // The DHT goes on looking for more providers after the first ones; a puller needs a few,
@@ -238,6 +237,11 @@ export class Fleet {
   /** Every node the fleet knows of, with its presence and standing (live, silent, gone). */
   async nodes (): Promise<FleetNode[]> {
     return await this.membership.nodes()
+  }
+
+  /** Every node as `nodes()` lists it, without this node's own presence (placement needs no more). */
+  async members (): Promise<FleetNode[]> {
+    return await this.membership.members()
   }
 
   /** Forgets a departed node fleet-wide at once (`shoal nodes forget`). */

@@ -16,6 +16,7 @@ import type { Blockstore } from 'interface-blockstore'
 import type { Datastore } from 'interface-datastore'
 import { MemoryDatastore } from 'datastore-core'
 import { createHeliaLight } from 'helia'
+import { sendWindowUpdatesAtHalf } from './yamux-window.ts'
 
 /** Shoal's own DHT: never the public IPFS one (D5). */
 export const DHT_PROTOCOL = '/shoal/kad/1.0.0'
@@ -38,6 +39,7 @@ export interface MeshNodeOptions {
  * delegated routing, no public gateways.
  */
 export function createMeshNode (options: MeshNodeOptions) {
+  sendWindowUpdatesAtHalf()
   const helia = createHeliaLight({ blockstore: options.blockstore, datastore: options.datastore, codecs: [dagCbor] })
   return withBitswap(withLibp2pLight(helia, {
     privateKey: options.privateKey,
@@ -51,6 +53,7 @@ export function createMeshNode (options: MeshNodeOptions) {
     streamMuxers: [yamux()],
     connectionProtector: options.swarmKey === undefined ? undefined : preSharedKey({ psk: options.swarmKey }),
     connectionManager: { dialTimeout: DIAL_TIMEOUT_MS, inboundUpgradeTimeout: DIAL_TIMEOUT_MS },
+    connectionMonitor: { enabled: false },
     peerDiscovery: options.mdns ? [mdns()] : [],
     services: {
       identify: identify(),
@@ -62,9 +65,12 @@ export function createMeshNode (options: MeshNodeOptions) {
         fastMsgIdFn: signatureId,
         // Shoal's messages are small (catalogue entries, pull notices): each is forwarded to D
         // mesh peers, and an IDONTWANT would cost as much as the copy it saves.
-        D: 4,
-        Dlo: 3,
-        Dhi: 8,
+        D: 3,
+        Dlo: 2,
+        Dhi: 5,
+        Dout: 1,
+        Dlazy: 2,
+        gossipFactor: 0.1,
         idontwantMinDataSize: 64 * 1024,
         // Gossipsub scores down peers that share an IP (a Sybil defence for open networks): past
         // 14 nodes on one address every peer was graylisted and their messages dropped, and a

@@ -152,12 +152,24 @@ export class Membership {
 
   /** Every node the fleet knows of, this one included, by name. */
   async nodes (): Promise<FleetNode[]> {
+    // This node's holdings as they are now, and its heartbeat as the fleet last heard it.
+    const current = await this.options.presence()
+    return await this.listing({ ...current, at: this.presence.lastSentAt ?? current.at })
+  }
+
+  /**
+   * Every node as `nodes()` lists it, but this node without its presence (no disk, holdings or
+   * progress): what placement, liveness and provider lookups need. Building this node's presence
+   * counts its blobs and images, too much for every tick and every fetched blob.
+   */
+  async members (): Promise<FleetNode[]> {
+    return await this.listing(undefined)
+  }
+
+  private async listing (own: Presence | undefined): Promise<FleetNode[]> {
     const self = this.options.self
     const identities = new Map((await this.options.identities.allNodes()).map(record => [record.id, record]))
     const ids = new Set([...identities.keys(), ...this.presence.all().keys(), self])
-    // This node's holdings as they are now, and its heartbeat as the fleet last heard it.
-    const current = await this.options.presence()
-    const own = { ...current, at: this.presence.lastSentAt ?? current.at }
     const nodes: FleetNode[] = []
     for (const id of ids) {
       const presence = id === self ? own : this.presence.get(id)?.presence
@@ -230,7 +242,7 @@ export class Membership {
     if (this.ticking) return
     this.ticking = true
     try {
-      const nodes = await this.nodes()
+      const nodes = await this.members()
       for (const node of nodes) if (!node.self) this.probe(node.id)
       const { departed, returned } = this.liveness.update()
       for (const peer of departed) this.options.logger.warn({ peer, goneAfterSeconds: this.options.goneAfterMs / 1000 }, 'node gone: no sign of life for the grace, its share is placed elsewhere')
