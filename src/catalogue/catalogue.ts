@@ -58,18 +58,19 @@ interface PinRemover {
 // message (OrbitDB's path for new entries) makes late joiners converge anyway.
 // Heads are re-announced when they changed since the last announcement (checked every
 // HEADS_CHECK_INTERVAL_MS), shortly after a peer connects or subscribes to one of the
-// catalogue's databases (a new generation), and otherwise every HEADS_REANNOUNCE_MS: each gossip
-// message costs every node a signature check.
+// catalogue's databases (a new generation), and otherwise in a round every HEADS_REANNOUNCE_MS:
+// each gossip message costs every node a signature check.
 const HEADS_CHECK_INTERVAL_MS = 10_000
-const HEADS_REANNOUNCE_MS = 60_000
+const HEADS_REANNOUNCE_MS = 300_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 /**
- * The timed re-announcements (heads changed, or a minute passed) are a safety net: every node
- * has the same heads, and when each of N nodes sent all of them every minute, each node received
- * N x heads messages a minute (with N unmerged identity heads, N^2: the largest part of a 30-node
- * fleet's idle traffic). Each node takes its turn with a chance of this many in the fleet.
+ * The timed re-announcements (heads changed, a round came) are a safety net: every node has the
+ * same heads, and when each of N nodes sent all of them every minute, each node received
+ * N x heads messages a minute (with N unmerged identity heads, N^2). Each node takes its turn in
+ * a round with a chance of this many in the fleet. With rounds every minute and 3 turns, those
+ * messages were still most of a 12-node fleet's idle gossip (8 nodes: 34 a minute per node).
  */
-const ANNOUNCERS_PER_ROUND = 3
+const ANNOUNCERS_PER_ROUND = 2
 /**
  * A peer that connects, or subscribes to one of the catalogue's topics, is answered with every
  * head by this many members only: those whose ids follow its id (answerersOf below). When
@@ -82,8 +83,9 @@ const JOIN_WINDOW_MS = 60_000
 
 /**
  * Gossip topic on which nodes tell each other the generation each database writes to: on a new
- * generation, when a peer connects, and every HEADS_REANNOUNCE_MS. Nothing durable: a node keeps
- * its own current generation in GENERATIONS_FILE and learns a newer one from any peer.
+ * generation, to a peer that connects (by its answerers), and in the timed rounds. Nothing
+ * durable: a node keeps its own current generation in GENERATIONS_FILE and learns a newer one
+ * from any peer.
  */
 const GENERATIONS_TOPIC = 'shoal/catalogue/generations/1'
 /** Per database: the generation this node writes to and those it holds on disk, beside OrbitDB's files. */
@@ -161,14 +163,15 @@ export class Catalogue {
   private orbitdb: OrbitDB | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
-  /** Per database: the heads last announced, and when. */
-  private readonly announced = new Map<string, { heads: string, at: number }>()
+  /** Per database: the heads last announced (or skipped), sorted and joined. */
+  private readonly announced = new Map<string, string>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
-  private generationsAnnouncedAt = 0
+  /** When this node's last timed round came (its turn or not). */
+  private roundAt = Date.now()
   /** Until every database has started, GENERATIONS_FILE is not rewritten (it would lose some). */
   private generationsKnown = false
 
@@ -231,20 +234,23 @@ export class Catalogue {
 
   /**
    * Publishes every head of every database, each as one pubsub message: all of them when `all`,
-   * else those of databases whose heads changed since their last announcement or long ago.
+   * else those of databases whose heads changed since their last announcement, or all in a round.
    */
   async announceHeads (all = true): Promise<void> {
-    // A timed round (not `all`) is this node's turn only with a chance of ANNOUNCERS_PER_ROUND
-    // in the fleet; skipped, it counts as done, or the 10 s checks would let every node in.
+    const now = Date.now()
+    const roundDue = now - this.roundAt >= HEADS_REANNOUNCE_MS
+    if (roundDue) this.roundAt = now
+    // A timed round or a change is this node's to announce only with a chance of
+    // ANNOUNCERS_PER_ROUND in the fleet; skipped, it counts as done, or the 10 s checks would
+    // let every node in.
     const myTurn = all || Math.random() * await this.fleetSize() < ANNOUNCERS_PER_ROUND
-    if (all || (myTurn && Date.now() - this.generationsAnnouncedAt >= HEADS_REANNOUNCE_MS)) await this.announceGenerations()
+    if (all || (roundDue && myTurn)) await this.announceGenerations()
     for (const db of this.openDatabases()) {
       try {
         const heads = await db.log.heads()
         const key = heads.map(head => head.hash).sort().join(',')
-        const last = this.announced.get(db.address)
-        if (!all && last !== undefined && last.heads === key && Date.now() - last.at < HEADS_REANNOUNCE_MS) continue
-        this.announced.set(db.address, { heads: key, at: Date.now() })
+        if (!all && !roundDue && this.announced.get(db.address) === key) continue
+        this.announced.set(db.address, key)
         if (!myTurn) continue
         for (const head of heads) {
           const bytes = await db.log.storage.get(head.hash)
@@ -282,7 +288,6 @@ export class Catalogue {
 
   /** Tells the fleet which generation each database writes to. */
   private async announceGenerations (): Promise<void> {
-    this.generationsAnnouncedAt = Date.now()
     const current = Object.fromEntries([...this.databasesByKind.values()].map(db => [db.name, db.current]))
     try {
       await this.transport.publish(GENERATIONS_TOPIC, new TextEncoder().encode(JSON.stringify(current)))

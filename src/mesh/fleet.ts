@@ -1,5 +1,6 @@
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
@@ -11,7 +12,8 @@ import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { Membership, type FleetNode } from './membership.ts'
-import type { PlacementState, Presence, PresenceTransport } from './presence.ts'
+import type { PlacementState, Presence } from './presence.ts'
+import type { PresenceLink } from './presence-link.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
 import { rankProviders, ranksAbove, relayTrees } from './relay-tree.ts'
 
@@ -43,6 +45,7 @@ export class Fleet {
   private catalogueInstance: Catalogue | undefined
   private membershipInstance: Membership | undefined
   private pullNotices: PullNotices | undefined
+  private presenceLink: PresenceLink | undefined
   /** Collects unpinned blocks (the catalogue unpins a dropped generation's entries). */
   private readonly collectGarbage: (() => Promise<unknown>) | undefined
   private stopWatchingIdentities: (() => void) | undefined
@@ -79,6 +82,10 @@ export class Fleet {
   async start (): Promise<void> {
     await this.mesh.start()
     const libp2p = this.mesh.helia.libp2p
+    // Before the catalogue opens: peers learn that this node speaks presence as they identify it.
+    const { PresenceLink } = await import('./presence-link.ts')
+    const presenceLink = this.presenceLink = new PresenceLink(libp2p, this.logger.child({ part: 'presence' }))
+    await presenceLink.start()
     const onPeerConnect = (listener: (peer: string) => void): () => void => {
       const onConnect = (event: CustomEvent<{ toString(): string }>): void => { listener(event.detail.toString()) }
       libp2p.addEventListener('peer:connect', onConnect)
@@ -116,10 +123,11 @@ export class Fleet {
       identity: () => ({ id: this.mesh.peerId, name: this.config.name ?? this.mesh.peerId, url: this.facts.url(), addresses: this.mesh.addresses, labels: this.config.labels }),
       presence: async () => await this.presence(),
       identities: catalogue,
-      transport: gossipTransport(libp2p.services.pubsub),
+      transport: presenceLink,
       link: {
         onPeerConnect,
         isConnected: peer => libp2p.getConnections().some(connection => connection.remotePeer.toString() === peer && connection.status === 'open'),
+        connect: async (addresses, signal) => { await libp2p.dial(addresses.map(address => multiaddr(address)), { signal }) },
         ping: async (peer, signal) => {
           const connection = libp2p.getConnections().find(c => c.remotePeer.toString() === peer && c.status === 'open')
           if (connection === undefined) throw new Error('not connected')
@@ -141,6 +149,7 @@ export class Fleet {
     this.membershipInstance?.stop()
     this.pullNotices?.stop()
     await this.catalogueInstance?.stop()
+    await this.presenceLink?.stop()
     await this.mesh.stop()
   }
 
@@ -316,22 +325,22 @@ export class Fleet {
   }
 }
 
-/** A gossipsub message as Shoal reads it: signed messages carry their sender. */
-interface GossipMessage { topic: string, data: Uint8Array, from?: { toString(): string } }
+/** A gossipsub message as Shoal reads it. */
+interface GossipMessage { topic: string, data: Uint8Array }
 
-/** Gossipsub as the pull notices and presence use it: one topic, its messages' bytes and signer. */
+/** Gossipsub as the pull notices and the catalogue use it: one topic and its messages' bytes. */
 function gossipTransport (pubsub: {
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
   subscribe(topic: string): void
   unsubscribe(topic: string): void
   addEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
   removeEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
-}): NoticeTransport & PresenceTransport {
+}): NoticeTransport {
   return {
     publish: async (topic, bytes) => await pubsub.publish(topic, bytes),
     subscribe: (topic, onMessage) => {
       const listener = (event: CustomEvent<GossipMessage>): void => {
-        if (event.detail.topic === topic) onMessage(event.detail.data, event.detail.from?.toString())
+        if (event.detail.topic === topic) onMessage(event.detail.data)
       }
       pubsub.subscribe(topic)
       pubsub.addEventListener('message', listener)

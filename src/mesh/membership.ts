@@ -45,10 +45,11 @@ export interface IdentityStore {
   allNodes(): Promise<NodeRecord[]>
 }
 
-/** What membership needs of libp2p: connection events, open connections, ping. */
+/** What membership needs of libp2p: connection events, open connections, dialling, ping. */
 export interface PeerLink {
   onPeerConnect(listener: (peer: string) => void): () => void
   isConnected(peer: string): boolean
+  connect(addresses: string[], signal: AbortSignal): Promise<unknown>
   ping(peer: string, signal: AbortSignal): Promise<unknown>
 }
 
@@ -75,10 +76,19 @@ const PING_TIMEOUT_MS = 10_000
 const PING_AFTER_INTERVALS = 2
 /** How often membership is looked at, at most: gone is seen at most this late. */
 const MAX_TICK_MS = 5_000
+/**
+ * A known member this node has no connection to is dialled at most this often. Presence goes
+ * only to connected members (presence-link.ts), so every member keeps a connection to every
+ * other, as the byte path needs anyway (nodes fetch from each other's HTTP URLs).
+ */
+const REDIAL_MS = 30_000
+/** How long one dial may take. */
+const DIAL_TIMEOUT_MS = 5_000
 
 /**
- * Who is in the fleet (D12): node identities from the catalogue, presence over gossip, and
- * liveness from every sign of life (presence, connections, pings). Keeps this node's identity
+ * Who is in the fleet (D12): node identities from the catalogue, presence from each member
+ * (presence-link.ts), and liveness from every sign of life (presence, connections, pings). It
+ * keeps a connection to every known member, keeps this node's identity
  * record current (written only when it changes), and forgets nodes gone for `forgetAfterMs`.
  */
 export class Membership {
@@ -86,6 +96,8 @@ export class Membership {
   private readonly presence: PresenceChannel
   private readonly liveness: Liveness
   private readonly pinging = new Set<string>()
+  /** When each member this node was not connected to was last dialled (monotonic ms). */
+  private readonly dialledAt = new Map<string, number>()
   private tickTimer: NodeJS.Timeout | undefined
   private ticking = false
   private identityWrite: Promise<void> | undefined
@@ -111,9 +123,7 @@ export class Membership {
     // joining a large fleet can take long, and serving (/v2 ready) must not wait for it.
     this.keepIdentitySoon()
     for (const record of await this.options.identities.allNodes()) if (record.id !== this.options.self) this.liveness.known(record.id)
-    // A connection is a sign of life. (Presence is not sent on a connection: it goes to the whole
-    // fleet, and in a fleet of 30 the DHT's connections made that a storm; a newcomer says hello
-    // instead, and is answered.)
+    // A connection is a sign of life (and the presence channel greets every member that connects).
     this.stopListening = this.options.link.onPeerConnect(peer => {
       if (this.isKnown(peer)) this.liveness.heard(peer)
     })
@@ -143,6 +153,9 @@ export class Membership {
     }
     if (!deleted) {
       this.liveness.known(id)
+      // A member heard of through the catalogue only (a newcomer's first sync) is dialled now.
+      const record = await this.options.identities.getNode(id)
+      if (record !== undefined) this.reach(record)
     } else if (this.liveness.standing(id) !== 'live') {
       this.liveness.forget(id)
       this.presence.forget(id)
@@ -243,7 +256,11 @@ export class Membership {
     this.ticking = true
     try {
       const nodes = await this.members()
-      for (const node of nodes) if (!node.self) this.probe(node.id)
+      for (const node of nodes) {
+        if (node.self) continue
+        this.probe(node.id)
+        this.reach(node)
+      }
       const { departed, returned } = this.liveness.update()
       for (const peer of departed) this.options.logger.warn({ peer, goneAfterSeconds: this.options.goneAfterMs / 1000 }, 'node gone: no sign of life for the grace, its share is placed elsewhere')
       for (const peer of returned) this.options.logger.warn({ peer }, 'node back: it counts for placement again')
@@ -266,6 +283,18 @@ export class Membership {
     this.options.link.ping(peer, signal).then(() => { this.liveness.heard(peer) }, () => {}).finally(() => { this.pinging.delete(peer) })
   }
 
+  /** Dials a known member this node is not connected to (at most every REDIAL_MS). */
+  private reach (node: Pick<FleetNode, 'id' | 'addresses'>): void {
+    if (node.addresses.length === 0 || this.options.link.isConnected(node.id)) return
+    const now = performance.now()
+    if (now - (this.dialledAt.get(node.id) ?? -Infinity) < REDIAL_MS) return
+    this.dialledAt.set(node.id, now)
+    const signal = AbortSignal.any([this.stopped.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+    this.options.link.connect(node.addresses, signal).catch((err: unknown) => {
+      this.options.logger.debug({ err, peer: node.id }, 'could not reach a member')
+    })
+  }
+
   /** Nodes gone for `forgetAfterMs` are forgotten; one member (the lowest id) writes it. */
   private async forgetDeparted (nodes: FleetNode[]): Promise<void> {
     const writer = nodes.filter(node => !node.gone).map(node => node.id).sort()[0]
@@ -276,6 +305,7 @@ export class Membership {
       this.options.logger.info({ peer: node.id, name: node.name }, 'forgetting a node gone for the forget time')
       this.liveness.forget(node.id)
       this.presence.forget(node.id)
+      this.dialledAt.delete(node.id)
       if (node.addresses.length > 0 || await this.options.identities.getNode(node.id) !== undefined) await this.options.identities.deleteNode(node.id)
     }
   }

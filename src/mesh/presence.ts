@@ -2,12 +2,8 @@ import { AjvCompiler } from '@fastify/ajv-compiler'
 import type { FromSchema } from 'json-schema-to-ts'
 import type { Logger } from 'pino'
 
-/** Where nodes say they are alive and what they hold now (gossipsub; never stored: D12). */
-export const PRESENCE_TOPIC = '/shoal/presence/1'
 /** Changes within this long go out as one message. */
 const COALESCE_MS = 200
-/** A newcomer hears every node within this long (each waits a random part of it: no burst). */
-const WELCOME_SPREAD_MS = 1_000
 
 const placementStateSchema = {
   type: 'object',
@@ -52,9 +48,7 @@ export const presenceSchema = {
     /** Strategy id -> the node's progress with that strategy's image (absent: nothing to say). */
     replication: { type: 'object', additionalProperties: placementStateSchema },
     /** The sender's wall clock when it sent the message (ISO 8601), for people. */
-    at: { type: 'string' },
-    /** The sender has just started: whoever hears it answers with its own presence soon. */
-    hello: { type: 'boolean' }
+    at: { type: 'string' }
   }
 } as const
 
@@ -64,10 +58,16 @@ export type PlacementState = FromSchema<typeof placementStateSchema>
 
 const isPresence = AjvCompiler()({}, { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } })({ schema: presenceSchema }) as (value: unknown) => value is Presence
 
-/** What the channel needs of gossipsub: publish, and messages with their signed sender. */
+/**
+ * What the channel needs of the mesh: messages to every connected member or to one, messages
+ * with their sender as the connection authenticated it, and members as they connect
+ * (presence-link.ts: a libp2p protocol of Shoal's own).
+ */
 export interface PresenceTransport {
-  publish(topic: string, bytes: Uint8Array): Promise<unknown>
-  subscribe(topic: string, onMessage: (bytes: Uint8Array, from: string | undefined) => void): () => void
+  broadcast(bytes: Uint8Array): void
+  send(peer: string, bytes: Uint8Array): void
+  onMessage(listener: (bytes: Uint8Array, from: string) => void): () => void
+  onMemberConnect(listener: (peer: string) => void): () => void
 }
 
 /** A presence heard from a peer, and when it arrived (this node's monotonic clock, ms). */
@@ -89,24 +89,22 @@ export interface PresenceOptions {
 }
 
 /**
- * The ephemeral half of the fleet's state (D12): every node sends its presence every interval,
- * shortly after what it holds changed, and soon after it hears a node it did not know (so a
- * newcomer learns the whole fleet within a second or two, not one interval). Each node keeps the
- * last presence of each peer in memory; nothing is written to disk, so nothing grows.
+ * The ephemeral half of the fleet's state (D12): every node sends its presence to every connected
+ * member every interval and shortly after what it holds changed, and to a member as soon as it
+ * connects, so a newcomer learns the whole fleet as its connections form, and the fleet learns
+ * it. Each node keeps the last presence of each peer in memory; nothing is written to disk, so
+ * nothing grows.
  */
 export class PresenceChannel {
   private readonly options: PresenceOptions
   private readonly now: () => number
   private readonly heard = new Map<string, HeardPresence>()
-  private unsubscribe: (() => void) | undefined
+  private readonly unsubscribe: Array<() => void> = []
   private timer: NodeJS.Timeout | undefined
   private sendTimer: NodeJS.Timeout | undefined
   private sendAt = Infinity
   private stopped = false
-  private startedAt = 0
   private sentAt: string | undefined
-  /** When each peer's hello was last answered. */
-  private readonly welcomed = new Map<string, number>()
 
   constructor (options: PresenceOptions) {
     this.options = options
@@ -114,8 +112,9 @@ export class PresenceChannel {
   }
 
   async start (): Promise<void> {
-    this.startedAt = this.now()
-    this.unsubscribe = this.options.transport.subscribe(PRESENCE_TOPIC, (bytes, from) => { this.receive(bytes, from) })
+    const { transport } = this.options
+    this.unsubscribe.push(transport.onMessage((bytes, from) => { this.receive(bytes, from) }))
+    this.unsubscribe.push(transport.onMemberConnect(peer => { void this.send(peer) }))
     await this.send()
     this.timer = setInterval(() => { void this.send() }, this.options.intervalMs).unref()
   }
@@ -124,7 +123,7 @@ export class PresenceChannel {
     this.stopped = true
     clearInterval(this.timer)
     clearTimeout(this.sendTimer)
-    this.unsubscribe?.()
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe()
   }
 
   /** Sends this node's presence within `delayMs` (several asks share one message). */
@@ -156,43 +155,39 @@ export class PresenceChannel {
   /** Drops what was heard of `peer` (a node forgotten by the fleet). */
   forget (peer: string): void {
     this.heard.delete(peer)
-    this.welcomed.delete(peer)
   }
 
-  private async send (): Promise<void> {
+  /** Sends this node's presence to `peer`, or to every connected member. */
+  private async send (peer?: string): Promise<void> {
     if (this.stopped) return
     try {
-      // A node that just started knows nobody's holdings yet: it asks for them by saying hello
-      // (its connections and the topic's mesh form during its first intervals).
-      const hello = this.now() - this.startedAt < 2 * this.options.intervalMs
-      const presence = { ...await this.options.current(), ...(hello ? { hello } : {}) }
-      await this.options.transport.publish(PRESENCE_TOPIC, new TextEncoder().encode(JSON.stringify(presence)))
-      this.sentAt = presence.at
+      const presence = await this.options.current()
+      const bytes = new TextEncoder().encode(JSON.stringify(presence))
+      if (peer === undefined) {
+        this.options.transport.broadcast(bytes)
+        this.sentAt = presence.at
+      } else {
+        this.options.transport.send(peer, bytes)
+      }
     } catch (err) {
       this.options.logger.debug({ err }, 'could not send presence')
     }
   }
 
-  private receive (bytes: Uint8Array, from: string | undefined): void {
+  private receive (bytes: Uint8Array, from: string): void {
     let presence: unknown
     try {
       presence = JSON.parse(new TextDecoder().decode(bytes))
     } catch {
       return
     }
-    // A member speaks for itself only: the message's signer must be the peer it names.
+    // A member speaks for itself only: the peer the connection authenticated must be the one named.
     if (!isPresence(presence) || presence.peer !== from || from === this.options.self) {
       this.options.logger.debug({ from }, 'ignored a presence message')
       return
     }
-    const now = this.now()
-    const known = this.heard.has(from)
-    const heard = { presence, receivedAt: now }
+    const heard = { presence, receivedAt: this.now() }
     this.heard.set(from, heard)
-    if (!known || (presence.hello === true && now - (this.welcomed.get(from) ?? -Infinity) > this.options.intervalMs)) {
-      this.welcomed.set(from, now)
-      this.sendSoon(Math.random() * WELCOME_SPREAD_MS)
-    }
     this.options.onHeard(from, heard)
   }
 }

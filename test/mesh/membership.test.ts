@@ -1,4 +1,4 @@
-// Membership as a fleet lives it (issue 11): presence travels on gossip and leaves nothing on disk;
+// Membership as a fleet lives it (issue 11): presence travels between members and leaves nothing on disk;
 // a node that stops answering for a while is silent, not gone; a node gone for the grace is
 // placed around and can be forgotten; a late joiner learns everyone within seconds.
 import assert from 'node:assert/strict'
@@ -152,7 +152,7 @@ describe('a fleet forgets departed nodes by itself, and a late joiner learns eve
     // Past the first presences of both: what a late joiner hears now is only the joiners' welcome.
     await new Promise(resolve => setTimeout(resolve, 3_000))
     const started = Date.now()
-    // Joins through the middle node: the holder is a gossip hop away and sees no connection.
+    // Joins through the middle node only: it learns of the holder from the catalogue and dials it.
     const late = await startTestNode({ config: { ...config, peers: middle.node.fleet?.addresses ?? [], name: 'late' } })
     nodes.push(late)
     const seen = await eventually(async () => {

@@ -1,7 +1,9 @@
 // `shoal strategy …`, `shoal nodes` and `shoal images` as a user runs them, against real nodes.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { PRESENCE_TOPIC, type PlacementState } from '../../src/mesh/presence.ts'
+import { lpStream } from '@libp2p/utils'
+import { PRESENCE_PROTOCOL } from '../../src/mesh/presence-link.ts'
+import type { PlacementState } from '../../src/mesh/presence.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
 import { shoal } from '../support/cli.ts'
@@ -104,14 +106,18 @@ describe('the fleet commands of the CLI', () => {
   it('shows the progress and failures the nodes report in their records', async () => {
     const added = await shoal('strategy', 'add', 'cli/app:1.0', '--all', '--json', '--node', one.url)
     const id = (JSON.parse(added.stdout) as { strategy: { id: string } }).strategy.id
-    // What one's reconciler would say in its presence, signed by one; its real presence may
+    // What one's reconciler would say in its presence, sent by one; its real presence may
     // replace it meanwhile, so say it again until seen.
     const report = async (node: TestNode, state: PlacementState): Promise<void> => {
       const self = (await node.node.fleet?.nodes())?.find(candidate => candidate.self)
-      const pubsub = node.node.fleet?.mesh.helia.libp2p.services.pubsub
-      assert.ok(self !== undefined && pubsub !== undefined)
+      const libp2p = node.node.fleet?.mesh.helia.libp2p
+      assert.ok(self !== undefined && libp2p !== undefined)
       const presence = { peer: self.id, name: self.name, url: self.url, labels: self.labels, disk: self.disk, images: self.images, replication: { [id]: state }, at: new Date().toISOString() }
-      await pubsub.publish(PRESENCE_TOPIC, new TextEncoder().encode(JSON.stringify(presence)))
+      for (const connection of libp2p.getConnections()) {
+        const stream = lpStream(await libp2p.dialProtocol(connection.remotePeer, PRESENCE_PROTOCOL))
+        await stream.write(new TextEncoder().encode(JSON.stringify(presence)))
+        await stream.unwrap().close()
+      }
     }
     const updatedAt = new Date().toISOString()
     const fetching = await eventually(async () => {
