@@ -5,6 +5,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
+import net from 'node:net'
 import path from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateIdentity } from '../src/mesh/identity.ts'
@@ -46,6 +47,35 @@ export function peersOf (index: number): number[] {
   return index === 0 ? [] : [...new Set([index - 1, Math.floor(index / 2)])]
 }
 
+/**
+ * A free port below the kernel's ephemeral range. The libp2p ports are chosen before any node
+ * starts (each node is given its peers' addresses); a port from the ephemeral range could be taken
+ * meanwhile by one of the fleet's own outgoing connections (seen at the 21st of 30 nodes).
+ */
+async function portBelowEphemeral (): Promise<number> {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+  const ceiling = Math.min(low ?? 32768, 32768)
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * (ceiling - 20_000))
+    if (takenPorts.has(port)) continue
+    if (await bindable(port)) {
+      takenPorts.add(port)
+      return port
+    }
+  }
+  return await freePort()
+}
+
+const takenPorts = new Set<number>()
+
+async function bindable (port: number): Promise<boolean> {
+  const server = net.createServer()
+  return await new Promise<boolean>(resolve => {
+    server.once('error', () => { resolve(false) })
+    server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
+  })
+}
+
 /** Starts `size` nodes; each one's identity is written first, so the peers it is given can be dialled as soon as they start. */
 export async function startProcessFleet (options: ProcessFleetOptions): Promise<FleetNode[]> {
   const planned = await Promise.all(Array.from({ length: options.size }, async (_, index) => {
@@ -53,7 +83,7 @@ export async function startProcessFleet (options: ProcessFleetOptions): Promise<
     const dataDir = path.join(options.runDir, name)
     // Where the node's mesh keeps its key (src/mesh/fleet.ts: <data>/mesh, src/mesh/mesh.ts: identity.key).
     const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(path.join(dataDir, 'mesh', 'identity.key'))).toString()
-    const p2pPort = await freePort()
+    const p2pPort = await portBelowEphemeral()
     return { index, name, dataDir, peerId, p2pPort, address: `/ip4/127.0.0.1/tcp/${p2pPort}/p2p/${peerId}` }
   }))
   const fleet: FleetNode[] = []

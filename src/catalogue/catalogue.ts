@@ -63,6 +63,16 @@ interface PinRemover {
 const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 300_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
+/** Announcements of every head, for peers met, go out at most this often. */
+const ANNOUNCE_SPACING_MS = 5_000
+/**
+ * The nodes database gets a head for every identity written without the others in view (a
+ * newcomer writes its own at once): with N heads, every announcement of all heads is N messages
+ * to every node. Past this many, the lowest-id member writes its own identity again, which
+ * merges them into one. (Only its own identity: rewriting any other key could undo a concurrent
+ * write it has not seen.)
+ */
+const MAX_UNMERGED_NODE_HEADS = 4
 /**
  * The timed re-announcements (heads changed, a round came) are a safety net: every node has the
  * same heads, and when each of N nodes sent all of them every minute, each node received
@@ -138,6 +148,8 @@ export interface CatalogueGeneration {
   /** Entries in the current generation's log. */
   logEntries: number
   liveKeys: number
+  /** Heads of the current generation's log (entries no other entry points at yet). */
+  heads: number
 }
 
 const KINDS = [
@@ -168,6 +180,7 @@ export class Catalogue {
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
+  private announcedAllAt = 0
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
   /** When this node's last timed round came (its turn or not). */
@@ -209,9 +222,15 @@ export class Catalogue {
     const startedAt = Date.now()
     const met = (peer: string): void => {
       void this.answers(peer, startedAt).then(answer => {
-        if (!answer) return
-        clearTimeout(this.announceSoon)
-        this.announceSoon = setTimeout(() => { void this.announceHeads(true) }, HEADS_ANNOUNCE_DELAY_MS).unref()
+        // One announcement serves every peer met until it goes out, and they go out at most
+        // every ANNOUNCE_SPACING_MS: a newcomer meets the whole fleet within seconds.
+        if (!answer || this.announceSoon !== undefined) return
+        const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, this.announcedAllAt + ANNOUNCE_SPACING_MS - Date.now())
+        this.announceSoon = setTimeout(() => {
+          this.announceSoon = undefined
+          this.announcedAllAt = Date.now()
+          void this.announceHeads(true)
+        }, delay).unref()
       })
     }
     this.stopListening.push(this.transport.onPeerConnect(met))
@@ -243,6 +262,7 @@ export class Catalogue {
     // A timed round or a change is this node's to announce only with a chance of
     // ANNOUNCERS_PER_ROUND in the fleet; skipped, it counts as done, or the 10 s checks would
     // let every node in.
+    if (!all) await this.mergeNodeHeads()
     const myTurn = all || Math.random() * await this.fleetSize() < ANNOUNCERS_PER_ROUND
     if (all || (roundDue && myTurn)) await this.announceGenerations()
     for (const db of this.openDatabases()) {
@@ -259,6 +279,20 @@ export class Catalogue {
       } catch (err) {
         this.logger.debug({ err, db: db.address }, 'could not announce heads')
       }
+    }
+  }
+
+  /** Merges the nodes database's heads once there are too many (MAX_UNMERGED_NODE_HEADS). */
+  private async mergeNodeHeads (): Promise<void> {
+    try {
+      const nodes = await this.view('node')
+      const self = this.transport.self
+      const own = nodes.get(self)
+      const lowest = nodes.entries().map(([id]) => id).sort()[0]
+      if (own === undefined || lowest !== self || (await nodes.db.log.heads()).length <= MAX_UNMERGED_NODE_HEADS) return
+      await nodes.put(self, own)
+    } catch (err) {
+      this.logger.debug({ err }, 'could not merge the nodes database\'s heads')
     }
   }
 
@@ -458,7 +492,7 @@ export class Catalogue {
     const generations: CatalogueGeneration[] = []
     for (const { kind, name } of KINDS) {
       const db = await this.view(kind)
-      generations.push({ name, current: db.current, open: db.openGenerations(), logEntries: db.logSize, liveKeys: db.entries().length })
+      generations.push({ name, current: db.current, open: db.openGenerations(), logEntries: db.logSize, liveKeys: db.entries().length, heads: (await db.db.log.heads()).length })
     }
     return generations
   }
