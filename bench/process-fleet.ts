@@ -49,8 +49,9 @@ export function peersOf (index: number): number[] {
 
 /**
  * A free port below the kernel's ephemeral range. The libp2p ports are chosen before any node
- * starts (each node is given its peers' addresses); a port from the ephemeral range could be taken
- * meanwhile by one of the fleet's own outgoing connections (seen at the 21st of 30 nodes).
+ * starts (each node is given its peers' addresses), and a free HTTP port is closed again before
+ * its node binds it: a port from the ephemeral range could be taken meanwhile by one of the
+ * fleet's own outgoing connections (seen at the 12th and the 21st of 30 nodes).
  */
 async function portBelowEphemeral (): Promise<number> {
   const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
@@ -95,6 +96,7 @@ export async function startProcessFleet (options: ProcessFleetOptions): Promise<
       const peers = peersOf(plan.index).flatMap((peer) => ['--peer', planned[peer]!.address])
       const child = await startNodeProcess({
         dataDir: plan.dataDir,
+        port: await portBelowEphemeral(),
         readyTimeoutMs: 120_000,
         args: ['--name', plan.name, '--p2p-listen', `/ip4/127.0.0.1/tcp/${plan.p2pPort}`, ...(plan.index === 0 ? ['--mesh'] : peers), ...(options.args ?? [])]
       })

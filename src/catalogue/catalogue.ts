@@ -63,7 +63,7 @@ interface PinRemover {
 const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 300_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
-/** Announcements of every head, for peers met, go out at most this often. */
+/** Announcements of every head, for peers met, go out at most this often (twice as long after each back-to-back one). */
 const ANNOUNCE_SPACING_MS = 5_000
 /**
  * The nodes database gets a head for every identity written without the others in view (a
@@ -181,6 +181,7 @@ export class Catalogue {
   private announceTimer: NodeJS.Timeout | undefined
   private announceSoon: NodeJS.Timeout | undefined
   private announcedAllAt = 0
+  private announceSpacing = ANNOUNCE_SPACING_MS
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
   /** When this node's last timed round came (its turn or not). */
@@ -225,9 +226,11 @@ export class Catalogue {
         // One announcement serves every peer met until it goes out, and they go out at most
         // every ANNOUNCE_SPACING_MS: a newcomer meets the whole fleet within seconds.
         if (!answer || this.announceSoon !== undefined) return
-        const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, this.announcedAllAt + ANNOUNCE_SPACING_MS - Date.now())
+        const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, this.announcedAllAt + this.announceSpacing - Date.now())
         this.announceSoon = setTimeout(() => {
           this.announceSoon = undefined
+          // Back to back, each next one waits twice as long: a newcomer meets peers for a minute.
+          this.announceSpacing = Date.now() - this.announcedAllAt < 2 * this.announceSpacing ? Math.min(2 * this.announceSpacing, HEADS_REANNOUNCE_MS) : ANNOUNCE_SPACING_MS
           this.announcedAllAt = Date.now()
           void this.announceHeads(true)
         }, delay).unref()

@@ -58,7 +58,10 @@ export function createMeshNode (options: MeshNodeOptions) {
     services: {
       identify: identify(),
       ping: ping(),
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper }),
+      // Members keep a connection to every other member (membership.ts), and connected peers
+      // enter the routing table: the self-query that finds close peers runs at start and then
+      // every half hour, not every 5 minutes (each one asks most of a small fleet).
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, querySelfInterval: 30 * 60_000 }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
