@@ -184,6 +184,7 @@ export class Catalogue {
   private announceSpacing = ANNOUNCE_SPACING_MS
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
+  private opening: Promise<unknown> = Promise.resolve()
   /** When this node's last timed round came (its turn or not). */
   private roundAt = Date.now()
   /** Until every database has started, GENERATIONS_FILE is not rewritten (it would lose some). */
@@ -214,7 +215,8 @@ export class Catalogue {
       }, this.settings)
       this.databasesByKind.set(kind, db)
     }
-    // The three open at once; the file is written only once all know their generations.
+    // The three start at once (their opens take turns: openDatabase); the file is written only
+    // once all know their generations.
     await Promise.all(KINDS.map(async ({ kind, name }) => { await this.database(kind).start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0) }))
     this.generationsKnown = true
     this.saveGenerations()
@@ -351,6 +353,15 @@ export class Catalogue {
 
   /** The same name and access controller on every node give the same database address. */
   private async openDatabase<T> (name: string): Promise<KeyValueDatabase<T>> {
+    // One open at a time: every database shares one access-controller block, and OrbitDB pins
+    // it on each open (check, then pin), so two opens at once could fail with "Already pinned"
+    // and stop the node at start (seen in a 30-node fleet, and under load in test/mesh/pull).
+    const opened = this.opening.then(async () => await this.openDatabaseNow<T>(name))
+    this.opening = opened.catch(() => {})
+    return await opened
+  }
+
+  private async openDatabaseNow<T> (name: string): Promise<KeyValueDatabase<T>> {
     const orbitdb = this.requireStarted()
     // Any member may write: membership itself is guarded by the mesh's pre-shared key.
     // Plain KeyValue, not KeyValueIndexed: the indexed kind applies entries in the order they
