@@ -97,7 +97,8 @@ export async function startProcessFleet (options: ProcessFleetOptions): Promise<
       const child = await startNodeProcess({
         dataDir: plan.dataDir,
         port: await portBelowEphemeral(),
-        readyTimeoutMs: 120_000,
+        // A node joining a large fleet on a saturated machine can take minutes to open its catalogue.
+        readyTimeoutMs: 600_000,
         args: ['--name', plan.name, '--p2p-listen', `/ip4/127.0.0.1/tcp/${plan.p2pPort}`, ...(plan.index === 0 ? ['--mesh'] : peers), ...(options.args ?? [])]
       })
       guardChild(child.process)
