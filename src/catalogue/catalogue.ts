@@ -40,10 +40,8 @@ export interface CatalogueTransport {
   /** This node's peer id (the ids the nodes database is keyed by). */
   readonly self: string
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
-  /** Calls back with the peer's id when a peer connects; returns an unsubscribe function. */
-  onPeerConnect(listener: (peer: string) => void): () => void
   /** Calls back when a peer subscribes to a topic; returns an unsubscribe function. */
-  onPeerSubscribe?(listener: (topic: string, peer: string) => void): () => void
+  onPeerSubscribe(listener: (topic: string, peer: string) => void): () => void
   /** Calls back with every message on `topic`; returns an unsubscribe function. */
   subscribe(topic: string, onMessage: (bytes: Uint8Array) => void): () => void
 }
@@ -57,13 +55,16 @@ interface PinRemover {
 // they can arrive as one chunk and fail to decode. Re-announcing every head as its own pubsub
 // message (OrbitDB's path for new entries) makes late joiners converge anyway.
 // Heads are re-announced when they changed since the last announcement (checked every
-// HEADS_CHECK_INTERVAL_MS), shortly after a peer connects or subscribes to one of the
-// catalogue's databases (a new generation), and otherwise in a round every HEADS_REANNOUNCE_MS:
+// HEADS_CHECK_INTERVAL_MS), shortly after a peer subscribes to one of the catalogue's databases (a
+// newcomer, or a new generation), and otherwise in a round every HEADS_REANNOUNCE_MS:
 // each gossip message costs every node a signature check.
 const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 300_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
-/** Announcements of every head, for peers met, go out at most this often (twice as long after each back-to-back one). */
+/**
+ * Announcements on one topic for peers that subscribed go out at most this often, twice as long
+ * after each back-to-back one (a newcomer meets the whole fleet within seconds).
+ */
 const ANNOUNCE_SPACING_MS = 5_000
 /**
  * The nodes database gets a head for every identity written without the others in view (a
@@ -82,11 +83,10 @@ const MAX_UNMERGED_NODE_HEADS = 4
  */
 const ANNOUNCERS_PER_ROUND = 2
 /**
- * A peer that connects, or subscribes to one of the catalogue's topics, is answered with every
- * head by this many members only: those whose ids follow its id (answerersOf below). When
- * every member it met answered, a join cost each of N nodes N broadcasts (N^2 for the fleet), and
- * a 30-node fleet never settled. The newcomer itself announces its heads whenever it meets a peer
- * during its first JOIN_WINDOW_MS.
+ * A peer that subscribes to one of the catalogue's topics is answered by this many members only:
+ * those whose ids follow its id (answerersOf below). When every member it met answered, a join
+ * cost each of N nodes N broadcasts (N^2 for the fleet), and a 30-node fleet never settled. The
+ * newcomer itself announces its heads to peers that subscribe during its first JOIN_WINDOW_MS.
  */
 const ANSWERERS = 3
 const JOIN_WINDOW_MS = 60_000
@@ -179,9 +179,8 @@ export class Catalogue {
   private readonly announced = new Map<string, string>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
-  private announceSoon: NodeJS.Timeout | undefined
-  private announcedAllAt = 0
-  private announceSpacing = ANNOUNCE_SPACING_MS
+  /** Per topic: an announcement waiting to go out, when the last went, and the spacing now. */
+  private readonly answering = new Map<string, { timer?: NodeJS.Timeout, at: number, spacing: number }>()
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
   private opening: Promise<unknown> = Promise.resolve()
@@ -221,34 +220,20 @@ export class Catalogue {
     this.generationsKnown = true
     this.saveGenerations()
     this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, bytes => { this.heardGenerations(bytes) }))
-    this.announceTimer = setInterval(() => { void this.announceHeads(false) }, HEADS_CHECK_INTERVAL_MS).unref()
+    this.announceTimer = setInterval(() => { void this.announceChangedHeads() }, HEADS_CHECK_INTERVAL_MS).unref()
     const startedAt = Date.now()
-    const met = (peer: string): void => {
-      void this.answers(peer, startedAt).then(answer => {
-        // One announcement serves every peer met until it goes out, and they go out at most
-        // every ANNOUNCE_SPACING_MS: a newcomer meets the whole fleet within seconds.
-        if (!answer || this.announceSoon !== undefined) return
-        const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, this.announcedAllAt + this.announceSpacing - Date.now())
-        this.announceSoon = setTimeout(() => {
-          this.announceSoon = undefined
-          // Back to back, each next one waits twice as long: a newcomer meets peers for a minute.
-          this.announceSpacing = Date.now() - this.announcedAllAt < 2 * this.announceSpacing ? Math.min(2 * this.announceSpacing, HEADS_REANNOUNCE_MS) : ANNOUNCE_SPACING_MS
-          this.announcedAllAt = Date.now()
-          void this.announceHeads(true)
-        }, delay).unref()
-      })
-    }
-    this.stopListening.push(this.transport.onPeerConnect(met))
-    if (this.transport.onPeerSubscribe !== undefined) {
-      this.stopListening.push(this.transport.onPeerSubscribe((topic, peer) => {
-        if (topic === GENERATIONS_TOPIC || this.openDatabases().some(db => db.address === topic)) met(peer)
-      }))
-    }
+    // A peer that subscribes to one of the catalogue's topics gets what it needs on that topic:
+    // a database's heads, or the generations. (Announcing on a connection was useless to a peer
+    // not yet subscribed: gossipsub sends a topic's messages only to its subscribers.)
+    this.stopListening.push(this.transport.onPeerSubscribe((topic, peer) => {
+      if (topic !== GENERATIONS_TOPIC && !this.openDatabases().some(db => db.address === topic)) return
+      void this.answers(peer, startedAt).then(answer => { if (answer) this.answerSoon(topic) })
+    }))
   }
 
   async stop (): Promise<void> {
     clearInterval(this.announceTimer)
-    clearTimeout(this.announceSoon)
+    for (const { timer } of this.answering.values()) clearTimeout(timer)
     for (const stop of this.stopListening.splice(0)) stop()
     for (const db of this.databasesByKind.values()) await db.stop()
     await this.saving
@@ -257,30 +242,24 @@ export class Catalogue {
   }
 
   /**
-   * Publishes every head of every database, each as one pubsub message: all of them when `all`,
-   * else those of databases whose heads changed since their last announcement, or all in a round.
+   * The timed check: publishes the heads of databases whose heads changed since their last
+   * announcement, and in a round every head and the generations, each head as one pubsub message.
    */
-  async announceHeads (all = true): Promise<void> {
+  private async announceChangedHeads (): Promise<void> {
     const now = Date.now()
     const roundDue = now - this.roundAt >= HEADS_REANNOUNCE_MS
     if (roundDue) this.roundAt = now
-    // A timed round or a change is this node's to announce only with a chance of
-    // ANNOUNCERS_PER_ROUND in the fleet; skipped, it counts as done, or the 10 s checks would
-    // let every node in.
-    if (!all) await this.mergeNodeHeads()
-    const myTurn = all || Math.random() * await this.fleetSize() < ANNOUNCERS_PER_ROUND
-    if (all || (roundDue && myTurn)) await this.announceGenerations()
+    await this.mergeNodeHeads()
+    // A round or a change is this node's to announce only with a chance of ANNOUNCERS_PER_ROUND
+    // in the fleet; skipped, it counts as done, or the 10 s checks would let every node in.
+    const myTurn = Math.random() * await this.fleetSize() < ANNOUNCERS_PER_ROUND
+    if (roundDue && myTurn) await this.announceGenerations()
     for (const db of this.openDatabases()) {
       try {
-        const heads = await db.log.heads()
-        const key = heads.map(head => head.hash).sort().join(',')
-        if (!all && !roundDue && this.announced.get(db.address) === key) continue
+        const key = (await db.log.heads()).map(head => head.hash).sort().join(',')
+        if (!roundDue && this.announced.get(db.address) === key) continue
         this.announced.set(db.address, key)
-        if (!myTurn) continue
-        for (const head of heads) {
-          const bytes = await db.log.storage.get(head.hash)
-          if (bytes !== undefined) await this.transport.publish(db.address, bytes)
-        }
+        if (myTurn) await this.publishHeads(db)
       } catch (err) {
         this.logger.debug({ err, db: db.address }, 'could not announce heads')
       }
@@ -301,7 +280,43 @@ export class Catalogue {
     }
   }
 
-  /** Whether this node announces every head to the fleet because it met `peer` (ANSWERERS). */
+  /** Announces on `topic` soon, spaced as ANNOUNCE_SPACING_MS says. */
+  private answerSoon (topic: string): void {
+    const state = this.answering.get(topic) ?? { at: 0, spacing: ANNOUNCE_SPACING_MS }
+    this.answering.set(topic, state)
+    if (state.timer !== undefined) return
+    const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, state.at + state.spacing - Date.now())
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      const now = Date.now()
+      state.spacing = now - state.at < 2 * state.spacing ? Math.min(2 * state.spacing, HEADS_REANNOUNCE_MS) : ANNOUNCE_SPACING_MS
+      state.at = now
+      void this.announceTopic(topic)
+    }, delay).unref()
+  }
+
+  /** Publishes the generations, or every head of the database whose topic `topic` is. */
+  private async announceTopic (topic: string): Promise<void> {
+    if (topic === GENERATIONS_TOPIC) {
+      await this.announceGenerations()
+      return
+    }
+    const db = this.openDatabases().find(candidate => candidate.address === topic)
+    if (db !== undefined) await this.publishHeads(db)
+  }
+
+  private async publishHeads (db: KeyValueDatabase<unknown>): Promise<void> {
+    try {
+      for (const head of await db.log.heads()) {
+        const bytes = await db.log.storage.get(head.hash)
+        if (bytes !== undefined) await this.transport.publish(db.address, bytes)
+      }
+    } catch (err) {
+      this.logger.debug({ err, db: db.address }, 'could not announce heads')
+    }
+  }
+
+  /** Whether this node answers `peer`'s subscription (ANSWERERS, or its own join window). */
   private async answers (peer: string, startedAt: number): Promise<boolean> {
     if (Date.now() - startedAt < JOIN_WINDOW_MS) return true
     try {

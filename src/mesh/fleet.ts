@@ -94,7 +94,6 @@ export class Fleet {
     const transport = {
       self: this.mesh.peerId,
       publish: (topic: string, bytes: Uint8Array) => libp2p.services.pubsub.publish(topic, bytes),
-      onPeerConnect,
       onPeerSubscribe: (listener: (topic: string, peer: string) => void) => {
         const onChange = (event: CustomEvent<{ peerId: { toString(): string }, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
           for (const { topic, subscribe } of event.detail.subscriptions) if (subscribe) listener(topic, event.detail.peerId.toString())
