@@ -68,12 +68,9 @@ export function createMeshNode (options: MeshNodeOptions) {
         fastMsgIdFn: signatureId,
         // Shoal's messages are small (catalogue entries, pull notices): each is forwarded to D
         // mesh peers, and an IDONTWANT would cost as much as the copy it saves.
-        D: 3,
-        Dlo: 2,
-        Dhi: 5,
-        Dout: 1,
-        Dlazy: 2,
-        gossipFactor: 0.1,
+        D: 4,
+        Dlo: 3,
+        Dhi: 8,
         idontwantMinDataSize: 64 * 1024,
         // Gossipsub scores down peers that share an IP (a Sybil defence for open networks): past
         // 14 nodes on one address every peer was graylisted and their messages dropped, and a
