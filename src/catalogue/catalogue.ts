@@ -93,7 +93,7 @@ const JOIN_WINDOW_MS = 60_000
 
 /**
  * Gossip topic on which nodes tell each other the generation each database writes to: on a new
- * generation, to a peer that connects (by its answerers), and in the timed rounds. Nothing
+ * generation, to a peer that subscribes to it (by its answerers), and in the timed rounds. Nothing
  * durable: a node keeps its own current generation in GENERATIONS_FILE and learns a newer one
  * from any peer.
  */
