@@ -69,10 +69,15 @@ export class PullNotices {
 
   /**
    * This node is pulling `root` (or has just finished it). Called again while the pull goes on;
-   * only a new root or a finished one makes a notice go out at once.
+   * only a new root or a finished one makes a notice go out at once, and a finished one only
+   * when this node told of its pull or another node is pulling it.
    */
   announce (root: string, done: boolean): void {
     const current = this.own.get(root)
+    // Held without a pull this node told of, and nobody is pulling it: a push (or a pull that
+    // went unannounced), and no puller waits for it to be done. Each push sent two or three
+    // notices, and each notice is a gossip message every node checks and forwards.
+    if (done && current === undefined && this.pullersOf(root).length === 0) return
     this.own.set(root, { done, at: Date.now() })
     this.note(this.self.peer, this.self.url(), root, done)
     if (current === undefined || current.done !== done) this.sendShortly()
