@@ -52,6 +52,8 @@ interface Generation {
   index: KeyValueIndex<unknown>
   /** Entries OrbitDB reported that are being read back before the index takes them. */
   reading: Set<Promise<unknown>>
+  /** This node's writes to it not yet answered (OrbitDB reports an entry only at its end). */
+  writing: Set<Promise<unknown>>
 }
 
 /**
@@ -128,11 +130,29 @@ export class GenerationalDatabase {
   }
 
   async put (key: string, value: unknown): Promise<void> {
-    await this.db.put(key, value)
+    await this.write(async db => await db.put(key, value))
   }
 
   async del (key: string): Promise<void> {
-    await this.db.del(key)
+    await this.write(async db => await db.del(key))
+  }
+
+  /**
+   * A write to the current generation, tracked until OrbitDB answers it: one that began just
+   * before a switch lands in the superseded generation, and a carry that did not wait for it
+   * lost it when that generation was dropped (seen with no grace: a tag read back an older
+   * digest).
+   */
+  private async write (operation: (db: KeyValueDatabase<unknown>) => Promise<unknown>): Promise<void> {
+    const top = this.generations.get(this.currentGeneration)
+    if (top === undefined) throw new Error('the catalogue is not started')
+    const written = operation(top.db)
+    top.writing.add(written)
+    try {
+      await written
+    } finally {
+      top.writing.delete(written)
+    }
   }
 
   /** Waits until every entry seen so far is indexed. */
@@ -278,6 +298,7 @@ export class GenerationalDatabase {
       const parts = await this.writeSnapshot(top, this.snapshotItems(current))
       this.host.logger.warn({ db: this.name, generation: current, parts }, 'no snapshot of the current catalogue generation arrived: wrote one')
     }
+    for (const generation of older) await Promise.allSettled([...this.generations.get(generation)?.writing ?? []])
     await this.settled()
     const graceOver = Date.now() - this.switchedAt >= this.settings.graceMs
     for (const generation of older) {
@@ -326,7 +347,7 @@ export class GenerationalDatabase {
     // Sync errors are recovered by the catalogue's re-announced heads.
     db.events.on('error', (err: Error) => { this.host.logger.debug({ err, db: this.name, generation }, 'catalogue sync error') })
     const index = new KeyValueIndex<unknown>(db.log, generation)
-    const opened: Generation = { generation, db, index, reading: new Set() }
+    const opened: Generation = { generation, db, index, reading: new Set(), writing: new Set() }
     db.events.on('update', (entry: LogEntry<unknown>) => { this.take(opened, entry) })
     const started = performance.now()
     await index.load()
