@@ -62,8 +62,11 @@ const HEADS_CHECK_INTERVAL_MS = 10_000
 const HEADS_REANNOUNCE_MS = 300_000
 const HEADS_ANNOUNCE_DELAY_MS = 300
 /**
- * Announcements on one topic for peers that subscribed go out at most this often, twice as long
- * after each back-to-back one (a newcomer meets the whole fleet within seconds).
+ * Announcements on one topic for peers that subscribed go out at most this often. Not doubled
+ * after each back-to-back one, as first built: when a few nodes joined in a row the spacing grew
+ * to 20 s and more, and a node that joined next waited that long for the catalogue (a late
+ * joiner in test/mesh/fleet.test.ts missed its 10 s under two busy loops). With ANSWERERS per
+ * newcomer, this spacing alone bounds what a burst of joins costs each node.
  */
 const ANNOUNCE_SPACING_MS = 5_000
 /**
@@ -179,8 +182,8 @@ export class Catalogue {
   private readonly announced = new Map<string, string>()
   private readonly transport: CatalogueTransport
   private announceTimer: NodeJS.Timeout | undefined
-  /** Per topic: an announcement waiting to go out, when the last went, and the spacing now. */
-  private readonly answering = new Map<string, { timer?: NodeJS.Timeout, at: number, spacing: number }>()
+  /** Per topic: an announcement waiting to go out, and when the last went. */
+  private readonly answering = new Map<string, { timer?: NodeJS.Timeout, at: number }>()
   private readonly stopListening: Array<() => void> = []
   private saving: Promise<unknown> = Promise.resolve()
   private opening: Promise<unknown> = Promise.resolve()
@@ -282,15 +285,13 @@ export class Catalogue {
 
   /** Announces on `topic` soon, spaced as ANNOUNCE_SPACING_MS says. */
   private answerSoon (topic: string): void {
-    const state = this.answering.get(topic) ?? { at: 0, spacing: ANNOUNCE_SPACING_MS }
+    const state = this.answering.get(topic) ?? { at: 0 }
     this.answering.set(topic, state)
     if (state.timer !== undefined) return
-    const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, state.at + state.spacing - Date.now())
+    const delay = Math.max(HEADS_ANNOUNCE_DELAY_MS, state.at + ANNOUNCE_SPACING_MS - Date.now())
     state.timer = setTimeout(() => {
       state.timer = undefined
-      const now = Date.now()
-      state.spacing = now - state.at < 2 * state.spacing ? Math.min(2 * state.spacing, HEADS_REANNOUNCE_MS) : ANNOUNCE_SPACING_MS
-      state.at = now
+      state.at = Date.now()
       void this.announceTopic(topic)
     }, delay).unref()
   }
