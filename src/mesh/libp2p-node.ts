@@ -63,7 +63,8 @@ export function createMeshNode (options: MeshNodeOptions) {
       // every half hour, not every 5 minutes (each one asks most of a small fleet).
       // libp2p's k 20, alpha 10: k 5, alpha 3 and one path cut what a push costs the others by
       // a quarter (bench/RESULTS.md), but a late joiner then missed the catalogue within 10 s
-      // under two busy loops, 2 runs of 2 (test/mesh/fleet.test.ts; 0 of 2 with the defaults).
+      // under two busy loops, 2 runs of 2 (test/mesh/fleet.test.ts; it passed in the one such
+      // run with the defaults).
       dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, querySelfInterval: 30 * 60_000 }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
