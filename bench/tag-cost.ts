@@ -14,6 +14,7 @@
 
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { RegistryClient } from '../test/support/registry-client.ts'
 import { gitCommit, machineDescription } from './environment.ts'
@@ -31,10 +32,6 @@ const REPOSITORY = 'cost/tags'
 
 function log (message: string): void {
   process.stderr.write(`${message}\n`)
-}
-
-async function sleep (ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 async function cpuMs (fleet: FleetNode[]): Promise<number[]> {
