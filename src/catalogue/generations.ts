@@ -202,12 +202,8 @@ export class GenerationalDatabase {
     return this.serially(async () => {
       if (this.stopped || generation <= this.currentGeneration) return
       await this.openGeneration(generation)
-      this.currentGeneration = generation
-      this.switchedAt = Date.now()
-      this.host.generationsChanged()
-      this.host.announceGeneration()
+      this.switchTo(generation)
       this.host.logger.info({ db: this.name, generation }, 'catalogue generation advanced')
-      this.scheduleTick(0)
     })
   }
 
@@ -230,13 +226,25 @@ export class GenerationalDatabase {
       this.host.generationsChanged()
       const parts = await this.writeSnapshot(target, items)
       // Announced only once the snapshot is written: a node that hears of it finds it there.
-      this.currentGeneration = next
-      this.switchedAt = Date.now()
-      this.host.generationsChanged()
-      this.host.announceGeneration()
+      this.switchTo(next)
       this.host.logger.info({ db: this.name, generation: next, entries, keys: items.length, parts, ms: Date.now() - started }, 'catalogue compacted')
-      this.scheduleTick(0)
     })
+  }
+
+  /**
+   * Makes `generation` the one written to and tells the fleet. A compaction turn waiting for the
+   * generation before is void: it used to stay pending, so no other turn was taken, and when it
+   * came it saw the switch and gave up; a log that grew meanwhile with no write after it was
+   * never compacted again.
+   */
+  private switchTo (generation: number): void {
+    this.currentGeneration = generation
+    this.switchedAt = Date.now()
+    clearTimeout(this.compactTimer)
+    this.compactTimer = undefined
+    this.host.generationsChanged()
+    this.host.announceGeneration()
+    this.scheduleTick(0)
   }
 
   /** The state as a snapshot for `generation`: every key, deletes only while they are recent. */
