@@ -41,6 +41,31 @@ declare module '@orbitdb/core' {
     stop(): Promise<void>
   }
 
+  /** A storage of OrbitDB's own (entries, heads, keys) kept in memory. */
+  export interface Storage {
+    put(key: string, value: unknown): Promise<void>
+    get(key: string): Promise<unknown>
+  }
+  export function MemoryStorage (): Promise<Storage>
+  export function KeyStore (options: { storage: Storage }): Promise<unknown>
+
+  export interface Identity { id: string }
+  export interface Identities {
+    createIdentity(options: { id: string }): Promise<Identity>
+  }
+  export function Identities (options: { keystore: unknown, storage?: Storage }): Promise<Identities>
+
+  /** An access controller as a log asks it. */
+  export interface LogAccess {
+    canAppend(entry: LogEntry): Promise<boolean>
+  }
+  export interface Log {
+    append(payload: unknown): Promise<LogEntry>
+    joinEntry(entry: LogEntry): Promise<boolean>
+    heads(): Promise<LogEntry[]>
+  }
+  export function Log (identity: Identity, options: { logId: string, access?: LogAccess, entryStorage?: Storage }): Promise<Log>
+
   export function createOrbitDB (options: { ipfs: unknown, directory?: string, id?: string }): Promise<OrbitDB>
   export function IPFSAccessController (options?: { write?: string[] }): unknown
 }
