@@ -131,20 +131,8 @@ export class Mesh {
     return [...byPeer.values()].sort((a, b) => a.id.localeCompare(b.id))
   }
 
-  /** Announces in the DHT that this node holds `cid`. */
-  async provide (cid: CID, signal?: AbortSignal): Promise<void> {
-    await this.helia.libp2p.contentRouting.provide(cid, { signal })
-  }
-
   /** Stops re-providing `cid`: what this node dropped it no longer announces. */
   async stopProviding (cid: CID): Promise<void> {
     await this.helia.libp2p.contentRouting.cancelReprovide(cid)
-  }
-
-  /** Peers that announced `cid`, as the DHT knows them. */
-  async * findProviders (cid: CID, signal?: AbortSignal): AsyncGenerator<{ id: string, addresses: string[] }> {
-    for await (const provider of this.helia.libp2p.contentRouting.findProviders(cid, { signal })) {
-      yield { id: provider.id.toString(), addresses: provider.multiaddrs.map(a => a.toString()) }
-    }
   }
 }

@@ -33,6 +33,13 @@ export class PresenceLink implements PresenceTransport {
   private readonly logger: Logger
   private readonly members = new Map<string, Outgoing>()
   private readonly messageListeners = new Set<(bytes: Uint8Array, from: string) => void>()
+  /**
+   * The last message of each peer heard before anyone listened: the link starts with the mesh,
+   * the presence channel only after the catalogue, and members send their presence once, as
+   * soon as they see this node. Dropped, a newcomer knew nobody's images until their next
+   * interval (10 s), and found no holder for what it was asked.
+   */
+  private readonly unheard = new Map<string, Uint8Array>()
   private readonly connectListeners = new Set<(peer: string) => void>()
   private topologyId: string | undefined
   private readonly stopped = new AbortController()
@@ -79,6 +86,8 @@ export class PresenceLink implements PresenceTransport {
 
   onMessage (listener: (bytes: Uint8Array, from: string) => void): () => void {
     this.messageListeners.add(listener)
+    for (const [from, message] of this.unheard) listener(message, from)
+    this.unheard.clear()
     return () => { this.messageListeners.delete(listener) }
   }
 
@@ -134,6 +143,7 @@ export class PresenceLink implements PresenceTransport {
     try {
       while (!this.stopped.signal.aborted) {
         const message = (await messages.read({ signal: this.stopped.signal })).subarray()
+        if (this.messageListeners.size === 0) this.unheard.set(from, message)
         for (const listener of this.messageListeners) listener(message, from)
       }
     } catch (err) {

@@ -10,14 +10,13 @@ import { readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
 export interface ProviderFinder {
-  /** Nodes that hold `cid` whole (DHT and inventory). */
-  providersOf(cid: CID, signal?: AbortSignal): Promise<Provider[]>
+  /** Nodes that hold the image `cid` whole. */
+  providersOf(cid: CID): Promise<Provider[]>
   /** Whom to ask now for `block` of the DAG `root`, given the DAG's holders. */
   rankedProviders(root: CID, seeders: Provider[], block: CID): Provider[]
   announcePull(root: CID, done: boolean): Promise<void>
   /** Whether `peer` may wait on this node for `block` of the DAG `root`, which it is still receiving. */
   ranksAbove(peer: string, root: CID, block: CID): boolean
-  provide(cid: CID): Promise<void>
   stopProviding(cid: CID): Promise<void>
   /** What this node holds changed: the inventory should say so soon. */
   heldChanged(): void
@@ -40,9 +39,10 @@ const SEEDERS_TTL_MS = 10_000
 export const RELAY_WAIT_MS = 20_000
 /**
  * Looking up the holders of a root again when none were found: right after a push the fleet may
- * not know the holder yet (inventory heartbeat, DHT records on their way).
+ * not know the holder yet (its presence comes 200 ms after what it holds changed, later on a
+ * busy machine): retries over ~7 s.
  */
-const SEEDER_LOOKUP_RETRY: RetryPolicy = { tries: 4, delayMs: 500 }
+const SEEDER_LOOKUP_RETRY: RetryPolicy = { tries: 8, delayMs: 250, factor: 1.5, maxDelayMs: 2_000 }
 /** How often a pull in progress is re-announced (the fleet forgets one after 15 s). */
 const PULL_ANNOUNCE_INTERVAL_MS = 5_000
 
@@ -56,6 +56,8 @@ export class RemoteContent implements RemoteBlocks {
   private readonly finder: ProviderFinder
   private readonly logger: Logger
   private readonly seeders = new Map<string, { found: Promise<Provider[]>, at: number }>()
+  /** Roots being fetched here -> the images they are part of (a relay asked for one looks there too). */
+  private readonly imagesOfPull = new Map<string, CID[]>()
 
   constructor (options: { fetcher: BlockFetcher, blockstore: FsBlockstore, finder: ProviderFinder, logger: Logger }) {
     this.fetcher = options.fetcher
@@ -67,7 +69,7 @@ export class RemoteContent implements RemoteBlocks {
   /**
    * Holders of `root`, looked up once per SEEDERS_TTL_MS and shared by every read of it; an
    * empty answer is not kept, the fleet may not have converged yet. The lookup is bounded (a
-   * few DHT queries of PROVIDER_LOOKUP_MS) and shared, so a reader that leaves stops waiting
+   * read of the members' presence, retried while it is empty) and shared, so a reader that leaves stops waiting
    * for it but does not cancel it for the others.
    */
   private async seedersOf (root: CID, signal?: AbortSignal): Promise<Provider[]> {
@@ -117,10 +119,24 @@ export class RemoteContent implements RemoteBlocks {
   }
 
   /**
+   * Holders of `root`: those of the images it is part of, or, with none known, those of `root`
+   * itself. A blob is found through its images: presence lists every node's images, while
+   * announcing each blob in the DHT cost every node of the fleet more CPU than the rest of a
+   * push (bench/tag-cost.ts), and a lookup of a blob nobody announces would only wait out its
+   * time.
+   */
+  private async holdersOf (root: CID, images: CID[], signal?: AbortSignal): Promise<Provider[]> {
+    const found = await Promise.all((images.length > 0 ? images : [root]).map(async cid => await this.seedersOf(cid, signal)))
+    const holders = new Map<string, Provider>()
+    for (const provider of found.flat()) if (!holders.has(provider.id)) holders.set(provider.id, provider)
+    return [...holders.values()]
+  }
+
+  /**
    * Reads locally while the blocks are here; at the first one missing, asks the fleet who holds
    * the file and fetches the rest (so a blob held whole never costs a provider lookup).
    */
-  async * fileChunks (root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
+  async * fileChunks (root: CID, start: number, end: number, signal: AbortSignal, imagesWith?: () => Promise<CID[]>): AsyncGenerator<PooledBytes> {
     let next = start
     try {
       for await (const chunk of readFileChunks(this.blockstore, root, start, end, signal)) {
@@ -131,22 +147,21 @@ export class RemoteContent implements RemoteBlocks {
     } catch (err) {
       if (!(err instanceof BlockNotFoundError)) throw err
     }
-    yield * this.fetchFileChunks(root, next, end, signal, heldWith)
+    yield * this.fetchFileChunks(root, next, end, signal, imagesWith)
   }
 
-  private async * fetchFileChunks (root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncGenerator<PooledBytes> {
+  private async * fetchFileChunks (root: CID, start: number, end: number, signal: AbortSignal, imagesWith?: () => Promise<CID[]>): AsyncGenerator<PooledBytes> {
+    const key = root.toString()
     void this.finder.announcePull(root, false)
     const reannounce = setInterval(() => { void this.finder.announcePull(root, false) }, PULL_ANNOUNCE_INTERVAL_MS).unref()
+    const images = imagesWith === undefined ? [] : await imagesWith()
+    this.imagesOfPull.set(key, images)
     try {
-      const [own, ofImage] = await Promise.all([
-        this.seedersOf(root, signal),
-        heldWith === undefined ? [] : this.seedersOf(heldWith, signal)
-      ])
-      // Those that announced the blob itself first: they hold it whole.
-      const seeders = [...own, ...ofImage.filter(p => !own.some(o => o.id === p.id))]
+      const seeders = await this.holdersOf(root, images, signal)
       yield * this.fetcher.fetchFileChunks(root, block => this.finder.rankedProviders(root, seeders, block), start, end, signal)
     } finally {
       clearInterval(reannounce)
+      if (this.imagesOfPull.get(key) === images) this.imagesOfPull.delete(key)
     }
   }
 
@@ -160,7 +175,7 @@ export class RemoteContent implements RemoteBlocks {
     try {
       if (await this.fetcher.whenArrived(cid, bounded) && await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
       if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer, root, cid)) return undefined
-      const seeders = await this.seedersOf(root, bounded)
+      const seeders = await this.holdersOf(root, this.imagesOfPull.get(root.toString()) ?? [], bounded)
       return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, seeders, block), bounded, root)
     } catch (err) {
       this.logger.debug({ err, cid: cid.toString() }, 'could not relay a block')
@@ -172,12 +187,16 @@ export class RemoteContent implements RemoteBlocks {
     for (const cid of cids) void this.finder.announcePull(cid, false)
   }
 
-  announce (cids: CID[]): void {
+  announce (imageCids: CID[]): void {
     this.finder.heldChanged()
-    for (const cid of cids) {
+    for (const cid of imageCids) {
       void this.finder.announcePull(cid, true)
-      this.finder.provide(cid).catch((err: unknown) => { this.logger.debug({ err, cid: cid.toString() }, 'could not announce') })
     }
+  }
+
+  blobsHeld (cids: CID[]): void {
+    this.finder.heldChanged()
+    for (const cid of cids) void this.finder.announcePull(cid, true)
   }
 
   withdraw (cids: CID[]): void {

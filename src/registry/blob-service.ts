@@ -69,7 +69,7 @@ export class BlobService {
       // the quarantine) is fetched again from the blob's other holders and the read goes on.
       chunks: (range, signal) => remote === undefined
         ? readFileChunks(this.blocks, cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
-        : remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal)
+        : remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal, async () => await this.imagesWith(digest))
     }
   }
 
@@ -80,19 +80,28 @@ export class BlobService {
   private remoteView (digest: string, record: BlobRecord, remote: RemoteBlocks): BlobView {
     const cid = CID.parse(record.cid)
     const metadata = this.metadata
+    const from = record.from
+    const imagesWith = from === undefined ? async () => await this.imagesWith(digest) : async () => [CID.parse(from)]
     return {
       digest,
       size: record.size,
       cid,
       chunks: (range, signal) => (async function * () {
         const whole = (range?.start ?? 0) === 0 && (range?.end ?? record.size - 1) === record.size - 1
-        yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal, record.from === undefined ? undefined : CID.parse(record.from))
+        yield * remote.fileChunks(cid, range?.start ?? 0, range?.end ?? record.size - 1, signal, imagesWith)
         if (whole) {
           await metadata.markBlobHeld(digest)
-          remote.announce([cid])
+          remote.blobsHeld([cid])
+          const images = await metadata.completeAdopted(digest)
+          if (images.length > 0) remote.announce(images.map(image => CID.parse(image)))
         }
       })()
     }
+  }
+
+  /** The images this node knows that hold the blob: where the fleet keeps it. */
+  private async imagesWith (digest: string): Promise<CID[]> {
+    return (await this.metadata.imagesWithBlob(digest)).map(cid => CID.parse(cid))
   }
 
   async delete (repository: string, digest: string): Promise<void> {
@@ -143,7 +152,7 @@ export class BlobService {
       if (actual !== digest) throw new DigestInvalidError(`upload has digest ${actual}, not ${digest}`)
       const record = recordOf(finished.root)
       await this.metadata.linkBlob(repository, digest, record)
-      this.remote?.announce([finished.root.cid])
+      this.remote?.blobsHeld([finished.root.cid])
       return this.view(digest, record)
     })
   }

@@ -60,7 +60,7 @@ export class IpfsImages {
     const remote = this.remote
     const chunks = remote === undefined
       ? (range: ByteRange | undefined, reading: AbortSignal) => readFileChunks(this.local, cid, range?.start ?? 0, range?.end ?? size - 1, reading)
-      : (range: ByteRange | undefined, reading: AbortSignal) => remote.fileChunks(cid, range?.start ?? 0, range?.end ?? size - 1, reading, root)
+      : (range: ByteRange | undefined, reading: AbortSignal) => remote.fileChunks(cid, range?.start ?? 0, range?.end ?? size - 1, reading, async () => [root])
     return { digest, size, cid, chunks }
   }
 
@@ -85,6 +85,7 @@ export class IpfsImages {
       signal?.throwIfAborted()
       indexJson = undefined
     }
+    if (indexJson === undefined) console.log('DBG no index', text)
     if (indexJson === undefined) throw new NameUnknownError(`image ${text} is not held by this node${this.remote === undefined ? '' : ' nor by its peers'}`)
     return cid
   }

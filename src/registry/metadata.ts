@@ -227,6 +227,34 @@ export class Metadata {
     })
   }
 
+  /**
+   * The adopted manifests that the blob `digest`, now held, completes: each whose blobs are all
+   * held here is marked whole, and so is an index whose children all are. Answers the CIDs of
+   * the images that became whole: this node holds them now, as much as the node they were pushed
+   * to, and says so in its presence (their holders are how the fleet finds their blobs).
+   */
+  async completeAdopted (digest: string): Promise<string[]> {
+    const partial = new Map<string, ManifestRecord>()
+    for await (const [key, record] of this.manifests.iterator()) if (record.partial === true) partial.set(key, record)
+    const completed: string[] = []
+    for (const [key, record] of partial) {
+      if (record.blobs?.includes(digest) !== true || (record.children?.length ?? 0) > 0) continue
+      if (await this.markManifestWhole(key, record.blobs)) completed.push(key)
+    }
+    for (const [key, record] of partial) {
+      const children = record.children ?? []
+      if (children.length === 0 || !children.some(child => completed.includes(child))) continue
+      const whole = await Promise.all(children.map(async child => (await this.manifests.get(child))?.partial !== true))
+      if (whole.every(Boolean) && await this.markManifestWhole(key, record.blobs ?? [])) completed.push(key)
+    }
+    const images: string[] = []
+    for (const key of completed) {
+      const imageCid = partial.get(key)?.imageCid
+      if (imageCid !== undefined && await this.images.get(imageCid) === key) images.push(imageCid)
+    }
+    return images
+  }
+
   async hasBlobLink (repository: string, digest: string): Promise<boolean> {
     return (await this.blobLinks.get(repository + SEP + digest)) !== undefined
   }
@@ -471,6 +499,19 @@ export class Metadata {
 
   async manifestForImage (imageCid: string): Promise<string | undefined> {
     return await this.images.get(imageCid)
+  }
+
+  /**
+   * CIDs of the image directories whose manifests reference the blob (manifest records written
+   * before they listed their blobs are not found). Reads every manifest record: for the rare
+   * read that finds a blob's blocks missing here, not for every read.
+   */
+  async imagesWithBlob (digest: string): Promise<string[]> {
+    const cids = new Set<string>()
+    for await (const record of this.manifests.values()) {
+      if (record.blobs?.includes(digest) === true) cids.add(record.imageCid)
+    }
+    return [...cids]
   }
 
   /** CIDs of the image directories the node holds whole (pushed here, not adopted). */

@@ -13,13 +13,19 @@ export interface RemoteBlocks {
    */
   source(root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> }
   /**
-   * Bytes [start, end] of the file at `root`, leaves fetched ahead from peers where missing;
-   * `heldWith` names a DAG (an image) whose holders may have it too. `signal` stops every fetch
-   * it started (the client that asked left).
+   * Bytes [start, end] of the file at `root`, leaves fetched ahead from peers where missing.
+   * Its holders are found through the images it is part of: `imagesWith` answers their CIDs,
+   * asked only when a block is missing here. `signal` stops every fetch it started (the client
+   * that asked left).
    */
-  fileChunks(root: CID, start: number, end: number, signal: AbortSignal, heldWith?: CID): AsyncIterable<PooledBytes>
-  /** Tells the fleet this node now holds these DAGs whole. */
-  announce(cids: CID[]): void
+  fileChunks(root: CID, start: number, end: number, signal: AbortSignal, imagesWith?: () => Promise<CID[]>): AsyncIterable<PooledBytes>
+  /** Tells the fleet this node now holds these images whole. */
+  announce(imageCids: CID[]): void
+  /**
+   * These blobs are held whole here now (pulled or pushed): nodes pulling them at the same time
+   * hear this node is done. Nobody looks a blob up by itself: others find it through its images.
+   */
+  blobsHeld(cids: CID[]): void
   /** Tells the fleet this node no longer holds these DAGs (it stops providing them). */
   withdraw(cids: CID[]): void
   /**

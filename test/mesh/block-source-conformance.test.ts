@@ -105,7 +105,6 @@ function fixedProviders (providers: Provider[]): ProviderFinder {
     rankedProviders: (_root, seeders) => seeders,
     announcePull: async () => {},
     ranksAbove: () => false,
-    provide: async () => {},
     stopProviding: async () => {},
     heldChanged: () => {}
   }

@@ -46,7 +46,14 @@ describe('pulling an image pushed to another node', () => {
     // What B fetched it now holds whole.
     assert.equal((await b.node.metadata.getBlob(image.layerDigests[0] ?? ''))?.remote, undefined)
 
+    // Having every blob, B and C hold the image as A does, and their presence says so: the fleet
+    // finds its blobs through the image's holders, so they serve it when A is gone.
     const imageCid = (await a.node.fleet?.catalogue.getTag('mesh/app', '1.0'))?.imageCid ?? ''
+    const holders = await eventually(async () => {
+      const heldBy = (await a.node.fleet?.nodes() ?? []).filter(node => node.images.includes(imageCid)).map(node => node.id).sort()
+      return heldBy.length === 3 ? heldBy : undefined
+    }, 10_000, 'B and C to list the image in their presence')
+    assert.deepEqual(holders, [a, b, c].map(node => node.node.fleet?.peerId ?? '').sort())
     const byCid = join(work, 'by-cid')
     const fresh = await startTestNode({ config: { peers: [a.node.fleet?.mesh.addresses[0] ?? ''] } })
     try {

@@ -101,9 +101,10 @@ describe('a mesh with misbehaving peers', () => {
 
     const pull = copyFromRegistry(`${c.host}/seed/app:1.0`, join(work, 'seed-c'))
     await eventually(async () => {
+      // From every provider (the seeder, and B: having pulled every blob, it holds the image too).
       const metrics = await (await fetch(`${c.url}/metrics`)).text()
-      const fetched = /shoal_mesh_bytes_fetched_total\{[^}]*\} (\d+)/.exec(metrics)
-      return fetched !== null && Number(fetched[1]) > MiB ? true : undefined
+      const fetched = [...metrics.matchAll(/shoal_mesh_bytes_fetched_total\{[^}]*\} (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0)
+      return fetched > MiB ? true : undefined
     }, 20_000, 'the pull to be under way')
     await seeder.kill9()
     await pull
