@@ -102,9 +102,16 @@ export async function waitForHolder (nodes: Array<{ id?: string, url: string }>,
     const lists = await Promise.all(nodes.map(async (node) => {
       const response = await fetch(`${node.url}/api/v1/nodes`, { signal: AbortSignal.timeout(5000) })
       if (!response.ok) throw new Error(`GET ${node.url}/api/v1/nodes answered ${response.status}`)
-      return (await response.json() as { nodes: Array<{ id: string, images: string[] }> }).nodes
+      return (await response.json() as { nodes: Array<{ id: string, images: string[], standing?: string, heartbeatAt?: string }> }).nodes
     }))
-    return lists.every((records) => records.some((record) => record.id === seeder.id && record.images.includes(imageCid))) ? true : undefined
+    const lacking = nodes.flatMap((node, i) => {
+      const record = lists[i]!.find((candidate) => candidate.id === seeder.id)
+      if (record?.images.includes(imageCid) === true) return []
+      // What this node knows of the seeder, to tell a presence that never came from one that is stale.
+      return [`${node.url}: ${record === undefined ? 'no record' : `${record.images.length} images, ${record.standing ?? '?'}, heard ${record.heartbeatAt ?? 'never'}`}`]
+    })
+    if (lacking.length > 0) throw new Error(`${lacking.length} lack it: ${lacking.slice(0, 5).join('; ')}`)
+    return true
   })
 }
 
