@@ -69,3 +69,9 @@ declare module '@orbitdb/core' {
   export function createOrbitDB (options: { ipfs: unknown, directory?: string, id?: string }): Promise<OrbitDB>
   export function IPFSAccessController (options?: { write?: string[] }): unknown
 }
+
+// OrbitDB's signature helpers (not re-exported by its index), for the test of its patched check.
+declare module '@orbitdb/core/src/key-store.js' {
+  export function signMessage (key: unknown, data: Uint8Array): Promise<string>
+  export function verifyMessage (signature: string, publicKey: string, data: Uint8Array): Promise<boolean>
+}
