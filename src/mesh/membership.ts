@@ -260,6 +260,10 @@ export class Membership {
         if (node.self) continue
         this.probe(node.id)
         this.reach(node)
+        // Every connected member gets presence, whether or not libp2p told of it: at 30 nodes
+        // forming at once, one node never heard another's presence for the whole run (its
+        // identify lost, so no topology event), and found no holder for that node's images.
+        if (this.options.link.isConnected(node.id)) this.options.transport.adopt(node.id)
       }
       const { departed, returned } = this.liveness.update()
       for (const peer of departed) this.options.logger.warn({ peer, goneAfterSeconds: this.options.goneAfterMs / 1000 }, 'node gone: no sign of life for the grace, its share is placed elsewhere')

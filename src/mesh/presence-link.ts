@@ -96,6 +96,14 @@ export class PresenceLink implements PresenceTransport {
     return () => { this.connectListeners.delete(listener) }
   }
 
+  adopt (peer: string): void {
+    if (this.members.has(peer) || this.stopped.signal.aborted) return
+    const connection = this.libp2p.getConnections().find(candidate => candidate.remotePeer.toString() === peer)
+    if (connection === undefined) return
+    this.logger.debug({ peer }, 'presence: a connected member libp2p did not report, adopted')
+    this.memberConnected(connection.remotePeer)
+  }
+
   /** Peers connected now that speak the presence protocol. */
   connectedMembers (): string[] {
     return [...this.members.keys()]

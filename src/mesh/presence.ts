@@ -68,6 +68,11 @@ export interface PresenceTransport {
   send(peer: string, bytes: Uint8Array): void
   onMessage(listener: (bytes: Uint8Array, from: string) => void): () => void
   onMemberConnect(listener: (peer: string) => void): () => void
+  /**
+   * Counts a connected peer as a member though libp2p never said it speaks the protocol (its
+   * identify was lost on a busy machine); a member already counted is left as it is.
+   */
+  adopt(peer: string): void
 }
 
 /** A presence heard from a peer, and when it arrived (this node's monotonic clock, ms). */

@@ -164,4 +164,22 @@ describe('a fleet forgets departed nodes by itself, and a late joiner learns eve
     assert.equal(seen.standing, 'live')
     assert.ok(Date.now() - started < 8_000)
   })
+
+  it('a connected member that libp2p never reported (its identify lost) still gets presence', async () => {
+    const config = { heartbeatSeconds: 2, goneAfterSeconds: 60 }
+    const holder = await startTestNode({ config: { ...config, mesh: true, name: 'unreported-holder' } })
+    nodes.push(holder)
+    const other = await startTestNode({ config: { ...config, peers: holder.node.fleet?.addresses ?? [], name: 'unreported' } })
+    nodes.push(other)
+    await eventually(async () => (await nodesSeenBy(other.url)).find(node => node.name === 'unreported-holder')?.heartbeatAt, 10_000, 'the holder heard by the other node')
+    // What a lost identify leaves on a busy machine: the holder's presence link does not count
+    // the other node as a member, so its broadcasts pass it by.
+    const link = (holder.node.fleet as unknown as { presenceLink: { members: Map<string, unknown> } }).presenceLink
+    assert.ok(link.members.delete(idOf(other)))
+    await new RegistryClient(holder.url).pushImage('unreported/app', '1', 'a layer')
+    await eventually(async () => {
+      const holderSeen = (await nodesSeenBy(other.url)).find(node => node.name === 'unreported-holder')
+      return holderSeen?.images.length === 1 ? true : undefined
+    }, 10_000, 'the holder\'s new image in its presence on the other node')
+  })
 })
