@@ -41,14 +41,14 @@ async function tagGeneration (node: TestNode): Promise<CatalogueGeneration> {
  * Waits until every node lists exactly `expected`, has dropped all but its current generation,
  * and that generation is the same on every node and at least `generation`.
  */
-async function converged (nodes: TestNode[], expected: Map<string, string>, generation = 0): Promise<void> {
+async function converged (nodes: TestNode[], expected: Map<string, string>, generation = 0, timeoutMs = 20_000): Promise<void> {
   for (const node of nodes) {
     await eventually(async () => {
       const tags = await tagsOn(node)
       const state = await tagGeneration(node)
       const settled = state.open.length === 1 && state.current >= generation
       return settled && sameMap(tags, expected) ? true : undefined
-    }, 20_000, `${node.url} to list the ${expected.size} expected tags on one generation (at least ${generation})`).catch(async err => {
+    }, timeoutMs, `${node.url} to list the ${expected.size} expected tags on one generation (at least ${generation})`).catch(async err => {
       const tags = await tagsOn(node)
       const missing = [...expected].filter(([key, digest]) => tags.get(key) !== digest)
       throw new Error(`${(err as Error).message}; generation ${JSON.stringify(await tagGeneration(node))}; wrong or missing: ${JSON.stringify(missing.slice(0, 5))}; extra: ${JSON.stringify([...tags.keys()].filter(key => !expected.has(key)).slice(0, 5))}`)
@@ -180,7 +180,11 @@ describe('catalogue compaction', () => {
       await eventually(async () => (await tagGeneration(b)).current === from + round + 1 && (await tagGeneration(a)).current === from + round + 1 ? true : undefined, 20_000, 'the compaction of round ' + String(round))
     }
     c = await startTestNode({ dataDir: dirs[2], config: { ...config, peers } })
-    await converged([a, b, c], expected, from + 2)
+    // Up to OrbitDB's 30 s block timeout more: the returning node may have joined an entry of its
+    // old generation whose references nobody serves any more (the others dropped it), and that
+    // generation is dropped only once the join gives up (seen once in CI: every tag right, the old
+    // generation still open after 20 s).
+    await converged([a, b, c], expected, from + 2, 45_000)
     // Start reads the current generation only: a snapshot and what came after, however long the history.
     const history = 50 + 25 * 2 + 50 * 2
     const restarted = await tagGeneration(c)
