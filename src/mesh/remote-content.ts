@@ -69,8 +69,8 @@ export class RemoteContent implements RemoteBlocks {
   /**
    * Holders of `root`, looked up once per SEEDERS_TTL_MS and shared by every read of it; an
    * empty answer is not kept, the fleet may not have converged yet. The lookup is bounded (a
-   * read of the members' presence, retried while it is empty) and shared, so a reader that leaves stops waiting
-   * for it but does not cancel it for the others.
+   * read of the members' presence, retried while it is empty) and shared, so a reader that
+   * leaves stops waiting for it but does not cancel it for the others.
    */
   private async seedersOf (root: CID, signal?: AbortSignal): Promise<Provider[]> {
     const key = root.toString()
@@ -154,9 +154,10 @@ export class RemoteContent implements RemoteBlocks {
     const key = root.toString()
     void this.finder.announcePull(root, false)
     const reannounce = setInterval(() => { void this.finder.announcePull(root, false) }, PULL_ANNOUNCE_INTERVAL_MS).unref()
-    const images = imagesWith === undefined ? [] : await imagesWith()
-    this.imagesOfPull.set(key, images)
+    let images: CID[] = []
     try {
+      images = imagesWith === undefined ? [] : await imagesWith()
+      this.imagesOfPull.set(key, images)
       const seeders = await this.holdersOf(root, images, signal)
       yield * this.fetcher.fetchFileChunks(root, block => this.finder.rankedProviders(root, seeders, block), start, end, signal)
     } finally {
