@@ -514,7 +514,10 @@ export class Metadata {
     return [...cids]
   }
 
-  /** CIDs of the image directories the node holds whole (pushed here, not adopted). */
+  /**
+   * CIDs of the image directories the node holds whole: pushed here, or adopted and then made
+   * whole (placed by a strategy, or every blob read: completeAdopted).
+   */
   async listImages (): Promise<string[]> {
     const cids: string[] = []
     for await (const [key, digest] of this.images.iterator()) {
