@@ -9,8 +9,12 @@
 //      left out), read from outside with `ss` every 5 s (node-probes.ts SocketBytes); RSS.
 //   2. Tag visibility: --pushes tags, each pushed (a small image, blobs then the manifest) to node
 //      k mod N in turn; the clock starts when the manifest PUT is answered and stops when the last
-//      node's /v2/<repo>/tags/list lists it, polled with one request per node in flight every
-//      --poll-ms (node-probes.ts tagVisibleAfter). --gap-ms between pushes.
+//      node has it. --watch events (the default): each node's GET /api/v1/events stream, open
+//      before the pushes, tells of the tag once the node answers it on /v2 (a node told before
+//      the PUT's answer counts 0 ms); after each push every node's tags/list is checked to list
+//      it (not timed). --watch poll: each node's /v2/<repo>/tags/list polled with one request per
+//      node in flight every --poll-ms (node-probes.ts tagVisibleAfter), which loads the machine
+//      it measures and adds up to --poll-ms to each node's time. --gap-ms between pushes.
 //   3. `all` strategy: a --mib image (one layer of random hex text, unique 1 MiB chunks) pushed to
 //      node-0; once every node lists the tag and node-0 as its holder, POST /api/v1/strategies
 //      {kind: all} to node-0 and GET its status every 250 ms until all N are desired and held.
@@ -18,7 +22,8 @@
 //      to peers over /ipfs/ here), and the bytes the others fetched from node-0 by their metrics.
 //
 //   node bench/fleet-scale.ts [--nodes 30] [--settle-seconds 60] [--idle-minutes 3] [--pushes 20]
-//                             [--poll-ms 25] [--gap-ms 1000] [--mib 16] [--concurrency 3]
+//                             [--watch events|poll] [--poll-ms 25] [--gap-ms 1000] [--mib 16]
+//                             [--concurrency 3]
 //
 // Progress on stderr; the table on stdout and in bench/out/fleet-scale-latest.md, raw numbers in
 // fleet-scale-latest.json. Every node process is killed and the run directory removed on any exit.
@@ -26,6 +31,7 @@ import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
 import { RegistryClient } from '../test/support/registry-client.ts'
+import { openTagEvents, type TagEventStream } from '../test/support/tag-events.ts'
 import { gitCommit, machineDescription } from './environment.ts'
 import { CLOCK_TICKS, SocketBytes, machineJiffies, processCpuTicks, processMemory, scrapeMetrics, subtractMetrics, tagVisibleAfter, waitForHolder, waitForTag } from './node-probes.ts'
 import { freshRunDir, median, peersOf, quantile, seconds, startProcessFleet, stopFleet, killFleet, waitForMembers, writeResults, type FleetNode } from './process-fleet.ts'
@@ -42,6 +48,7 @@ interface Settings {
   settleSeconds: number
   idleMinutes: number
   pushes: number
+  watch: 'events' | 'poll'
   pollMs: number
   gapMs: number
   mib: number
@@ -132,6 +139,7 @@ function parseSettings (): Settings {
       'settle-seconds': { type: 'string', default: '60' },
       'idle-minutes': { type: 'string', default: '3' },
       pushes: { type: 'string', default: '20' },
+      watch: { type: 'string', default: 'events' },
       'poll-ms': { type: 'string', default: '25' },
       'gap-ms': { type: 'string', default: '1000' },
       mib: { type: 'string', default: '16' },
@@ -148,11 +156,17 @@ function parseSettings (): Settings {
     settleSeconds: number('settle-seconds', 0),
     idleMinutes: number('idle-minutes', 0.1),
     pushes: number('pushes', 1),
+    watch: watchOf(values.watch),
     pollMs: number('poll-ms', 1),
     gapMs: number('gap-ms', 0),
     mib: number('mib', 1),
     concurrency: number('concurrency', 1)
   }
+}
+
+function watchOf (value: string | undefined): Settings['watch'] {
+  if (value === 'events' || value === 'poll') return value
+  throw new Error(`--watch must be events or poll, got ${value}`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +229,16 @@ async function measureTags (fleet: FleetNode[], settings: Settings): Promise<Tag
   // Not timed: the repository's first push, so every node has seen it once.
   await new RegistryClient(fleet[0]!.url).pushImage(repository, 'warmup', 'warm-up layer')
   await waitForTag(urls, repository, 'warmup')
+  const streams = settings.watch === 'events' ? await Promise.all(urls.map(async (url) => await openTagEvents(url))) : []
+  try {
+    return await pushTags(fleet, settings, repository, streams)
+  } finally {
+    for (const stream of streams) stream.close()
+  }
+}
+
+async function pushTags (fleet: FleetNode[], settings: Settings, repository: string, streams: TagEventStream[]): Promise<TagPush[]> {
+  const urls = fleet.map((node) => node.url)
   const pushes: TagPush[] = []
   for (let k = 0; k < settings.pushes; k++) {
     const pusher = fleet[k % fleet.length]!
@@ -226,9 +250,13 @@ async function measureTags (fleet: FleetNode[], settings: Settings): Promise<Tag
     if (response.status !== 201) throw new Error(`PUT ${repository}:${tag} on ${pusher.name} answered ${response.status}: ${await response.text()}`)
     const machineBefore = await machineJiffies()
     const scriptBefore = process.cpuUsage()
-    const perNode = await tagVisibleAfter(urls, repository, tag, since, settings.pollMs, TAG_TIMEOUT_MS)
+    const perNode = settings.watch === 'poll'
+      ? await tagVisibleAfter(urls, repository, tag, since, settings.pollMs, TAG_TIMEOUT_MS)
+      : await Promise.all(streams.map(async (stream) => Math.max(0, (await stream.next((change) => change.repository === repository && change.tag === tag && !change.deleted, TAG_TIMEOUT_MS)).at - since)))
     const scriptCpu = process.cpuUsage(scriptBefore)
     const machineAfter = await machineJiffies()
+    // What the events said, as the registry answers it.
+    if (settings.watch === 'events') await assertListed(urls, repository, tag)
     const push: TagPush = {
       tag,
       pushedTo: pusher.name,
@@ -242,6 +270,15 @@ async function measureTags (fleet: FleetNode[], settings: Settings): Promise<Tag
     await sleep(settings.gapMs)
   }
   return pushes
+}
+
+/** Every node lists the tag now (its event came first): events that ran ahead of /v2 would fail here. */
+async function assertListed (urls: string[], repository: string, tag: string): Promise<void> {
+  await Promise.all(urls.map(async (url) => {
+    const response = await fetch(`${url}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) })
+    const tags = response.ok ? (await response.json() as { tags?: string[] | null }).tags ?? [] : []
+    if (!tags.includes(tag)) throw new Error(`${url} told of ${repository}:${tag} by its events but does not list it (${response.status})`)
+  }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,8 +397,8 @@ function renderReport (settings: Settings, loadAtStart: number[], idle: Idle, ta
     `| until the last node lists it, ms | ${quantile(all, 0.5).toFixed(0)} | ${quantile(all, 0.99).toFixed(0)} | ${Math.max(...all).toFixed(0)} |`,
     `| each node, ms (${everyNode.length} samples) | ${quantile(everyNode, 0.5).toFixed(0)} | ${quantile(everyNode, 0.99).toFixed(0)} | ${Math.max(...everyNode).toFixed(0)} |`,
     '',
-    `While polling for a tag: machine busy ${(median(tags.map((push) => push.machineBusy)) * 100).toFixed(0)} % (median over pushes); this script used ` +
-      `${median(tags.map((push) => push.scriptCpuMs / push.all * 100)).toFixed(0)} % of a core (median), the cost of the polling itself. ` +
+    `While waiting for a tag (${settings.watch === 'poll' ? 'polling' : 'event streams'}): machine busy ${(median(tags.map((push) => push.machineBusy)) * 100).toFixed(0)} % (median over pushes); this script used ` +
+      `${median(tags.map((push) => push.scriptCpuMs / push.all * 100)).toFixed(0)} % of a core (median), the cost of watching. ` +
       `Slowest pushes: ${[...tags].sort((a, b) => b.all - a.all).slice(0, 3).map((push) => `${push.tag} to ${push.pushedTo} ${push.all.toFixed(0)} ms`).join(', ')}.`,
     '',
     `\`all\` strategy, ${mib(convergence.imageBytes)} image pushed to node-0: held on all ${settings.nodes} after **${convergence.seconds.toFixed(2)} s** ` +
@@ -378,7 +415,9 @@ function renderReport (settings: Settings, loadAtStart: number[], idle: Idle, ta
     'How: CPU = utime + stime from /proc/<pid>/stat over the window. Control-plane bytes = bytes_sent and bytes_received (the kernel\'s ' +
       'tcp_info, `ss -tinp`) of each node\'s TCP sockets with one end on a libp2p listen port, sampled every 5 s ' +
       `(${idle.closedSockets} counted socket(s) closed during the window; what a socket carried after its last sample is not counted). ` +
-      `Tag visibility: one request per node in flight to /v2/<repo>/tags/list, the next ${settings.pollMs} ms after each answer; the clock starts at the manifest PUT's answer; ` +
+      (settings.watch === 'poll'
+        ? `Tag visibility: one request per node in flight to /v2/<repo>/tags/list, the next ${settings.pollMs} ms after each answer; the clock starts at the manifest PUT's answer; `
+        : 'Tag visibility: each node\'s GET /api/v1/events stream tells of the tag once the node answers it (checked on tags/list after each push); the clock starts at the manifest PUT\'s answer; ') +
       `pushes go to node k mod N in turn; nearest-rank quantiles, so with ${tags.length} pushes p99 is the slowest push.`,
     '',
     'Per node (idle window): CPU %, control-plane kB/min sent/received, RSS:',

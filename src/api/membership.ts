@@ -2,6 +2,7 @@
 // its place in a mesh with the services a joined mesh gives. The API builds none of them.
 import type { CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
 import type { MeshPhase } from '../lifecycle.ts'
+import type { TagChanges } from './event-routes.ts'
 import type { PeerStatus } from '../mesh/mesh.ts'
 import type { LocalManifests, LocalTags } from '../replication/images.ts'
 import type { ListedNode, StrategyService } from '../replication/strategy-service.ts'
@@ -36,6 +37,8 @@ export interface ApiRoutesOptions {
   /** Where the node is with its mesh (read on every request: it changes once, at the join). */
   membership: { readonly mesh: MeshPhase<MeshApi> }
   local: LocalImages
+  /** Tag changes as this node's registry answers them (the catalogue's in a mesh). */
+  tagChanges: TagChanges
 }
 
 /** The joined mesh's services, or the refusal that says why there are none. */

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
+import { registerEventRoutes } from './event-routes.ts'
 import { apiErrorResponses } from './errors.ts'
 import { idParams, nodesSchema, peersSchema, type NodesAnswer, type PeersAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
@@ -19,6 +20,7 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
     registerFleetRoutes(api, options)
     registerStrategyRoutes(api, options)
     registerDatastoreRoutes(api, options)
+    registerEventRoutes(api, options)
   }, { prefix: API_PREFIX })
 }
 

@@ -6,6 +6,7 @@ import { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Strategy } from './strategy-record.ts'
 import { GenerationalDatabase, type GenerationSettings } from './generations.ts'
+import { tagKey } from './tag-key.ts'
 
 // The records are types, not interfaces: the API sends them as they are, and its answer types
 // (derived from its schemas) admit more fields, which only a type alias fits.
@@ -547,8 +548,4 @@ export function answerersOf (peer: string, members: string[], count: number): st
   const first = ring.findIndex(id => id > peer)
   const start = first === -1 ? 0 : first
   return Array.from({ length: Math.min(count, ring.length) }, (_, i) => ring[(start + i) % ring.length] as string)
-}
-
-function tagKey (repository: string, tag: string): string {
-  return `${repository}:${tag}`
 }

@@ -5,10 +5,11 @@ import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
 import type { Catalogue, CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
+import { parseTagKey } from '../catalogue/tag-key.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
 import type { Config } from '../config.ts'
-import type { SharedTag, SharedTags } from '../registry/shared-tags.ts'
+import type { SharedTag, SharedTags, TagChange } from '../registry/shared-tags.ts'
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { Membership, type FleetNode } from './membership.ts'
@@ -47,6 +48,7 @@ export class Fleet {
   private stopWatchingIdentities: (() => void) | undefined
   /** Listeners to changes of the catalogue and of membership. */
   private readonly listeners = new Set<() => void>()
+  private readonly tagListeners = new Set<(change: TagChange) => void>()
 
   constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger, collectGarbage?: () => Promise<unknown> }) {
     this.config = options.config
@@ -134,6 +136,10 @@ export class Fleet {
     })
     this.stopWatchingIdentities = catalogue.onChange(change => {
       if (change.kind === 'node') void this.membership.identityChanged(change.key, change.deleted).catch((err: unknown) => { this.logger.warn({ err }, 'could not follow a node identity change') })
+      if (change.kind === 'tag') {
+        const tag = { ...parseTagKey(change.key), deleted: change.deleted }
+        for (const listener of this.tagListeners) listener(tag)
+      }
       this.changed()
     })
     await this.membership.start()
@@ -283,6 +289,12 @@ export class Fleet {
   onChange (listener: () => void): () => void {
     this.listeners.add(listener)
     return () => this.listeners.delete(listener)
+  }
+
+  /** Calls `listener` on every change to a tag in the catalogue (written here or by a peer), once it is indexed. */
+  onTagChange (listener: (change: TagChange) => void): () => void {
+    this.tagListeners.add(listener)
+    return () => this.tagListeners.delete(listener)
   }
 
   /**

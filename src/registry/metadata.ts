@@ -1,6 +1,7 @@
 import { Level } from 'level'
 import { BlobInUseError, ManifestBlobUnknownError } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
+import type { TagChange } from './shared-tags.ts'
 
 /** A blob as stored: the root of its UnixFS DAG and its size. */
 export interface BlobRecord {
@@ -172,6 +173,26 @@ export class Metadata {
 
   async start (): Promise<void> {
     await this.db.open()
+  }
+
+  /**
+   * Calls `listener` for every tag written or deleted here, once the write is durable; returns
+   * the function that stops it. Read from the database's write events: tags change in several
+   * batches (a push, a tag or manifest delete, a drop), and none can be missed this way.
+   */
+  onTagChange (listener: (change: TagChange) => void): () => void {
+    // Every write reaches the root database as a batch of fully qualified keys: !tags!<repo>\0<tag>.
+    const prefix = '!tags!'
+    const onWrite = (operations: Array<{ type: 'put' | 'del', key: unknown }>): void => {
+      for (const operation of operations) {
+        if (typeof operation.key !== 'string' || !operation.key.startsWith(prefix)) continue
+        const key = operation.key.slice(prefix.length)
+        const at = key.indexOf(SEP)
+        listener({ repository: key.slice(0, at), tag: key.slice(at + 1), deleted: operation.type === 'del' })
+      }
+    }
+    this.db.on('write', onWrite)
+    return () => { this.db.off('write', onWrite) }
   }
 
   async stop (): Promise<void> {

@@ -7,6 +7,13 @@ export interface SharedTag {
   imageCid: string
 }
 
+/** A tag set or removed (read the tag for what it points at now). */
+export interface TagChange {
+  repository: string
+  tag: string
+  deleted: boolean
+}
+
 /**
  * The fleet's tags, when the node is in a mesh: the one authority for what a tag points at.
  * Owned here, implemented by the catalogue.

@@ -10,6 +10,7 @@ import { newSwarmKey } from '../../src/mesh/swarm-key.ts'
 import { REPO_ROOT } from '../support/node-process.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { RegistryClient } from '../support/registry-client.ts'
+import { openTagEvents } from '../support/tag-events.ts'
 
 const run = promisify(execFile)
 const peersOf = async (node: TestNode): Promise<string[]> => {
@@ -61,8 +62,16 @@ describe('a fleet of three nodes', () => {
   })
 
   it('a tag pushed on one node is listed on every node, and a delete on another removes it everywhere', async () => {
+    // C's event stream tells of the tag once C answers it, and of the delete made on C.
+    const events = await openTagEvents(c.url)
     const registry = new RegistryClient(a.url)
     const pushed = await registry.pushImage('fleet/app', '1.0', 'fleet layer')
+    try {
+      await events.next(change => change.repository === 'fleet/app' && change.tag === '1.0' && !change.deleted, 10_000)
+      assert.deepEqual(await tagsOf(c, 'fleet/app'), ['1.0'])
+    } finally {
+      events.close()
+    }
     for (const node of [b, c]) {
       const tags = await eventually(async () => (await tagsOf(node, 'fleet/app'))?.includes('1.0') === true ? await tagsOf(node, 'fleet/app') : undefined, 10_000, 'the tag to replicate')
       assert.deepEqual(tags, ['1.0'])
