@@ -95,6 +95,18 @@ export const SETTINGS = {
     help: 'data directory: blocks, metadata, upload sessions, mesh identity',
     check: value => value === '' ? 'must be a directory path' : undefined
   }),
+  tlsCert: declare({
+    kind: optionalText, default: undefined, arg: '<file>',
+    help: 'PEM certificate (with its chain) to serve HTTPS on the listen port; needs --tls-key'
+  }),
+  tlsKey: declare({
+    kind: optionalText, default: undefined, arg: '<file>',
+    help: 'PEM private key of --tls-cert'
+  }),
+  tlsCa: declare({
+    kind: optionalText, default: undefined, arg: '<file>',
+    help: 'PEM CA certificates that peers\' HTTPS certificates are checked against, beside the system\'s (a fleet\'s own CA)'
+  }),
   logLevel: declare({
     kind: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'warn', arg: '<level>',
     help: 'log level (info adds one line per request)'
@@ -173,7 +185,7 @@ export const SETTINGS = {
   }),
   advertiseUrl: declare({
     kind: optionalText, default: undefined, arg: '<url>',
-    help: 'HTTP URL peers fetch blocks from (default http://<listen>)',
+    help: 'HTTP URL peers fetch blocks from (default http://<listen>, https:// with TLS)',
     check: value => value === undefined || /^https?:\/\//.test(value) ? undefined : 'must be an http(s) URL'
   }),
   name: declare({
@@ -289,6 +301,9 @@ export function loadConfig ({ file, env = process.env, flags = {} }: ConfigSourc
   }
   layers.push(fromFlags)
   const config = Object.assign({}, DEFAULT_CONFIG, ...layers) as Config
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError(`tlsCert and tlsKey go together: ${config.tlsCert === undefined ? 'tlsKey' : 'tlsCert'} is set, ${config.tlsCert === undefined ? 'tlsCert' : 'tlsKey'} is not`)
+  }
   // A node is marked silent after three presence intervals; gone must come later than that.
   if (config.goneAfterSeconds < 3 * config.heartbeatSeconds) {
     throw new ConfigError(`goneAfterSeconds must be at least three heartbeats (${3 * config.heartbeatSeconds} s with heartbeatSeconds ${config.heartbeatSeconds}), not ${config.goneAfterSeconds}`)

@@ -1,10 +1,11 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createSecureContext, rootCertificates } from 'node:tls'
 import { join, resolve } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { registerHealthRoutes } from './api/health-routes.ts'
 import { registerApiRoutes, type MeshApi } from './api/routes.ts'
-import { meshEnabled, parseListen, type Config } from './config.ts'
+import { ConfigError, meshEnabled, parseListen, type Config } from './config.ts'
 import { DataDirLock } from './content/data-dir-lock.ts'
 import { FsBlockstore, type BlockCorruptError } from './content/fs-blockstore.ts'
 import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
@@ -25,10 +26,43 @@ import { Metadata } from './registry/metadata.ts'
 import { resolveImage } from './replication/images.ts'
 import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
-import { createHttpServer } from './server.ts'
+import { createHttpServer, type TlsIdentity } from './server.ts'
 import { registerWebUi } from './web/routes.ts'
 
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
+
+/** The CAs peers' HTTPS certificates are checked against: the system's and `tlsCa`'s; none set: undefined (the system's). */
+function readPeerCa (config: Config): string[] | undefined {
+  if (config.tlsCa === undefined) return undefined
+  let pem: string
+  try {
+    pem = readFileSync(config.tlsCa, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read tlsCa ${config.tlsCa}: ${(err as Error).message}`)
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`tlsCa ${config.tlsCa} holds no PEM certificate`)
+  return [...rootCertificates, pem]
+}
+
+/** The certificate and key the configuration names, read once at construction; none: plain HTTP. */
+function readTlsIdentity (config: Config): TlsIdentity | undefined {
+  if (config.tlsCert === undefined || config.tlsKey === undefined) return undefined
+  const read = (setting: 'tlsCert' | 'tlsKey', file: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new ConfigError(`cannot read ${setting} ${file}: ${(err as Error).message}`)
+    }
+  }
+  const identity = { cert: read('tlsCert', config.tlsCert), key: read('tlsKey', config.tlsKey) }
+  // Checked now, so that a wrong pair is one line at start rather than a failed handshake per client.
+  try {
+    createSecureContext(identity)
+  } catch (err) {
+    throw new ConfigError(`tlsCert ${config.tlsCert} and tlsKey ${config.tlsKey} are not a usable certificate and key: ${(err as Error).message}`)
+  }
+  return identity
+}
 
 export interface NodeOptions {
   config: Config
@@ -88,10 +122,11 @@ export class ShoalNode {
       openUploads: () => this.uploads.count()
     })
 
+    const peerCa = readPeerCa(config)
     // The mesh-facing parts: built now, started in start().
     const fleet = meshEnabled(config) ? this.buildFleet() : undefined
     this.fleet = fleet
-    this.fetcher = fleet === undefined ? undefined : this.buildFetcher(fleet)
+    this.fetcher = fleet === undefined ? undefined : this.buildFetcher(fleet, peerCa)
     const remote = fleet === undefined || this.fetcher === undefined ? undefined : this.buildRemote(fleet, this.fetcher)
     this.remote = remote
 
@@ -120,7 +155,7 @@ export class ShoalNode {
     this.holdings = new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote })
     this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
 
-    this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics)
+    this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,
@@ -138,7 +173,7 @@ export class ShoalNode {
     registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata })
     registerHealthRoutes(this.http, this.lifecycle)
     gateUntilReady(this.http, this.lifecycle)
-    registerWebUi(this.http)
+    registerWebUi(this.http, peerCa)
   }
 
   /** The base URL the node answers on, once started. */
@@ -173,7 +208,7 @@ export class ShoalNode {
     await this.http.listen({ host, port })
     const bound = this.http.server.address()
     const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
-    this.address = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
+    this.address = `${this.config.tlsCert === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
     // The fleet's first heartbeat names this node's URL, so it starts once the node listens.
     if (this.fleet !== undefined) await this.joinFleet(this.fleet)
@@ -218,8 +253,9 @@ export class ShoalNode {
   }
 
   /** Verified block fetches from peers: a provider pool, block requests, the DAG and file reads. */
-  private buildFetcher (fleet: Fleet): BlockFetcher {
+  private buildFetcher (fleet: Fleet, ca: string[] | undefined): BlockFetcher {
     return new BlockFetcher({
+      ca,
       blockstore: this.blockstore,
       onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
       onBlockFetched: (provider, size) => {

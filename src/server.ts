@@ -31,12 +31,16 @@ export function errorFaceOf (url: string): ErrorRenderer {
   return renderOciError
 }
 
+/** A certificate (with its chain) and its key, PEM: the server speaks HTTPS. */
+export interface TlsIdentity { cert: Buffer, key: Buffer }
+
 /** One HTTP server for every face of the node (D8); the parts add their routes. */
-export function createHttpServer (logger: Logger, metrics: Metrics): FastifyInstance {
+export function createHttpServer (logger: Logger, metrics: Metrics, tls?: TlsIdentity): FastifyInstance {
   // The response in flight on each connection, so that a parser error arriving while a handler
   // still works on the request is answered once, not twice.
   const inFlight = new WeakMap<Socket, { url: string, response: ServerResponse }>()
   const app = Fastify({
+    ...(tls === undefined ? {} : { https: { cert: tls.cert, key: tls.key } }),
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     // Blob bodies are streamed by the handlers themselves, never parsed.

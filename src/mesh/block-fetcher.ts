@@ -45,6 +45,8 @@ export interface BlockFetcherOptions {
   blockstore: FetcherBlockstore
   /** Requests in flight to one provider, across every fetch of this fetcher. */
   maxInFlightPerProvider?: number
+  /** CA certificates (PEM) providers' HTTPS certificates are checked against; default the system's. */
+  ca?: string[]
   /** One request, body included; defaults to 30 s. */
   requestTimeoutMs?: number
   /** Pause before asking providers again that have all failed once; defaults to 250 ms. */
@@ -110,7 +112,7 @@ export class BlockFetcher {
     this.readAhead = options.readAhead ?? DEFAULT_READ_AHEAD
     if (maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
     this.pool = new ProviderPool(maxInFlightPerProvider)
-    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId })
+    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId, ca: options.ca })
     this.retry = { tries: TRIES_PER_PROVIDER, delayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS }
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched

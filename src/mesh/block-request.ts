@@ -22,6 +22,8 @@ export interface BlockRequestsOptions {
   timeoutMs: number
   /** Connections kept to each provider (as many as requests may be in flight to it). */
   connectionsPerProvider: number
+  /** CA certificates (PEM) a provider's HTTPS certificate is checked against; default the system's. */
+  ca?: string[]
   /** This node's peer id, sent so that the provider may relay for it; asked per request. */
   peerId?: () => string
 }
@@ -93,7 +95,7 @@ export class BlockRequests {
   private poolOf (origin: string): Pool {
     let pool = this.pools.get(origin)
     if (pool === undefined) {
-      pool = new Pool(origin, { connections: this.options.connectionsPerProvider, pipelining: 1 })
+      pool = new Pool(origin, { connections: this.options.connectionsPerProvider, pipelining: 1, ...(this.options.ca === undefined ? {} : { connect: { ca: this.options.ca } }) })
       this.pools.set(origin, pool)
     }
     return pool

@@ -1,3 +1,4 @@
+import { Agent, fetch, type Dispatcher } from 'undici'
 // What the Images page shows beyond the API's listing: size, platforms and referrers, read from the
 // registry of a node that holds the image whole. Asking a node that lacks it would make that node
 // fetch (and record) the image's manifests from its peers just because a page was open.
@@ -60,8 +61,13 @@ export class ImageDetailsReader {
   private readonly content = new Map<string, Cached<Omit<ImageDetails, 'referrers'>>>()
   private readonly referrers = new Map<string, Cached<Referrer[]>>()
 
-  constructor (app: FastifyInstance) {
+  private readonly readOver: (baseUrl: string) => RegistryRead
+
+  /** `ca`: CA certificates (PEM) other nodes' HTTPS certificates are checked against; default the system's. */
+  constructor (app: FastifyInstance, ca?: string[]) {
     this.app = app
+    const dispatcher = ca === undefined ? undefined : new Agent({ connect: { ca } })
+    this.readOver = baseUrl => readOver(baseUrl, dispatcher)
   }
 
   /**
@@ -86,7 +92,7 @@ export class ImageDetailsReader {
   private readersOf (nodes: readonly ApiNode[], standalone: boolean): RegistryRead[] {
     const readers: RegistryRead[] = []
     if (standalone || nodes.some(node => node.self)) readers.push(this.readSelf)
-    for (const node of nodes) if (!node.self && !node.silent) readers.push(readOver(node.url))
+    for (const node of nodes) if (!node.self && !node.silent) readers.push(this.readOver(node.url))
     return readers
   }
 
@@ -96,9 +102,9 @@ export class ImageDetailsReader {
   }
 }
 
-function readOver (baseUrl: string): RegistryRead {
+function readOver (baseUrl: string, dispatcher: Dispatcher | undefined): RegistryRead {
   return async (path, accept) => {
-    const response = await fetch(new URL(path, baseUrl), { headers: { accept }, signal: AbortSignal.timeout(READ_TIMEOUT_MS) })
+    const response = await fetch(new URL(path, baseUrl), { headers: { accept }, signal: AbortSignal.timeout(READ_TIMEOUT_MS), ...(dispatcher === undefined ? {} : { dispatcher }) })
     const length = Number(response.headers.get('content-length') ?? 0)
     if (length > MAX_DOCUMENT_BYTES) {
       await response.body?.cancel()

@@ -71,9 +71,10 @@ const ASSETS: Record<string, string> = {
   'icon.svg': 'image/svg+xml'
 }
 
-export function registerWebUi (app: FastifyInstance): void {
+/** `peerCa`: CA certificates (PEM) other nodes' HTTPS certificates are checked against. */
+export function registerWebUi (app: FastifyInstance, peerCa?: string[]): void {
   const api = inProcessApi(app)
-  const details = new ImageDetailsReader(app)
+  const details = new ImageDetailsReader(app, peerCa)
   for (const [file, contentType] of Object.entries(ASSETS)) {
     // Read once at start: a few kilobytes, served as they are (no build step).
     const body = readFileSync(join(import.meta.dirname, 'assets', file))

@@ -75,7 +75,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
         mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
         swarmKeyFile: '/k', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
         heartbeatSeconds: 2, goneAfterSeconds: 61, forgetAfterHours: 3, maxUploadSessions: 9, scrubIntervalHours: 6, scrubMbps: 80,
-        catalogueCompactEntries: 700, catalogueGraceSeconds: 7
+        catalogueCompactEntries: 700, catalogueGraceSeconds: 7, tlsCert: '/c.pem', tlsKey: '/k.pem', tlsCa: '/ca.pem'
       }
       assert.deepEqual(Object.keys(samples).sort(), [...names].sort(), 'the sample covers every setting')
       const file = join(dir, 'all.yaml')
@@ -101,6 +101,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     assert.throws(() => flagsFromText({ labels: ['zone'] }), /is not key=value.*\(from --label\)/)
     assert.deepEqual(flagsFromText({ uploadExpiryHours: '2', peers: ['/a', '/b'], mesh: true }), { uploadExpiryHours: 2, peers: ['/a', '/b'], mesh: true })
     assert.throws(() => loadConfig({ env: { SHOAL_HEARTBEAT_SECONDS: '0' } }), /heartbeatSeconds must be a positive number of seconds, not "0" \(from SHOAL_HEARTBEAT_SECONDS\)/)
+    assert.throws(() => loadConfig({ env: { SHOAL_TLS_CERT: '/c.pem' } }), /tlsCert and tlsKey go together: tlsCert is set, tlsKey is not/)
     const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
     try {
       const broken = join(dir, 'broken.yaml')

@@ -15,6 +15,10 @@ export interface SkopeoOptions {
   signal?: AbortSignal
   /** Default 10 minutes. */
   timeoutMs?: number
+  /** Verify the registry's TLS certificate against the CAs (`*.crt`) in this directory; default: plain HTTP, unverified. */
+  certDir?: string
+  /** `user:password` for the registry. */
+  creds?: string
 }
 
 export interface SkopeoOutput {
@@ -56,7 +60,7 @@ export async function skopeo (args: string[], options: SkopeoOptions = {}): Prom
  */
 export async function copyToRegistry (layoutDir: string, ref: string, options: CopyOptions = {}): Promise<SkopeoOutput> {
   return await skopeo([
-    'copy', '--quiet', ...preserveDigestsFlag(options), '--dest-tls-verify=false',
+    'copy', '--quiet', ...preserveDigestsFlag(options), ...registryFlags('dest', options),
     ...(options.all === true ? ['--all'] : []),
     ociRef(layoutDir, options.layoutTag),
     dockerRef(ref)
@@ -69,7 +73,7 @@ export async function copyToRegistry (layoutDir: string, ref: string, options: C
  */
 export async function copyFromRegistry (ref: string, layoutDir: string, options: CopyOptions = {}): Promise<SkopeoOutput> {
   return await skopeo([
-    'copy', '--quiet', ...preserveDigestsFlag(options), '--dest-oci-accept-uncompressed-layers', '--src-tls-verify=false',
+    'copy', '--quiet', ...preserveDigestsFlag(options), '--dest-oci-accept-uncompressed-layers', ...registryFlags('src', options),
     ...(options.all === true ? ['--all'] : []),
     dockerRef(ref),
     ociRef(layoutDir, options.layoutTag)
@@ -82,8 +86,17 @@ export async function copyFromRegistry (ref: string, layoutDir: string, options:
  */
 export async function inspectRaw (ref: string, options: SkopeoOptions = {}): Promise<string> {
   const isRegistry = !hasTransport(ref) || ref.startsWith('docker://')
-  const args = ['inspect', '--raw', ...(isRegistry ? ['--tls-verify=false'] : []), isRegistry ? dockerRef(ref) : ref]
+  const args = ['inspect', '--raw', ...(isRegistry ? registryFlags(undefined, options) : []), isRegistry ? dockerRef(ref) : ref]
   return (await skopeo(args, options)).stdout
+}
+
+/** TLS and credentials for the registry end of a copy (`src`, `dest`) or of an inspect (no side). */
+function registryFlags (side: 'src' | 'dest' | undefined, options: SkopeoOptions): string[] {
+  const flag = (name: string): string => side === undefined ? `--${name}` : `--${side}-${name}`
+  return [
+    ...(options.certDir === undefined ? [`${flag('tls-verify')}=false`] : [flag('cert-dir'), options.certDir]),
+    ...(options.creds === undefined ? [] : [flag('creds'), options.creds])
+  ]
 }
 
 function preserveDigestsFlag (options: CopyOptions): string[] {
