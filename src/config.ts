@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
+import { parseAccessRules } from './access/policy.ts'
 
 /**
  * The node's typed configuration (D11): defaults, then a YAML file, then SHOAL_* variables, then
@@ -34,6 +35,8 @@ export interface Setting<T> {
   flag?: string
   /** Why a value is refused (`'must be …'`), or undefined when it is fine. */
   check?: (value: T) => string | undefined
+  /** Where it sits in the YAML file, when not at the top under its name: `auth.rules`. */
+  yaml?: string
 }
 
 const refuse = (why: string): never => { throw new Error(why) }
@@ -72,6 +75,22 @@ const map: Kind<Record<string, string>> = {
     : refuse('must map names to text'),
   fromRepeatedFlag: values => parseLabels(values)
 }
+/** Structured values (the access rules): YAML as it is, JSON in a variable or a flag; `parse` checks the shape. */
+function structured<T> (parse: (value: unknown) => T): Kind<T> {
+  return {
+    fromText: value => {
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(value)
+      } catch {
+        return refuse('must be JSON')
+      }
+      return parse(parsed)
+    },
+    fromYaml: parse
+  }
+}
+
 function oneOf<const T extends string> (choices: readonly T[]): Kind<T> & { choices: readonly T[] } {
   const pick = (value: unknown): T => (choices as readonly unknown[]).includes(value) ? value as T : refuse(`must be one of ${choices.join(', ')}`)
   return { choices, fromText: pick, fromYaml: pick }
@@ -106,6 +125,44 @@ export const SETTINGS = {
   tlsCa: declare({
     kind: optionalText, default: undefined, arg: '<file>',
     help: 'PEM CA certificates that peers\' HTTPS certificates are checked against, beside the system\'s (a fleet\'s own CA)'
+  }),
+  htpasswd: declare({
+    kind: optionalText, default: undefined, arg: '<file>', yaml: 'auth.htpasswd',
+    help: 'users: an htpasswd file of bcrypt entries (htpasswd -B); turns authentication on'
+  }),
+  anonymousPull: declare({
+    kind: boolean, default: false, yaml: 'auth.anonymousPull',
+    help: 'with authentication on, anyone may pull every repository without signing in'
+  }),
+  admins: declare({
+    kind: list, default: [], arg: '<user>', flag: 'admin', yaml: 'auth.admins',
+    help: 'a user who may do everything and manage strategies and the fleet (repeatable)'
+  }),
+  accessRules: declare({
+    kind: structured(parseAccessRules), default: [], arg: '<json>', yaml: 'auth.rules',
+    help: 'rights per repository, first match wins: [{"repositories": ["team-a/*"], "users": ["alice"], "allow": ["pull", "push", "delete"]}] (none: every signed-in user may do everything)'
+  }),
+  tokenTtlSeconds: declare({
+    kind: number, default: 300, arg: '<seconds>', yaml: 'auth.tokenTtlSeconds',
+    help: 'lifetime of the bearer tokens the node issues at /auth/token',
+    check: positive('seconds')
+  }),
+  tokenService: declare({
+    kind: text, default: 'shoal', arg: '<name>', yaml: 'auth.token.service',
+    help: 'the service named in challenges and tokens (the audience)'
+  }),
+  tokenIssuer: declare({
+    kind: text, default: 'shoal', arg: '<name>', yaml: 'auth.token.issuer',
+    help: 'the issuer of the tokens the node accepts (and issues, unless tokenPublicKey names another issuer\'s key)'
+  }),
+  tokenRealm: declare({
+    kind: optionalText, default: undefined, arg: '<url>', yaml: 'auth.token.realm',
+    help: 'an external token issuer\'s URL, for the challenge; needs tokenPublicKey',
+    check: value => value === undefined || /^https?:\/\//.test(value) ? undefined : 'must be an http(s) URL'
+  }),
+  tokenPublicKey: declare({
+    kind: optionalText, default: undefined, arg: '<file>', yaml: 'auth.token.publicKey',
+    help: 'PEM public key of an external token issuer (as Distribution\'s auth.token); turns authentication on, the node then issues no tokens'
   }),
   logLevel: declare({
     kind: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'warn', arg: '<level>',
@@ -301,6 +358,9 @@ export function loadConfig ({ file, env = process.env, flags = {} }: ConfigSourc
   }
   layers.push(fromFlags)
   const config = Object.assign({}, DEFAULT_CONFIG, ...layers) as Config
+  if ((config.tokenRealm === undefined) !== (config.tokenPublicKey === undefined)) {
+    throw new ConfigError(`tokenRealm and tokenPublicKey go together (an external token issuer): ${config.tokenRealm === undefined ? 'tokenPublicKey' : 'tokenRealm'} is set, ${config.tokenRealm === undefined ? 'tokenRealm' : 'tokenPublicKey'} is not`)
+  }
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new ConfigError(`tlsCert and tlsKey go together: ${config.tlsCert === undefined ? 'tlsKey' : 'tlsCert'} is set, ${config.tlsCert === undefined ? 'tlsCert' : 'tlsKey'} is not`)
   }
@@ -372,13 +432,28 @@ function readConfigFile (path: string): Partial<Config> {
   }
   if (value === null || value === undefined) return {}
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`config file ${path} must be a YAML mapping`)
-  const unknown = Object.keys(value).filter(key => !(key in SETTINGS))
-  if (unknown.length > 0) throw new ConfigError(`config file ${path} has unknown keys: ${unknown.join(', ')} (known: ${NAMES.join(', ')})`)
   const config: Record<string, unknown> = {}
-  for (const [name, given] of Object.entries(value)) {
-    config[name] = read(name as SettingName, `config file ${path}`, () => setting(name as SettingName).kind.fromYaml(given), given)
-  }
+  readSection(value as Record<string, unknown>, '', path, config)
   return config as Partial<Config>
+}
+
+/** Where each setting sits in the YAML file: its `yaml` path, or its name at the top. */
+const YAML_PATHS = new Map(NAMES.map(name => [setting(name).yaml ?? name, name]))
+
+/** Reads the settings of one mapping of the file (`prefix`: its path, as `auth.`), and its sections. */
+function readSection (section: Record<string, unknown>, prefix: string, file: string, into: Record<string, unknown>): void {
+  const known = [...new Set([...YAML_PATHS.keys()].filter(key => key.startsWith(prefix)).map(key => key.slice(prefix.length).split('.')[0] as string))]
+  const unknown = Object.keys(section).filter(key => !known.includes(key))
+  if (unknown.length > 0) throw new ConfigError(`config file ${file} has unknown keys${prefix === '' ? '' : ` in ${prefix.slice(0, -1)}`}: ${unknown.join(', ')} (known: ${known.join(', ')})`)
+  for (const [key, given] of Object.entries(section)) {
+    const name = YAML_PATHS.get(prefix + key)
+    if (name !== undefined) {
+      into[name] = read(name, `config file ${file}`, () => setting(name).kind.fromYaml(given), given)
+    } else if (given !== null && given !== undefined) {
+      if (typeof given !== 'object' || Array.isArray(given)) throw new ConfigError(`config file ${file}: ${prefix}${key} must be a mapping`)
+      readSection(given as Record<string, unknown>, `${prefix}${key}.`, file, into)
+    }
+  }
 }
 
 export function parseListen (listen: string): { host: string, port: number } {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { createSecureContext, rootCertificates } from 'node:tls'
 import { join, resolve } from 'node:path'
@@ -27,9 +28,35 @@ import { resolveImage } from './replication/images.ts'
 import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
+import { INTERNAL_HEADER, TOKEN_PATH, registerAccessControl, type AccessControlOptions } from './access/guard.ts'
+import { Htpasswd } from './access/htpasswd.ts'
+import { AccessPolicy } from './access/policy.ts'
+import { TokenIssuer, TokenVerifier } from './access/tokens.ts'
 import { registerWebUi } from './web/routes.ts'
 
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
+
+/** Users, rights and tokens when the configuration turns authentication on (htpasswd, or an external token issuer). */
+function buildAccessControl (config: Config, data: string): AccessControlOptions | undefined {
+  if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
+  const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
+  const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings) : undefined
+  const externalRealm = config.tokenRealm
+  return {
+    policy: new AccessPolicy({ rules: config.accessRules, anonymousPull: config.anonymousPull, admins: config.admins }),
+    users: config.htpasswd === undefined ? undefined : Htpasswd.load(config.htpasswd),
+    tokens: issuer ?? TokenVerifier.external(config.tokenPublicKey as string, settings),
+    issuer,
+    service: config.tokenService,
+    // As the client reached this node.
+    realm: req => externalRealm ?? `${req.protocol}://${req.host}${TOKEN_PATH}`,
+    internalKey: randomBytes(32).toString('base64url')
+  }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host)
+}
 
 /** The CAs peers' HTTPS certificates are checked against: the system's and `tlsCa`'s; none set: undefined (the system's). */
 function readPeerCa (config: Config): string[] | undefined {
@@ -106,6 +133,8 @@ export class ShoalNode {
   private stopWatchingCatalogue: (() => void) | undefined
   private collectLater: NodeJS.Timeout | undefined
   private address: string | undefined
+  /** Users, rights and tokens (issue 12); undefined: no authentication, a local registry as before. */
+  readonly access: AccessControlOptions | undefined
   private purgeTimer: NodeJS.Timeout | undefined
   private dataDirLock: DataDirLock | undefined
 
@@ -156,6 +185,9 @@ export class ShoalNode {
     this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
 
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
+    this.access = buildAccessControl(config, data)
+    // Before the routes: every /v2 request is checked before a handler sees it.
+    if (this.access !== undefined) registerAccessControl(this.http, this.access)
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,
@@ -173,7 +205,7 @@ export class ShoalNode {
     registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata })
     registerHealthRoutes(this.http, this.lifecycle)
     gateUntilReady(this.http, this.lifecycle)
-    registerWebUi(this.http, peerCa)
+    registerWebUi(this.http, peerCa, this.access === undefined ? undefined : { [INTERNAL_HEADER]: this.access.internalKey })
   }
 
   /** The base URL the node answers on, once started. */
@@ -210,6 +242,7 @@ export class ShoalNode {
     const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
     this.address = `${this.config.tlsCert === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
+    if (this.access === undefined && !isLoopback(host)) this.logger.warn({ listen: this.config.listen }, 'no authentication: anyone who reaches this address may push, pull and delete (set auth.htpasswd, see "Securing a fleet" in the README)')
     // The fleet's first heartbeat names this node's URL, so it starts once the node listens.
     if (this.fleet !== undefined) await this.joinFleet(this.fleet)
     this.gc.start()

@@ -2,6 +2,7 @@
 // node, so a script or a page waits for a tag to arrive instead of polling tags/list.
 import { PassThrough } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
+import { pullableFor } from '../registry/request-access.ts'
 import type { TagChange } from '../registry/shared-tags.ts'
 import { apiErrorResponses } from './errors.ts'
 
@@ -29,9 +30,12 @@ export function registerEventRoutes (api: FastifyInstance, { tagChanges }: { tag
         ...apiErrorResponses
       }
     }
-  }, async (_req, reply) => {
+  }, async (req, reply) => {
     const stream = new PassThrough()
+    // Only repositories the caller may pull, with authentication on.
+    const pullable = pullableFor(req)
     const stopListening = tagChanges.onTagChange(change => {
+      if (!pullable(change.repository)) return
       if (stream.writableLength > MAX_QUEUED_BYTES) { stream.end(); return }
       stream.write(`event: tag\ndata: ${JSON.stringify(change)}\n\n`)
     })

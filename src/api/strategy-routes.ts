@@ -1,6 +1,7 @@
 // Replication strategies, the fleet's images and one node's holdings under /api/v1/ (D7, D8).
 import type { FastifyInstance } from 'fastify'
 import { untilClientLeaves } from '../http-request.ts'
+import { pullableFor } from '../registry/request-access.ts'
 import { listFleetImages, listLocalImages } from '../replication/images.ts'
 import { apiErrorResponses } from './errors.ts'
 import { createBodySchema, createdSchema, dryRunSchema, holdingsSchema, idParams, imagesSchema, statusSchema, strategiesSchema, strategySchema, type ImagesAnswer } from './schemas.ts'
@@ -65,11 +66,13 @@ export function registerStrategyRoutes (api: FastifyInstance, { membership, loca
       summary: 'Every tagged image of the fleet (of this node outside a mesh) and the nodes that hold it',
       response: { 200: imagesSchema, ...apiErrorResponses }
     }
-  }, async (_req, reply): Promise<ImagesAnswer> => {
-    if (membership.mesh.state === 'off') return { images: await listLocalImages(local, untilClientLeaves(reply)) }
+  }, async (req, reply): Promise<ImagesAnswer> => {
+    // Only what the caller may pull, with authentication on.
+    const pullable = pullableFor(req)
+    if (membership.mesh.state === 'off') return { images: (await listLocalImages(local, untilClientLeaves(reply))).filter(image => pullable(image.repository)) }
     const { fleet } = joinedMesh(membership)
     const [tags, nodes] = await Promise.all([fleet.allTags(), fleet.nodes()])
-    return { images: listFleetImages(tags, nodes) }
+    return { images: listFleetImages(tags.filter(tag => pullable(tag.repository)), nodes) }
   })
 
   api.get<{ Params: { id: string } }>('/nodes/:id', {

@@ -37,6 +37,7 @@ export const ENDPOINT_UNKNOWN = descriptor('UNSUPPORTED', 404, 'no endpoint at t
 export const METHOD_UNSUPPORTED = descriptor('UNSUPPORTED', 405, 'the method is not supported on this endpoint')
 export const BODY_TOO_SLOW = descriptor('BLOB_UPLOAD_INVALID', 408, 'the request body arrived too slowly')
 export const DENIED = descriptor('DENIED', 403, 'requested access to the resource is denied')
+export const UNAUTHORIZED = descriptor('UNAUTHORIZED', 401, 'authentication required')
 // 405, as spec.md's "Deleting Blobs" answers a blob delete the registry does not allow (the
 // conformance suite accepts 202, 404 or 405 there, whatever order it deletes things in).
 export const BLOB_IN_USE = descriptor('UNSUPPORTED', 405, 'the blob is referenced by a manifest of the repository')
@@ -116,6 +117,11 @@ export class BlobInUseError extends ShoalError {
 }
 export class UnsupportedError extends ShoalError { static override readonly descriptor = UNSUPPORTED }
 /** A URL that names no endpoint. */
+/** No credentials, wrong ones, or a token without the scope: the client is told how to sign in (WWW-Authenticate). */
+export class UnauthorizedError extends ShoalError { static override readonly descriptor = UNAUTHORIZED }
+/** A signed-in user without the right. */
+export class DeniedError extends ShoalError { static override readonly descriptor = DENIED }
+
 export class EndpointUnknownError extends ShoalError { static override readonly descriptor = ENDPOINT_UNKNOWN }
 /** A method the endpoint does not take. */
 export class MethodUnsupportedError extends ShoalError { static override readonly descriptor = METHOD_UNSUPPORTED }

@@ -113,8 +113,10 @@ export class BlobService {
    * Links a blob the node has a record of into another repository; false when it has none (the
    * client then uploads it).
    */
-  async mount (repository: string, digest: string): Promise<boolean> {
+  /** Links a blob into `repository`: from `from` only, when given (a user's pull right there was checked). */
+  async mount (repository: string, digest: string, from?: string): Promise<boolean> {
     parseDigest(digest)
+    if (from !== undefined && !(await this.metadata.hasBlobLink(from, digest))) return false
     return await this.metadata.mountBlob(repository, digest)
   }
 

@@ -9,10 +9,11 @@ export interface ManagementApi {
   get<T>(path: string): Promise<ApiAnswer<T>>
 }
 
-export function inProcessApi (app: FastifyInstance): ManagementApi {
+/** `authorization`: the page request's, so the API answers as it would answer that user. */
+export function inProcessApi (app: FastifyInstance, authorization?: string): ManagementApi {
   return {
     async get<T> (path: string): Promise<ApiAnswer<T>> {
-      const response = await app.inject({ method: 'GET', url: `/api/v1${path}`, headers: { accept: 'application/json' } })
+      const response = await app.inject({ method: 'GET', url: `/api/v1${path}`, headers: { accept: 'application/json', ...(authorization === undefined ? {} : { authorization }) } })
       const body: unknown = response.body === '' ? undefined : JSON.parse(response.body)
       if (response.statusCode === 200) return { ok: true, body: body as T }
       const message = (body as { message?: unknown } | undefined)?.message

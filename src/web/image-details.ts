@@ -63,9 +63,15 @@ export class ImageDetailsReader {
 
   private readonly readOver: (baseUrl: string) => RegistryRead
 
-  /** `ca`: CA certificates (PEM) other nodes' HTTPS certificates are checked against; default the system's. */
-  constructor (app: FastifyInstance, ca?: string[]) {
+  private readonly internalRead: Record<string, string>
+
+  /**
+   * `ca`: CA certificates (PEM) other nodes' HTTPS certificates are checked against; default the
+   * system's. `internalRead`: headers for this node's own /v2 reads (through its access guard).
+   */
+  constructor (app: FastifyInstance, ca?: string[], internalRead: Record<string, string> = {}) {
     this.app = app
+    this.internalRead = internalRead
     const dispatcher = ca === undefined ? undefined : new Agent({ connect: { ca } })
     this.readOver = baseUrl => readOver(baseUrl, dispatcher)
   }
@@ -97,7 +103,7 @@ export class ImageDetailsReader {
   }
 
   private readonly readSelf: RegistryRead = async (path, accept) => {
-    const response = await this.app.inject({ method: 'GET', url: path, headers: { accept } })
+    const response = await this.app.inject({ method: 'GET', url: path, headers: { ...this.internalRead, accept } })
     return { status: response.statusCode, body: response.rawPayload }
   }
 }

@@ -71,10 +71,14 @@ const ASSETS: Record<string, string> = {
   'icon.svg': 'image/svg+xml'
 }
 
-/** `peerCa`: CA certificates (PEM) other nodes' HTTPS certificates are checked against. */
-export function registerWebUi (app: FastifyInstance, peerCa?: string[]): void {
-  const api = inProcessApi(app)
-  const details = new ImageDetailsReader(app, peerCa)
+/**
+ * `peerCa`: CA certificates (PEM) other nodes' HTTPS certificates are checked against.
+ * `internalRead`: headers that let the UI's own reads of this node's /v2 through the access guard
+ * (the images they describe are those the API listed for the user).
+ */
+export function registerWebUi (app: FastifyInstance, peerCa?: string[], internalRead?: Record<string, string>): void {
+  const api = (authorization: string | undefined): ManagementApi => inProcessApi(app, authorization)
+  const details = new ImageDetailsReader(app, peerCa, internalRead)
   for (const [file, contentType] of Object.entries(ASSETS)) {
     // Read once at start: a few kilobytes, served as they are (no build step).
     const body = readFileSync(join(import.meta.dirname, 'assets', file))
@@ -87,7 +91,8 @@ export function registerWebUi (app: FastifyInstance, peerCa?: string[]): void {
   app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) => await reply
     .header('content-type', 'image/svg+xml').header('cache-control', 'max-age=86400').send(icon))
   for (const page of PAGES) {
-    app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api, details, host: req.host, now: Date.now() }))
+    // The API answers as the signed-in user would be answered (what the user may see).
+    app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api: api(req.headers.authorization), details, host: req.host, now: Date.now() }))
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { stringify as stringifyYaml } from 'yaml'
 import { ConfigError, DEFAULT_CONFIG, SETTINGS, envName, flagName, flagsFromText, loadConfig, meshEnabled, settingFlags, type Config } from '../../src/config.ts'
 import { shoal } from '../support/cli.ts'
 
@@ -75,13 +76,25 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
         mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
         swarmKeyFile: '/k', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
         heartbeatSeconds: 2, goneAfterSeconds: 61, forgetAfterHours: 3, maxUploadSessions: 9, scrubIntervalHours: 6, scrubMbps: 80,
-        catalogueCompactEntries: 700, catalogueGraceSeconds: 7, tlsCert: '/c.pem', tlsKey: '/k.pem', tlsCa: '/ca.pem'
+        catalogueCompactEntries: 700, catalogueGraceSeconds: 7, tlsCert: '/c.pem', tlsKey: '/k.pem', tlsCa: '/ca.pem',
+        htpasswd: '/h', anonymousPull: true, admins: ['alice', 'root'], accessRules: [{ repositories: ['team-a/*'], users: ['bob'], allow: ['pull', 'push'] }],
+        tokenTtlSeconds: 60, tokenService: 'reg', tokenIssuer: 'iss', tokenRealm: 'https://auth.example/token', tokenPublicKey: '/pub.pem'
       }
       assert.deepEqual(Object.keys(samples).sort(), [...names].sort(), 'the sample covers every setting')
       const file = join(dir, 'all.yaml')
-      await writeFile(file, Object.entries(samples).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'))
+      // Each at its place in the file: `auth.rules` under `auth:`.
+      const nested: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(samples)) {
+        const path = (SETTINGS[key as keyof Config] as { yaml?: string }).yaml?.split('.') ?? [key]
+        let at = nested
+        for (const part of path.slice(0, -1)) at = (at[part] ??= {}) as Record<string, unknown>
+        at[path.at(-1) as string] = value
+      }
+      await writeFile(file, stringifyYaml(nested))
       assert.deepEqual(loadConfig({ file, env: {} }), samples)
-      const asText = (value: unknown): string => Array.isArray(value)
+      const asText = (value: unknown): string => Array.isArray(value) && value.some(item => typeof item === 'object')
+        ? JSON.stringify(value)
+        : Array.isArray(value)
         ? value.join(',')
         : typeof value === 'object' && value !== null ? Object.entries(value).map(([k, v]) => `${k}=${String(v)}`).join(',') : String(value)
       const env = Object.fromEntries(Object.entries(samples).map(([key, value]) => [envName(key as keyof Config), asText(value)]))
@@ -102,6 +115,8 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
     assert.deepEqual(flagsFromText({ uploadExpiryHours: '2', peers: ['/a', '/b'], mesh: true }), { uploadExpiryHours: 2, peers: ['/a', '/b'], mesh: true })
     assert.throws(() => loadConfig({ env: { SHOAL_HEARTBEAT_SECONDS: '0' } }), /heartbeatSeconds must be a positive number of seconds, not "0" \(from SHOAL_HEARTBEAT_SECONDS\)/)
     assert.throws(() => loadConfig({ env: { SHOAL_TLS_CERT: '/c.pem' } }), /tlsCert and tlsKey go together: tlsCert is set, tlsKey is not/)
+    assert.throws(() => loadConfig({ env: { SHOAL_ACCESS_RULES: '[{"repositories": ["a/*"], "users": ["bob"], "allow": ["pull", "own"]}]' } }), /accessRules must allow only pull, push, delete: rule 1 allows own, not .* \(from SHOAL_ACCESS_RULES\)/)
+    assert.throws(() => flagsFromText({ accessRules: '[{"repositories": ["a/*"]' }), /accessRules must be JSON, not .* \(from --access-rules\)/)
     const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
     try {
       const broken = join(dir, 'broken.yaml')
@@ -111,6 +126,15 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
       const wrongType = join(dir, 'wrong.yaml')
       await writeFile(wrongType, 'uploadExpiryHours: "24"\npeers: /ip4/1.2.3.4/tcp/1\n')
       assert.throws(() => loadConfig({ file: wrongType, env: {} }), new RegExp(`uploadExpiryHours must be a positive number of hours, not "24" \\(from config file ${wrongType}\\)`))
+      // Sections: a key unknown there is named with its section, a value in its place is read.
+      const sections = join(dir, 'sections.yaml')
+      await writeFile(sections, 'auth:\n  htpasswd: /etc/shoal/htpasswd\n  anonymouspull: true\n')
+      assert.throws(() => loadConfig({ file: sections, env: {} }), /has unknown keys in auth: anonymouspull \(known: htpasswd, anonymousPull, admins, rules, tokenTtlSeconds, token\)/)
+      await writeFile(sections, 'auth:\n  rules:\n    - repositories: ["team-a/*"]\n      users: [alice]\n      allow: [pull]\n  token:\n    service: reg\n')
+      assert.deepEqual(loadConfig({ file: sections, env: {} }).accessRules, [{ repositories: ['team-a/*'], users: ['alice'], allow: ['pull'] }])
+      assert.equal(loadConfig({ file: sections, env: {} }).tokenService, 'reg')
+      await writeFile(sections, 'auth:\n  rules:\n    - repositories: "team-a/*"\n      users: [alice]\n      allow: [pull]\n')
+      assert.throws(() => loadConfig({ file: sections, env: {} }), /accessRules must give repositories in rule 1 as a non-empty list of text/)
       // The CLI says it in one line.
       const cli = await shoal('serve', '--config', broken)
       assert.notEqual(cli.code, 0)

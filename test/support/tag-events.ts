@@ -12,9 +12,9 @@ export interface TagEventStream {
   close(): void
 }
 
-export async function openTagEvents (nodeUrl: string): Promise<TagEventStream> {
+export async function openTagEvents (nodeUrl: string, headers: Record<string, string> = {}): Promise<TagEventStream> {
   const controller = new AbortController()
-  const response = await fetch(`${nodeUrl}/api/v1/events`, { signal: controller.signal })
+  const response = await fetch(`${nodeUrl}/api/v1/events`, { signal: controller.signal, headers })
   if (response.status !== 200 || response.body === null) throw new Error(`GET /api/v1/events answered ${response.status}`)
   if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) throw new Error(`GET /api/v1/events answered ${response.headers.get('content-type') ?? 'no content type'}`)
   const received: Array<TagChange & { at: number }> = []

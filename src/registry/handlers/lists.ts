@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import type { ManifestService } from '../manifest-service.ts'
 import { untilClientLeaves } from '../../http-request.ts'
+import { pullableFor } from '../request-access.ts'
 import { nextPageLink, pageOf, type ResourceHandlers } from './http.ts'
 
 export interface ListHandlersOptions {
@@ -40,7 +41,16 @@ export function referrerHandlers ({ manifests }: ListHandlersOptions): ResourceH
 export function catalogHandler ({ manifests }: Pick<ListHandlersOptions, 'manifests'>): (req: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
   return async (req, reply) => {
     const { n, last } = pageOf(req)
-    const repositories = await manifests.repositories(last, n)
+    // Only what the user may pull, a page at a time until the page is full or the list ends.
+    const pullable = pullableFor(req)
+    const repositories: string[] = []
+    let cursor = last
+    while (repositories.length < n) {
+      const batch = await manifests.repositories(cursor, n)
+      repositories.push(...batch.filter(pullable).slice(0, n - repositories.length))
+      if (batch.length < n) break
+      cursor = batch.at(-1)
+    }
     nextPageLink(reply, '/v2/_catalog', repositories, n)
     return await reply.header('content-type', 'application/json').send({ repositories })
   }

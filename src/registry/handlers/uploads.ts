@@ -4,6 +4,7 @@ import type { FastifyReply } from 'fastify'
 import type { Metrics } from '../../metrics.ts'
 import { DigestInvalidError, SizeInvalidError } from '../../oci/errors.ts'
 import type { BlobService } from '../blob-service.ts'
+import { mountAllowed } from '../request-access.ts'
 import { contentLength, contentRange, countIn, writable, type BodyPace, type ResourceHandlers } from './http.ts'
 
 export interface UploadHandlersOptions {
@@ -29,7 +30,7 @@ export function uploadStartHandlers ({ blobs, metrics, bodyPace }: UploadHandler
     POST: async (req, reply, [name = '']) => {
       const repository = writable(name)
       const query = req.query as Record<string, string | undefined>
-      if (query.mount !== undefined && await blobs.mount(repository, query.mount)) {
+      if (query.mount !== undefined && mountAllowed(req) && await blobs.mount(repository, query.mount, query.from)) {
         return await blobCreated(reply, repository, query.mount).send()
       }
       const session = await blobs.startUpload(repository)

@@ -1,0 +1,209 @@
+// Authentication and rights at the HTTP edge (issue 12): every /v2 request is checked against the
+// access policy before a handler sees it, and the node issues Docker registry tokens at
+// /auth/token, so docker, podman, skopeo and containerd sign in through their usual flow.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isUnder } from '../http-request.ts'
+import { DeniedError, UnauthorizedError } from '../oci/errors.ts'
+import { setRequestAccess } from '../registry/request-access.ts'
+import type { Htpasswd } from './htpasswd.ts'
+import type { AccessPolicy, Action } from './policy.ts'
+import { parseScopes, requirementOf, scopeText, type Requirement, type Scope } from './requirement.ts'
+import type { ResourceAccess, TokenIssuer, TokenVerifier } from './tokens.ts'
+
+export const TOKEN_PATH = '/auth/token'
+
+export interface AccessControlOptions {
+  policy: AccessPolicy
+  /** Users who sign in with a password (Basic, and at the token endpoint); none: tokens only. */
+  users: Htpasswd | undefined
+  /** Checks bearer tokens. */
+  tokens: TokenVerifier
+  /** Issues tokens at /auth/token; none when an external issuer does. */
+  issuer: TokenIssuer | undefined
+  /** The service named in challenges and tokens. */
+  service: string
+  /** The token endpoint's URL, for the challenge: an external issuer's, else this node's as the client reached it. */
+  realm: (req: FastifyRequest) => string
+  /**
+   * A secret made at start that never leaves the process: the web UI's in-process reads of this
+   * node's /v2 carry it in `INTERNAL_HEADER` (they describe images the API listed for the user).
+   */
+  internalKey: string
+}
+
+export const INTERNAL_HEADER = 'x-shoal-internal'
+
+/** Who a request comes from. */
+interface Caller {
+  /** Signed in as; undefined: anonymous. */
+  user: string | undefined
+  /** A bearer token's grants: they, not the policy, say what the request may do. */
+  grants?: ResourceAccess[]
+}
+
+/**
+ * Open to anyone whatever the configuration: probes, metrics, the token endpoint itself, the UI's
+ * static assets and the API's description. `/ipfs/` too, for now: peers fetch blocks there and
+ * cannot sign in yet (issue 12 goes on with member authentication).
+ */
+const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, '/assets', '/favicon.ico', '/openapi.json', '/swagger', '/ipfs']
+
+export function registerAccessControl (app: FastifyInstance, options: AccessControlOptions): void {
+  app.addHook('onRequest', async (req) => {
+    if (req.headers[INTERNAL_HEADER] === options.internalKey) return
+    if (isUnder(req.url, '/v2')) await guardRegistry(req, options)
+    else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) await guardManagement(req, options)
+  })
+  if (options.issuer !== undefined) registerTokenEndpoint(app, options, options.issuer)
+}
+
+async function guardRegistry (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+  const requirement = requirementOf(req.method, req.url)
+  // A path no endpoint serves: the router answers 404 whoever asks.
+  if (requirement === undefined) return
+  const caller = await identify(req, options, requirement)
+  const may = (repository: string, action: Action): boolean => caller.grants !== undefined
+    ? caller.grants.some(grant => grant.type === 'repository' && grant.name === repository && grant.actions.includes(action))
+    : options.policy.actionsOn(caller.user, repository).has(action)
+  setRequestAccess(req, { pullable: repository => may(repository, 'pull') })
+  switch (requirement.kind) {
+    case 'base':
+    case 'catalog':
+      // Signed in (a valid token or password), or anonymous pulls allowed; the catalogue lists only what may be pulled.
+      if (caller.user !== undefined || options.policy.actionsOn(undefined, '').has('pull')) return
+      throw unauthorized(req, options, requirement, 'authentication required')
+    case 'repository': {
+      if (may(requirement.name, requirement.action)) return
+      const userMay = options.policy.actionsOn(caller.user, requirement.name).has(requirement.action)
+      // A token without the scope, for a user who has the right: the client fetches one with it.
+      if (caller.user === undefined || (caller.grants !== undefined && userMay)) {
+        throw unauthorized(req, options, requirement, caller.user === undefined ? 'authentication required' : 'the token does not grant this')
+      }
+      throw new DeniedError(`${caller.user} may not ${requirement.action} ${requirement.name}`)
+    }
+  }
+}
+
+/**
+ * The management API and the web UI: a signed-in user reads (the images and tag events it sees
+ * are those it may pull); only an admin changes anything or reads the raw catalogue. A browser is
+ * asked to sign in by a Basic challenge.
+ */
+async function guardManagement (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+  const challenge = { 'www-authenticate': `Basic realm="shoal", charset="UTF-8", Bearer realm="${options.realm(req)}",service="${options.service}"` }
+  let caller: Caller
+  try {
+    caller = await identify(req, options, { kind: 'base' })
+  } catch (err) {
+    throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
+  }
+  if (caller.user === undefined) throw new UnauthorizedError('sign in to use this node', undefined, { headers: challenge })
+  const user = caller.user
+  setRequestAccess(req, { pullable: repository => options.policy.actionsOn(user, repository).has('pull') })
+  const changes = req.method !== 'GET' && req.method !== 'HEAD'
+  if ((changes || isUnder(req.url, '/api/v1/datastore')) && !options.policy.isAdmin(user)) {
+    throw new DeniedError(`${user} is not an admin: ${changes ? 'strategies and the fleet are managed by admins' : 'the raw catalogue is for admins'}`)
+  }
+}
+
+/** The caller its Authorization header proves; wrong credentials are refused here, none is anonymous. */
+async function identify (req: FastifyRequest, options: AccessControlOptions, requirement: Requirement): Promise<Caller> {
+  const header = req.headers.authorization
+  if (header === undefined || header === '') return { user: undefined }
+  const [scheme = '', credentials = ''] = header.split(' ', 2)
+  if (/^basic$/i.test(scheme)) {
+    const user = await checkPassword(credentials, options.users)
+    if (user === undefined) throw unauthorized(req, options, requirement, 'wrong user name or password')
+    return { user }
+  }
+  if (/^bearer$/i.test(scheme)) {
+    const claims = await options.tokens.verify(credentials.trim())
+    if (claims === undefined) throw unauthorized(req, options, requirement, 'the token is not valid here (forged, expired, or for another service)')
+    return { user: claims.subject, grants: claims.access }
+  }
+  throw unauthorized(req, options, requirement, `the ${scheme} authorization scheme is not taken: use Bearer or Basic`)
+}
+
+/** The user a Basic credential proves, or undefined. */
+async function checkPassword (credentials: string, users: Htpasswd | undefined): Promise<string | undefined> {
+  if (users === undefined) return undefined
+  const decoded = Buffer.from(credentials.trim(), 'base64').toString('utf8')
+  const at = decoded.indexOf(':')
+  if (at <= 0) return undefined
+  const user = decoded.slice(0, at)
+  return await users.verify(user, decoded.slice(at + 1)) ? user : undefined
+}
+
+/** A 401 whose challenge sends the client to the token endpoint, with the scope it needs. */
+function unauthorized (req: FastifyRequest, options: AccessControlOptions, requirement: Requirement, why: string): UnauthorizedError {
+  const scope = scopeOf(requirement)
+  const params = [`realm="${options.realm(req)}"`, `service="${options.service}"`, ...(scope === undefined ? [] : [`scope="${scopeText(scope)}"`])]
+  if (why === 'the token does not grant this') params.push('error="insufficient_scope"')
+  return new UnauthorizedError(why, undefined, { headers: { 'www-authenticate': `Bearer ${params.join(',')}` } })
+}
+
+function scopeOf (requirement: Requirement): Scope | undefined {
+  switch (requirement.kind) {
+    case 'base': return undefined
+    case 'catalog': return { type: 'registry', name: 'catalog', actions: ['*'] }
+    // A push reads too (a client checks what is there): ask for both, as Distribution does.
+    case 'repository': return { type: 'repository', name: requirement.name, actions: requirement.action === 'push' ? ['pull', 'push'] : [requirement.action] }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The token endpoint (Docker Registry v2 token specification, and its OAuth2 form for containerd)
+
+function registerTokenEndpoint (app: FastifyInstance, options: AccessControlOptions, issuer: TokenIssuer): void {
+  app.register(async (scope) => {
+    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
+      done(null, new URLSearchParams(body as string))
+    })
+    // GET: Basic credentials (optional: none is an anonymous token), service, scope (repeatable).
+    scope.get(TOKEN_PATH, { schema: { hide: true } }, async (req, reply) => {
+      const query = new URLSearchParams((req.url.split('?', 2)[1]) ?? '')
+      const header = req.headers.authorization
+      let user: string | undefined
+      if (header !== undefined && header !== '') {
+        const [scheme = '', credentials = ''] = header.split(' ', 2)
+        user = /^basic$/i.test(scheme) ? await checkPassword(credentials, options.users) : undefined
+        if (user === undefined) throw signInRefused()
+      }
+      const answer = await grant(user, parseScopes(query.getAll('scope')), query.get('service'), options, issuer)
+      return await reply.header('cache-control', 'no-store').send({ token: answer.token, access_token: answer.token, expires_in: answer.expiresIn, issued_at: answer.issuedAt.toISOString() })
+    })
+    // POST (OAuth2 password grant, what containerd sends when it has credentials).
+    scope.post(TOKEN_PATH, { schema: { hide: true } }, async (req, reply) => {
+      const form = req.body instanceof URLSearchParams ? req.body : new URLSearchParams()
+      const grantType = form.get('grant_type')
+      if (grantType !== 'password') return await reply.code(400).header('cache-control', 'no-store').send({ error: 'unsupported_grant_type', error_description: `grant_type ${grantType ?? '(none)'} is not supported: use password` })
+      const name = form.get('username') ?? ''
+      const user = await checkPassword(Buffer.from(`${name}:${form.get('password') ?? ''}`).toString('base64'), options.users)
+      if (user === undefined) throw signInRefused()
+      const scopes = parseScopes(form.getAll('scope'))
+      const answer = await grant(user, scopes, form.get('service'), options, issuer)
+      return await reply.header('cache-control', 'no-store').send({ access_token: answer.token, expires_in: answer.expiresIn, issued_at: answer.issuedAt.toISOString(), scope: scopes.map(scopeText).join(' ') })
+    })
+  })
+}
+
+function signInRefused (): UnauthorizedError {
+  return new UnauthorizedError('wrong user name or password', undefined, { headers: { 'www-authenticate': 'Basic realm="shoal"' } })
+}
+
+/** A token granting of each scope asked what the user may do (possibly nothing). */
+async function grant (user: string | undefined, scopes: Scope[], service: string | null, options: AccessControlOptions, issuer: TokenIssuer): Promise<Awaited<ReturnType<TokenIssuer['issue']>>> {
+  if (service !== null && service !== options.service) throw new DeniedError(`this node issues tokens for service ${options.service}, not ${service}`)
+  const access: ResourceAccess[] = []
+  for (const scope of scopes) {
+    if (scope.type === 'repository') {
+      const allowed = options.policy.actionsOn(user, scope.name)
+      const actions = scope.actions.flatMap(action => action === '*' ? [...allowed] : allowed.has(action as Action) ? [action] : [])
+      access.push({ type: 'repository', name: scope.name, actions: [...new Set(actions)] })
+    } else if (scope.type === 'registry' && scope.name === 'catalog' && (user !== undefined || options.policy.actionsOn(undefined, '').has('pull'))) {
+      access.push({ type: 'registry', name: 'catalog', actions: ['*'] })
+    }
+  }
+  return await issuer.issue(user, access)
+}
+

@@ -1,0 +1,59 @@
+// Users from an htpasswd file of bcrypt entries (`htpasswd -B`), as Distribution's auth.htpasswd.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { verify as bcryptVerify } from '@node-rs/bcrypt'
+import { ConfigError } from '../config.ts'
+
+/** A password checked recently is not checked again for this long: bcrypt costs ~50 ms a check, and a pull sends dozens of requests. */
+const VERIFIED_FOR_MS = 5 * 60_000
+const MAX_REMEMBERED = 1000
+/** Checked for an unknown user, so that a wrong name costs as long as a wrong password. */
+const DUMMY_HASH = '$2b$10$2IUy8fGNcaGOV4WSnOunx.MyRVPHERP/ZZfnwVvLIbATblyxnvFsO'
+
+export class Htpasswd {
+  private readonly hashes: ReadonlyMap<string, string>
+  /** sha256(user, password, hash) of recent good checks, and until when each holds. */
+  private readonly verified = new Map<string, number>()
+
+  private constructor (hashes: Map<string, string>) {
+    this.hashes = hashes
+  }
+
+  /** Reads the file (once, when the node is built); a line that is not `user:bcrypt-hash` is refused, with its number. */
+  static load (file: string): Htpasswd {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`cannot read htpasswd ${file}: ${(err as Error).message}`)
+    }
+    const hashes = new Map<string, string>()
+    for (const [index, line] of text.split(/\r?\n/).entries()) {
+      if (line.trim() === '' || line.startsWith('#')) continue
+      const at = line.indexOf(':')
+      const user = line.slice(0, at)
+      const hash = line.slice(at + 1).trim()
+      if (at <= 0) throw new ConfigError(`htpasswd ${file} line ${index + 1} is not user:hash`)
+      if (!/^\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) throw new ConfigError(`htpasswd ${file} line ${index + 1} (${user}): only bcrypt entries are taken (htpasswd -B), as in Distribution`)
+      hashes.set(user, hash)
+    }
+    return new Htpasswd(hashes)
+  }
+
+  get size (): number {
+    return this.hashes.size
+  }
+
+  /** Whether `password` is `user`'s. */
+  async verify (user: string, password: string): Promise<boolean> {
+    const hash = this.hashes.get(user)
+    const key = createHash('sha256').update(user).update('\0').update(password).update('\0').update(hash ?? '').digest('base64')
+    const now = Date.now()
+    if (hash !== undefined && (this.verified.get(key) ?? 0) > now) return true
+    const good = await bcryptVerify(password, hash ?? DUMMY_HASH)
+    if (!good || hash === undefined) return false
+    if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value as string)
+    this.verified.set(key, now + VERIFIED_FOR_MS)
+    return true
+  }
+}

@@ -1,0 +1,51 @@
+// What a /v2 request needs, in the Docker token specification's terms: a repository and an action,
+// the catalogue, or only a signed-in user (the base endpoint).
+import type { Action } from './policy.ts'
+
+export type Requirement =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'repository', name: string, action: Action, /** A cross-repository mount's source, pulled from. */ mountFrom?: string }
+
+/** The repository a /v2 path names before its resource (names contain slashes; the router reads them the same way). */
+const RESOURCE = /^(.+)\/(?:blobs\/uploads\/?|blobs\/uploads\/[^/]+|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/
+
+/** The requirement of a request under /v2, or undefined for a path no endpoint serves (the router refuses it). */
+export function requirementOf (method: string, url: string): Requirement | undefined {
+  const [rawPath = '', query = ''] = url.split('?', 2)
+  const path = rawPath.replace(/^\/v2\/?/, '')
+  if (path === '') return { kind: 'base' }
+  if (path === '_catalog') return { kind: 'catalog' }
+  let decoded: string
+  try {
+    decoded = decodeURIComponent(path)
+  } catch {
+    return undefined
+  }
+  const name = RESOURCE.exec(decoded)?.[1]
+  if (name === undefined) return undefined
+  const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' ? 'delete' : 'push'
+  const params = new URLSearchParams(query)
+  const mountFrom = method === 'POST' && params.has('mount') ? params.get('from') ?? undefined : undefined
+  return { kind: 'repository', name, action, ...(mountFrom === undefined ? {} : { mountFrom }) }
+}
+
+/** A scope as the token specification writes it: `repository:team-a/app:pull,push`. */
+export interface Scope { type: string, name: string, actions: string[] }
+
+/** Parses `scope` parameters; each may hold several scopes separated by spaces (as OAuth2 sends them). */
+export function parseScopes (values: readonly string[]): Scope[] {
+  const scopes: Scope[] = []
+  for (const value of values.flatMap(text => text.split(' ')).filter(text => text !== '')) {
+    // The name may contain a colon only as a port in a registry host, which repository names never carry.
+    const first = value.indexOf(':')
+    const last = value.lastIndexOf(':')
+    if (first <= 0 || last === first) continue
+    scopes.push({ type: value.slice(0, first), name: value.slice(first + 1, last), actions: value.slice(last + 1).split(',').filter(action => action !== '') })
+  }
+  return scopes
+}
+
+export function scopeText (scope: Scope): string {
+  return `${scope.type}:${scope.name}:${scope.actions.join(',')}`
+}

@@ -1,0 +1,128 @@
+// Bearer tokens after the Docker Registry v2 token specification: JWTs whose `access` claim lists
+// what the holder may do ({type, name, actions}), signed by the node (ES256, its key kept in the
+// data directory) or by an external issuer whose public key the configuration names. Keys are
+// read (or made) once, when the node is built, like its TLS certificate.
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { SignJWT, jwtVerify, type JWTPayload } from 'jose'
+import { ConfigError } from '../config.ts'
+
+const ALGORITHM = 'ES256'
+
+/** One grant of a token: `repository` `team-a/app` `[pull, push]`, or `registry` `catalog` `[*]`. */
+export interface ResourceAccess {
+  type: string
+  name: string
+  actions: string[]
+}
+
+/** What a valid token says. */
+export interface TokenClaims {
+  /** The user it was issued to; undefined for an anonymous token. */
+  subject: string | undefined
+  access: ResourceAccess[]
+}
+
+export interface TokenSettings {
+  issuer: string
+  /** The audience: the service named in challenges. */
+  service: string
+  ttlSeconds: number
+}
+
+/** Checks tokens: signature, issuer, audience, validity. */
+export class TokenVerifier {
+  protected readonly key: KeyObject
+  protected readonly settings: TokenSettings
+
+  constructor (key: KeyObject, settings: TokenSettings) {
+    this.key = key
+    this.settings = settings
+  }
+
+  /** An external issuer's verifier, from its PEM public key file. */
+  static external (publicKeyFile: string, settings: TokenSettings): TokenVerifier {
+    let pem: string
+    try {
+      pem = readFileSync(publicKeyFile, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`cannot read tokenPublicKey ${publicKeyFile}: ${(err as Error).message}`)
+    }
+    let key: KeyObject
+    try {
+      key = createPublicKey(pem)
+    } catch (err) {
+      throw new ConfigError(`tokenPublicKey ${publicKeyFile} is not a PEM public key: ${(err as Error).message}`)
+    }
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new ConfigError(`tokenPublicKey ${publicKeyFile} must be a P-256 (${ALGORITHM}) key, not ${key.asymmetricKeyType ?? 'unknown'} ${key.asymmetricKeyDetails?.namedCurve ?? ''}`.trim())
+    return new TokenVerifier(key, settings)
+  }
+
+  /** The token's claims, or undefined when it is not one this node accepts (forged, expired, another issuer's or service's). */
+  async verify (token: string): Promise<TokenClaims | undefined> {
+    let payload: JWTPayload
+    try {
+      ({ payload } = await jwtVerify(token, this.key, { issuer: this.settings.issuer, audience: this.settings.service, algorithms: [ALGORITHM], clockTolerance: 5 }))
+    } catch {
+      return undefined
+    }
+    const access = Array.isArray(payload.access) ? (payload.access as unknown[]).filter(isResourceAccess) : []
+    return { subject: typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined, access }
+  }
+}
+
+/** Issues tokens with the node's own key and checks them. */
+export class TokenIssuer extends TokenVerifier {
+  private readonly keyId: string
+  private readonly privateKey: KeyObject
+
+  private constructor (privateKey: KeyObject, settings: TokenSettings) {
+    const publicKey = createPublicKey(privateKey)
+    super(publicKey, settings)
+    this.privateKey = privateKey
+    this.keyId = thumbprint(publicKey)
+  }
+
+  /** The node's signing key from `keyFile` (PKCS#8 PEM, mode 0600), made on first use. */
+  static open (keyFile: string, settings: TokenSettings): TokenIssuer {
+    let pem: string
+    try {
+      pem = readFileSync(keyFile, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+      mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 })
+      writeFileSync(keyFile, pem, { mode: 0o600 })
+    }
+    return new TokenIssuer(createPrivateKey(pem), settings)
+  }
+
+  /** A token for `subject` (undefined: anonymous) granting `access`, and how long it lasts. */
+  async issue (subject: string | undefined, access: ResourceAccess[]): Promise<{ token: string, expiresIn: number, issuedAt: Date }> {
+    const issuedAt = new Date()
+    const token = await new SignJWT({ access })
+      .setProtectedHeader({ alg: ALGORITHM, kid: this.keyId, typ: 'JWT' })
+      .setIssuer(this.settings.issuer)
+      .setSubject(subject ?? '')
+      .setAudience(this.settings.service)
+      .setIssuedAt(issuedAt)
+      .setNotBefore(issuedAt)
+      .setExpirationTime(Math.floor(issuedAt.getTime() / 1000) + this.settings.ttlSeconds)
+      .setJti(randomUUID())
+      .sign(this.privateKey)
+    return { token, expiresIn: this.settings.ttlSeconds, issuedAt }
+  }
+}
+
+/** The RFC 7638 thumbprint of an EC public key: the `kid` its tokens carry. */
+function thumbprint (key: KeyObject): string {
+  const { crv, kty, x, y } = key.export({ format: 'jwk' })
+  return createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url')
+}
+
+function isResourceAccess (value: unknown): value is ResourceAccess {
+  const candidate = value as Partial<ResourceAccess> | null
+  return typeof candidate?.type === 'string' && typeof candidate.name === 'string' && Array.isArray(candidate.actions) && candidate.actions.every(action => typeof action === 'string')
+}

@@ -1,0 +1,32 @@
+// What the access guard (access/guard.ts) decided for a request, for the handlers whose answer
+// depends on more than the one repository in the path: a mount reads another repository, the
+// catalogue lists them all. Without authentication no request has one, and everything is allowed.
+import type { FastifyRequest } from 'fastify'
+
+export interface RequestAccess {
+  /** Whether the request's user may pull `repository`. */
+  pullable(repository: string): boolean
+}
+
+const decisions = new WeakMap<FastifyRequest, RequestAccess>()
+
+export function setRequestAccess (req: FastifyRequest, access: RequestAccess): void {
+  decisions.set(req, access)
+}
+
+/** Whether a repository may be read on behalf of this request. */
+export function pullableFor (req: FastifyRequest): (repository: string) => boolean {
+  const access = decisions.get(req)
+  return access === undefined ? () => true : repository => access.pullable(repository)
+}
+
+/**
+ * A mount links a blob from another repository: with authentication on, only from a named one the
+ * user may pull (Distribution's rule); otherwise the upload starts as a plain one.
+ */
+export function mountAllowed (req: FastifyRequest): boolean {
+  const access = decisions.get(req)
+  if (access === undefined) return true
+  const from = (req.query as Record<string, string | undefined>).from
+  return from !== undefined && access.pullable(from)
+}

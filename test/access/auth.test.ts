@@ -1,0 +1,249 @@
+// Users, rights and tokens with the real clients (issue 12): skopeo through the Docker token flow,
+// curl with Basic credentials, tokens forged, expired, for another service or from another node.
+import assert from 'node:assert/strict'
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { hashSync } from '@node-rs/bcrypt'
+import { SignJWT } from 'jose'
+import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { createImageLayout, layoutBlobPath } from '../support/oci-image.ts'
+import { RegistryClient, sha256 } from '../support/registry-client.ts'
+import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
+import { openTagEvents } from '../support/tag-events.ts'
+
+const PASSWORDS = { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw', root: 'root-pw' }
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+
+const basic = (user: keyof typeof PASSWORDS, password: string = PASSWORDS[user]): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+
+/** An htpasswd file as `htpasswd -B` writes it ($2y$), and one entry in the $2b$ form other tools write. */
+function htpasswd (): string {
+  return Object.entries(PASSWORDS).map(([user, password], index) => {
+    const hash = hashSync(password, 5)
+    return `${user}:${index % 2 === 0 ? hash.replace(/^\$2b\$/, '$2y$') : hash}`
+  }).join('\n') + '\n'
+}
+
+describe('a node with users and rights', () => {
+  let dir: string
+  let node: TestNode
+  let other: TestNode
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-auth-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswd())
+    const auth = {
+      htpasswd: join(dir, 'htpasswd'),
+      admins: ['root'],
+      accessRules: [
+        { repositories: ['team-a/*'], users: ['alice', 'bob'], allow: ['pull' as const, 'push' as const, 'delete' as const] },
+        { repositories: ['secret/*'], users: ['alice'], allow: ['pull' as const, 'push' as const] },
+        { repositories: ['secret/*'], users: ['*'], allow: [] as Array<'pull'> },
+        { repositories: ['*'], users: ['*'], allow: ['pull' as const] }
+      ]
+    }
+    node = await startTestNode({ config: auth })
+    other = await startTestNode({ config: auth })
+  })
+  after(async () => {
+    await Promise.all([node, other].map(async n => await n?.stop()))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const get = async (path: string, init: RequestInit = {}): Promise<Response> => await fetch(`${node.url}${path}`, init)
+  const token = async (user: keyof typeof PASSWORDS | undefined, ...scopes: string[]): Promise<string> => {
+    const query = new URLSearchParams({ service: 'shoal' })
+    for (const scope of scopes) query.append('scope', scope)
+    const response = await get(`/auth/token?${query.toString()}`, user === undefined ? {} : { headers: { authorization: basic(user) } })
+    assert.equal(response.status, 200, await response.clone().text())
+    return (await response.json() as { token: string }).token
+  }
+
+  it('asks for credentials with a bearer challenge naming the token endpoint and the scope', async () => {
+    for (const [path, scope] of [['/v2/', undefined], ['/v2/team-a/app/manifests/1.0', 'repository:team-a/app:pull'], ['/v2/_catalog', 'registry:catalog:*']] as const) {
+      const response = await get(path)
+      assert.equal(response.status, 401, path)
+      const challenge = response.headers.get('www-authenticate') ?? ''
+      assert.match(challenge, new RegExp(`^Bearer realm="${node.url}/auth/token",service="shoal"`))
+      if (scope !== undefined) assert.ok(challenge.includes(`scope="${scope}"`), challenge)
+      assert.equal((await response.json() as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAUTHORIZED')
+    }
+    // A push asks for pull and push, as clients expect.
+    const push = await get('/v2/team-a/app/blobs/uploads/', { method: 'POST' })
+    assert.equal(push.status, 401)
+    assert.match(push.headers.get('www-authenticate') ?? '', /scope="repository:team-a\/app:pull,push"/)
+  })
+
+  it('refuses a wrong password, an unknown user and an unknown scheme with 401, and takes the right one', async () => {
+    assert.equal((await get('/v2/', { headers: { authorization: basic('alice', 'nope') } })).status, 401)
+    assert.equal((await get('/v2/', { headers: { authorization: `Basic ${Buffer.from('mallory:x').toString('base64')}` } })).status, 401)
+    assert.equal((await get('/v2/', { headers: { authorization: 'Digest x' } })).status, 401)
+    assert.equal((await get('/auth/token?service=shoal', { headers: { authorization: basic('alice', 'nope') } })).status, 401)
+    assert.equal((await get('/v2/', { headers: { authorization: basic('alice') } })).status, 200)
+  })
+
+  it('skopeo pushes and pulls through the token flow; a user without the right is denied', async () => {
+    const layout = join(dir, 'image')
+    const image = await createImageLayout(layout, { layers: [1024 * 1024 + 3], seed: 'auth' })
+    await copyToRegistry(layout, `${node.host}/team-a/app:1.0`, { creds: `alice:${PASSWORDS.alice}` })
+    // carol may pull it (the last rule) but not push there.
+    const out = join(dir, 'image-out')
+    await copyFromRegistry(`${node.host}/team-a/app:1.0`, out, { creds: `carol:${PASSWORDS.carol}` })
+    for (const digest of image.layerDigests) assert.equal(sha256(await readFile(layoutBlobPath(out, digest))), digest)
+    await assert.rejects(copyToRegistry(layout, `${node.host}/team-a/app:carol`, { creds: `carol:${PASSWORDS.carol}` }), /denied|unauthorized/i)
+    // Without credentials nothing is read.
+    await assert.rejects(copyFromRegistry(`${node.host}/team-a/app:1.0`, join(dir, 'anonymous-out')), /unauthorized|authentication required/i)
+    assert.equal((await get('/v2/team-a/app/tags/list', { headers: { authorization: basic('carol') } })).status, 200)
+  })
+
+  it('answers 403 DENIED to a signed-in user without the right, with Basic or a token', async () => {
+    const registry = new RegistryClient(node.url)
+    const alice = { authorization: basic('alice') }
+    const pushed = await pushAs(registry, alice, 'team-a/del', '1', 'to delete')
+    const carolDelete = await get(`/v2/team-a/del/manifests/${pushed}`, { method: 'DELETE', headers: { authorization: basic('carol') } })
+    assert.equal(carolDelete.status, 403)
+    assert.equal((await carolDelete.json() as { errors: Array<{ code: string }> }).errors[0]?.code, 'DENIED')
+    // carol's token grants only what carol may do: pull, not push.
+    const carolToken = await token('carol', 'repository:team-a/del:pull,push')
+    const denied = await get('/v2/team-a/del/manifests/2', { method: 'PUT', headers: { authorization: `Bearer ${carolToken}`, 'content-type': MANIFEST }, body: '{}' })
+    assert.equal(denied.status, 403)
+    assert.equal((await get('/v2/team-a/del/manifests/1', { headers: { authorization: `Bearer ${carolToken}`, accept: MANIFEST } })).status, 200)
+    // alice's token for pull only: a delete is sent back for a token with the scope (alice has the right).
+    const alicePull = await token('alice', 'repository:team-a/del:pull')
+    const narrow = await get(`/v2/team-a/del/manifests/${pushed}`, { method: 'DELETE', headers: { authorization: `Bearer ${alicePull}` } })
+    assert.equal(narrow.status, 401)
+    assert.match(narrow.headers.get('www-authenticate') ?? '', /scope="repository:team-a\/del:delete",error="insufficient_scope"/)
+    assert.equal((await get(`/v2/team-a/del/manifests/${pushed}`, { method: 'DELETE', headers: alice })).status, 202)
+    // root, an admin, may do anything.
+    assert.equal((await get('/v2/secret/x/tags/list', { headers: { authorization: basic('root') } })).status, 404)
+  })
+
+  it('refuses tokens that are forged, expired, for another service, or from another node', async () => {
+    const good = await token('alice', 'repository:team-a/app:pull')
+    const path = '/v2/team-a/app/manifests/1.0'
+    const headers = (bearer: string): Record<string, string> => ({ authorization: `Bearer ${bearer}`, accept: MANIFEST })
+    assert.equal((await get(path, { headers: headers(good) })).status, 200)
+    const nodeKey = createPrivateKey(await readFile(join(node.dataDir, 'auth', 'token-signing.key'), 'utf8'))
+    const sign = async (key: KeyObject, claims: { aud?: string, exp?: number, iss?: string }): Promise<string> => await new SignJWT({ access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }] })
+      .setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setIssuer(claims.iss ?? 'shoal').setAudience(claims.aud ?? 'shoal')
+      .setIssuedAt().setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 60).sign(key)
+    const stranger = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
+    const refused = {
+      forged: await sign(stranger, {}),
+      expired: await sign(nodeKey, { exp: Math.floor(Date.now() / 1000) - 60 }),
+      'another service': await sign(nodeKey, { aud: 'elsewhere' }),
+      'another issuer': await sign(nodeKey, { iss: 'elsewhere' }),
+      'tampered': good.slice(0, -4) + (good.endsWith('AAAA') ? 'BBBB' : 'AAAA')
+    }
+    for (const [why, bearer] of Object.entries(refused)) assert.equal((await get(path, { headers: headers(bearer) })).status, 401, why)
+    // The other node's own token: another key, not trusted here.
+    const elsewhere = await (await fetch(`${other.url}/auth/token?service=shoal&scope=repository:team-a/app:pull`, { headers: { authorization: basic('alice') } })).json() as { token: string }
+    assert.equal((await get(path, { headers: headers(elsewhere.token) })).status, 401)
+    assert.equal((await get(path, { headers: headers(good) })).status, 200, 'the node still serves everyone else')
+  })
+
+  it('lists in _catalog only what the user may pull', async () => {
+    const registry = new RegistryClient(node.url)
+    await pushAs(registry, { authorization: basic('alice') }, 'secret/plans', '1', 'secret layer')
+    const catalog = async (user: keyof typeof PASSWORDS): Promise<string[]> => (await (await get('/v2/_catalog', { headers: { authorization: basic(user) } })).json() as { repositories: string[] }).repositories
+    assert.ok((await catalog('alice')).includes('secret/plans'))
+    assert.ok(!(await catalog('carol')).includes('secret/plans'))
+    assert.ok((await catalog('carol')).includes('team-a/app'))
+    // Paged: a page of one still skips what carol may not see.
+    const page = await get('/v2/_catalog?n=1&last=secret', { headers: { authorization: basic('carol') } })
+    assert.deepEqual((await page.json() as { repositories: string[] }).repositories, ['team-a/app'])
+  })
+
+  it('mounts a blob only from a repository the user may pull', async () => {
+    const registry = new RegistryClient(node.url)
+    const digest = sha256('a secret blob')
+    await pushBlobAs(registry, { authorization: basic('alice') }, 'secret/blobs', 'a secret blob')
+    const mount = async (user: keyof typeof PASSWORDS, repository: string): Promise<number> => (await get(`/v2/${repository}/blobs/uploads/?mount=${digest}&from=secret/blobs`, { method: 'POST', headers: { authorization: basic(user) } })).status
+    assert.equal(await mount('bob', 'team-a/mounted'), 202, 'bob may not read secret/: a plain upload starts instead')
+    assert.equal((await get(`/v2/team-a/mounted/blobs/${digest}`, { method: 'HEAD', headers: { authorization: basic('bob') } })).status, 404)
+    assert.equal(await mount('alice', 'team-a/mounted'), 201)
+    // Without from, nothing is mounted either.
+    assert.equal((await get(`/v2/team-a/other/blobs/uploads/?mount=${digest}`, { method: 'POST', headers: { authorization: basic('alice') } })).status, 202)
+  })
+
+  it('lets a signed-in user read the API and the UI, showing only what the user may pull, and only admins change anything', async () => {
+    const registry = new RegistryClient(node.url)
+    const alice = { authorization: basic('alice') }
+    const carol = { authorization: basic('carol') }
+    const carolEvents = await openTagEvents(node.url, carol)
+    const aliceEvents = await openTagEvents(node.url, alice)
+    try {
+      await pushAs(registry, alice, 'secret/ui', '1', 'secret ui layer')
+      await pushAs(registry, alice, 'team-a/ui', '1', 'team ui layer')
+      await aliceEvents.next(change => change.repository === 'team-a/ui', 5_000)
+      await carolEvents.next(change => change.repository === 'team-a/ui', 5_000)
+      assert.ok(aliceEvents.received.some(change => change.repository === 'secret/ui'))
+      assert.ok(!carolEvents.received.some(change => change.repository === 'secret/ui'), 'carol is not told of secret/ui')
+    } finally {
+      carolEvents.close()
+      aliceEvents.close()
+    }
+    for (const path of ['/api/v1/images', '/', '/nodes']) {
+      const anonymous = await get(path)
+      assert.equal(anonymous.status, 401, path)
+      assert.match(anonymous.headers.get('www-authenticate') ?? '', /^Basic realm="shoal"/)
+    }
+    const images = async (headers: Record<string, string>): Promise<string[]> => (await (await get('/api/v1/images', { headers })).json() as { images: Array<{ repository: string }> }).images.map(image => image.repository)
+    assert.ok((await images(alice)).includes('secret/ui'))
+    assert.ok(!(await images(carol)).includes('secret/ui'))
+    assert.ok((await images(carol)).includes('team-a/ui'))
+    const page = async (headers: Record<string, string>): Promise<string> => await (await get('/', { headers })).text()
+    assert.ok((await page(alice)).includes('secret/ui'))
+    assert.ok(!(await page(carol)).includes('secret/ui'))
+    assert.ok((await page(carol)).includes('team-a/ui'))
+    // Changes and the raw catalogue: admins only (root passes the guard; this node is in no mesh).
+    const strategy = JSON.stringify({ image: 'team-a/ui:1', kind: 'all' })
+    const json = { 'content-type': 'application/json' }
+    const refused = await get('/api/v1/strategies', { method: 'POST', headers: { ...carol, ...json }, body: strategy })
+    assert.equal(refused.status, 403)
+    assert.equal((await refused.json() as { code: string }).code, 'DENIED')
+    assert.equal((await get('/api/v1/strategies', { method: 'POST', headers: { authorization: basic('root'), ...json }, body: strategy })).status, 409)
+    assert.equal((await get('/api/v1/datastore', { headers: carol })).status, 403)
+    assert.equal((await get('/api/v1/datastore', { headers: { authorization: basic('root') } })).status, 409)
+    // Probes and metrics stay open.
+    assert.equal((await get('/healthz')).status, 200)
+    assert.equal((await get('/metrics')).status, 200)
+  })
+
+  it('issues tokens by the OAuth2 password grant (containerd) and refuses other grants', async () => {
+    const form = new URLSearchParams({ grant_type: 'password', username: 'bob', password: PASSWORDS.bob, service: 'shoal', scope: 'repository:team-a/app:pull,push', client_id: 'containerd' })
+    const response = await get('/auth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
+    assert.equal(response.status, 200)
+    const answer = await response.json() as { access_token: string, expires_in: number }
+    assert.equal(answer.expires_in, 300)
+    assert.equal((await get('/v2/team-a/app/manifests/1.0', { method: 'HEAD', headers: { authorization: `Bearer ${answer.access_token}`, accept: MANIFEST } })).status, 200)
+    const wrong = await get('/auth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'password', username: 'bob', password: 'x' }).toString() })
+    assert.equal(wrong.status, 401)
+    const refresh = await get('/auth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=refresh_token&refresh_token=x' })
+    assert.equal(refresh.status, 400)
+    assert.equal((await refresh.json() as { error: string }).error, 'unsupported_grant_type')
+  })
+})
+
+/** Pushes a one-layer image with the given headers; answers its manifest digest. */
+async function pushAs (registry: RegistryClient, headers: Record<string, string>, repository: string, tag: string, layer: string): Promise<string> {
+  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } })
+  await pushBlobAs(registry, headers, repository, config)
+  await pushBlobAs(registry, headers, repository, layer)
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: Buffer.byteLength(layer) }]
+  })
+  const response = await registry.request('PUT', `/v2/${repository}/manifests/${tag}`, { body: manifest, headers: { ...headers, 'content-type': MANIFEST } })
+  assert.equal(response.status, 201, await response.text())
+  return sha256(manifest)
+}
+
+async function pushBlobAs (registry: RegistryClient, headers: Record<string, string>, repository: string, bytes: string): Promise<void> {
+  const response = await registry.request('POST', `/v2/${repository}/blobs/uploads/?digest=${sha256(bytes)}`, { body: bytes, headers: { ...headers, 'content-type': 'application/octet-stream' } })
+  assert.equal(response.status, 201, await response.text())
+}
