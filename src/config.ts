@@ -126,6 +126,10 @@ export const SETTINGS = {
     kind: optionalText, default: undefined, arg: '<file>',
     help: 'PEM CA certificates that peers\' HTTPS certificates are checked against, beside the system\'s (a fleet\'s own CA)'
   }),
+  allowedHosts: declare({
+    kind: list, default: [], arg: '<name>', flag: 'allowed-host',
+    help: 'a host name requests may name in Host (repeatable); default: the listen host (every local name and address when it is 0.0.0.0), localhost, the loopback addresses and the advertised URL\'s host'
+  }),
   htpasswd: declare({
     kind: optionalText, default: undefined, arg: '<file>', yaml: 'auth.htpasswd',
     help: 'users: an htpasswd file of bcrypt entries (htpasswd -B); turns authentication on'

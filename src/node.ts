@@ -30,6 +30,7 @@ import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
 import { INTERNAL_HEADER, TOKEN_PATH, registerAccessControl, type AccessControlOptions } from './access/guard.ts'
 import { Htpasswd } from './access/htpasswd.ts'
+import { defaultAllowedHosts, registerHostCheck } from './access/host-check.ts'
 import { AccessPolicy } from './access/policy.ts'
 import { TokenIssuer, TokenVerifier } from './access/tokens.ts'
 import { registerWebUi } from './web/routes.ts'
@@ -37,7 +38,7 @@ import { registerWebUi } from './web/routes.ts'
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 
 /** Users, rights and tokens when the configuration turns authentication on (htpasswd, or an external token issuer). */
-function buildAccessControl (config: Config, data: string): AccessControlOptions | undefined {
+function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined): AccessControlOptions | undefined {
   if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
   const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings) : undefined
@@ -50,7 +51,8 @@ function buildAccessControl (config: Config, data: string): AccessControlOptions
     service: config.tokenService,
     // As the client reached this node.
     realm: req => externalRealm ?? `${req.protocol}://${req.host}${TOKEN_PATH}`,
-    internalKey: randomBytes(32).toString('base64url')
+    internalKey: randomBytes(32).toString('base64url'),
+    isMember: peer => fleet?.isMember(peer) ?? false
   }
 }
 
@@ -185,7 +187,9 @@ export class ShoalNode {
     this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
 
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
-    this.access = buildAccessControl(config, data)
+    // Before the routes, with or without authentication: DNS rebinding and cross-site changes.
+    registerHostCheck(this.http, config.allowedHosts.length > 0 ? config.allowedHosts : defaultAllowedHosts(parseListen(config.listen).host, config.advertiseUrl))
+    this.access = buildAccessControl(config, data, fleet)
     // Before the routes: every /v2 request is checked before a handler sees it.
     if (this.access !== undefined) registerAccessControl(this.http, this.access)
     registerRegistryRoutes(this.http, {
@@ -289,6 +293,7 @@ export class ShoalNode {
   private buildFetcher (fleet: Fleet, ca: string[] | undefined): BlockFetcher {
     return new BlockFetcher({
       ca,
+      sign: async (method, path) => await fleet.mesh.signRequest(method, path),
       blockstore: this.blockstore,
       onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
       onBlockFetched: (provider, size) => {

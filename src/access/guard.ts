@@ -5,6 +5,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUnder } from '../http-request.ts'
 import { DeniedError, UnauthorizedError } from '../oci/errors.ts'
 import { setRequestAccess } from '../registry/request-access.ts'
+import { PEER_HEADER } from '../mesh/block-request.ts'
+import { PEER_SIGNATURE_HEADER, PEER_TIME_HEADER, verifyRequest } from '../mesh/peer-signature.ts'
 import type { Htpasswd } from './htpasswd.ts'
 import type { AccessPolicy, Action } from './policy.ts'
 import { parseScopes, requirementOf, scopeText, type Requirement, type Scope } from './requirement.ts'
@@ -29,6 +31,8 @@ export interface AccessControlOptions {
    * node's /v2 carry it in `INTERNAL_HEADER` (they describe images the API listed for the user).
    */
   internalKey: string
+  /** Whether a peer id is a member of this node's fleet (its blocks are theirs to fetch). */
+  isMember: (peer: string) => boolean
 }
 
 export const INTERNAL_HEADER = 'x-shoal-internal'
@@ -41,17 +45,14 @@ interface Caller {
   grants?: ResourceAccess[]
 }
 
-/**
- * Open to anyone whatever the configuration: probes, metrics, the token endpoint itself, the UI's
- * static assets and the API's description. `/ipfs/` too, for now: peers fetch blocks there and
- * cannot sign in yet (issue 12 goes on with member authentication).
- */
-const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, '/assets', '/favicon.ico', '/openapi.json', '/swagger', '/ipfs']
+/** Open to anyone whatever the configuration: probes, metrics, the token endpoint itself, the UI's static assets and the API's description. */
+const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, '/assets', '/favicon.ico', '/openapi.json', '/swagger']
 
 export function registerAccessControl (app: FastifyInstance, options: AccessControlOptions): void {
   app.addHook('onRequest', async (req) => {
     if (req.headers[INTERNAL_HEADER] === options.internalKey) return
     if (isUnder(req.url, '/v2')) await guardRegistry(req, options)
+    else if (isUnder(req.url, '/ipfs')) await guardBlocks(req, options)
     else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) await guardManagement(req, options)
   })
   if (options.issuer !== undefined) registerTokenEndpoint(app, options, options.issuer)
@@ -104,6 +105,33 @@ async function guardManagement (req: FastifyRequest, options: AccessControlOptio
   if ((changes || isUnder(req.url, '/api/v1/datastore')) && !options.policy.isAdmin(user)) {
     throw new DeniedError(`${user} is not an admin: ${changes ? 'strategies and the fleet are managed by admins' : 'the raw catalogue is for admins'}`)
   }
+}
+
+/**
+ * Blocks by CID (`/ipfs/`): to fleet members, whose requests are signed with their libp2p key
+ * (mesh/peer-signature.ts), and to admins; to anyone when anonymous pulls are allowed. A CID says
+ * nothing of the repositories that hold it, so knowing one is not enough to read a private image.
+ */
+async function guardBlocks (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+  const peer = req.headers[PEER_HEADER]
+  const signature = req.headers[PEER_SIGNATURE_HEADER]
+  const time = req.headers[PEER_TIME_HEADER]
+  if (typeof peer === 'string' && typeof signature === 'string' && typeof time === 'string') {
+    const signer = await verifyRequest(peer, req.method, req.url.split('?', 1)[0] ?? '', time, signature)
+    if (signer === undefined) throw new UnauthorizedError('the peer signature does not hold (another key, path or time)')
+    if (!options.isMember(signer)) throw new DeniedError(`peer ${signer} is not a member of this fleet`)
+    return
+  }
+  if (options.policy.actionsOn(undefined, '').has('pull')) return
+  const challenge = { 'www-authenticate': 'Basic realm="shoal", charset="UTF-8"' }
+  let caller: Caller
+  try {
+    caller = await identify(req, options, { kind: 'base' })
+  } catch (err) {
+    throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
+  }
+  if (caller.user === undefined) throw new UnauthorizedError('sign in, or sign the request as a fleet member', undefined, { headers: challenge })
+  if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
 }
 
 /** The caller its Authorization header proves; wrong credentials are refused here, none is anonymous. */

@@ -47,6 +47,8 @@ export interface BlockFetcherOptions {
   maxInFlightPerProvider?: number
   /** CA certificates (PEM) providers' HTTPS certificates are checked against; default the system's. */
   ca?: string[]
+  /** Signs each block request as this node's (providers with authentication on serve members only). */
+  sign?: (method: string, path: string) => Promise<Record<string, string>>
   /** One request, body included; defaults to 30 s. */
   requestTimeoutMs?: number
   /** Pause before asking providers again that have all failed once; defaults to 250 ms. */
@@ -112,7 +114,7 @@ export class BlockFetcher {
     this.readAhead = options.readAhead ?? DEFAULT_READ_AHEAD
     if (maxInFlightPerProvider < 1 || this.readAhead < 1) throw new RangeError('maxInFlightPerProvider and readAhead must be at least 1')
     this.pool = new ProviderPool(maxInFlightPerProvider)
-    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId, ca: options.ca })
+    this.requests = new BlockRequests({ timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, connectionsPerProvider: maxInFlightPerProvider, peerId: options.peerId, ca: options.ca, sign: options.sign })
     this.retry = { tries: TRIES_PER_PROVIDER, delayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS }
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched

@@ -291,6 +291,11 @@ export class Fleet {
     return () => this.listeners.delete(listener)
   }
 
+  /** Whether `peer` is a member of the fleet as this node knows it now (an identity or presence heard). */
+  isMember (peer: string): boolean {
+    return this.membershipInstance?.isMember(peer) ?? false
+  }
+
   /** Calls `listener` on every change to a tag in the catalogue (written here or by a peer), once it is indexed. */
   onTagChange (listener: (change: TagChange) => void): () => void {
     this.tagListeners.add(listener)

@@ -223,6 +223,11 @@ export class Membership {
     this.options.onMembersChanged()
   }
 
+  /** A member this node knows of (an identity, or presence heard), other than itself. */
+  isMember (peer: string): boolean {
+    return this.isKnown(peer)
+  }
+
   private isKnown (peer: string): boolean {
     return this.liveness.standing(peer) !== undefined || this.presence.get(peer) !== undefined
   }

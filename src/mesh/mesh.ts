@@ -6,6 +6,8 @@ import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
 import type { MeshNode } from './libp2p-node.ts'
 import { readSwarmKey } from './swarm-key.ts'
+import { signRequest } from './peer-signature.ts'
+import type { PrivateKey } from '@libp2p/interface'
 
 export interface MeshOptions {
   dataDir: string
@@ -32,6 +34,7 @@ export class Mesh {
   private readonly options: MeshOptions
   private node: MeshNode | undefined
   private ownAddresses: string[] | undefined
+  private privateKey: PrivateKey | undefined
   private datastore: LevelDatastore | undefined
   private redialTimer: NodeJS.Timeout | undefined
   /** Peers already reported as unreachable, so the log says so once, not every redial. */
@@ -48,6 +51,12 @@ export class Mesh {
 
   get peerId (): string {
     return this.helia.libp2p.peerId.toString()
+  }
+
+  /** Headers proving a request of this node's to a peer's HTTP face is its own (mesh/peer-signature.ts). */
+  async signRequest (method: string, path: string): Promise<Record<string, string>> {
+    if (this.privateKey === undefined) throw new Error('the mesh is not started')
+    return await signRequest(this.privateKey, method, path)
   }
 
   /**
@@ -67,7 +76,7 @@ export class Mesh {
     const [{ loadOrCreateIdentity }, { LevelDatastore }, { createMeshNode }] = await Promise.all([
       import('./identity.ts'), import('datastore-level'), import('./libp2p-node.ts')
     ])
-    const privateKey = await loadOrCreateIdentity(join(dataDir, 'identity.key'))
+    const privateKey = this.privateKey = await loadOrCreateIdentity(join(dataDir, 'identity.key'))
     const swarmKey = this.options.swarmKeyFile === undefined ? undefined : await readSwarmKey(this.options.swarmKeyFile)
     this.datastore = new LevelDatastore(join(dataDir, 'datastore'))
     await this.datastore.open()

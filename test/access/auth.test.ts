@@ -8,7 +8,11 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { hashSync } from '@node-rs/bcrypt'
 import { SignJWT } from 'jose'
-import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { PEER_HEADER } from '../../src/mesh/block-request.ts'
+import { signRequest } from '../../src/mesh/peer-signature.ts'
+import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath } from '../support/oci-image.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
@@ -247,3 +251,53 @@ async function pushBlobAs (registry: RegistryClient, headers: Record<string, str
   const response = await registry.request('POST', `/v2/${repository}/blobs/uploads/?digest=${sha256(bytes)}`, { body: bytes, headers: { ...headers, 'content-type': 'application/octet-stream' } })
   assert.equal(response.status, 201, await response.text())
 }
+
+describe('a fleet of two nodes with users', () => {
+  let dir: string
+  let a: TestNode
+  let b: TestNode
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-auth-mesh-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswd())
+    const auth = { htpasswd: join(dir, 'htpasswd'), admins: ['root'], accessRules: [{ repositories: ['*'], users: ['*'], allow: ['pull' as const, 'push' as const] }] }
+    a = await startTestNode({ config: { ...auth, mesh: true } })
+    b = await startTestNode({ config: { ...auth, peers: [a.node.fleet?.mesh.addresses[0] ?? ''] } })
+  })
+  after(async () => {
+    await Promise.all([a, b].map(async node => await node?.stop()))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('members fetch blocks from each other with signed requests; users, strangers and forgers do not', async () => {
+    const layout = join(dir, 'image')
+    const image = await createImageLayout(layout, { layers: [2 * 1024 * 1024 + 9], seed: 'auth-mesh' })
+    await copyToRegistry(layout, `${a.host}/fleet/app:1.0`, { creds: `alice:${PASSWORDS.alice}` })
+    await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 10_000, 'the tag on B')
+    const out = join(dir, 'image-out')
+    await copyFromRegistry(`${b.host}/fleet/app:1.0`, out, { creds: `carol:${PASSWORDS.carol}` })
+    for (const digest of image.layerDigests) assert.equal(sha256(await readFile(layoutBlobPath(out, digest))), digest)
+    assert.ok((await b.node.metrics.meshBytesFetched.get()).values.reduce((sum, { value }) => sum + value, 0) >= 2 * 1024 * 1024, 'B fetched the layer from A')
+
+    const record = await a.node.fleet?.catalogue.getTag('fleet/app', '1.0')
+    const path = `/ipfs/${record?.imageCid ?? ''}`
+    const raw = { accept: 'application/vnd.ipld.raw' }
+    assert.equal((await fetch(`${a.url}${path}`, { headers: raw })).status, 401, 'no credentials')
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('carol') } })).status, 403, 'a user who is not an admin')
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('root') } })).status, 200, 'an admin')
+    // A member's own signature.
+    const member = await b.node.fleet?.mesh.signRequest('GET', path) ?? {}
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...member } })).status, 200, 'a member')
+    // A stranger with a valid key of its own, and one who claims B's id with another key.
+    const strangerKey = await generateKeyPair('Ed25519')
+    const stranger = peerIdFromPrivateKey(strangerKey).toString()
+    const strangerHeaders = await signRequest(strangerKey, 'GET', path)
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...strangerHeaders } })).status, 403, 'not a member')
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...strangerHeaders } })).status, 401, 'forged as B')
+    // B's signature for another path, or an old one, does not open this one.
+    const other = await b.node.fleet?.mesh.signRequest('GET', '/ipfs/bafkqaaa') ?? {}
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...other } })).status, 401, 'signed for another path')
+    // Two minutes old: refused before the signer is even looked up (401, not the stranger's 403).
+    const stale = await signRequest(strangerKey, 'GET', path, Date.now() - 120_000)
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...stale } })).status, 401, 'stale')
+  })
+})

@@ -61,7 +61,7 @@ describe('each face answers every error in its format', () => {
   })
   after(async () => { await node.stop() })
 
-  const head = (method: string, path: string, headers = ''): string => `${method} ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`
+  const head = (method: string, path: string, headers = ''): string => `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`
 
   // Defect 5: each of these got fastify's own {"error":"Bad Request",...} body, not an OCI error.
   const malformed: Array<[string, string, number]> = [

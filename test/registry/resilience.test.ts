@@ -17,7 +17,7 @@ describe('misbehaving clients', () => {
   it('a client that disconnects mid-PATCH keeps what arrived; the node stays up', async () => {
     const kept = await registry.pushBlob('bad/client', 'acknowledged before')
     const location = (await registry.request('POST', '/v2/bad/client/blobs/uploads/')).headers.get('location') ?? ''
-    const head = `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`
+    const head = `PATCH ${location} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n`
     await sendAndHangUp(node.port, Buffer.concat([Buffer.from(head), Buffer.alloc(500, 1)]))
     await new Promise(resolve => setTimeout(resolve, 200))
     const status = await registry.request('GET', location)
@@ -29,14 +29,14 @@ describe('misbehaving clients', () => {
   it('a client that hangs up mid-download does not disturb the node', async () => {
     const bytes = Buffer.alloc(8 * 1024 * 1024 + 3, 9)
     const digest = await registry.pushBlob('bad/download', bytes)
-    await sendAndHangUp(node.port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await sendAndHangUp(node.port, `GET /v2/bad/download/blobs/${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
     const again = Buffer.from(await (await registry.request('GET', `/v2/bad/download/blobs/${digest}`)).arrayBuffer())
     assert.equal(sha256(again), digest)
   })
 
   it('a truncated monolithic upload is not recorded', async () => {
     const digest = sha256(Buffer.alloc(1000, 2))
-    const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`
+    const head = `POST /v2/bad/mono/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n`
     await sendAndHangUp(node.port, Buffer.concat([Buffer.from(head), Buffer.alloc(300, 2)]))
     await assertOciError(await registry.request('GET', `/v2/bad/mono/blobs/${digest}`), 404, 'BLOB_UNKNOWN')
   })

@@ -61,7 +61,7 @@ export async function openPatch (port: number, location: string, length: number)
   socket.on('error', () => { /* the server may close on us; what it answered is kept */ })
   const started = performance.now()
   const closed = new Promise<number>(resolve => socket.once('close', () => resolve(performance.now() - started)))
-  socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`)
+  socket.write(`PATCH ${location} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`)
   return { socket, received: () => text, closed }
 }
 
