@@ -2,6 +2,9 @@
 // docker-registry), side by side in one run, skopeo as the client on both.
 //
 //   node bench/push-pull.ts [--runs 3] [--only small|large] [--registries shoal,docker-registry]
+//   node bench/push-pull.ts --only large --registries shoal,shoal-auth,docker-registry,docker-registry-auth
+//
+// The -auth contenders sign in (htpasswd users): what authentication costs each registry.
 //
 // Every run of every registry starts from an empty data directory: a fresh process, warmed up with
 // a 3 MiB image, takes the push (its VmHWM, reset after the warm-up, is the push's peak), then a
@@ -15,6 +18,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { hashSync } from '@node-rs/bcrypt'
 import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts'
 import type { ImageLayoutResult } from '../test/support/oci-image.ts'
 import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/support/node-process.ts'
@@ -42,11 +46,32 @@ const CASES: BenchCase[] = [
 interface Contender {
   name: string
   start: (dataDir: string) => Promise<RegistryProcess>
+  /** user:password skopeo signs in with; none: no authentication. */
+  creds?: string
 }
+
+/**
+ * The authenticated contenders' users: an htpasswd file as `htpasswd -B` writes it (bcrypt, cost
+ * 5), made once per run. Shoal goes through its token flow (a 401 Bearer challenge, a token from
+ * /auth/token); docker-registry's `auth.htpasswd` takes Basic credentials on every request.
+ */
+const BENCH_USER = 'bench'
+const BENCH_PASSWORD = 'bench-password'
+const HTPASSWD = path.join(WORK_DIR, 'htpasswd')
 
 const CONTENDERS: Record<string, Contender> = {
   shoal: { name: 'Shoal', start: async (dataDir) => await startNodeProcess({ dataDir, readyTimeoutMs: 60_000 }) },
-  'docker-registry': { name: 'docker-registry', start: async (dataDir) => await startDockerRegistry({ dataDir }) }
+  'docker-registry': { name: 'docker-registry', start: async (dataDir) => await startDockerRegistry({ dataDir }) },
+  'shoal-auth': {
+    name: 'Shoal (htpasswd, tokens)',
+    start: async (dataDir) => await startNodeProcess({ dataDir, readyTimeoutMs: 60_000, args: ['--htpasswd', HTPASSWD] }),
+    creds: `${BENCH_USER}:${BENCH_PASSWORD}`
+  },
+  'docker-registry-auth': {
+    name: 'docker-registry (htpasswd)',
+    start: async (dataDir) => await startDockerRegistry({ dataDir, htpasswd: HTPASSWD }),
+    creds: `${BENCH_USER}:${BENCH_PASSWORD}`
+  }
 }
 
 type Operation = 'push' | 'pull'
@@ -71,6 +96,8 @@ async function main (): Promise<void> {
   const settings = parseSettings()
   checkShoalIsThere(settings.contenders)
   const images = await prepareImages(settings.cases)
+  await mkdir(WORK_DIR, { recursive: true })
+  await writeFile(HTPASSWD, `${BENCH_USER}:${hashSync(BENCH_PASSWORD, 5).replace(/^\$2b\$/, '$2y$')}\n`)
   const idlePeakRss = await measureIdlePeakRss(settings.contenders)
   const results: Results = {}
   for (const benchCase of settings.cases) {
@@ -161,10 +188,10 @@ async function measureRun (benchCase: BenchCase, image: ImageLayoutResult, conte
   const reference = (registry: RegistryProcess): string => `${registry.host}/bench/${benchCase.name}:latest`
   try {
     const push = await timed(contender, dataDir, async (registry) => {
-      await copyToRegistry(imageDir(benchCase), reference(registry))
+      await copyToRegistry(imageDir(benchCase), reference(registry), { creds: contender.creds })
     })
     const pull = await timed(contender, dataDir, async (registry) => {
-      await copyFromRegistry(reference(registry), pulledDir)
+      await copyFromRegistry(reference(registry), pulledDir, { creds: contender.creds })
     })
     const pulled = await findLayoutEntry(pulledDir)
     if (pulled.digest !== image.manifestDigest) {
@@ -195,8 +222,8 @@ async function timed (contender: Contender, dataDir: string, operation: (registr
   try {
     const warmupRef = `${registry.host}/warmup/image:latest`
     const warmupOut = `${dataDir}-warmup-out`
-    await copyToRegistry(path.join(IMAGES_DIR, 'warmup'), warmupRef)
-    await copyFromRegistry(warmupRef, warmupOut)
+    await copyToRegistry(path.join(IMAGES_DIR, 'warmup'), warmupRef, { creds: contender.creds })
+    await copyFromRegistry(warmupRef, warmupOut, { creds: contender.creds })
     await rm(warmupOut, { recursive: true, force: true })
     await registry.resetPeakRss()
     const started = performance.now()
@@ -212,6 +239,28 @@ async function timed (contender: Contender, dataDir: string, operation: (registr
 
 // ---------------------------------------------------------------------------------------------
 // Report
+
+/** What signing in costs: each registry with authentication against itself without, and Shoal against docker-registry, both signed in. */
+function authTable (settings: Settings, images: Map<string, ImageLayoutResult>, results: Results): string[] {
+  const lines = [
+    'What authentication costs (throughput ratios of the medians; > 1: the first is faster):',
+    '',
+    '| image | op | Shoal s | Shoal signed in s | signed in / not | docker-registry s | docker-registry signed in s | signed in / not | Shoal / docker-registry, both signed in |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|'
+  ]
+  const ratio = (a: { megabytesPerSecond: number } | undefined, b: { megabytesPerSecond: number } | undefined): string =>
+    a === undefined || b === undefined ? '—' : (a.megabytesPerSecond / b.megabytesPerSecond).toFixed(2)
+  for (const benchCase of settings.cases) {
+    const bytes = images.get(benchCase.name)!.totalSize
+    for (const operation of ['push', 'pull'] as const) {
+      const of = (key: string): ReturnType<typeof summarize> => summarize(results[benchCase.name]?.[key]?.[operation], bytes)
+      const [shoal, shoalAuth, reference, referenceAuth] = [of('shoal'), of('shoal-auth'), of('docker-registry'), of('docker-registry-auth')]
+      lines.push(`| ${benchCase.label} | ${operation} | ${shoal?.seconds ?? '—'} | ${shoalAuth?.seconds ?? '—'} | ${ratio(shoalAuth, shoal)} | ` +
+        `${reference?.seconds ?? '—'} | ${referenceAuth?.seconds ?? '—'} | ${ratio(referenceAuth, reference)} | ${ratio(shoalAuth, referenceAuth)} |`)
+    }
+  }
+  return lines
+}
 
 function renderReport (settings: Settings, images: Map<string, ImageLayoutResult>, results: Results, idlePeakRss: Record<string, number>): string {
   const shoalAndReference = settings.contenders.includes('shoal') && settings.contenders.includes('docker-registry')
@@ -239,6 +288,7 @@ function renderReport (settings: Settings, images: Map<string, ImageLayoutResult
         `${reference?.seconds ?? '—'} | ${reference?.throughput ?? '—'} | ${ratio} | ${shoal?.peakRss ?? '—'} | ${reference?.peakRss ?? '—'} |`)
     }
   }
+  if (settings.contenders.some((key) => key.endsWith('-auth'))) lines.push('', ...authTable(settings, images, results))
   const idle = settings.contenders.map((key) => `${CONTENDERS[key]!.name} ${formatMiB(idlePeakRss[key] ?? 0)}`).join(', ')
   lines.push('', `Idle peak RSS (process started, warmed up with the 3 MiB image, stopped): ${idle}.`)
   lines.push('', 'Seconds per run:', '')

@@ -50,6 +50,8 @@ export interface DockerRegistryOptions {
   dataDir: string
   port?: number
   readyTimeoutMs?: number
+  /** An htpasswd file: Distribution's `auth.htpasswd` (Basic credentials on every request). */
+  htpasswd?: string
 }
 
 const OUTPUT_TAIL_BYTES = 16 * 1024
@@ -75,15 +77,16 @@ export async function startDockerRegistry (options: DockerRegistryOptions): Prom
   const port = options.port ?? await freePort()
   await mkdir(options.dataDir, { recursive: true })
   const configPath = path.join(options.dataDir, 'registry-config.yml')
-  await writeFile(configPath, dockerRegistryConfig(options.dataDir, port))
+  await writeFile(configPath, dockerRegistryConfig(options.dataDir, port, options.htpasswd))
   // REGISTRY_* variables override the config file; keep the caller's ones out.
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REGISTRY_')))
   const child = spawn('docker-registry', ['serve', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   return await superviseUntilReady(child, port, options.readyTimeoutMs)
 }
 
-function dockerRegistryConfig (dataDir: string, port: number): string {
+function dockerRegistryConfig (dataDir: string, port: number, htpasswd: string | undefined): string {
   return [
+    ...(htpasswd === undefined ? [] : ['auth:', '  htpasswd:', '    realm: bench', `    path: ${JSON.stringify(htpasswd)}`]),
     'version: 0.1',
     'log:',
     '  level: error',
