@@ -66,7 +66,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
   const may = (repository: string, action: Action): boolean => caller.grants !== undefined
     ? caller.grants.some(grant => grant.type === 'repository' && grant.name === repository && grant.actions.includes(action))
     : options.policy.actionsOn(caller.user, repository).has(action)
-  setRequestAccess(req, { pullable: repository => may(repository, 'pull') })
+  setRequestAccess(req, { user: caller.user, pullable: repository => may(repository, 'pull') })
   switch (requirement.kind) {
     case 'base':
     case 'catalog':
@@ -100,7 +100,7 @@ async function guardManagement (req: FastifyRequest, options: AccessControlOptio
   }
   if (caller.user === undefined) throw new UnauthorizedError('sign in to use this node', undefined, { headers: challenge })
   const user = caller.user
-  setRequestAccess(req, { pullable: repository => options.policy.actionsOn(user, repository).has('pull') })
+  setRequestAccess(req, { user, pullable: repository => options.policy.actionsOn(user, repository).has('pull') })
   const changes = req.method !== 'GET' && req.method !== 'HEAD'
   if ((changes || isUnder(req.url, '/api/v1/datastore')) && !options.policy.isAdmin(user)) {
     throw new DeniedError(`${user} is not an admin: ${changes ? 'strategies and the fleet are managed by admins' : 'the raw catalogue is for admins'}`)

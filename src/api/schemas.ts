@@ -158,6 +158,7 @@ export const imageSchema = {
     imageCid: { type: 'string', description: 'CID of the image\'s OCI layout directory' },
     node: { type: 'string', description: 'Peer id of the node it was pushed to (absent outside a mesh)' },
     pushedAt: { type: 'string', format: 'date-time' },
+    pushedBy: { type: 'string', description: 'The signed-in user who pushed it (absent without authentication)' },
     heldBy: { type: 'array', items: { type: 'string' }, description: 'Ids of the nodes that hold the image whole (outside a mesh: none, see heldHere)' },
     heldHere: { type: 'boolean', description: 'The node answering holds the image whole' }
   }

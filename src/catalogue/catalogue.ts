@@ -22,6 +22,8 @@ export type TagRecord = {
   node: string
   /** Wall-clock time of the push (ISO 8601), for people; ordering uses the log's clock. */
   pushedAt: string
+  /** The signed-in user who pushed it, when the node that took the push had authentication on. */
+  pushedBy?: string
 }
 
 /**

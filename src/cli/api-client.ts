@@ -3,11 +3,19 @@ export class CliError extends Error {}
 
 /** A request to a node; a node that cannot be reached becomes a one-line CLI error. */
 export async function requestNode (node: string, path: string, init: RequestInit = {}): Promise<Response> {
+  // A node with authentication on: user and password in the node's URL (https://alice:pw@host),
+  // else SHOAL_USER=user:password. fetch refuses URLs with credentials, so they become a header.
+  const url = new URL(path, node)
+  const credentials = url.username !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : process.env.SHOAL_USER
+  url.username = ''
+  url.password = ''
+  const headers = new Headers(init.headers)
+  if (credentials !== undefined && credentials !== '' && !headers.has('authorization')) headers.set('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
   try {
-    return await fetch(new URL(path, node), init)
+    return await fetch(url, { ...init, headers })
   } catch (err) {
     const cause = (err as Error).cause
-    throw new CliError(`cannot reach ${node}: ${oneLine(cause instanceof Error ? cause.message : (err as Error).message)}`, { cause: err })
+    throw new CliError(`cannot reach ${shown(node)}: ${oneLine(cause instanceof Error ? cause.message : (err as Error).message)}`, { cause: err })
   }
 }
 
@@ -67,7 +75,18 @@ function notOurs (node: string, response: Response, text: string): string {
   const type = response.headers.get('content-type')?.split(';')[0]?.trim() ?? 'no content type'
   const status = `${response.status}${response.statusText === '' ? '' : ` ${response.statusText}`}`
   if (parseJson(text) !== NOT_JSON) return `${status}: an unexpected answer (${type}, ${text.length} bytes)`
-  return `${status}: the answer is ${type}, not JSON: is ${node} a Shoal node?`
+  return `${status}: the answer is ${type}, not JSON: is ${shown(node)} a Shoal node?`
+}
+
+/** A node's URL as messages show it: never its password. */
+function shown (node: string): string {
+  try {
+    const url = new URL(node)
+    if (url.password !== '') url.password = '***'
+    return url.toString().replace(/\/$/, '')
+  } catch {
+    return node
+  }
 }
 
 /** Messages from elsewhere (a server, the network) flattened to one line. */

@@ -114,11 +114,12 @@ export async function listImages (node: string, json: boolean): Promise<string> 
   if (images.length === 0) return 'no images'
   const nameOf = new Map(nodes.map(record => [record.id, record.name]))
   const named = (id: string): string => nameOf.get(id) ?? id
-  return table(['IMAGE', 'DIGEST', 'IMAGE CID', 'PUSHED TO', 'PUSHED AT', 'HELD BY'], images.map(image => [
+  return table(['IMAGE', 'DIGEST', 'IMAGE CID', 'PUSHED TO', 'PUSHED BY', 'PUSHED AT', 'HELD BY'], images.map(image => [
     `${image.repository}:${image.tag}`,
     image.digest.replace(/^(sha\d+:[0-9a-f]{12})[0-9a-f]+$/, '$1'),
     image.imageCid,
     image.node === undefined ? '-' : named(image.node),
+    image.pushedBy ?? '-',
     image.pushedAt?.replace(/\.\d+Z$/, 'Z') ?? '-',
     [...image.heldHere && image.heldBy.length === 0 ? ['this node'] : [], ...image.heldBy.map(named)].join(',') || '-'
   ]))

@@ -42,7 +42,8 @@ export class ManifestService {
     this.remote = options.remote
   }
 
-  async put (repository: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifest> {
+  /** `pushedBy`: the signed-in user, recorded with a tag in the fleet's catalogue. */
+  async put (repository: string, reference: string, body: Buffer, contentType: string, pushedBy?: string): Promise<PushedManifest> {
     const ref = parseReference(reference)
     const parsed = parseManifest(body, contentType)
     const algorithm = ref.kind === 'digest' ? parseDigest(ref.digest).algorithm : 'sha256'
@@ -57,7 +58,7 @@ export class ManifestService {
     // (untagged, as a push by digest) because the tag names its image CID; a failed catalogue
     // write leaves just that, which a retry records again unchanged.
     const pushed = await this.record(repository, digest, body, parsed, undefined, true)
-    await this.shared.put({ repository, tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid })
+    await this.shared.put({ repository, tag, digest, mediaType: parsed.mediaType, imageCid: pushed.imageCid, ...(pushedBy === undefined ? {} : { pushedBy }) })
     return pushed
   }
 

@@ -4,6 +4,8 @@
 import type { FastifyRequest } from 'fastify'
 
 export interface RequestAccess {
+  /** The signed-in user; undefined: anonymous. */
+  user: string | undefined
   /** Whether the request's user may pull `repository`. */
   pullable(repository: string): boolean
 }
@@ -18,6 +20,11 @@ export function setRequestAccess (req: FastifyRequest, access: RequestAccess): v
 export function pullableFor (req: FastifyRequest): (repository: string) => boolean {
   const access = decisions.get(req)
   return access === undefined ? () => true : repository => access.pullable(repository)
+}
+
+/** The signed-in user a request comes from (undefined: anonymous, or no authentication). */
+export function userOf (req: FastifyRequest): string | undefined {
+  return decisions.get(req)?.user
 }
 
 /**

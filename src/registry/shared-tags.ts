@@ -5,6 +5,8 @@ export interface SharedTag {
   digest: string
   mediaType: string
   imageCid: string
+  /** The signed-in user who pushed it (with authentication on). */
+  pushedBy?: string
 }
 
 /** A tag set or removed (read the tag for what it points at now). */

@@ -82,6 +82,8 @@ export interface ImageListing {
   /** Peer id of the node it was pushed to; absent for a node that is not in a mesh. */
   node?: string
   pushedAt?: string
+  /** The signed-in user who pushed it. */
+  pushedBy?: string
   /** Ids of the nodes whose inventory says they hold the image whole. */
   heldBy: string[]
   /** The node answering holds the image whole (in a mesh: its inventory record says so). */
@@ -98,6 +100,7 @@ export function listFleetImages (tags: readonly TagRecord[], nodes: ReadonlyArra
       imageCid: record.imageCid,
       node: record.node,
       pushedAt: record.pushedAt,
+      ...(record.pushedBy === undefined ? {} : { pushedBy: record.pushedBy }),
       heldBy: nodes.filter(node => node.images.includes(record.imageCid)).map(node => node.id).sort(),
       heldHere: nodes.some(node => node.self && node.images.includes(record.imageCid))
     }))

@@ -12,6 +12,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PEER_HEADER } from '../../src/mesh/block-request.ts'
 import { signRequest } from '../../src/mesh/peer-signature.ts'
+import { shoal, shoalWith } from '../support/cli.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath } from '../support/oci-image.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
@@ -279,6 +280,8 @@ describe('a fleet of two nodes with users', () => {
     assert.ok((await b.node.metrics.meshBytesFetched.get()).values.reduce((sum, { value }) => sum + value, 0) >= 2 * 1024 * 1024, 'B fetched the layer from A')
 
     const record = await a.node.fleet?.catalogue.getTag('fleet/app', '1.0')
+    assert.equal(record?.pushedBy, 'alice', 'the tag records who pushed it')
+    assert.equal((await b.node.fleet?.catalogue.getTag('fleet/app', '1.0'))?.pushedBy, 'alice')
     const path = `/ipfs/${record?.imageCid ?? ''}`
     const raw = { accept: 'application/vnd.ipld.raw' }
     assert.equal((await fetch(`${a.url}${path}`, { headers: raw })).status, 401, 'no credentials')
@@ -299,5 +302,26 @@ describe('a fleet of two nodes with users', () => {
     // Two minutes old: refused before the signer is even looked up (401, not the stranger's 403).
     const stale = await signRequest(strangerKey, 'GET', path, Date.now() - 120_000)
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...stale } })).status, 401, 'stale')
+  })
+
+  it('shoal images shows who pushed each tag, signed in through the node URL or SHOAL_USER, and says in one line when it is not', async () => {
+    await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 20_000, 'the tag on B')
+    const url = new URL(b.url)
+    url.username = 'carol'
+    url.password = PASSWORDS.carol
+    const signedIn = await shoal('images', '--node', url.toString())
+    assert.equal(signedIn.code, 0, signedIn.stderr)
+    assert.match(signedIn.stdout, /^fleet\/app:1\.0 .* alice /m)
+    const fromEnv = await shoalWith({ SHOAL_USER: `alice:${PASSWORDS.alice}` }, 'images', '--node', b.url)
+    assert.equal(fromEnv.code, 0, fromEnv.stderr)
+    assert.match(fromEnv.stdout, /^fleet\/app:1\.0 /m)
+    const refused = await shoal('images', '--node', b.url)
+    assert.equal(refused.code, 1)
+    assert.match(refused.stderr, /^shoal: sign in to use this node\n$/)
+    url.password = 'Secret-Typo-42'
+    const wrong = await shoal('images', '--node', url.toString())
+    assert.equal(wrong.code, 1)
+    assert.match(wrong.stderr, /^shoal: wrong user name or password\n$/)
+    assert.ok(!wrong.stderr.includes('Secret-Typo-42'), 'the password is not shown')
   })
 })

@@ -148,9 +148,9 @@ describe('the fleet commands of the CLI', () => {
 
     const images = await shoal('images', '--node', two.url)
     assert.equal(images.code, 0, images.stderr)
-    assert.match(images.stdout, /^IMAGE +DIGEST +IMAGE CID +PUSHED TO +PUSHED AT +HELD BY$/m)
+    assert.match(images.stdout, /^IMAGE +DIGEST +IMAGE CID +PUSHED TO +PUSHED BY +PUSHED AT +HELD BY$/m)
     // Held by one (pushed there), and by two too if a strategy of the tests above placed it there.
-    assert.match(images.stdout, new RegExp(`^cli/app:1\\.0  ${digest.slice(0, 'sha256:'.length + 12)}  ${imageCid}  one +\\d{4}-\\S+Z +(two,)?one$`, 'm'))
+    assert.match(images.stdout, new RegExp(`^cli/app:1\\.0  ${digest.slice(0, 'sha256:'.length + 12)}  ${imageCid}  one +- +\\d{4}-\\S+Z +(two,)?one$`, 'm'))
   })
 })
 

@@ -6,6 +6,7 @@ import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
 import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
 import { parseReference } from '../../oci/names.ts'
 import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from '../manifest-service.ts'
+import { userOf } from '../request-access.ts'
 
 export interface ManifestHandlersOptions {
   manifests: ManifestService
@@ -34,7 +35,7 @@ export function manifestHandlers ({ manifests, ipfsImages, bodyPace }: ManifestH
     PUT: async (req, reply, [name = '', reference = '']) => {
       const repository = writable(name)
       const body = await readLimited(requestBody(req, bodyPace), MAX_MANIFEST_BYTES, 'manifest')
-      const pushed = await manifests.put(repository, reference, body, req.headers['content-type'] ?? '')
+      const pushed = await manifests.put(repository, reference, body, req.headers['content-type'] ?? '', userOf(req))
       reply.code(201).header('location', `/v2/${repository}/manifests/${pushed.digest}`)
         .header('docker-content-digest', pushed.digest).header(IMAGE_CID_HEADER, pushed.imageCid).header('content-length', 0)
       if (pushed.subject !== undefined) reply.header('oci-subject', pushed.subject)

@@ -50,7 +50,7 @@ function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly A
     <div><dt>Platforms</dt><dd>${platformsOf(details)}</dd></div>
     <div><dt>Referrers</dt><dd>${referrersOf(details)}</dd></div>
     <div><dt>Held by</dt><dd>${heldBy(image, nodes)}</dd></div>
-    <div><dt>Pushed</dt><dd>${image.pushedAt === undefined ? html`<span class="muted">here</span>` : html`${relativeTime(image.pushedAt, now)}${image.node === undefined ? '' : html` to ${pusher === undefined ? shortId(image.node) : pusher.name}`}`}</dd></div>
+    <div><dt>Pushed</dt><dd>${image.pushedAt === undefined ? html`<span class="muted">here</span>` : html`${relativeTime(image.pushedAt, now)}${image.node === undefined ? '' : html` to ${pusher === undefined ? shortId(image.node) : pusher.name}`}${image.pushedBy === undefined ? '' : html` by ${image.pushedBy}`}`}</dd></div>
   </dl>
 </li>`
 }
