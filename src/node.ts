@@ -31,7 +31,10 @@ import { createHttpServer, type TlsIdentity } from './server.ts'
 import { INTERNAL_HEADER, TOKEN_PATH, registerAccessControl, type AccessControlOptions } from './access/guard.ts'
 import { Htpasswd } from './access/htpasswd.ts'
 import { defaultAllowedHosts, registerHostCheck } from './access/host-check.ts'
+import { registerLoginRoutes } from './access/login-routes.ts'
 import { AccessPolicy } from './access/policy.ts'
+import { Sessions } from './access/sessions.ts'
+import { renderLoginPage } from './web/pages/login.ts'
 import { TokenIssuer, TokenVerifier } from './access/tokens.ts'
 import { registerWebUi } from './web/routes.ts'
 
@@ -43,16 +46,18 @@ function buildAccessControl (config: Config, data: string, fleet: Fleet | undefi
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
   const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings) : undefined
   const externalRealm = config.tokenRealm
+  const users = config.htpasswd === undefined ? undefined : Htpasswd.load(config.htpasswd)
   return {
     policy: new AccessPolicy({ rules: config.accessRules, anonymousPull: config.anonymousPull, admins: config.admins }),
-    users: config.htpasswd === undefined ? undefined : Htpasswd.load(config.htpasswd),
+    users,
     tokens: issuer ?? TokenVerifier.external(config.tokenPublicKey as string, settings),
     issuer,
     service: config.tokenService,
     // As the client reached this node.
     realm: req => externalRealm ?? `${req.protocol}://${req.host}${TOKEN_PATH}`,
     internalKey: randomBytes(32).toString('base64url'),
-    isMember: peer => fleet?.isMember(peer) ?? false
+    isMember: peer => fleet?.isMember(peer) ?? false,
+    sessions: users === undefined ? undefined : new Sessions()
   }
 }
 
@@ -192,6 +197,9 @@ export class ShoalNode {
     this.access = buildAccessControl(config, data, fleet)
     // Before the routes: every /v2 request is checked before a handler sees it.
     if (this.access !== undefined) registerAccessControl(this.http, this.access)
+    if (this.access?.users !== undefined && this.access.sessions !== undefined) {
+      registerLoginRoutes(this.http, { users: this.access.users, sessions: this.access.sessions, secure: config.tlsCert !== undefined, renderLogin: renderLoginPage })
+    }
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,

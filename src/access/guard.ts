@@ -5,6 +5,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUnder } from '../http-request.ts'
 import { DeniedError, UnauthorizedError } from '../oci/errors.ts'
 import { setRequestAccess } from '../registry/request-access.ts'
+import { API_PREFIX } from '../api/scope.ts'
+import { ASSETS_PREFIX } from '../web/layout.ts'
+import { LOGIN_PATH, LOGOUT_PATH, sessionIdOf } from './login-routes.ts'
+import { CSRF_HEADER, csrfMatches, type Sessions } from './sessions.ts'
 import { PEER_HEADER } from '../mesh/block-request.ts'
 import { PEER_SIGNATURE_HEADER, PEER_TIME_HEADER, verifyRequest } from '../mesh/peer-signature.ts'
 import type { Htpasswd } from './htpasswd.ts'
@@ -33,6 +37,8 @@ export interface AccessControlOptions {
   internalKey: string
   /** Whether a peer id is a member of this node's fleet (its blocks are theirs to fetch). */
   isMember: (peer: string) => boolean
+  /** Signed-in browsers (the UI's login); none: the UI signs in with Basic only (an external token issuer and no htpasswd). */
+  sessions: Sessions | undefined
 }
 
 export const INTERNAL_HEADER = 'x-shoal-internal'
@@ -45,15 +51,18 @@ interface Caller {
   grants?: ResourceAccess[]
 }
 
-/** Open to anyone whatever the configuration: probes, metrics, the token endpoint itself, the UI's static assets and the API's description. */
-const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, '/assets', '/favicon.ico', '/openapi.json', '/swagger']
+/** Open to anyone whatever the configuration: probes, metrics, the token endpoint and the sign-in itself, the UI's static assets and the API's description. */
+const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, LOGIN_PATH, LOGOUT_PATH, ASSETS_PREFIX, '/favicon.ico', '/openapi.json', '/swagger']
 
 export function registerAccessControl (app: FastifyInstance, options: AccessControlOptions): void {
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     if (req.headers[INTERNAL_HEADER] === options.internalKey) return
     if (isUnder(req.url, '/v2')) await guardRegistry(req, options)
     else if (isUnder(req.url, '/ipfs')) await guardBlocks(req, options)
-    else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) await guardManagement(req, options)
+    else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) {
+      // A browser asking for a page is sent to the sign-in page rather than challenged.
+      if (!(await guardManagement(req, options))) return await reply.code(303).header('location', `${LOGIN_PATH}?next=${encodeURIComponent(req.url)}`).header('cache-control', 'no-store').send()
+    }
   })
   if (options.issuer !== undefined) registerTokenEndpoint(app, options, options.issuer)
 }
@@ -90,7 +99,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
  * are those it may pull); only an admin changes anything or reads the raw catalogue. A browser is
  * asked to sign in by a Basic challenge.
  */
-async function guardManagement (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+async function guardManagement (req: FastifyRequest, options: AccessControlOptions): Promise<boolean> {
   const challenge = { 'www-authenticate': `Basic realm="shoal", charset="UTF-8", Bearer realm="${options.realm(req)}",service="${options.service}"` }
   let caller: Caller
   try {
@@ -98,13 +107,23 @@ async function guardManagement (req: FastifyRequest, options: AccessControlOptio
   } catch (err) {
     throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
   }
-  if (caller.user === undefined) throw new UnauthorizedError('sign in to use this node', undefined, { headers: challenge })
-  const user = caller.user
-  setRequestAccess(req, { user, pullable: repository => options.policy.actionsOn(user, repository).has('pull') })
   const changes = req.method !== 'GET' && req.method !== 'HEAD'
+  // No Authorization header: a browser's session, whose changes carry its CSRF token.
+  const session = caller.user === undefined && req.headers.authorization === undefined ? options.sessions?.get(sessionIdOf(req)) : undefined
+  if (session !== undefined) {
+    if (changes && !csrfMatches(session, req.headers[CSRF_HEADER])) throw new DeniedError(`a change made with the session cookie needs its CSRF token (${CSRF_HEADER})`)
+    caller = { user: session.user }
+  }
+  if (caller.user === undefined) {
+    if (options.sessions !== undefined && req.method === 'GET' && !isUnder(req.url, API_PREFIX) && (req.headers.accept ?? '').includes('text/html')) return false
+    throw new UnauthorizedError('sign in to use this node', undefined, { headers: challenge })
+  }
+  const user = caller.user
+  setRequestAccess(req, { user, pullable: repository => options.policy.actionsOn(user, repository).has('pull'), ...(session === undefined ? {} : { csrf: session.csrf }) })
   if ((changes || isUnder(req.url, '/api/v1/datastore')) && !options.policy.isAdmin(user)) {
     throw new DeniedError(`${user} is not an admin: ${changes ? 'strategies and the fleet are managed by admins' : 'the raw catalogue is for admins'}`)
   }
+  return true
 }
 
 /**

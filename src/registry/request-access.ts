@@ -8,6 +8,8 @@ export interface RequestAccess {
   user: string | undefined
   /** Whether the request's user may pull `repository`. */
   pullable(repository: string): boolean
+  /** Signed in with the UI's session cookie: the CSRF token its pages send with changes. */
+  csrf?: string
 }
 
 const decisions = new WeakMap<FastifyRequest, RequestAccess>()
@@ -25,6 +27,12 @@ export function pullableFor (req: FastifyRequest): (repository: string) => boole
 /** The signed-in user a request comes from (undefined: anonymous, or no authentication). */
 export function userOf (req: FastifyRequest): string | undefined {
   return decisions.get(req)?.user
+}
+
+/** The user and CSRF token of a request signed in with the UI's session, for the pages it renders. */
+export function sessionOf (req: FastifyRequest): { user: string, csrf: string } | undefined {
+  const access = decisions.get(req)
+  return access?.user === undefined || access.csrf === undefined ? undefined : { user: access.user, csrf: access.csrf }
 }
 
 /**

@@ -9,11 +9,12 @@ export interface ManagementApi {
   get<T>(path: string): Promise<ApiAnswer<T>>
 }
 
-/** `authorization`: the page request's, so the API answers as it would answer that user. */
-export function inProcessApi (app: FastifyInstance, authorization?: string): ManagementApi {
+/** `credentials`: the page request's Authorization and Cookie, so the API answers as it would answer that user. */
+export function inProcessApi (app: FastifyInstance, credentials: { authorization?: string, cookie?: string } = {}): ManagementApi {
+  const passed = Object.fromEntries(Object.entries(credentials).filter(([, value]) => value !== undefined)) as Record<string, string>
   return {
     async get<T> (path: string): Promise<ApiAnswer<T>> {
-      const response = await app.inject({ method: 'GET', url: `/api/v1${path}`, headers: { accept: 'application/json', ...(authorization === undefined ? {} : { authorization }) } })
+      const response = await app.inject({ method: 'GET', url: `/api/v1${path}`, headers: { accept: 'application/json', ...passed } })
       const body: unknown = response.body === '' ? undefined : JSON.parse(response.body)
       if (response.statusCode === 200) return { ok: true, body: body as T }
       const message = (body as { message?: unknown } | undefined)?.message

@@ -30,6 +30,8 @@ export interface PageFrame {
   live: SafeHtml
   /** This node's name and the host the browser reached it at. */
   node: { name?: string, host: string }
+  /** Signed in with the session cookie: who, and the CSRF token the page's script sends with changes. */
+  session?: { user: string, csrf: string }
 }
 
 export function renderPage (frame: PageFrame): string {
@@ -41,6 +43,7 @@ export function renderPage (frame: PageFrame): string {
 <link rel="icon" href="${ASSETS_PREFIX}/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSETS_PREFIX}/style.css">
 <script type="module" src="${ASSETS_PREFIX}/app.js"></script>
+${frame.session === undefined ? '' : html`<meta name="csrf-token" content="${frame.session.csrf}">`}
 </head>
 <body>
 <a class="skip" href="#content">Skip to content</a>
@@ -54,6 +57,7 @@ export function renderPage (frame: PageFrame): string {
       <li><a href="/swagger">API</a></li>
     </ul>
   </nav>
+  ${frame.session === undefined ? '' : html`<form class="session" method="post" action="/logout"><input type="hidden" name="csrf" value="${frame.session.csrf}"><span>${frame.session.user}</span> <button type="submit">Sign out</button></form>`}
   <p class="freshness" id="freshness"><span class="dot" aria-hidden="true"></span><span id="freshness-text">Live updates need JavaScript</span></p>
 </header>
 <main id="content" tabindex="-1">

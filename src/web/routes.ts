@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { inProcessApi, type ManagementApi, type NodesAnswer } from './api.ts'
 import type { SafeHtml } from './html.ts'
 import { ImageDetailsReader } from './image-details.ts'
+import { sessionOf } from '../registry/request-access.ts'
 import { ASSETS_PREFIX, renderPage } from './layout.ts'
 import { renderDatastoreLive } from './pages/datastore.ts'
 import { renderImagesLive } from './pages/images.ts'
@@ -77,7 +78,7 @@ const ASSETS: Record<string, string> = {
  * (the images they describe are those the API listed for the user).
  */
 export function registerWebUi (app: FastifyInstance, peerCa?: string[], internalRead?: Record<string, string>): void {
-  const api = (authorization: string | undefined): ManagementApi => inProcessApi(app, authorization)
+  const api = (headers: FastifyRequest['headers']): ManagementApi => inProcessApi(app, { authorization: headers.authorization, cookie: headers.cookie })
   const details = new ImageDetailsReader(app, peerCa, internalRead)
   for (const [file, contentType] of Object.entries(ASSETS)) {
     // Read once at start: a few kilobytes, served as they are (no build step).
@@ -92,7 +93,7 @@ export function registerWebUi (app: FastifyInstance, peerCa?: string[], internal
     .header('content-type', 'image/svg+xml').header('cache-control', 'max-age=86400').send(icon))
   for (const page of PAGES) {
     // The API answers as the signed-in user would be answered (what the user may see).
-    app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api: api(req.headers.authorization), details, host: req.host, now: Date.now() }))
+    app.get(page.path, async (req, reply) => await answerPage(page, req, reply, { api: api(req.headers), details, host: req.host, now: Date.now() }))
   }
 }
 
@@ -101,7 +102,8 @@ async function answerPage (page: PageDefinition, req: FastifyRequest, reply: Fas
   try {
     if ((req.query as Record<string, unknown>).part === 'live') return await reply.send((await page.live(input)).text)
     const [live, before, self] = await Promise.all([page.live(input), page.before?.(input), selfName(input.api)])
-    return await reply.send(renderPage({ path: page.path, title: page.title, intro: page.intro, before, live, node: { name: self, host: input.host } }))
+    const session = sessionOf(req)
+    return await reply.send(renderPage({ path: page.path, title: page.title, intro: page.intro, before, live, node: { name: self, host: input.host }, ...(session === undefined ? {} : { session }) }))
   } catch (err) {
     req.log.error({ err, url: req.url }, 'a page of the web UI failed')
     return await reply.code(500).send('<!doctype html><title>Shoal</title><p>This page failed to render; the node logged why. Reload to try again.</p>')

@@ -271,7 +271,7 @@ async function submitStrategy (event) {
   try {
     const response = await fetch('/api/v1/strategies', {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...csrfHeader() },
       body: JSON.stringify(body)
     })
     const answer = await response.json().catch(() => undefined)
@@ -310,7 +310,7 @@ document.addEventListener('click', async (event) => {
     else announce(text)
   }
   try {
-    const response = await fetch(`/api/v1/strategies/${encodeURIComponent(button.dataset.deleteStrategy)}`, { method: 'DELETE', headers: { accept: 'application/json' } })
+    const response = await fetch(`/api/v1/strategies/${encodeURIComponent(button.dataset.deleteStrategy)}`, { method: 'DELETE', headers: { accept: 'application/json', ...csrfHeader() } })
     if (response.status === 204) {
       message(`Deleted the strategy ${described}.`)
     } else if (response.status === 404) {
@@ -329,3 +329,9 @@ document.addEventListener('click', async (event) => {
 
 // Pages without a live region still get current relative times at load.
 renderTimes()
+
+/** With a signed-in session, every change carries the session's CSRF token (the page holds it; another site cannot read it). */
+function csrfHeader () {
+  const token = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
+  return token === null || token === undefined ? {} : { 'x-csrf-token': token }
+}
