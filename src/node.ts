@@ -24,7 +24,7 @@ import { IpfsImages } from './registry/ipfs-images.ts'
 import { ImageHoldings } from './registry/image-holdings.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
-import { resolveImage } from './replication/images.ts'
+import { listLocalImages, resolveImage } from './replication/images.ts'
 import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
@@ -41,7 +41,7 @@ import { registerWebUi } from './web/routes.ts'
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 
 /** Users, rights and tokens when the configuration turns authentication on (htpasswd, or an external token issuer). */
-function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined): AccessControlOptions | undefined {
+function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>): AccessControlOptions | undefined {
   if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
   const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings) : undefined
@@ -57,7 +57,8 @@ function buildAccessControl (config: Config, data: string, fleet: Fleet | undefi
     realm: req => externalRealm ?? `${req.protocol}://${req.host}${TOKEN_PATH}`,
     internalKey: randomBytes(32).toString('base64url'),
     isMember: peer => fleet?.isMember(peer) ?? false,
-    sessions: users === undefined ? undefined : new Sessions()
+    sessions: users === undefined ? undefined : new Sessions(),
+    repositoriesOfImage
   }
 }
 
@@ -194,7 +195,7 @@ export class ShoalNode {
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
     // Before the routes, with or without authentication: DNS rebinding and cross-site changes.
     registerHostCheck(this.http, config.allowedHosts.length > 0 ? config.allowedHosts : defaultAllowedHosts(parseListen(config.listen).host, config.advertiseUrl))
-    this.access = buildAccessControl(config, data, fleet)
+    this.access = buildAccessControl(config, data, fleet, async imageCid => await this.repositoriesOfImage(imageCid))
     // Before the routes: every /v2 request is checked before a handler sees it.
     if (this.access !== undefined) registerAccessControl(this.http, this.access)
     if (this.access?.users !== undefined && this.access.sessions !== undefined) {
@@ -268,6 +269,14 @@ export class ShoalNode {
     const reconciler = this.reconciler
     if (reconciler !== undefined) this.stopWatchingCatalogue = fleet.onChange(() => { reconciler.poke() })
     this.lifecycle.meshJoined(await this.meshApi(fleet))
+  }
+
+  /** The repositories with a tag on an image (the fleet's tags in a mesh, this node's outside one). */
+  private async repositoriesOfImage (imageCid: string): Promise<string[]> {
+    const tags = this.fleet !== undefined && this.lifecycle.mesh.state === 'joined'
+      ? await this.fleet.allTags()
+      : this.fleet === undefined ? await listLocalImages(this.metadata) : []
+    return [...new Set(tags.filter(tag => tag.imageCid === imageCid).map(tag => tag.repository))]
   }
 
   /** The fleet: the mesh, the catalogue and this node's inventory record. */

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUnder } from '../http-request.ts'
 import { DeniedError, UnauthorizedError } from '../oci/errors.ts'
 import { setRequestAccess } from '../registry/request-access.ts'
+import { IPFS_REPOSITORY_PREFIX } from '../registry/ipfs-images.ts'
 import { API_PREFIX } from '../api/scope.ts'
 import { ASSETS_PREFIX } from '../web/layout.ts'
 import { LOGIN_PATH, LOGOUT_PATH, sessionIdOf } from './login-routes.ts'
@@ -39,6 +40,22 @@ export interface AccessControlOptions {
   isMember: (peer: string) => boolean
   /** Signed-in browsers (the UI's login); none: the UI signs in with Basic only (an external token issuer and no htpasswd). */
   sessions: Sessions | undefined
+  /** The repositories with a tag on the image whose CID this is: a user who may pull one of them may pull the image by CID. */
+  repositoriesOfImage: (imageCid: string) => Promise<string[]>
+}
+
+/**
+ * What `user` may do to `repository`: the policy's answer, and for an image by CID
+ * (`ipfs/<cid>`) also pull when the user may pull a repository tagged with that image. Knowing a
+ * CID is then not enough to read a private image, and a rule for `ipfs/*` is not needed to pull
+ * by CID what one may pull by tag.
+ */
+async function rightsOn (user: string | undefined, repository: string, options: AccessControlOptions): Promise<Set<Action>> {
+  const actions = options.policy.actionsOn(user, repository)
+  if (actions.has('pull') || !repository.startsWith(IPFS_REPOSITORY_PREFIX)) return actions
+  const tagged = await options.repositoriesOfImage(repository.slice(IPFS_REPOSITORY_PREFIX.length))
+  if (tagged.some(name => options.policy.actionsOn(user, name).has('pull'))) actions.add('pull')
+  return actions
 }
 
 export const INTERNAL_HEADER = 'x-shoal-internal'
@@ -72,9 +89,11 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
   // A path no endpoint serves: the router answers 404 whoever asks.
   if (requirement === undefined) return
   const caller = await identify(req, options, requirement)
+  // The path's repository with its image-by-CID rights, read once; others (a mount's source, the catalogue's entries) by the policy.
+  const own = requirement.kind === 'repository' && caller.grants === undefined ? await rightsOn(caller.user, requirement.name, options) : undefined
   const may = (repository: string, action: Action): boolean => caller.grants !== undefined
     ? caller.grants.some(grant => grant.type === 'repository' && grant.name === repository && grant.actions.includes(action))
-    : options.policy.actionsOn(caller.user, repository).has(action)
+    : (own !== undefined && requirement.kind === 'repository' && repository === requirement.name ? own : options.policy.actionsOn(caller.user, repository)).has(action)
   setRequestAccess(req, { user: caller.user, pullable: repository => may(repository, 'pull') })
   switch (requirement.kind) {
     case 'base':
@@ -84,7 +103,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
       throw unauthorized(req, options, requirement, 'authentication required')
     case 'repository': {
       if (may(requirement.name, requirement.action)) return
-      const userMay = options.policy.actionsOn(caller.user, requirement.name).has(requirement.action)
+      const userMay = (await rightsOn(caller.user, requirement.name, options)).has(requirement.action)
       // A token without the scope, for a user who has the right: the client fetches one with it.
       if (caller.user === undefined || (caller.grants !== undefined && userMay)) {
         throw unauthorized(req, options, requirement, caller.user === undefined ? 'authentication required' : 'the token does not grant this')
@@ -150,6 +169,9 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
     throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
   }
   if (caller.user === undefined) throw new UnauthorizedError('sign in, or sign the request as a fleet member', undefined, { headers: challenge })
+  // An image by its CID, for a user who may pull it by a tag.
+  const cid = /^\/ipfs\/([^/?]+)/.exec(req.url)?.[1]
+  if (cid !== undefined && (await rightsOn(caller.user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull')) return
   if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
 }
 
@@ -244,7 +266,7 @@ async function grant (user: string | undefined, scopes: Scope[], service: string
   const access: ResourceAccess[] = []
   for (const scope of scopes) {
     if (scope.type === 'repository') {
-      const allowed = options.policy.actionsOn(user, scope.name)
+      const allowed = await rightsOn(user, scope.name, options)
       const actions = scope.actions.flatMap(action => action === '*' ? [...allowed] : allowed.has(action as Action) ? [action] : [])
       access.push({ type: 'repository', name: scope.name, actions: [...new Set(actions)] })
     } else if (scope.type === 'registry' && scope.name === 'catalog' && (user !== undefined || options.policy.actionsOn(undefined, '').has('pull'))) {

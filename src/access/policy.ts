@@ -2,10 +2,15 @@
 // match wins, as Distribution's token servers (docker_auth) read their ACLs.
 
 export const ACTIONS = ['pull', 'push', 'delete'] as const
+const IPFS_PREFIX = 'ipfs/'
 export type Action = typeof ACTIONS[number]
 
 export interface AccessRule {
-  /** Repository patterns: `*` matches any run of characters, slashes included (`team-a/*`). */
+  /**
+   * Repository patterns: `*` matches any run of characters, slashes included (`team-a/*`). Images
+   * by CID (`ipfs/<cid>`) are matched only by patterns that start with `ipfs/`: a catch-all `*`
+   * must not open by CID what a rule above it closes by name.
+   */
   repositories: string[]
   /** User names; `*` is any signed-in user. */
   users: string[]
@@ -43,7 +48,8 @@ export class AccessPolicy {
     const allowed = new Set<Action>(this.options.anonymousPull ? ['pull'] : [])
     if (user === undefined) return allowed
     if (this.isAdmin(user) || this.rules.length === 0) return new Set(ACTIONS)
-    const rule = this.rules.find(candidate => candidate.patterns.some(pattern => pattern.test(repository)) && (candidate.users.includes('*') || candidate.users.includes(user)))
+    const byCid = repository.startsWith(IPFS_PREFIX)
+    const rule = this.rules.find(candidate => candidate.patterns.some((pattern, index) => (candidate.repositories[index] ?? '').startsWith(IPFS_PREFIX) === byCid && pattern.test(repository)) && (candidate.users.includes('*') || candidate.users.includes(user)))
     for (const action of rule?.allow ?? []) allowed.add(action)
     return allowed
   }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { hashSync } from '@node-rs/bcrypt'
 import { SignJWT } from 'jose'
+import { decode as decodeDagPb } from '@ipld/dag-pb'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PEER_HEADER } from '../../src/mesh/block-request.ts'
@@ -161,6 +162,31 @@ describe('a node with users and rights', () => {
     assert.deepEqual((await page.json() as { repositories: string[] }).repositories, ['team-a/app'])
   })
 
+  it('lets a user pull an image by its CID exactly when the user may pull a repository tagged with it', async () => {
+    const registry = new RegistryClient(node.url)
+    const alice = { authorization: basic('alice') }
+    const open = await pushAs(registry, alice, 'team-a/bycid', '1', 'open by cid')
+    const hidden = await pushAs(registry, alice, 'secret/bycid', '1', 'hidden by cid')
+    const cidOf = async (repository: string): Promise<string> => (await get(`/v2/${repository}/manifests/1`, { method: 'HEAD', headers: { ...alice, accept: MANIFEST } })).headers.get('shoal-image-cid') ?? ''
+    const [openCid, hiddenCid] = [await cidOf('team-a/bycid'), await cidOf('secret/bycid')]
+    const carol = { authorization: basic('carol'), accept: MANIFEST }
+    assert.equal((await get(`/v2/ipfs/${openCid}/manifests/${open}`, { headers: carol })).status, 200)
+    assert.equal((await get(`/v2/ipfs/${hiddenCid}/manifests/${hidden}`, { headers: carol })).status, 403)
+    assert.equal((await get(`/v2/ipfs/${hiddenCid}/manifests/${hidden}`, { headers: { ...alice, accept: MANIFEST } })).status, 200)
+    // The token endpoint grants the same.
+    const granted = async (cid: string): Promise<string[]> => {
+      const bearer = await token('carol', `repository:ipfs/${cid}:pull`)
+      const claims = JSON.parse(Buffer.from(bearer.split('.')[1] ?? '', 'base64url').toString()) as { access: Array<{ actions: string[] }> }
+      return claims.access[0]?.actions ?? []
+    }
+    assert.deepEqual(await granted(openCid), ['pull'])
+    assert.deepEqual(await granted(hiddenCid), [])
+    // And the gateway: the image's root by CID, for a user who may pull it.
+    const raw = { accept: 'application/vnd.ipld.raw', authorization: basic('carol') }
+    assert.equal((await get(`/ipfs/${openCid}`, { headers: raw })).status, 200)
+    assert.equal((await get(`/ipfs/${hiddenCid}`, { headers: raw })).status, 403)
+  })
+
   it('mounts a blob only from a repository the user may pull', async () => {
     const registry = new RegistryClient(node.url)
     const digest = sha256('a secret blob')
@@ -282,8 +308,13 @@ describe('a fleet of two nodes with users', () => {
     const record = await a.node.fleet?.catalogue.getTag('fleet/app', '1.0')
     assert.equal(record?.pushedBy, 'alice', 'the tag records who pushed it')
     assert.equal((await b.node.fleet?.catalogue.getTag('fleet/app', '1.0'))?.pushedBy, 'alice')
-    const path = `/ipfs/${record?.imageCid ?? ''}`
     const raw = { accept: 'application/vnd.ipld.raw' }
+    // The image's root: carol may pull fleet/app, so she may read it by CID. A block below it
+    // (the image directory's first entry) is for members and admins only.
+    const root = await fetch(`${a.url}/ipfs/${record?.imageCid ?? ''}`, { headers: { ...raw, authorization: basic('carol') } })
+    assert.equal(root.status, 200, 'the image by CID, for a user who may pull its tag')
+    const below = decodeDagPb(new Uint8Array(await root.arrayBuffer())).Links[0]?.Hash.toString() ?? ''
+    const path = `/ipfs/${below}`
     assert.equal((await fetch(`${a.url}${path}`, { headers: raw })).status, 401, 'no credentials')
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('carol') } })).status, 403, 'a user who is not an admin')
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('root') } })).status, 200, 'an admin')

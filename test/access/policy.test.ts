@@ -23,6 +23,14 @@ describe('AccessPolicy', () => {
     assert.deepEqual(actions('bob', 'team-ab/app'), ['pull'], 'team-a/* does not match team-ab/app')
   })
 
+  it('matches images by CID only with patterns that name ipfs/', () => {
+    assert.deepEqual(actions('carol', 'ipfs/bafyimage'), [], 'the catch-all * does not open images by CID')
+    const byCid = new AccessPolicy({ rules: parseAccessRules([{ repositories: ['ipfs/*'], users: ['carol'], allow: ['pull'] }, { repositories: ['*'], users: ['*'], allow: ['pull'] }]), anonymousPull: false, admins: [] })
+    assert.deepEqual([...byCid.actionsOn('carol', 'ipfs/bafyimage')], ['pull'])
+    assert.deepEqual([...byCid.actionsOn('bob', 'ipfs/bafyimage')], [])
+    assert.deepEqual([...byCid.actionsOn('bob', 'x/y')], ['pull'])
+  })
+
   it('gives admins everything and anonymous callers nothing unless anonymousPull', () => {
     assert.deepEqual(actions('root', 'secret/x'), ['delete', 'pull', 'push'])
     assert.ok(policy.isAdmin('root'))
