@@ -255,6 +255,7 @@ export class ShoalNode {
     const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port
     this.address = `${this.config.tlsCert === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
     this.logger.info({ url: this.address, data: resolve(this.config.data) }, 'listening')
+    if (this.access !== undefined && this.fleet !== undefined && this.config.swarmKeyFile === undefined) this.logger.warn('authentication is on but the mesh has no swarm key: any machine that reaches the libp2p port joins the fleet and may fetch every block (set swarmKeyFile)')
     if (this.access === undefined && !isLoopback(host)) this.logger.warn({ listen: this.config.listen }, 'no authentication: anyone who reaches this address may push, pull and delete (set auth.htpasswd, see "Securing a fleet" in the README)')
     // The fleet's first heartbeat names this node's URL, so it starts once the node listens.
     if (this.fleet !== undefined) await this.joinFleet(this.fleet)
@@ -310,7 +311,7 @@ export class ShoalNode {
   private buildFetcher (fleet: Fleet, ca: string[] | undefined): BlockFetcher {
     return new BlockFetcher({
       ca,
-      sign: async (method, path) => await fleet.mesh.signRequest(method, path),
+      sign: async (method, target) => await fleet.mesh.signRequest(method, target),
       blockstore: this.blockstore,
       onBadBlock: (provider) => this.metrics.meshBadBlocks.inc({ provider: provider.id }),
       onBlockFetched: (provider, size) => {

@@ -3,7 +3,9 @@
 // /auth/token, so docker, podman, skopeo and containerd sign in through their usual flow.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUnder } from '../http-request.ts'
-import { DeniedError, UnauthorizedError } from '../oci/errors.ts'
+import { timingSafeEqual } from 'node:crypto'
+import { CID } from 'multiformats/cid'
+import { DeniedError, EndpointUnknownError, UnauthorizedError, UnsupportedError } from '../oci/errors.ts'
 import { setRequestAccess } from '../registry/request-access.ts'
 import { IPFS_REPOSITORY_PREFIX } from '../registry/ipfs-images.ts'
 import { API_PREFIX } from '../api/scope.ts'
@@ -18,6 +20,8 @@ import { parseScopes, requirementOf, scopeText, type Requirement, type Scope } f
 import type { ResourceAccess, TokenIssuer, TokenVerifier } from './tokens.ts'
 
 export const TOKEN_PATH = '/auth/token'
+/** Scopes one token may cover: each may cost a look through the tags (images by CID). */
+const MAX_SCOPES = 50
 
 export interface AccessControlOptions {
   policy: AccessPolicy
@@ -53,7 +57,14 @@ export interface AccessControlOptions {
 async function rightsOn (user: string | undefined, repository: string, options: AccessControlOptions): Promise<Set<Action>> {
   const actions = options.policy.actionsOn(user, repository)
   if (actions.has('pull') || !repository.startsWith(IPFS_REPOSITORY_PREFIX)) return actions
-  const tagged = await options.repositoriesOfImage(repository.slice(IPFS_REPOSITORY_PREFIX.length))
+  const cid = repository.slice(IPFS_REPOSITORY_PREFIX.length)
+  // Only a real CID is looked up (the lookup reads every tag).
+  try {
+    CID.parse(cid)
+  } catch {
+    return actions
+  }
+  const tagged = await options.repositoriesOfImage(cid)
   if (tagged.some(name => options.policy.actionsOn(user, name).has('pull'))) actions.add('pull')
   return actions
 }
@@ -72,8 +83,12 @@ interface Caller {
 const PUBLIC = ['/healthz', '/readyz', '/metrics', TOKEN_PATH, LOGIN_PATH, LOGOUT_PATH, ASSETS_PREFIX, '/favicon.ico', '/openapi.json', '/swagger']
 
 export function registerAccessControl (app: FastifyInstance, options: AccessControlOptions): void {
+  const internalKey = Buffer.from(options.internalKey)
   app.addHook('onRequest', async (req, reply) => {
-    if (req.headers[INTERNAL_HEADER] === options.internalKey) return
+    // The face is read from the path as it is written; the router decodes it. An encoded first
+    // segment (`/v%32/`, `/%69pfs/`) would be checked as one face and served as another.
+    if (/^\/[^/?]*%/.test(req.url)) throw new EndpointUnknownError('an encoded first path segment is not served')
+    if (isInternalRead(req, internalKey)) return
     if (isUnder(req.url, '/v2')) await guardRegistry(req, options)
     else if (isUnder(req.url, '/ipfs')) await guardBlocks(req, options)
     else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) {
@@ -84,17 +99,25 @@ export function registerAccessControl (app: FastifyInstance, options: AccessCont
   if (options.issuer !== undefined) registerTokenEndpoint(app, options, options.issuer)
 }
 
+/** The web UI's own reads of this node's registry (GET and HEAD under /v2 only), by the secret made at start. */
+function isInternalRead (req: FastifyRequest, key: Buffer): boolean {
+  const given = req.headers[INTERNAL_HEADER]
+  if (typeof given !== 'string' || (req.method !== 'GET' && req.method !== 'HEAD') || !isUnder(req.url, '/v2')) return false
+  const bytes = Buffer.from(given)
+  return bytes.length === key.length && timingSafeEqual(bytes, key)
+}
+
 async function guardRegistry (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
   const requirement = requirementOf(req.method, req.url)
-  // A path no endpoint serves: the router answers 404 whoever asks.
-  if (requirement === undefined) return
   const caller = await identify(req, options, requirement)
   // The path's repository with its image-by-CID rights, read once; others (a mount's source, the catalogue's entries) by the policy.
   const own = requirement.kind === 'repository' && caller.grants === undefined ? await rightsOn(caller.user, requirement.name, options) : undefined
   const may = (repository: string, action: Action): boolean => caller.grants !== undefined
     ? caller.grants.some(grant => grant.type === 'repository' && grant.name === repository && grant.actions.includes(action))
     : (own !== undefined && requirement.kind === 'repository' && repository === requirement.name ? own : options.policy.actionsOn(caller.user, repository)).has(action)
-  setRequestAccess(req, { user: caller.user, pullable: repository => may(repository, 'pull') })
+  // The catalogue is listed by the user's rights when the token grants it (registry:catalog:*), not by the token's repository grants.
+  const listsByPolicy = requirement.kind === 'catalog' && caller.grants?.some(grant => grant.type === 'registry' && grant.name === 'catalog') === true
+  setRequestAccess(req, { user: caller.user, pullable: repository => listsByPolicy ? options.policy.actionsOn(caller.user, repository).has('pull') : may(repository, 'pull') })
   switch (requirement.kind) {
     case 'base':
     case 'catalog':
@@ -126,6 +149,7 @@ async function guardManagement (req: FastifyRequest, options: AccessControlOptio
   } catch (err) {
     throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
   }
+  if (caller.grants !== undefined && !grantsApi(caller.grants)) throw new UnauthorizedError('this token is for the registry: sign in with a password, or ask /auth/token for scope registry:api:*', undefined, { headers: challenge })
   const changes = req.method !== 'GET' && req.method !== 'HEAD'
   // No Authorization header: a browser's session, whose changes carry its CSRF token.
   const session = caller.user === undefined && req.headers.authorization === undefined ? options.sessions?.get(sessionIdOf(req)) : undefined
@@ -139,7 +163,7 @@ async function guardManagement (req: FastifyRequest, options: AccessControlOptio
   }
   const user = caller.user
   setRequestAccess(req, { user, pullable: repository => options.policy.actionsOn(user, repository).has('pull'), ...(session === undefined ? {} : { csrf: session.csrf }) })
-  if ((changes || isUnder(req.url, '/api/v1/datastore')) && !options.policy.isAdmin(user)) {
+  if ((changes || req.routeOptions.url === `${API_PREFIX}/datastore`) && !options.policy.isAdmin(user)) {
     throw new DeniedError(`${user} is not an admin: ${changes ? 'strategies and the fleet are managed by admins' : 'the raw catalogue is for admins'}`)
   }
   return true
@@ -155,9 +179,11 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
   const signature = req.headers[PEER_SIGNATURE_HEADER]
   const time = req.headers[PEER_TIME_HEADER]
   if (typeof peer === 'string' && typeof signature === 'string' && typeof time === 'string') {
-    const signer = await verifyRequest(peer, req.method, req.url.split('?', 1)[0] ?? '', time, signature)
-    if (signer === undefined) throw new UnauthorizedError('the peer signature does not hold (another key, path or time)')
+    const signer = await verifyRequest(peer, req.method, `${req.headers.host ?? ''}${req.url}`, time, signature)
+    if (signer === undefined) throw new UnauthorizedError('the peer signature does not hold (another key, node, path or time)')
     if (!options.isMember(signer)) throw new DeniedError(`peer ${signer} is not a member of this fleet`)
+    // Members fetch raw blocks, one at a time: a signature is never a whole image (a CAR).
+    if (/[?&]format=car\b/.test(req.url) || (req.headers.accept ?? '').includes('application/vnd.ipld.car')) throw new DeniedError('a signed request gets raw blocks, not a CAR')
     return
   }
   if (options.policy.actionsOn(undefined, '').has('pull')) return
@@ -169,10 +195,16 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
     throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
   }
   if (caller.user === undefined) throw new UnauthorizedError('sign in, or sign the request as a fleet member', undefined, { headers: challenge })
+  if (caller.grants !== undefined && !grantsApi(caller.grants)) throw new UnauthorizedError('this token is for the registry: sign in with a password, or ask /auth/token for scope registry:api:*', undefined, { headers: challenge })
   // An image by its CID, for a user who may pull it by a tag.
   const cid = /^\/ipfs\/([^/?]+)/.exec(req.url)?.[1]
   if (cid !== undefined && (await rightsOn(caller.user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull')) return
   if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
+}
+
+/** A token meant for more than the registry: the management API, the UI and blocks by CID act for its user. */
+function grantsApi (grants: ResourceAccess[]): boolean {
+  return grants.some(grant => grant.type === 'registry' && grant.name === 'api')
 }
 
 /** The caller its Authorization header proves; wrong credentials are refused here, none is anonymous. */
@@ -263,6 +295,7 @@ function signInRefused (): UnauthorizedError {
 /** A token granting of each scope asked what the user may do (possibly nothing). */
 async function grant (user: string | undefined, scopes: Scope[], service: string | null, options: AccessControlOptions, issuer: TokenIssuer): Promise<Awaited<ReturnType<TokenIssuer['issue']>>> {
   if (service !== null && service !== options.service) throw new DeniedError(`this node issues tokens for service ${options.service}, not ${service}`)
+  if (scopes.length > MAX_SCOPES) throw new UnsupportedError(`a token covers at most ${MAX_SCOPES} scopes, not ${scopes.length}`)
   const access: ResourceAccess[] = []
   for (const scope of scopes) {
     if (scope.type === 'repository') {
@@ -271,6 +304,9 @@ async function grant (user: string | undefined, scopes: Scope[], service: string
       access.push({ type: 'repository', name: scope.name, actions: [...new Set(actions)] })
     } else if (scope.type === 'registry' && scope.name === 'catalog' && (user !== undefined || options.policy.actionsOn(undefined, '').has('pull'))) {
       access.push({ type: 'registry', name: 'catalog', actions: ['*'] })
+    } else if (scope.type === 'registry' && scope.name === 'api' && user !== undefined) {
+      // The management API as this user: what the user may do there is the policy's to say.
+      access.push({ type: 'registry', name: 'api', actions: ['*'] })
     }
   }
   return await issuer.issue(user, access)

@@ -38,7 +38,9 @@ function hostOf (authority: string): string {
 }
 
 export function registerHostCheck (app: FastifyInstance, allowed: readonly string[]): void {
-  const names = new Set(allowed.map(name => name.toLowerCase().replace(/^\[(.*)\]$/, '$1')))
+  // localhost always: no page elsewhere can make it name another machine, and the node's own
+  // in-process reads (the web UI's) name it.
+  const names = new Set([...allowed, 'localhost'].map(name => name.toLowerCase().replace(/^\[(.*)\]$/, '$1')))
   app.addHook('onRequest', async (req: FastifyRequest) => {
     const host = req.headers.host
     // HTTP/1.0 clients may send none: nothing to check, and no browser does that.

@@ -1,22 +1,28 @@
 // Users from an htpasswd file of bcrypt entries (`htpasswd -B`), as Distribution's auth.htpasswd.
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { verify as bcryptVerify } from '@node-rs/bcrypt'
+import { hashSync, verify as bcryptVerify } from '@node-rs/bcrypt'
+import { TooManyRequestsError } from '../oci/errors.ts'
 import { ConfigError } from '../config.ts'
 
 /** A password checked recently is not checked again for this long: bcrypt costs ~50 ms a check, and a pull sends dozens of requests. */
 const VERIFIED_FOR_MS = 5 * 60_000
 const MAX_REMEMBERED = 1000
-/** Checked for an unknown user, so that a wrong name costs as long as a wrong password. */
-const DUMMY_HASH = '$2b$10$2IUy8fGNcaGOV4WSnOunx.MyRVPHERP/ZZfnwVvLIbATblyxnvFsO'
+/** bcrypt checks at once; past it a sign-in is refused (429): wrong passwords must not fill the threadpool the blockstore uses. */
+const MAX_CHECKS_IN_FLIGHT = 8
 
 export class Htpasswd {
   private readonly hashes: ReadonlyMap<string, string>
+  /** Checked for an unknown user, at the file's own cost, so that a wrong name costs as long as a wrong password. */
+  private readonly dummyHash: string
+  private checking = 0
   /** sha256(user, password, hash) of recent good checks, and until when each holds. */
   private readonly verified = new Map<string, number>()
 
   private constructor (hashes: Map<string, string>) {
     this.hashes = hashes
+    const cost = Number(/^\$2[abxy]\$(\d\d)\$/.exec(hashes.values().next().value ?? '')?.[1] ?? 10)
+    this.dummyHash = hashSync('not a password', cost)
   }
 
   /** Reads the file (once, when the node is built); a line that is not `user:bcrypt-hash` is refused, with its number. */
@@ -50,7 +56,14 @@ export class Htpasswd {
     const key = createHash('sha256').update(user).update('\0').update(password).update('\0').update(hash ?? '').digest('base64')
     const now = Date.now()
     if (hash !== undefined && (this.verified.get(key) ?? 0) > now) return true
-    const good = await bcryptVerify(password, hash ?? DUMMY_HASH)
+    if (this.checking >= MAX_CHECKS_IN_FLIGHT) throw new TooManyRequestsError('too many sign-ins at once: try again in a moment')
+    this.checking++
+    let good: boolean
+    try {
+      good = await bcryptVerify(password, hash ?? this.dummyHash)
+    } finally {
+      this.checking--
+    }
     if (!good || hash === undefined) return false
     if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value as string)
     this.verified.set(key, now + VERIFIED_FOR_MS)

@@ -23,9 +23,19 @@ export function sessionIdOf (req: FastifyRequest): string | undefined {
   return header === undefined ? undefined : parseCookie(header)[SESSION_COOKIE]
 }
 
-/** Where to go after signing in: a path of this node only (never another site). */
+/**
+ * Where to go after signing in: a path of this node only (never another site). Resolved against
+ * a placeholder origin, so `//x`, `/\x` and control characters browsers drop (`/\t/x`) cannot
+ * leave it.
+ */
 export function safeNext (next: unknown): string {
-  return typeof next === 'string' && /^\/(?![/\\])/.test(next) ? next : '/'
+  if (typeof next !== 'string' || !next.startsWith('/') || [...next].some(c => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f || c === '\\' || /\s/.test(c))) return '/'
+  try {
+    const url = new URL(next, 'http://shoal.invalid')
+    return url.origin === 'http://shoal.invalid' ? `${url.pathname}${url.search}` : '/'
+  } catch {
+    return '/'
+  }
 }
 
 export function registerLoginRoutes (app: FastifyInstance, options: LoginOptions): void {

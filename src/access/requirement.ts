@@ -10,21 +10,25 @@ export type Requirement =
 /** The repository a /v2 path names before its resource (names contain slashes; the router reads them the same way). */
 const RESOURCE = /^(.+)\/(?:blobs\/uploads\/?|blobs\/uploads\/[^/]+|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/
 
-/** The requirement of a request under /v2, or undefined for a path no endpoint serves (the router refuses it). */
-export function requirementOf (method: string, url: string): Requirement | undefined {
+/**
+ * The requirement of a request under /v2, read from the path as the router and the registry's
+ * handler read it (decoded after `/v2/`). Anything else, a path no endpoint serves included, needs
+ * what the base endpoint needs: the guard fails closed.
+ */
+export function requirementOf (method: string, url: string): Requirement {
   const [rawPath = '', query = ''] = url.split('?', 2)
-  const path = rawPath.replace(/^\/v2\/?/, '')
-  if (path === '') return { kind: 'base' }
-  if (path === '_catalog') return { kind: 'catalog' }
-  let decoded: string
+  let path: string
   try {
-    decoded = decodeURIComponent(path)
+    path = decodeURIComponent(rawPath.slice('/v2/'.length))
   } catch {
-    return undefined
+    return { kind: 'base' }
   }
-  const name = RESOURCE.exec(decoded)?.[1]
-  if (name === undefined) return undefined
-  const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' ? 'delete' : 'push'
+  if (path === '_catalog') return { kind: 'catalog' }
+  const name = RESOURCE.exec(path)?.[1]
+  if (name === undefined) return { kind: 'base' }
+  // Cancelling an upload is part of a push (Distribution asks push for it, not delete).
+  const upload = /\/blobs\/uploads(\/|$)/.test(path)
+  const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' && !upload ? 'delete' : 'push'
   const params = new URLSearchParams(query)
   const mountFrom = method === 'POST' && params.has('mount') ? params.get('from') ?? undefined : undefined
   return { kind: 'repository', name, action, ...(mountFrom === undefined ? {} : { mountFrom }) }

@@ -48,7 +48,7 @@ export interface BlockFetcherOptions {
   /** CA certificates (PEM) providers' HTTPS certificates are checked against; default the system's. */
   ca?: string[]
   /** Signs each block request as this node's (providers with authentication on serve members only). */
-  sign?: (method: string, path: string) => Promise<Record<string, string>>
+  sign?: (method: string, target: string) => Promise<Record<string, string>>
   /** One request, body included; defaults to 30 s. */
   requestTimeoutMs?: number
   /** Pause before asking providers again that have all failed once; defaults to 250 ms. */

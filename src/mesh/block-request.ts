@@ -24,8 +24,8 @@ export interface BlockRequestsOptions {
   connectionsPerProvider: number
   /** CA certificates (PEM) a provider's HTTPS certificate is checked against; default the system's. */
   ca?: string[]
-  /** Headers that prove the request is this node's (mesh/peer-signature.ts): a provider with authentication on serves members only. */
-  sign?: (method: string, path: string) => Promise<Record<string, string>>
+  /** Headers that prove the request is this node's (mesh/peer-signature.ts), for `host:port/path?query`: a provider with authentication on serves members only. */
+  sign?: (method: string, target: string) => Promise<Record<string, string>>
   /** This node's peer id, sent so that the provider may relay for it; asked per request. */
   peerId?: () => string
 }
@@ -52,7 +52,7 @@ export class BlockRequests {
     const headers: Record<string, string> = { accept: RAW }
     if (this.options.peerId !== undefined) headers[PEER_HEADER] = this.options.peerId()
     if (root !== undefined) headers[ROOT_HEADER] = root.toString()
-    if (this.options.sign !== undefined) Object.assign(headers, await this.options.sign('GET', url.pathname))
+    if (this.options.sign !== undefined) Object.assign(headers, await this.options.sign('GET', `${url.host}${url.pathname}${url.search}`))
     try {
       const response = await this.poolOf(url.origin).request({ method: 'GET', path: url.pathname, headers, signal: AbortSignal.any([signal, timeout]) })
       const { body } = response

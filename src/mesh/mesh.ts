@@ -53,10 +53,10 @@ export class Mesh {
     return this.helia.libp2p.peerId.toString()
   }
 
-  /** Headers proving a request of this node's to a peer's HTTP face is its own (mesh/peer-signature.ts). */
-  async signRequest (method: string, path: string): Promise<Record<string, string>> {
+  /** Headers proving a request of this node's to a peer's HTTP face is its own (mesh/peer-signature.ts); `target` is `host:port/path?query`. */
+  async signRequest (method: string, target: string): Promise<Record<string, string>> {
     if (this.privateKey === undefined) throw new Error('the mesh is not started')
-    return await signRequest(this.privateKey, method, path)
+    return await signRequest(this.privateKey, method, target)
   }
 
   /**

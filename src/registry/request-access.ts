@@ -42,6 +42,6 @@ export function sessionOf (req: FastifyRequest): { user: string, csrf: string } 
 export function mountAllowed (req: FastifyRequest): boolean {
   const access = decisions.get(req)
   if (access === undefined) return true
-  const from = (req.query as Record<string, string | undefined>).from
-  return from !== undefined && access.pullable(from)
+  const from = (req.query as Record<string, unknown>).from
+  return typeof from === 'string' && access.pullable(from)
 }

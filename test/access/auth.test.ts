@@ -187,6 +187,33 @@ describe('a node with users and rights', () => {
     assert.equal((await get(`/ipfs/${hiddenCid}`, { headers: raw })).status, 403)
   })
 
+  it('holds against encoded paths, tokens used beyond the registry, and malformed queries', async () => {
+    // The catalogue and the raw catalogue by another spelling.
+    assert.equal((await get('/v2/%5Fcatalog')).status, 401)
+    assert.equal((await get('/api/v1/%64atastore', { headers: { authorization: basic('carol') } })).status, 403)
+    assert.equal((await get('/%69pfs/bafkqaaa', { headers: { authorization: basic('carol') } })).status, 404)
+    assert.equal((await get('/v%32/_catalog')).status, 404)
+    // A token for the registry is not a key to the management API; one with registry:api:* is.
+    const registryOnly = await token('carol', 'repository:team-a/app:pull')
+    assert.equal((await get('/api/v1/images', { headers: { authorization: `Bearer ${registryOnly}` } })).status, 401)
+    const api = await token('carol', 'registry:api:*')
+    assert.equal((await get('/api/v1/images', { headers: { authorization: `Bearer ${api}` } })).status, 200)
+    // A catalogue token lists by the user's rights.
+    const catalog = await token('carol', 'registry:catalog:*')
+    const listed = (await (await get('/v2/_catalog', { headers: { authorization: `Bearer ${catalog}` } })).json() as { repositories: string[] }).repositories
+    assert.ok(listed.includes('team-a/app') && !listed.some(name => name.startsWith('secret/')), JSON.stringify(listed))
+    // Cancelling one's own upload is part of a push: alice may push to secret/ but not delete there.
+    const started = await get('/v2/secret/cancel/blobs/uploads/', { method: 'POST', headers: { authorization: basic('alice') } })
+    assert.equal(started.status, 202)
+    assert.equal((await get(started.headers.get('location') ?? '', { method: 'DELETE', headers: { authorization: basic('alice') } })).status, 204)
+    // A repeated from= is not a fault of the node.
+    assert.equal((await get(`/v2/team-a/twice/blobs/uploads/?mount=${sha256('x')}&from=a&from=b`, { method: 'POST', headers: { authorization: basic('alice') } })).status, 202)
+    // Too many scopes in one token request.
+    const many = new URLSearchParams({ service: 'shoal' })
+    for (let i = 0; i < 60; i++) many.append('scope', `repository:ipfs/bafy${i}:pull`)
+    assert.equal((await get(`/auth/token?${many.toString()}`, { headers: { authorization: basic('carol') } })).status, 400)
+  })
+
   it('mounts a blob only from a repository the user may pull', async () => {
     const registry = new RegistryClient(node.url)
     const digest = sha256('a secret blob')
@@ -319,19 +346,25 @@ describe('a fleet of two nodes with users', () => {
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('carol') } })).status, 403, 'a user who is not an admin')
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, authorization: basic('root') } })).status, 200, 'an admin')
     // A member's own signature.
-    const member = await b.node.fleet?.mesh.signRequest('GET', path) ?? {}
+    const member = await b.node.fleet?.mesh.signRequest('GET', `${a.host}${path}`) ?? {}
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...member } })).status, 200, 'a member')
     // A stranger with a valid key of its own, and one who claims B's id with another key.
     const strangerKey = await generateKeyPair('Ed25519')
     const stranger = peerIdFromPrivateKey(strangerKey).toString()
-    const strangerHeaders = await signRequest(strangerKey, 'GET', path)
+    const strangerHeaders = await signRequest(strangerKey, 'GET', `${a.host}${path}`)
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...strangerHeaders } })).status, 403, 'not a member')
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...strangerHeaders } })).status, 401, 'forged as B')
     // B's signature for another path, or an old one, does not open this one.
-    const other = await b.node.fleet?.mesh.signRequest('GET', '/ipfs/bafkqaaa') ?? {}
+    const other = await b.node.fleet?.mesh.signRequest('GET', `${a.host}/ipfs/bafkqaaa`) ?? {}
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...other } })).status, 401, 'signed for another path')
+    const elsewhere = await b.node.fleet?.mesh.signRequest('GET', `${b.host}${path}`) ?? {}
+    assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...elsewhere } })).status, 401, 'signed for another node')
+    // A member's signature gets raw blocks, never the whole image as a CAR.
+    const carPath = `/ipfs/${record?.imageCid ?? ''}?format=car`
+    const car = await b.node.fleet?.mesh.signRequest('GET', `${a.host}${carPath}`) ?? {}
+    assert.equal((await fetch(`${a.url}${carPath}`, { headers: { [PEER_HEADER]: b.node.fleet?.mesh.peerId ?? '', ...car } })).status, 403, 'a CAR by signature')
     // Two minutes old: refused before the signer is even looked up (401, not the stranger's 403).
-    const stale = await signRequest(strangerKey, 'GET', path, Date.now() - 120_000)
+    const stale = await signRequest(strangerKey, 'GET', `${a.host}${path}`, Date.now() - 120_000)
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...stale } })).status, 401, 'stale')
   })
 

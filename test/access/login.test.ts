@@ -84,6 +84,17 @@ describe('signing in to the web UI', () => {
     await rootContext.close()
   })
 
+  it('sends a signed-in browser only to a page of this node, whatever next says', async () => {
+    for (const next of ['//evil.example/x', '/\t/evil.example', '/\\evil.example', 'https://evil.example/', '/%0d%0aSet-Cookie:x=y']) {
+      const response = await fetch(`${node.url}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'alice', password: 'alice-pw', next }).toString() })
+      assert.equal(response.status, 303, next)
+      const location = response.headers.get('location') ?? ''
+      assert.ok(location.startsWith('/') && !location.startsWith('//') && !location.includes('evil.example') && !/[\r\n\t\\]/.test(location), `${JSON.stringify(next)} -> ${JSON.stringify(location)}`)
+    }
+    const kept = await fetch(`${node.url}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'alice', password: 'alice-pw', next: '/nodes?x=1' }).toString() })
+    assert.equal(kept.headers.get('location'), '/nodes?x=1')
+  })
+
   it('signs out: the session ends and pages send the browser to sign in again', async () => {
     const context = await browser.newContext()
     const page = await context.newPage()

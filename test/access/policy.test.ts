@@ -69,7 +69,11 @@ describe('requirementOf', () => {
     // A repository whose name ends in a resource word is still itself.
     assert.deepEqual(requirementOf('GET', '/v2/x/blobs/blobs/sha256:00'), { kind: 'repository', name: 'x/blobs', action: 'pull' })
     assert.deepEqual(requirementOf('GET', '/v2/%61/manifests/1'), { kind: 'repository', name: 'a', action: 'pull' })
-    assert.equal(requirementOf('GET', '/v2/nothing-here'), undefined)
+    assert.deepEqual(requirementOf('DELETE', '/v2/x/blobs/uploads/abc'), { kind: 'repository', name: 'x', action: 'push' }, 'cancelling an upload is part of a push')
+    assert.deepEqual(requirementOf('GET', '/v2/%5Fcatalog'), { kind: 'catalog' })
+    // What no endpoint serves needs what the base endpoint needs: the guard fails closed.
+    assert.deepEqual(requirementOf('GET', '/v2/nothing-here'), { kind: 'base' })
+    assert.deepEqual(requirementOf('GET', '/v2/%zz/manifests/1'), { kind: 'base' })
   })
 
   it('parses scopes as clients send them, several per parameter in the OAuth2 form', () => {
