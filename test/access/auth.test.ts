@@ -17,6 +17,7 @@ import { shoal, shoalWith } from '../support/cli.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath } from '../support/oci-image.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
+import { podmanPull } from '../support/podman.ts'
 import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
 import { openTagEvents } from '../support/tag-events.ts'
 
@@ -99,6 +100,9 @@ describe('a node with users and rights', () => {
     await copyFromRegistry(`${node.host}/team-a/app:1.0`, out, { creds: `carol:${PASSWORDS.carol}` })
     for (const digest of image.layerDigests) assert.equal(sha256(await readFile(layoutBlobPath(out, digest))), digest)
     await assert.rejects(copyToRegistry(layout, `${node.host}/team-a/app:carol`, { creds: `carol:${PASSWORDS.carol}` }), /denied|unauthorized/i)
+    // podman signs in the same way; with a wrong password it is refused.
+    assert.equal(`sha256:${await podmanPull(`${node.host}/team-a/app:1.0`, { creds: `carol:${PASSWORDS.carol}` })}`, image.configDigest)
+    await assert.rejects(podmanPull(`${node.host}/team-a/app:1.0`, { creds: 'carol:wrong' }), /unauthorized|authentication required|401/i)
     // Without credentials nothing is read.
     await assert.rejects(copyFromRegistry(`${node.host}/team-a/app:1.0`, join(dir, 'anonymous-out')), /unauthorized|authentication required/i)
     assert.equal((await get('/v2/team-a/app/tags/list', { headers: { authorization: basic('carol') } })).status, 200)

@@ -11,6 +11,7 @@ import { shoal } from '../support/cli.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { sha256 } from '../support/registry-client.ts'
+import { podmanPull } from '../support/podman.ts'
 import { copyFromRegistry, copyToRegistry, inspectRaw } from '../support/skopeo.ts'
 import { makeCertificates, type TestCertificates } from '../support/tls.ts'
 
@@ -61,6 +62,10 @@ describe('a node serving HTTPS', () => {
     const noCa = join(dir, 'no-ca')
     await mkdir(noCa, { recursive: true })
     await assert.rejects(inspectRaw(`${node.host}/tls/app:1.0`, { certDir: noCa }), /certificate signed by unknown authority/)
+    // podman too: the image it pulls is the one pushed (its id is the config's digest), and
+    // without the CA it refuses the node.
+    assert.equal(`sha256:${await podmanPull(`${node.host}/tls/app:1.0`, { certDir: certs.caDir })}`, image.configDigest)
+    await assert.rejects(podmanPull(`${node.host}/tls/app:1.0`, { certDir: noCa }), /certificate signed by unknown authority/)
   })
 })
 
