@@ -35,7 +35,7 @@ import { registerLoginRoutes } from './access/login-routes.ts'
 import { AccessPolicy } from './access/policy.ts'
 import { Sessions } from './access/sessions.ts'
 import { renderLoginPage } from './web/pages/login.ts'
-import { TokenIssuer, TokenVerifier } from './access/tokens.ts'
+import { TokenIssuer, TokenVerifier, jwkThumbprint } from './access/tokens.ts'
 import { registerWebUi } from './web/routes.ts'
 
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
@@ -44,7 +44,9 @@ const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>): AccessControlOptions | undefined {
   if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
-  const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings) : undefined
+  // In a fleet, a token any member issued counts here too (sign in once, use any node).
+  const members = fleet === undefined ? undefined : async (keyId: string) => await fleet.memberTokenKey(keyId, jwkThumbprint)
+  const issuer = config.tokenPublicKey === undefined ? TokenIssuer.open(join(data, 'auth', 'token-signing.key'), settings, members) : undefined
   const externalRealm = config.tokenRealm
   const users = config.htpasswd === undefined ? undefined : Htpasswd.load(config.htpasswd)
   return {
@@ -291,7 +293,8 @@ export class ShoalNode {
         url: () => this.config.advertiseUrl ?? this.url,
         usedBytes: async () => (await this.metadata.countBlobs()).bytes,
         heldImages: () => this.metadata.listImages(),
-        replication: () => this.reconciler?.states() ?? {}
+        replication: () => this.reconciler?.states() ?? {},
+        tokenKey: () => this.access?.issuer?.publicJwk
       },
       collectGarbage: async () => await this.collectAfterDrop()
     })

@@ -5,7 +5,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { SignJWT, jwtVerify, type JWTPayload } from 'jose'
+import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose'
 import { ConfigError } from '../config.ts'
 
 const ALGORITHM = 'ES256'
@@ -31,14 +31,43 @@ export interface TokenSettings {
   ttlSeconds: number
 }
 
+/** A P-256 public key as JWK members, in the order dag-cbor stores them. */
+export type PublicJwk = { crv: string, kty: string, x: string, y: string }
+
+/** Other keys a verifier takes tokens from (the fleet's members'), by key id (`kid`). */
+export type TrustedKeys = (keyId: string) => Promise<PublicJwk | undefined>
+
 /** Checks tokens: signature, issuer, audience, validity. */
 export class TokenVerifier {
   protected readonly key: KeyObject
   protected readonly settings: TokenSettings
+  private readonly trusted: TrustedKeys | undefined
+  private readonly trustedKeys = new Map<string, KeyObject>()
 
-  constructor (key: KeyObject, settings: TokenSettings) {
+  /** `trusted`: keys other than `key` whose tokens count (the fleet's members'); none: only `key`. */
+  constructor (key: KeyObject, settings: TokenSettings, trusted?: TrustedKeys) {
     this.key = key
     this.settings = settings
+    this.trusted = trusted
+  }
+
+  /** The key a token names in its header: this verifier's own, or a trusted one. */
+  private async keyFor (token: string): Promise<KeyObject | undefined> {
+    let keyId: string | undefined
+    try {
+      keyId = decodeProtectedHeader(token).kid
+    } catch {
+      return undefined
+    }
+    if (keyId === undefined || this.trusted === undefined || keyId === thumbprint(this.key)) return this.key
+    const known = this.trustedKeys.get(keyId)
+    if (known !== undefined) return known
+    const jwk = await this.trusted(keyId)
+    // The key must be the one its id names: a record cannot slip in another key under a known id.
+    if (jwk === undefined || jwkThumbprint(jwk) !== keyId) return this.key
+    const key = createPublicKey({ key: { ...jwk }, format: 'jwk' })
+    this.trustedKeys.set(keyId, key)
+    return key
   }
 
   /** An external issuer's verifier, from its PEM public key file. */
@@ -61,9 +90,11 @@ export class TokenVerifier {
 
   /** The token's claims, or undefined when it is not one this node accepts (forged, expired, another issuer's or service's). */
   async verify (token: string): Promise<TokenClaims | undefined> {
+    const key = await this.keyFor(token)
+    if (key === undefined) return undefined
     let payload: JWTPayload
     try {
-      ({ payload } = await jwtVerify(token, this.key, { issuer: this.settings.issuer, audience: this.settings.service, algorithms: [ALGORITHM], clockTolerance: 5 }))
+      ({ payload } = await jwtVerify(token, key, { issuer: this.settings.issuer, audience: this.settings.service, algorithms: [ALGORITHM], clockTolerance: 5 }))
     } catch {
       return undefined
     }
@@ -77,15 +108,20 @@ export class TokenIssuer extends TokenVerifier {
   private readonly keyId: string
   private readonly privateKey: KeyObject
 
-  private constructor (privateKey: KeyObject, settings: TokenSettings) {
+  private constructor (privateKey: KeyObject, settings: TokenSettings, trusted?: TrustedKeys) {
     const publicKey = createPublicKey(privateKey)
-    super(publicKey, settings)
+    super(publicKey, settings, trusted)
     this.privateKey = privateKey
     this.keyId = thumbprint(publicKey)
   }
 
-  /** The node's signing key from `keyFile` (PKCS#8 PEM, mode 0600), made on first use. */
-  static open (keyFile: string, settings: TokenSettings): TokenIssuer {
+  /** The public key its tokens are checked with, for the fleet's members. */
+  get publicJwk (): PublicJwk {
+    return publicJwkOf(this.key)
+  }
+
+  /** The node's signing key from `keyFile` (PKCS#8 PEM, mode 0600), made on first use. `trusted`: other keys whose tokens count. */
+  static open (keyFile: string, settings: TokenSettings, trusted?: TrustedKeys): TokenIssuer {
     let pem: string
     try {
       pem = readFileSync(keyFile, 'utf8')
@@ -96,7 +132,7 @@ export class TokenIssuer extends TokenVerifier {
       mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 })
       writeFileSync(keyFile, pem, { mode: 0o600 })
     }
-    return new TokenIssuer(createPrivateKey(pem), settings)
+    return new TokenIssuer(createPrivateKey(pem), settings, trusted)
   }
 
   /** A token for `subject` (undefined: anonymous) granting `access`, and how long it lasts. */
@@ -118,8 +154,16 @@ export class TokenIssuer extends TokenVerifier {
 
 /** The RFC 7638 thumbprint of an EC public key: the `kid` its tokens carry. */
 function thumbprint (key: KeyObject): string {
-  const { crv, kty, x, y } = key.export({ format: 'jwk' })
+  return jwkThumbprint(publicJwkOf(key))
+}
+
+export function jwkThumbprint ({ crv, kty, x, y }: PublicJwk): string {
   return createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url')
+}
+
+function publicJwkOf (key: KeyObject): PublicJwk {
+  const { crv, kty, x, y } = key.export({ format: 'jwk' })
+  return { crv: String(crv), kty: String(kty), x: String(x), y: String(y) }
 }
 
 function isResourceAccess (value: unknown): value is ResourceAccess {

@@ -36,7 +36,11 @@ export type NodeRecord = {
   url: string
   addresses: string[]
   labels: Record<string, string>
+  /** The public key (JWK, P-256) the node signs its registry tokens with: the fleet's members take each other's tokens. */
+  tokenKey?: TokenKey
 }
+
+export type TokenKey = { crv: string, kty: string, x: string, y: string }
 
 /** What the catalogue needs of the mesh beyond what OrbitDB takes from helia itself. */
 export interface CatalogueTransport {

@@ -4,7 +4,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import type { Catalogue, CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
+import type { Catalogue, CatalogueDatabase, TagRecord, TokenKey } from '../catalogue/catalogue.ts'
 import { parseTagKey } from '../catalogue/tag-key.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
@@ -27,6 +27,8 @@ export interface LocalNodeFacts {
   heldImages(): Promise<string[]>
   /** This node's progress per replication strategy placed on it. */
   replication?(): Record<string, PlacementState>
+  /** The public key this node signs registry tokens with, when it issues them. */
+  tokenKey?(): TokenKey | undefined
 }
 
 /**
@@ -117,7 +119,10 @@ export class Fleet {
       intervalMs: this.config.heartbeatSeconds * 1000,
       goneAfterMs: this.config.goneAfterSeconds * 1000,
       forgetAfterMs: this.config.forgetAfterHours * 3_600_000,
-      identity: () => ({ id: this.mesh.peerId, name: this.config.name ?? this.mesh.peerId, url: this.facts.url(), addresses: this.mesh.addresses, labels: this.config.labels }),
+      identity: () => {
+        const tokenKey = this.facts.tokenKey?.()
+        return { id: this.mesh.peerId, name: this.config.name ?? this.mesh.peerId, url: this.facts.url(), addresses: this.mesh.addresses, labels: this.config.labels, ...(tokenKey === undefined ? {} : { tokenKey }) }
+      },
       presence: async () => await this.presence(),
       identities: catalogue,
       transport: presenceLink,
@@ -289,6 +294,12 @@ export class Fleet {
   onChange (listener: () => void): () => void {
     this.listeners.add(listener)
     return () => this.listeners.delete(listener)
+  }
+
+  /** The registry-token key of the member whose key has this id (RFC 7638 thumbprint), if any member has it. */
+  async memberTokenKey (keyId: string, thumbprintOf: (key: TokenKey) => string): Promise<TokenKey | undefined> {
+    if (this.catalogueInstance === undefined) return undefined
+    return (await this.catalogueInstance.allNodes()).map(record => record.tokenKey).find(key => key !== undefined && thumbprintOf(key) === keyId)
   }
 
   /** Whether `peer` is a member of the fleet as this node knows it now (an identity or presence heard). */

@@ -323,5 +323,6 @@ export class Membership {
 function sameIdentity (a: NodeRecord | undefined, b: NodeRecord): boolean {
   if (a === undefined) return false
   return a.name === b.name && a.url === b.url && JSON.stringify(a.addresses) === JSON.stringify(b.addresses) &&
-    JSON.stringify(Object.entries(a.labels).sort()) === JSON.stringify(Object.entries(b.labels).sort())
+    JSON.stringify(Object.entries(a.labels).sort()) === JSON.stringify(Object.entries(b.labels).sort()) &&
+    JSON.stringify(a.tokenKey ?? null) === JSON.stringify(b.tokenKey ?? null)
 }

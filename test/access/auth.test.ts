@@ -372,6 +372,22 @@ describe('a fleet of two nodes with users', () => {
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...stale } })).status, 401, 'stale')
   })
 
+  it('takes a token any member issued: sign in on one node, pull from another', async () => {
+    await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 20_000, 'the tag on B')
+    const answer = await (await fetch(`${a.url}/auth/token?service=shoal&scope=repository:fleet/app:pull`, { headers: { authorization: basic('carol') } })).json() as { token: string }
+    const path = '/v2/fleet/app/manifests/1.0'
+    const headers = { authorization: `Bearer ${answer.token}`, accept: MANIFEST }
+    assert.equal((await fetch(`${a.url}${path}`, { headers })).status, 200)
+    // B knows A's token key from A's identity in the catalogue.
+    await eventually(async () => (await fetch(`${b.url}${path}`, { headers })).status === 200 ? true : undefined, 20_000, 'B to take A\'s token')
+    // A key that no member has published is not taken, even under a member's key id.
+    const stranger = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
+    const kid = JSON.parse(Buffer.from(answer.token.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }
+    const forged = await new SignJWT({ access: [{ type: 'repository', name: 'fleet/app', actions: ['pull'] }] })
+      .setProtectedHeader({ alg: 'ES256', kid: kid.kid }).setSubject('carol').setIssuer('shoal').setAudience('shoal').setIssuedAt().setExpirationTime('1m').sign(stranger)
+    assert.equal((await fetch(`${b.url}${path}`, { headers: { ...headers, authorization: `Bearer ${forged}` } })).status, 401)
+  })
+
   it('shoal images shows who pushed each tag, signed in through the node URL or SHOAL_USER, and says in one line when it is not', async () => {
     await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 20_000, 'the tag on B')
     const url = new URL(b.url)
