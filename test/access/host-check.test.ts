@@ -2,24 +2,15 @@
 // change anything, with or without authentication. curl sends what an attacker's page would make
 // a browser send; Chromium tries the attacks for real from a page on another origin.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { promisify } from 'node:util'
 import { chromium } from 'playwright-core'
+import { curl } from '../support/curl.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { sha256 } from '../support/registry-client.ts'
 
-const run = promisify(execFile)
 const CHROMIUM = '/usr/bin/chromium'
-
-/** curl's status and body; `headers` as curl's -H lines. */
-async function curl (url: string, ...args: string[]): Promise<{ status: number, body: string }> {
-  const { stdout } = await run('curl', ['-s', '--max-time', '10', '-w', '\n%{http_code}', ...args, url])
-  const at = stdout.lastIndexOf('\n')
-  return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) }
-}
 
 describe('Host and Origin checks', () => {
   let node: TestNode

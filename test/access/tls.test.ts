@@ -1,13 +1,12 @@
 // HTTPS on the listen port (issue 12): a certificate from the operator's own CA, verified by the
 // clients (curl, skopeo), and a wrong certificate or key refused at start in one line.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { promisify } from 'node:util'
 import { shoal } from '../support/cli.ts'
+import { curl } from '../support/curl.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath, readLayoutIndex } from '../support/oci-image.ts'
 import { sha256 } from '../support/registry-client.ts'
@@ -15,16 +14,10 @@ import { podmanPull } from '../support/podman.ts'
 import { copyFromRegistry, copyToRegistry, inspectRaw } from '../support/skopeo.ts'
 import { makeCertificates, type TestCertificates } from '../support/tls.ts'
 
-const run = promisify(execFile)
-
-/** curl's exit code and the HTTP status it got (000 when none). */
-async function curlStatus (url: string, ...flags: string[]): Promise<{ code: number, status: string }> {
-  try {
-    const { stdout } = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', ...flags, url])
-    return { code: 0, status: stdout }
-  } catch (err) {
-    return { code: (err as { code: number }).code, status: (err as { stdout: string }).stdout }
-  }
+/** curl's exit code and the HTTP status it got. */
+async function curlStatus (url: string, ...flags: string[]): Promise<{ code: number, status: number }> {
+  const { code, status } = await curl(url, ...flags)
+  return { code, status }
 }
 
 describe('a node serving HTTPS', () => {
@@ -43,11 +36,11 @@ describe('a node serving HTTPS', () => {
 
   it('answers on https:// with a certificate that verifies against the CA, and only against it', async () => {
     assert.match(node.url, /^https:\/\/127\.0\.0\.1:\d+$/)
-    assert.deepEqual(await curlStatus(`${node.url}/v2/`, '--cacert', certs.caCert), { code: 0, status: '200' })
+    assert.deepEqual(await curlStatus(`${node.url}/v2/`, '--cacert', certs.caCert), { code: 0, status: 200 })
     // Without the CA curl refuses the certificate (60: peer certificate cannot be authenticated).
     assert.equal((await curlStatus(`${node.url}/v2/`)).code, 60)
     // Plain HTTP on the TLS port gets no registry answer.
-    assert.notEqual((await curlStatus(`${node.url.replace('https:', 'http:')}/v2/`)).status, '200')
+    assert.notEqual((await curlStatus(`${node.url.replace('https:', 'http:')}/v2/`)).status, 200)
   })
 
   it('skopeo pushes and pulls with TLS verification on, digests unchanged', async () => {
