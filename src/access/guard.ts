@@ -138,8 +138,9 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
 
 /**
  * The management API and the web UI: a signed-in user reads (the images and tag events it sees
- * are those it may pull); only an admin changes anything or reads the raw catalogue. A browser is
- * asked to sign in by a Basic challenge.
+ * are those it may pull); only an admin changes anything or reads the raw catalogue. Answers false
+ * for a browser that should be sent to the sign-in page; other callers without credentials get
+ * the 401 challenge.
  */
 async function guardManagement (req: FastifyRequest, options: AccessControlOptions): Promise<boolean> {
   const challenge = { 'www-authenticate': `Basic realm="shoal", charset="UTF-8", Bearer realm="${options.realm(req)}",service="${options.service}"` }
