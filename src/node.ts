@@ -220,7 +220,9 @@ export class ShoalNode {
     registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata })
     registerHealthRoutes(this.http, this.lifecycle)
     gateUntilReady(this.http, this.lifecycle)
-    registerWebUi(this.http, peerCa, this.access === undefined ? undefined : { [INTERNAL_HEADER]: this.access.internalKey })
+    const issuer = this.access?.issuer
+    registerWebUi(this.http, peerCa, this.access === undefined ? undefined : { [INTERNAL_HEADER]: this.access.internalKey },
+      issuer === undefined ? undefined : async grants => (await issuer.issue(undefined, grants)).token)
   }
 
   /** The base URL the node answers on, once started. */

@@ -55,13 +55,17 @@ interface Cached<T> {
   failed: boolean
 }
 
+/** A registry token of this node's for these grants, which the fleet's other nodes take (access/tokens.ts). */
+export type PeerToken = (grants: Array<{ type: string, name: string, actions: string[] }>) => Promise<string>
+
 /** Size, platforms and referrers of the fleet's images, cached: content by digest, referrers briefly. */
 export class ImageDetailsReader {
   private readonly app: FastifyInstance
   private readonly content = new Map<string, Cached<Omit<ImageDetails, 'referrers'>>>()
   private readonly referrers = new Map<string, Cached<Referrer[]>>()
 
-  private readonly readOver: (baseUrl: string) => RegistryRead
+  private readonly readOver: (baseUrl: string, authorization: string | undefined) => RegistryRead
+  private readonly peerToken: PeerToken | undefined
 
   private readonly internalRead: Record<string, string>
 
@@ -69,11 +73,12 @@ export class ImageDetailsReader {
    * `ca`: CA certificates (PEM) other nodes' HTTPS certificates are checked against; default the
    * system's. `internalRead`: headers for this node's own /v2 reads (through its access guard).
    */
-  constructor (app: FastifyInstance, ca?: string[], internalRead: Record<string, string> = {}) {
+  constructor (app: FastifyInstance, ca?: string[], internalRead: Record<string, string> = {}, peerToken?: PeerToken) {
     this.app = app
     this.internalRead = internalRead
+    this.peerToken = peerToken
     const dispatcher = ca === undefined ? undefined : new Agent({ connect: { ca } })
-    this.readOver = baseUrl => readOver(baseUrl, dispatcher)
+    this.readOver = (baseUrl, authorization) => readOver(baseUrl, dispatcher, authorization)
   }
 
   /**
@@ -83,10 +88,15 @@ export class ImageDetailsReader {
   async details (image: ImageAnswer, nodes: readonly ApiNode[], waitMs: number): Promise<ImageDetails> {
     // Outside a mesh an image has no pusher: it is this node's own.
     const standalone = image.node === undefined
-    const holders = this.readersOf(nodes.filter(node => image.heldBy.includes(node.id)), standalone)
+    // Other nodes with authentication on read for this node with a token for this image alone
+    // (the API listed it for the user): its repository and its CID, pull only.
+    const authorization = this.peerToken === undefined || standalone
+      ? undefined
+      : `Bearer ${await this.peerToken([{ type: 'repository', name: image.repository, actions: ['pull'] }, { type: 'repository', name: `ipfs/${image.imageCid}`, actions: ['pull'] }])}`
+    const holders = this.readersOf(nodes.filter(node => image.heldBy.includes(node.id)), standalone, authorization)
     const pusher = nodes.find(node => node.id === image.node)
     // Referrers are indexed where they were pushed, which is most often where the image was.
-    const indexers = this.readersOf(pusher === undefined ? nodes.filter(node => node.self) : [pusher, ...nodes.filter(node => node.self && node !== pusher)], standalone)
+    const indexers = this.readersOf(pusher === undefined ? nodes.filter(node => node.self) : [pusher, ...nodes.filter(node => node.self && node !== pusher)], standalone, authorization)
     const deadline = new Promise<undefined>(resolve => { setTimeout(() => { resolve(undefined) }, waitMs).unref() })
     const content = cached(this.content, `${image.imageCid} ${image.digest}`, Infinity, async () => await firstAnswer(holders, read => readContent(read, image.imageCid, image.digest)))
     const referrers = cached(this.referrers, `${image.repository}@${image.digest}`, REFERRERS_TTL_MS, async () => await firstAnswer(indexers, read => readReferrers(read, image.repository, image.digest)))
@@ -95,10 +105,10 @@ export class ImageDetailsReader {
   }
 
   /** This node through fastify itself (also when it is in no fleet), others over HTTP; live nodes only, this one first. */
-  private readersOf (nodes: readonly ApiNode[], standalone: boolean): RegistryRead[] {
+  private readersOf (nodes: readonly ApiNode[], standalone: boolean, authorization: string | undefined): RegistryRead[] {
     const readers: RegistryRead[] = []
     if (standalone || nodes.some(node => node.self)) readers.push(this.readSelf)
-    for (const node of nodes) if (!node.self && !node.silent) readers.push(this.readOver(node.url))
+    for (const node of nodes) if (!node.self && !node.silent) readers.push(this.readOver(node.url, authorization))
     return readers
   }
 
@@ -108,9 +118,9 @@ export class ImageDetailsReader {
   }
 }
 
-function readOver (baseUrl: string, dispatcher: Dispatcher | undefined): RegistryRead {
+function readOver (baseUrl: string, dispatcher: Dispatcher | undefined, authorization: string | undefined): RegistryRead {
   return async (path, accept) => {
-    const response = await fetch(new URL(path, baseUrl), { headers: { accept }, signal: AbortSignal.timeout(READ_TIMEOUT_MS), ...(dispatcher === undefined ? {} : { dispatcher }) })
+    const response = await fetch(new URL(path, baseUrl), { headers: { accept, ...(authorization === undefined ? {} : { authorization }) }, signal: AbortSignal.timeout(READ_TIMEOUT_MS), ...(dispatcher === undefined ? {} : { dispatcher }) })
     const length = Number(response.headers.get('content-length') ?? 0)
     if (length > MAX_DOCUMENT_BYTES) {
       await response.body?.cancel()

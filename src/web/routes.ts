@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { inProcessApi, type ManagementApi, type NodesAnswer } from './api.ts'
 import type { SafeHtml } from './html.ts'
-import { ImageDetailsReader } from './image-details.ts'
+import { ImageDetailsReader, type PeerToken } from './image-details.ts'
 import { sessionOf } from '../registry/request-access.ts'
 import { ASSETS_PREFIX, renderPage } from './layout.ts'
 import { renderDatastoreLive } from './pages/datastore.ts'
@@ -75,11 +75,12 @@ const ASSETS: Record<string, string> = {
 /**
  * `peerCa`: CA certificates (PEM) other nodes' HTTPS certificates are checked against.
  * `internalRead`: headers that let the UI's own reads of this node's /v2 through the access guard
- * (the images they describe are those the API listed for the user).
+ * (the images they describe are those the API listed for the user). `peerToken`: a token for
+ * other nodes' /v2, for the image being described only.
  */
-export function registerWebUi (app: FastifyInstance, peerCa?: string[], internalRead?: Record<string, string>): void {
+export function registerWebUi (app: FastifyInstance, peerCa?: string[], internalRead?: Record<string, string>, peerToken?: PeerToken): void {
   const api = (headers: FastifyRequest['headers']): ManagementApi => inProcessApi(app, { authorization: headers.authorization, cookie: headers.cookie })
-  const details = new ImageDetailsReader(app, peerCa, internalRead)
+  const details = new ImageDetailsReader(app, peerCa, internalRead, peerToken)
   for (const [file, contentType] of Object.entries(ASSETS)) {
     // Read once at start: a few kilobytes, served as they are (no build step).
     const body = readFileSync(join(import.meta.dirname, 'assets', file))

@@ -388,6 +388,19 @@ describe('a fleet of two nodes with users', () => {
     assert.equal((await fetch(`${b.url}${path}`, { headers: { ...headers, authorization: `Bearer ${forged}` } })).status, 401)
   })
 
+  it('shows in the UI the size of an image held only by another node (read there with a token for that image)', async () => {
+    const registry = new RegistryClient(a.url)
+    await pushAs(registry, { authorization: basic('alice') }, 'fleet/only-a', '1', 'held by a alone '.repeat(100))
+    await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/only-a', '1')) ?? undefined, 20_000, 'the tag on B')
+    const sizeOnB = async (): Promise<string | undefined> => {
+      const page = await (await fetch(`${b.url}/`, { headers: { authorization: basic('carol') } })).text()
+      const card = page.slice(page.indexOf('fleet/only-a:1'))
+      const size = /<dt>Size<\/dt><dd>(.*?)<\/dd>/.exec(card)?.[1]
+      return size !== undefined && !size.includes('unknown') ? size : undefined
+    }
+    assert.match(await eventually(sizeOnB, 20_000, 'the size read from A'), /\d/)
+  })
+
   it('shoal images shows who pushed each tag, signed in through the node URL or SHOAL_USER, and says in one line when it is not', async () => {
     await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 20_000, 'the tag on B')
     const url = new URL(b.url)
