@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { parseAccessRules } from './access/policy.ts'
 
 /**
  * The node's typed configuration (D11): defaults, then a YAML file, then SHOAL_* variables, then
@@ -98,6 +97,42 @@ function oneOf<const T extends string> (choices: readonly T[]): Kind<T> & { choi
 
 const positive = (what: string) => (value: number) => value > 0 && value < Infinity ? undefined : `must be a positive number of ${what}`
 const atLeastZero = (what: string) => (value: number) => value >= 0 && value < Infinity ? undefined : `must be a number of ${what}`
+
+// The access rules (issue 12; access/policy.ts applies them).
+export const ACTIONS = ['pull', 'push', 'delete'] as const
+export type Action = typeof ACTIONS[number]
+
+export interface AccessRule {
+  /**
+   * Repository patterns: `*` matches any run of characters, slashes included (`team-a/*`). Images
+   * by CID (`ipfs/<cid>`) are matched only by patterns that start with `ipfs/`: a catch-all `*`
+   * must not open by CID what a rule above it closes by name.
+   */
+  repositories: string[]
+  /** User names; `*` is any signed-in user. */
+  users: string[]
+  allow: Action[]
+}
+
+/** The rules as the configuration gives them, checked; throws `must be …` naming what is wrong. */
+export function parseAccessRules (value: unknown): AccessRule[] {
+  if (!Array.isArray(value)) throw new Error('must be a list of rules, each {repositories, users, allow}')
+  return value.map((rule: unknown, index) => {
+    const where = `rule ${index + 1}`
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new Error(`must be a list of rules: ${where} is not a mapping`)
+    const unknown = Object.keys(rule).filter(key => !['repositories', 'users', 'allow'].includes(key))
+    if (unknown.length > 0) throw new Error(`must have only repositories, users and allow in each rule: ${where} has ${unknown.join(', ')}`)
+    const { repositories, users, allow } = rule as Record<string, unknown>
+    const texts = (field: string, list: unknown): string[] => {
+      if (!Array.isArray(list) || list.length === 0 || !list.every(item => typeof item === 'string' && item !== '')) throw new Error(`must give ${field} in ${where} as a non-empty list of text`)
+      return list as string[]
+    }
+    const actions = texts('allow', allow)
+    const wrong = actions.filter(action => !(ACTIONS as readonly string[]).includes(action))
+    if (wrong.length > 0) throw new Error(`must allow only ${ACTIONS.join(', ')}: ${where} allows ${wrong.join(', ')}`)
+    return { repositories: texts('repositories', repositories), users: texts('users', users), allow: actions as Action[] }
+  })
+}
 
 /** Declares one setting; its value type comes from its kind. */
 const declare = <T>(setting: Setting<T>): Setting<T> => setting

@@ -1,21 +1,11 @@
 // Who may do what to which repository (issue 12): the access rules of the configuration, first
-// match wins, as Distribution's token servers (docker_auth) read their ACLs.
+// match wins, as Distribution's token servers (docker_auth) read their ACLs. The rules' shape is
+// the configuration's (config.ts: a setting's value is parsed where the setting is declared).
+import { ACTIONS, type AccessRule, type Action } from '../config.ts'
 
-export const ACTIONS = ['pull', 'push', 'delete'] as const
+export { ACTIONS, parseAccessRules, type AccessRule, type Action } from '../config.ts'
+
 const IPFS_PREFIX = 'ipfs/'
-export type Action = typeof ACTIONS[number]
-
-export interface AccessRule {
-  /**
-   * Repository patterns: `*` matches any run of characters, slashes included (`team-a/*`). Images
-   * by CID (`ipfs/<cid>`) are matched only by patterns that start with `ipfs/`: a catch-all `*`
-   * must not open by CID what a rule above it closes by name.
-   */
-  repositories: string[]
-  /** User names; `*` is any signed-in user. */
-  users: string[]
-  allow: Action[]
-}
 
 export interface AccessPolicyOptions {
   rules: AccessRule[]
@@ -57,24 +47,4 @@ export class AccessPolicy {
 
 function globToRegExp (pattern: string): RegExp {
   return new RegExp(`^${pattern.split('*').map(part => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`)
-}
-
-/** The rules as the configuration gives them, checked; throws `must be …` naming what is wrong. */
-export function parseAccessRules (value: unknown): AccessRule[] {
-  if (!Array.isArray(value)) throw new Error('must be a list of rules, each {repositories, users, allow}')
-  return value.map((rule: unknown, index) => {
-    const where = `rule ${index + 1}`
-    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new Error(`must be a list of rules: ${where} is not a mapping`)
-    const unknown = Object.keys(rule).filter(key => !['repositories', 'users', 'allow'].includes(key))
-    if (unknown.length > 0) throw new Error(`must have only repositories, users and allow in each rule: ${where} has ${unknown.join(', ')}`)
-    const { repositories, users, allow } = rule as Record<string, unknown>
-    const texts = (field: string, list: unknown): string[] => {
-      if (!Array.isArray(list) || list.length === 0 || !list.every(item => typeof item === 'string' && item !== '')) throw new Error(`must give ${field} in ${where} as a non-empty list of text`)
-      return list as string[]
-    }
-    const actions = texts('allow', allow)
-    const wrong = actions.filter(action => !(ACTIONS as readonly string[]).includes(action))
-    if (wrong.length > 0) throw new Error(`must allow only ${ACTIONS.join(', ')}: ${where} allows ${wrong.join(', ')}`)
-    return { repositories: texts('repositories', repositories), users: texts('users', users), allow: actions as Action[] }
-  })
 }
