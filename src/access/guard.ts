@@ -121,8 +121,11 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
   switch (requirement.kind) {
     case 'base':
     case 'catalog':
-      // Signed in (a valid token or password), or anonymous pulls allowed; the catalogue lists only what may be pulled.
-      if (caller.user !== undefined || options.policy.actionsOn(undefined, '').has('pull')) return
+      // A password or a valid token, an anonymous one included (with anonymousPull the token
+      // endpoint gives one to anyone). Never nothing: a client that meets no challenge here
+      // decides the registry has no authentication, and its pushes then fail without asking
+      // for credentials (skopeo does). The catalogue lists only what may be pulled.
+      if (caller.user !== undefined || caller.grants !== undefined) return
       throw unauthorized(req, options, requirement, 'authentication required')
     case 'repository': {
       if (may(requirement.name, requirement.action)) return

@@ -14,6 +14,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PEER_HEADER } from '../../src/mesh/block-request.ts'
 import { signRequest } from '../../src/mesh/peer-signature.ts'
 import { shoal, shoalWith } from '../support/cli.ts'
+import { curl } from '../support/curl.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, layoutBlobPath } from '../support/oci-image.ts'
 import { RegistryClient, sha256 } from '../support/registry-client.ts'
@@ -422,3 +423,61 @@ describe('a fleet of two nodes with users', () => {
     assert.ok(!wrong.stderr.includes('Secret-Typo-42'), 'the password is not shown')
   })
 })
+
+describe('a node with anonymous pulls, and one that takes an external issuer\'s tokens', () => {
+  let dir: string
+  let open: TestNode
+  let external: TestNode
+  let issuerKey: KeyObject
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-auth-modes-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswd())
+    open = await startTestNode({ config: { htpasswd: join(dir, 'htpasswd'), anonymousPull: true, accessRules: [{ repositories: ['*'], users: ['alice'], allow: ['pull', 'push'] }] } })
+    const pair = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    issuerKey = pair.privateKey
+    await writeFile(join(dir, 'issuer.pub'), pair.publicKey.export({ format: 'pem', type: 'spki' }))
+    external = await startTestNode({ config: { tokenRealm: 'https://auth.example/token', tokenPublicKey: join(dir, 'issuer.pub'), tokenService: 'registry.example', tokenIssuer: 'auth.example', allowedHosts: ['127.0.0.1'] } })
+  })
+  after(async () => {
+    await Promise.all([open, external].map(async node => await node?.stop()))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('with anonymousPull, skopeo pulls without signing in, and a push still asks for credentials', async () => {
+    const layout = join(dir, 'image')
+    const image = await createImageLayout(layout, { layers: [4096], seed: 'anonymous' })
+    await copyToRegistry(layout, `${open.host}/pub/app:1`, { creds: `alice:${PASSWORDS.alice}` })
+    const out = join(dir, 'anonymous-out')
+    await copyFromRegistry(`${open.host}/pub/app:1`, out)
+    assert.equal((await readLayoutIndexDigests(out))[0], image.manifestDigest)
+    await assert.rejects(copyToRegistry(layout, `${open.host}/pub/app:2`), /unauthorized|authentication required/i)
+    // The base endpoint still challenges (so clients learn how to sign in); an anonymous token opens it.
+    assert.equal((await fetch(`${open.url}/v2/`)).status, 401)
+    const anonymous = await (await fetch(`${open.url}/auth/token?service=shoal&scope=repository:pub/app:pull,push`)).json() as { token: string }
+    const claims = JSON.parse(Buffer.from(anonymous.token.split('.')[1] ?? '', 'base64url').toString()) as { access: Array<{ actions: string[] }> }
+    assert.deepEqual(claims.access[0]?.actions, ['pull'], 'pull only, whatever was asked')
+    assert.equal((await fetch(`${open.url}/v2/`, { headers: { authorization: `Bearer ${anonymous.token}` } })).status, 200)
+  })
+
+  it('takes the external issuer\'s tokens, sends clients to its realm, and issues none itself', async () => {
+    const challenge = await fetch(`${external.url}/v2/app/manifests/1`)
+    assert.equal(challenge.status, 401)
+    assert.match(challenge.headers.get('www-authenticate') ?? '', /^Bearer realm="https:\/\/auth\.example\/token",service="registry\.example",scope="repository:app:pull"/)
+    assert.equal((await fetch(`${external.url}/auth/token?service=registry.example`)).status, 404, 'no token endpoint here')
+    const sign = async (claims: { iss?: string, aud?: string }, key: KeyObject = issuerKey): Promise<string> => await new SignJWT({ access: [{ type: 'repository', name: 'app', actions: ['pull', 'push'] }] })
+      .setProtectedHeader({ alg: 'ES256' }).setSubject('ci').setIssuer(claims.iss ?? 'auth.example').setAudience(claims.aud ?? 'registry.example').setIssuedAt().setExpirationTime('1m').sign(key)
+    const pushed = await fetch(`${external.url}/v2/app/blobs/uploads/?digest=${sha256('external')}`, { method: 'POST', headers: { authorization: `Bearer ${await sign({})}` }, body: 'external' })
+    assert.equal(pushed.status, 201)
+    assert.equal((await fetch(`${external.url}/v2/app/blobs/${sha256('external')}`, { method: 'HEAD', headers: { authorization: `Bearer ${await sign({ iss: 'shoal' })}` } })).status, 401, 'another issuer')
+    assert.equal((await fetch(`${external.url}/v2/app/blobs/${sha256('external')}`, { method: 'HEAD', headers: { authorization: `Bearer ${await sign({ aud: 'shoal' })}` } })).status, 401, 'another service')
+    assert.equal((await fetch(`${external.url}/v2/app/blobs/${sha256('external')}`, { method: 'HEAD', headers: { authorization: `Bearer ${await sign({}, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey)}` } })).status, 401, 'another key')
+    // allowedHosts set: 127.0.0.1 (and localhost) only.
+    // (curl: fetch does not let a script set Host.)
+    assert.equal((await curl(`${external.url}/v2/`, '-H', `Host: elsewhere.example:${external.port}`)).status, 403)
+    assert.equal((await curl(`${external.url}/v2/`, '-H', `Host: localhost:${external.port}`)).status, 401, 'localhost is always a name of the node')
+  })
+})
+
+async function readLayoutIndexDigests (dir: string): Promise<string[]> {
+  return (JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> }).manifests.map(m => m.digest)
+}
