@@ -85,7 +85,6 @@ export class IpfsImages {
       signal?.throwIfAborted()
       indexJson = undefined
     }
-    if (indexJson === undefined) console.log('DBG no index', text)
     if (indexJson === undefined) throw new NameUnknownError(`image ${text} is not held by this node${this.remote === undefined ? '' : ' nor by its peers'}`)
     return cid
   }
