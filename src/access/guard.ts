@@ -14,6 +14,7 @@ import { LOGIN_PATH, LOGOUT_PATH, sessionIdOf } from './login-routes.ts'
 import { CSRF_HEADER, csrfMatches, type Sessions } from './sessions.ts'
 import { PEER_HEADER } from '../mesh/block-request.ts'
 import { PEER_SIGNATURE_HEADER, PEER_TIME_HEADER, verifyRequest } from '../mesh/peer-signature.ts'
+import { acceptForms, formOf } from './form-body.ts'
 import type { Htpasswd } from './htpasswd.ts'
 import type { AccessPolicy, Action } from './policy.ts'
 import { parseScopes, requirementOf, scopeText, type Requirement, type Scope } from './requirement.ts'
@@ -132,7 +133,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
       const userMay = (await rightsOn(caller.user, requirement.name, options)).has(requirement.action)
       // A token without the scope, for a user who has the right: the client fetches one with it.
       if (caller.user === undefined || (caller.grants !== undefined && userMay)) {
-        throw unauthorized(req, options, requirement, caller.user === undefined ? 'authentication required' : 'the token does not grant this')
+        throw unauthorized(req, options, requirement, caller.user === undefined ? 'authentication required' : 'the token does not grant this', caller.user !== undefined)
       }
       throw new DeniedError(`${caller.user} may not ${requirement.action} ${requirement.name}`)
     }
@@ -147,13 +148,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
  */
 async function guardManagement (req: FastifyRequest, options: AccessControlOptions): Promise<boolean> {
   const challenge = { 'www-authenticate': `Basic realm="shoal", charset="UTF-8", Bearer realm="${options.realm(req)}",service="${options.service}"` }
-  let caller: Caller
-  try {
-    caller = await identify(req, options, { kind: 'base' })
-  } catch (err) {
-    throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
-  }
-  if (caller.grants !== undefined && !grantsApi(caller.grants)) throw new UnauthorizedError('this token is for the registry: sign in with a password, or ask /auth/token for scope registry:api:*', undefined, { headers: challenge })
+  let caller = await identifyBeyondRegistry(req, options, challenge)
   const changes = req.method !== 'GET' && req.method !== 'HEAD'
   // No Authorization header: a browser's session, whose changes carry its CSRF token.
   const session = caller.user === undefined && req.headers.authorization === undefined ? options.sessions?.get(sessionIdOf(req)) : undefined
@@ -192,23 +187,30 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
   }
   if (options.policy.actionsOn(undefined, '').has('pull')) return
   const challenge = { 'www-authenticate': 'Basic realm="shoal", charset="UTF-8"' }
-  let caller: Caller
-  try {
-    caller = await identify(req, options, { kind: 'base' })
-  } catch (err) {
-    throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
-  }
+  const caller = await identifyBeyondRegistry(req, options, challenge)
   if (caller.user === undefined) throw new UnauthorizedError('sign in, or sign the request as a fleet member', undefined, { headers: challenge })
-  if (caller.grants !== undefined && !grantsApi(caller.grants)) throw new UnauthorizedError('this token is for the registry: sign in with a password, or ask /auth/token for scope registry:api:*', undefined, { headers: challenge })
   // An image by its CID, for a user who may pull it by a tag.
   const cid = /^\/ipfs\/([^/?]+)/.exec(req.url)?.[1]
   if (cid !== undefined && (await rightsOn(caller.user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull')) return
   if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
 }
 
-/** A token meant for more than the registry: the management API, the UI and blocks by CID act for its user. */
-function grantsApi (grants: ResourceAccess[]): boolean {
-  return grants.some(grant => grant.type === 'registry' && grant.name === 'api')
+/**
+ * The caller of the faces beyond the registry (the API, the UI, blocks by CID). Wrong credentials,
+ * and a token meant for the registry only (one without the scope `registry:api:*`, the one that
+ * lets those faces act for its user), get a 401 with `challenge`.
+ */
+async function identifyBeyondRegistry (req: FastifyRequest, options: AccessControlOptions, challenge: Record<string, string>): Promise<Caller> {
+  let caller: Caller
+  try {
+    caller = await identify(req, options, { kind: 'base' })
+  } catch (err) {
+    throw new UnauthorizedError((err as Error).message, undefined, { headers: challenge })
+  }
+  if (caller.grants !== undefined && !caller.grants.some(grant => grant.type === 'registry' && grant.name === 'api')) {
+    throw new UnauthorizedError('this token is for the registry: sign in with a password, or ask /auth/token for scope registry:api:*', undefined, { headers: challenge })
+  }
+  return caller
 }
 
 /** The caller its Authorization header proves; wrong credentials are refused here, none is anonymous. */
@@ -239,11 +241,11 @@ async function checkPassword (credentials: string, users: Htpasswd | undefined):
   return await users.verify(user, decoded.slice(at + 1)) ? user : undefined
 }
 
-/** A 401 whose challenge sends the client to the token endpoint, with the scope it needs. */
-function unauthorized (req: FastifyRequest, options: AccessControlOptions, requirement: Requirement, why: string): UnauthorizedError {
+/** A 401 whose challenge sends the client to the token endpoint, with the scope it needs (`insufficientScope`: its token lacks it). */
+function unauthorized (req: FastifyRequest, options: AccessControlOptions, requirement: Requirement, why: string, insufficientScope = false): UnauthorizedError {
   const scope = scopeOf(requirement)
   const params = [`realm="${options.realm(req)}"`, `service="${options.service}"`, ...(scope === undefined ? [] : [`scope="${scopeText(scope)}"`])]
-  if (why === 'the token does not grant this') params.push('error="insufficient_scope"')
+  if (insufficientScope) params.push('error="insufficient_scope"')
   return new UnauthorizedError(why, undefined, { headers: { 'www-authenticate': `Bearer ${params.join(',')}` } })
 }
 
@@ -261,9 +263,7 @@ function scopeOf (requirement: Requirement): Scope | undefined {
 
 function registerTokenEndpoint (app: FastifyInstance, options: AccessControlOptions, issuer: TokenIssuer): void {
   app.register(async (scope) => {
-    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
-      done(null, new URLSearchParams(body as string))
-    })
+    acceptForms(scope, 64 * 1024)
     // GET: Basic credentials (optional: none is an anonymous token), service, scope (repeatable).
     scope.get(TOKEN_PATH, { schema: { hide: true } }, async (req, reply) => {
       const query = new URLSearchParams((req.url.split('?', 2)[1]) ?? '')
@@ -279,7 +279,7 @@ function registerTokenEndpoint (app: FastifyInstance, options: AccessControlOpti
     })
     // POST (OAuth2 password grant, what containerd sends when it has credentials).
     scope.post(TOKEN_PATH, { schema: { hide: true } }, async (req, reply) => {
-      const form = req.body instanceof URLSearchParams ? req.body : new URLSearchParams()
+      const form = formOf(req)
       const grantType = form.get('grant_type')
       if (grantType !== 'password') return await reply.code(400).header('cache-control', 'no-store').send({ error: 'unsupported_grant_type', error_description: `grant_type ${grantType ?? '(none)'} is not supported: use password` })
       const name = form.get('username') ?? ''

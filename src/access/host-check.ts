@@ -8,11 +8,6 @@ import { DeniedError } from '../oci/errors.ts'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
-export interface HostCheckOptions {
-  /** Host names (no port) a request may name; empty: the defaults of `defaultAllowedHosts`. */
-  allowedHosts: string[]
-}
-
 /**
  * What a node answers to by default: its listen host (unless it listens on every address), the
  * machine's names and addresses when it does, localhost and the loopback addresses, and the

@@ -46,10 +46,6 @@ export class Htpasswd {
     return new Htpasswd(hashes)
   }
 
-  get size (): number {
-    return this.hashes.size
-  }
-
   /** Whether `password` is `user`'s. */
   async verify (user: string, password: string): Promise<boolean> {
     const hash = this.hashes.get(user)

@@ -2,6 +2,7 @@
 // POST /logout ends the session. The pages themselves are the web UI's (web/pages/login.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseCookie, stringifySetCookie } from 'cookie'
+import { acceptForms, formOf } from './form-body.ts'
 import type { Htpasswd } from './htpasswd.ts'
 import { SESSION_COOKIE, csrfMatches, type Sessions } from './sessions.ts'
 
@@ -43,12 +44,10 @@ export function registerLoginRoutes (app: FastifyInstance, options: LoginOptions
     .headers({ 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-security-policy': 'default-src \'self\'; form-action \'self\'; frame-ancestors \'none\'', 'referrer-policy': 'same-origin' })
     .send(options.renderLogin(problem, next))
   app.register(async (scope) => {
-    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => {
-      done(null, new URLSearchParams(body as string))
-    })
+    acceptForms(scope, 16 * 1024)
     scope.get(LOGIN_PATH, { schema: { hide: true } }, async (req, reply) => await page(reply, 200, undefined, safeNext((req.query as Record<string, unknown>).next)))
     scope.post(LOGIN_PATH, { schema: { hide: true } }, async (req, reply) => {
-      const form = req.body instanceof URLSearchParams ? req.body : new URLSearchParams()
+      const form = formOf(req)
       const user = form.get('username') ?? ''
       const next = safeNext(form.get('next'))
       if (user === '' || !(await options.users.verify(user, form.get('password') ?? ''))) return await page(reply, 401, 'Wrong user name or password.', next)
@@ -59,7 +58,7 @@ export function registerLoginRoutes (app: FastifyInstance, options: LoginOptions
     })
     // A form post with the session's CSRF token in its body (a form cannot set headers).
     scope.post(LOGOUT_PATH, { schema: { hide: true } }, async (req, reply) => {
-      const form = req.body instanceof URLSearchParams ? req.body : new URLSearchParams()
+      const form = formOf(req)
       const id = sessionIdOf(req)
       const session = options.sessions.get(id)
       if (session !== undefined && csrfMatches(session, form.get('csrf'))) options.sessions.delete(id)

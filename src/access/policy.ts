@@ -3,9 +3,9 @@
 // the configuration's (config.ts: a setting's value is parsed where the setting is declared).
 import { ACTIONS, type AccessRule, type Action } from '../config.ts'
 
-export { ACTIONS, parseAccessRules, type AccessRule, type Action } from '../config.ts'
+import { IPFS_REPOSITORY_PREFIX } from '../registry/ipfs-images.ts'
 
-const IPFS_PREFIX = 'ipfs/'
+export { ACTIONS, parseAccessRules, type AccessRule, type Action } from '../config.ts'
 
 export interface AccessPolicyOptions {
   rules: AccessRule[]
@@ -38,8 +38,8 @@ export class AccessPolicy {
     const allowed = new Set<Action>(this.options.anonymousPull ? ['pull'] : [])
     if (user === undefined) return allowed
     if (this.isAdmin(user) || this.rules.length === 0) return new Set(ACTIONS)
-    const byCid = repository.startsWith(IPFS_PREFIX)
-    const rule = this.rules.find(candidate => candidate.patterns.some((pattern, index) => (candidate.repositories[index] ?? '').startsWith(IPFS_PREFIX) === byCid && pattern.test(repository)) && (candidate.users.includes('*') || candidate.users.includes(user)))
+    const byCid = repository.startsWith(IPFS_REPOSITORY_PREFIX)
+    const rule = this.rules.find(candidate => candidate.patterns.some((pattern, index) => (candidate.repositories[index] ?? '').startsWith(IPFS_REPOSITORY_PREFIX) === byCid && pattern.test(repository)) && (candidate.users.includes('*') || candidate.users.includes(user)))
     for (const action of rule?.allow ?? []) allowed.add(action)
     return allowed
   }

@@ -125,7 +125,7 @@ export class Membership {
     for (const record of await this.options.identities.allNodes()) if (record.id !== this.options.self) this.liveness.known(record.id)
     // A connection is a sign of life (and the presence channel greets every member that connects).
     this.stopListening = this.options.link.onPeerConnect(peer => {
-      if (this.isKnown(peer)) this.liveness.heard(peer)
+      if (this.isMember(peer)) this.liveness.heard(peer)
     })
     await this.presence.start()
     const tickMs = Math.min(this.options.intervalMs, MAX_TICK_MS)
@@ -214,7 +214,7 @@ export class Membership {
    */
   async forget (id: string): Promise<void> {
     if (id === this.options.self) throw new ForgetSelfError(`${id} is this node: forget it from another node once it has stopped`)
-    const known = this.isKnown(id) || (await this.options.identities.getNode(id)) !== undefined
+    const known = this.isMember(id) || (await this.options.identities.getNode(id)) !== undefined
     if (!known) throw new NodeNotFoundError(`no node ${JSON.stringify(id)} in the fleet`)
     if (this.liveness.standing(id) === 'live') throw new NodeStillLiveError(`node ${id} is live (a sign of life ${Math.round((this.liveness.sinceLastSign(id) ?? 0) / 1000)} s ago): stop it first, or wait until it is silent`)
     await this.options.identities.deleteNode(id)
@@ -225,10 +225,6 @@ export class Membership {
 
   /** A member this node knows of (an identity, or presence heard), other than itself. */
   isMember (peer: string): boolean {
-    return this.isKnown(peer)
-  }
-
-  private isKnown (peer: string): boolean {
     return this.liveness.standing(peer) !== undefined || this.presence.get(peer) !== undefined
   }
 
