@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { hashSync } from '@node-rs/bcrypt'
+import { htpasswdText } from '../test/support/htpasswd.ts'
 import { cachedImageLayout, findLayoutEntry } from '../test/support/oci-image.ts'
 import type { ImageLayoutResult } from '../test/support/oci-image.ts'
 import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/support/node-process.ts'
@@ -97,7 +97,7 @@ async function main (): Promise<void> {
   checkShoalIsThere(settings.contenders)
   const images = await prepareImages(settings.cases)
   await mkdir(WORK_DIR, { recursive: true })
-  await writeFile(HTPASSWD, `${BENCH_USER}:${hashSync(BENCH_PASSWORD, 5).replace(/^\$2b\$/, '$2y$')}\n`)
+  await writeFile(HTPASSWD, htpasswdText({ [BENCH_USER]: BENCH_PASSWORD }))
   const idlePeakRss = await measureIdlePeakRss(settings.contenders)
   const results: Results = {}
   for (const benchCase of settings.cases) {

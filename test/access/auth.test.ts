@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { hashSync } from '@node-rs/bcrypt'
+import { htpasswdText } from '../support/htpasswd.ts'
 import { SignJWT } from 'jose'
 import { decode as decodeDagPb } from '@ipld/dag-pb'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -27,13 +27,8 @@ const MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
 const basic = (user: keyof typeof PASSWORDS, password: string = PASSWORDS[user]): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
-/** An htpasswd file as `htpasswd -B` writes it ($2y$), and one entry in the $2b$ form other tools write. */
-function htpasswd (): string {
-  return Object.entries(PASSWORDS).map(([user, password], index) => {
-    const hash = hashSync(password, 5)
-    return `${user}:${index % 2 === 0 ? hash.replace(/^\$2b\$/, '$2y$') : hash}`
-  }).join('\n') + '\n'
-}
+/** The users' htpasswd file, in both bcrypt forms ($2y$ as `htpasswd -B` writes it, and $2b$). */
+const htpasswd = (): string => htpasswdText(PASSWORDS)
 
 describe('a node with users and rights', () => {
   let dir: string

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { hashSync } from '@node-rs/bcrypt'
+import { htpasswdText } from '../support/htpasswd.ts'
 import { startContainerd, type Containerd } from '../support/containerd.ts'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout } from '../support/oci-image.ts'
@@ -22,7 +22,7 @@ describe('containerd pulling from a node with TLS and users', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'shoal-ctr-'))
     certs = await makeCertificates(dir)
-    await writeFile(join(dir, 'htpasswd'), `alice:${hashSync('alice-pw', 5)}\ncarol:${hashSync('carol-pw', 5)}\n`)
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ alice: 'alice-pw', carol: 'carol-pw' }))
     node = await startTestNode({
       config: {
         tlsCert: certs.cert,

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { hashSync } from '@node-rs/bcrypt'
+import { htpasswdText } from '../support/htpasswd.ts'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { startTestNode, type TestNode } from '../support/in-process-node.ts'
 
@@ -21,7 +21,7 @@ describe('signing in to the web UI', () => {
   before(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/ensure-tools.sh (as root it installs it) or apt-get install chromium`)
     dir = await mkdtemp(join(tmpdir(), 'shoal-login-'))
-    await writeFile(join(dir, 'htpasswd'), `alice:${hashSync('alice-pw', 5)}\nroot:${hashSync('root-pw', 5)}\n`)
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ alice: 'alice-pw', root: 'root-pw' }))
     node = await startTestNode({ config: { htpasswd: join(dir, 'htpasswd'), admins: ['root'] } })
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] })
   })
