@@ -279,6 +279,10 @@ export const SETTINGS = {
     kind: optionalText, default: undefined, arg: '<file>', flag: 'swarm-key',
     help: 'pre-shared key file (swarm.key format): only nodes with the same key connect'
   }),
+  operatorKey: declare({
+    kind: optionalText, default: undefined, arg: '<file>', yaml: 'fleet.operatorKey',
+    help: 'the fleet operator\'s public key (operator.pub from `shoal fleet init`): only nodes it certified (`shoal fleet admit`) change the fleet\'s catalogue'
+  }),
   advertiseUrl: declare({
     kind: optionalText, default: undefined, arg: '<url>',
     help: 'HTTP URL peers fetch blocks from (default http://<listen>, https:// with TLS)',

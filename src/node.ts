@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, type KeyObject } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { createSecureContext, rootCertificates } from 'node:tls'
 import { join, resolve } from 'node:path'
@@ -29,6 +29,7 @@ import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
 import { INTERNAL_HEADER, TOKEN_PATH, registerAccessControl, type AccessControlOptions } from './access/guard.ts'
+import { operatorPublicKey } from './access/certificates.ts'
 import { Htpasswd } from './access/htpasswd.ts'
 import { defaultAllowedHosts, registerHostCheck } from './access/host-check.ts'
 import { registerLoginRoutes } from './access/login-routes.ts'
@@ -79,6 +80,16 @@ function readPeerCa (config: Config): string[] | undefined {
   }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`tlsCa ${config.tlsCa} holds no PEM certificate`)
   return [...rootCertificates, pem]
+}
+
+/** The fleet operator's public key the configuration names, read once at construction. */
+function readOperatorKey (config: Config): KeyObject | undefined {
+  if (config.operatorKey === undefined) return undefined
+  try {
+    return operatorPublicKey(readFileSync(config.operatorKey, 'utf8'))
+  } catch (err) {
+    throw new ConfigError(`operatorKey ${config.operatorKey} is not a usable operator public key: ${(err as Error).message}`)
+  }
 }
 
 /** The certificate and key the configuration names, read once at construction; none: plain HTTP. */
@@ -288,6 +299,7 @@ export class ShoalNode {
   private buildFleet (): Fleet {
     return new Fleet({
       config: this.config,
+      operatorKey: readOperatorKey(this.config),
       dataDir: resolve(this.config.data),
       blockstore: this.blockstore,
       logger: this.logger,
@@ -368,7 +380,9 @@ export class ShoalNode {
         nodes: async () => await fleet.nodes(),
         forget: async id => { await fleet.forget(id) },
         allTags: async () => await fleet.allTags(),
-        databases: async () => await fleet.databases()
+        databases: async () => await fleet.databases(),
+        trust: () => fleet.trustStatus(),
+        addStatement: async value => await fleet.addStatement(value)
       },
       strategies: new StrategyService({ store: fleet.strategyStore(), nodes: fleet, tags: fleet, images: fleetImageResolver(fleet, this.metadata) })
     }

@@ -34,6 +34,12 @@ export interface TokenSettings {
 /** A P-256 public key as JWK members, in the order dag-cbor stores them. */
 export type PublicJwk = { crv: string, kty: string, x: string, y: string }
 
+/**
+ * A member's key is asked for again after this long: a member revoked since (its identity no
+ * longer counts in the catalogue) stops being trusted within it.
+ */
+const TRUSTED_KEY_TTL_MS = 10_000
+
 /** Other keys a verifier takes tokens from (the fleet's members'), by key id (`kid`). */
 export type TrustedKeys = (keyId: string) => Promise<PublicJwk | undefined>
 
@@ -42,7 +48,7 @@ export class TokenVerifier {
   protected readonly key: KeyObject
   protected readonly settings: TokenSettings
   private readonly trusted: TrustedKeys | undefined
-  private readonly trustedKeys = new Map<string, KeyObject>()
+  private readonly trustedKeys = new Map<string, { key: KeyObject, at: number }>()
 
   /** `trusted`: keys other than `key` whose tokens count (the fleet's members'); none: only `key`. */
   constructor (key: KeyObject, settings: TokenSettings, trusted?: TrustedKeys) {
@@ -61,12 +67,15 @@ export class TokenVerifier {
     }
     if (keyId === undefined || this.trusted === undefined || keyId === thumbprint(this.key)) return this.key
     const known = this.trustedKeys.get(keyId)
-    if (known !== undefined) return known
+    if (known !== undefined && performance.now() - known.at < TRUSTED_KEY_TTL_MS) return known.key
     const jwk = await this.trusted(keyId)
     // The key must be the one its id names: a record cannot slip in another key under a known id.
-    if (jwk === undefined || jwkThumbprint(jwk) !== keyId) return this.key
+    if (jwk === undefined || jwkThumbprint(jwk) !== keyId) {
+      this.trustedKeys.delete(keyId)
+      return this.key
+    }
     const key = createPublicKey({ key: { ...jwk }, format: 'jwk' })
-    this.trustedKeys.set(keyId, key)
+    this.trustedKeys.set(keyId, { key, at: performance.now() })
     return key
   }
 

@@ -1,6 +1,7 @@
 // What the management API is given by the composition root (node.ts): this node's own images, and
 // its place in a mesh with the services a joined mesh gives. The API builds none of them.
-import type { CatalogueDatabase, TagRecord } from '../catalogue/catalogue.ts'
+import type { Signed, Statement } from '../access/certificates.ts'
+import type { CatalogueDatabase, TagRecord, TrustStatus } from '../catalogue/catalogue.ts'
 import type { MeshPhase } from '../lifecycle.ts'
 import type { TagChanges } from './event-routes.ts'
 import type { PeerStatus } from '../mesh/mesh.ts'
@@ -19,6 +20,10 @@ export interface FleetView {
   forget(id: string): Promise<void>
   allTags(): Promise<TagRecord[]>
   databases(): Promise<CatalogueDatabase[]>
+  /** The operator key, this node's certificate and the operator's statements. */
+  trust(): TrustStatus
+  /** Hands the fleet an operator's statement; refuses one the operator key did not sign. */
+  addStatement(value: unknown): Promise<Signed<Statement>>
 }
 
 /** The services a joined mesh gives the API. */

@@ -38,6 +38,7 @@ export const nodeSchema = {
     },
     images: { type: 'array', items: { type: 'string' }, description: 'Image CIDs the node holds' },
     heartbeatAt: { type: 'string', format: 'date-time', description: 'When the node sent its last presence heard here (its clock); absent when it has not been heard since this node started' },
+    writer: { type: 'string', description: 'The node\'s catalogue writer key (its OrbitDB identity), from its presence: what `shoal fleet admit` certifies' },
     replication: {
       type: 'object',
       additionalProperties: placementStateSchema,

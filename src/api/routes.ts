@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { registerEventRoutes } from './event-routes.ts'
 import { apiErrorResponses } from './errors.ts'
-import { idParams, nodesSchema, peersSchema, type NodesAnswer, type PeersAnswer } from './schemas.ts'
+import { idParams, nodesSchema, peersSchema, statementSchema, trustSchema, type NodesAnswer, type PeersAnswer, type StatementBody, type TrustAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
@@ -18,6 +18,7 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
   app.register(async (api: FastifyInstance) => {
     configureApiScope(api)
     registerFleetRoutes(api, options)
+    registerTrustRoutes(api, options)
     registerStrategyRoutes(api, options)
     registerDatastoreRoutes(api, options)
     registerEventRoutes(api, options)
@@ -57,5 +58,26 @@ function registerFleetRoutes (api: FastifyInstance, { membership }: ApiRoutesOpt
   }, async (req, reply) => {
     await joinedMesh(membership).fleet.forget(req.params.id)
     return await reply.code(204).send()
+  })
+}
+
+function registerTrustRoutes (api: FastifyInstance, { membership }: ApiRoutesOptions): void {
+  api.get('/fleet/trust', {
+    schema: {
+      tags: ['mesh'],
+      summary: 'The operator key this node trusts, this node\'s certificate, and every certificate and revocation it holds',
+      response: { 200: trustSchema, ...apiErrorResponses }
+    }
+  }, async (): Promise<TrustAnswer> => joinedMesh(membership).fleet.trust())
+  api.post<{ Body: StatementBody }>('/fleet/statements', {
+    schema: {
+      tags: ['mesh'],
+      summary: 'Hand the fleet an operator\'s certificate or revocation (`shoal fleet admit`, `shoal fleet revoke`); it takes effect on every node without a restart',
+      body: statementSchema,
+      response: { 201: statementSchema, ...apiErrorResponses }
+    }
+  }, async (req, reply) => {
+    const statement = await joinedMesh(membership).fleet.addStatement(req.body)
+    return await reply.code(201).send(statement)
   })
 }

@@ -274,6 +274,41 @@ export const datastoreSchema = {
 } as const
 
 // The answers, as the web UI and the CLI read them.
+/** An operator's statement (`shoal fleet admit`, `revoke`): a certificate or a revocation, with the operator key's signature. */
+export const statementSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kind', 'peer', 'signature'],
+  properties: {
+    kind: { type: 'string', enum: ['certificate', 'revocation'] },
+    peer: { type: 'string', minLength: 1, description: 'The node\'s libp2p peer id' },
+    writer: { type: 'string', minLength: 1, description: 'certificate: the node\'s catalogue writer key (its OrbitDB identity)' },
+    role: { type: 'string', enum: ['member', 'admin'], description: 'certificate: admin nodes also set strategies' },
+    issuedAt: { type: 'string', format: 'date-time', description: 'certificate: when the operator signed it' },
+    revokedAt: { type: 'string', format: 'date-time', description: 'revocation: when the operator signed it; it ends every certificate of the peer issued at or before it' },
+    signature: { type: 'string', minLength: 1, description: 'The operator key\'s Ed25519 signature (base64url)' }
+  }
+} as const
+
+export const trustSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['operatorKey', 'self', 'statements'],
+  properties: {
+    operatorKey: { type: ['string', 'null'], description: 'The id of the operator key this node trusts (null: none, any member writes the catalogue)' },
+    self: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['writer', 'role'],
+      properties: {
+        writer: { type: 'string', description: 'This node\'s catalogue writer key' },
+        role: { type: ['string', 'null'], enum: ['member', 'admin', null], description: 'What this node\'s certificate makes it (null: none, its writes stay local)' }
+      }
+    },
+    statements: { type: 'array', items: statementSchema, description: 'Every certificate and revocation this node holds' }
+  }
+} as const
+
 export type PeersAnswer = FromSchema<typeof peersSchema>
 export type PeerAnswer = PeersAnswer['peers'][number]
 export type NodesAnswer = FromSchema<typeof nodesSchema>
@@ -290,4 +325,6 @@ export type ImagesAnswer = FromSchema<typeof imagesSchema>
 export type ImageAnswer = ImagesAnswer['images'][number]
 export type HoldingsAnswer = FromSchema<typeof holdingsSchema>
 export type Datastore = FromSchema<typeof datastoreSchema>
+export type StatementBody = FromSchema<typeof statementSchema>
+export type TrustAnswer = FromSchema<typeof trustSchema>
 export type DatastoreEntry = Datastore['databases'][number]['entries'][number]

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto'
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { IPFSAccessController, createOrbitDB, type KeyValueDatabase, type OrbitDB } from '@orbitdb/core'
@@ -5,6 +6,9 @@ import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Strategy } from './strategy-record.ts'
+import type { Signed, Statement } from '../access/certificates.ts'
+import { certifiedAccessController } from './certified-access.ts'
+import { FleetRoleError, FleetTrust, NoOperatorKeyError, StatementInvalidError, statementKey } from './fleet-trust.ts'
 import { GenerationalDatabase, type GenerationSettings } from './generations.ts'
 import { tagKey } from './tag-key.ts'
 
@@ -117,7 +121,24 @@ type GenerationsOnDisk = Record<string, { current: number, onDisk: number[] }>
 export type CatalogueOptions = Partial<GenerationSettings> & {
   /** Collects blocks nothing pins any more: called after a generation's entries are unpinned. */
   collectGarbage?: () => Promise<unknown>
+  /**
+   * The fleet operator's public key: only writers its certificates name change the fleet's
+   * view (fleet-trust.ts); absent, any member writes (the swarm key is the only gate).
+   */
+  operatorKey?: KeyObject
 }
+
+/** A node's standing with the fleet's operator key, for people and the CLI. */
+export interface TrustStatus {
+  /** The operator key's id (fleet-trust.ts), or null: no operator key, any member writes. */
+  operatorKey: string | null
+  /** This node's OrbitDB writer key and what its certificate says (role null: none). */
+  self: { writer: string, role: 'member' | 'admin' | null }
+  statements: Array<Signed<Statement>>
+}
+
+/** With no certificate after this long, a node that wrote says once that its writes stay local. */
+const UNCERTIFIED_NOTICE_MS = 15_000
 
 const DEFAULT_GENERATION_SETTINGS: GenerationSettings = {
   compactEntries: 500,
@@ -143,7 +164,7 @@ export interface CatalogueDatabase {
 }
 
 export interface CatalogueChange {
-  kind: 'tag' | 'node' | 'strategy'
+  kind: 'tag' | 'node' | 'strategy' | 'certificate'
   key: string
   deleted: boolean
 }
@@ -167,6 +188,8 @@ const KINDS = [
   { kind: 'node', name: 'shoal.nodes' },
   { kind: 'strategy', name: 'shoal.strategies' }
 ] as const
+/** Only in a fleet with an operator key: the operator's signed statements (certificates, revocations). */
+const CERTIFICATES = { kind: 'certificate', name: 'shoal.certificates' } as const
 
 /**
  * The replicated catalogue (D6): OrbitDB key-value databases every member opens under the same
@@ -182,6 +205,14 @@ export class Catalogue {
   private readonly logger: Logger
   private readonly settings: GenerationSettings
   private readonly collectGarbage: (() => Promise<unknown>) | undefined
+  private readonly operatorKey: KeyObject | undefined
+  /** Who may write (a fleet with an operator key), once started. */
+  private trust: FleetTrust | undefined
+  /** The databases this node keeps: with an operator key, the certificates first. */
+  private readonly kinds: ReadonlyArray<{ kind: CatalogueChange['kind'], name: string }>
+  private uncertifiedNotice: NodeJS.Timeout | undefined
+  private uncertifiedSaid = false
+  private certifiedRole: string | undefined
   private orbitdb: OrbitDB | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
   private readonly listeners = new Set<(change: CatalogueChange) => void>()
@@ -204,27 +235,40 @@ export class Catalogue {
     this.transport = transport
     this.directory = directory
     this.logger = logger
-    const { collectGarbage, ...settings } = options
+    const { collectGarbage, operatorKey, ...settings } = options
     this.collectGarbage = collectGarbage
+    this.operatorKey = operatorKey
+    this.kinds = operatorKey === undefined ? KINDS : [CERTIFICATES, ...KINDS]
     this.settings = { ...DEFAULT_GENERATION_SETTINGS, ...Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined)) }
   }
 
   async start (): Promise<void> {
     const orbitdb = this.orbitdb = await createOrbitDB({ ipfs: this.ipfs, directory: this.directory, id: 'shoal' })
+    const trust = this.trust = this.operatorKey === undefined ? undefined : new FleetTrust(this.operatorKey, orbitdb.identity.publicKey)
     const onDisk = await this.generationsOnDisk()
-    for (const { kind, name } of KINDS) {
+    for (const { kind, name } of this.kinds) {
       const db = new GenerationalDatabase(name, {
-        open: async dbName => await this.openDatabase<unknown>(dbName),
+        open: async dbName => await this.openDatabase<unknown>(dbName, kind),
         release: async (address, hashes) => { await this.release(address, hashes) },
         announceGeneration: () => { void this.announceGenerations() },
         generationsChanged: () => { this.saveGenerations() },
-        changed: (key, deleted) => { for (const listener of this.listeners) listener({ kind, key, deleted }) },
+        changed: (key, deleted) => {
+          if (kind === 'certificate') this.certificatesChanged()
+          for (const listener of this.listeners) listener({ kind, key, deleted })
+        },
         writerId: orbitdb.identity.publicKey,
+        ...(trust === undefined ? {} : { counts: (writer: string, key: string | undefined, deleted: boolean) => trust.admits(kind, writer, key, deleted) }),
         logger: this.logger
       }, this.settings)
       this.databasesByKind.set(kind, db)
     }
-    // The three start at once (their opens take turns: openDatabase); the file is written only
+    if (trust !== undefined) {
+      // The certificates first: the other logs' entries are checked against them as they load.
+      await this.database('certificate').start(onDisk[CERTIFICATES.name]?.onDisk ?? [], onDisk[CERTIFICATES.name]?.current ?? 0)
+      this.certificatesChanged()
+      this.stopListening.push(trust.onChange(() => { this.trustChanged() }))
+    }
+    // The others start at once (their opens take turns: openDatabase); the file is written only
     // once all know their generations.
     await Promise.all(KINDS.map(async ({ kind, name }) => { await this.database(kind).start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0) }))
     this.generationsKnown = true
@@ -243,6 +287,7 @@ export class Catalogue {
 
   async stop (): Promise<void> {
     clearInterval(this.announceTimer)
+    clearTimeout(this.uncertifiedNotice)
     for (const { timer } of this.answering.values()) clearTimeout(timer)
     for (const stop of this.stopListening.splice(0)) stop()
     for (const db of this.databasesByKind.values()) await db.stop()
@@ -375,24 +420,25 @@ export class Catalogue {
   }
 
   /** The same name and access controller on every node give the same database address. */
-  private async openDatabase<T> (name: string): Promise<KeyValueDatabase<T>> {
+  private async openDatabase<T> (name: string, kind: CatalogueChange['kind']): Promise<KeyValueDatabase<T>> {
     // One open at a time: every database shares one access-controller block, and OrbitDB pins
     // it on each open (check, then pin), so two opens at once could fail with "Already pinned"
     // and stop the node at start (seen in a 30-node fleet, and under load in test/mesh/pull).
-    const opened = this.opening.then(async () => await this.openDatabaseNow<T>(name))
+    const opened = this.opening.then(async () => await this.openDatabaseNow<T>(name, kind))
     this.opening = opened.catch(() => {})
     return await opened
   }
 
-  private async openDatabaseNow<T> (name: string): Promise<KeyValueDatabase<T>> {
+  private async openDatabaseNow<T> (name: string, kind: CatalogueChange['kind']): Promise<KeyValueDatabase<T>> {
     const orbitdb = this.requireStarted()
-    // Any member may write: membership itself is guarded by the mesh's pre-shared key.
+    // Without an operator key any member may write: membership itself is guarded by the mesh's
+    // pre-shared key. With one, the writers its certificates name (certified-access.ts).
     // Plain KeyValue, not KeyValueIndexed: the indexed kind applies entries in the order they
     // arrive, so two nodes that wrote one key at once could each keep the other's value. Reading
     // the log in its own order (Lamport clock, then writer) gives every node the same answer.
     return await orbitdb.open<T>(name, {
       type: 'keyvalue',
-      AccessController: IPFSAccessController({ write: ['*'] })
+      AccessController: this.trust === undefined ? IPFSAccessController({ write: ['*'] }) : certifiedAccessController(this.trust, kind)
     })
   }
 
@@ -458,12 +504,89 @@ export class Catalogue {
     return db
   }
 
+  /** The certificates database changed: who may write is read from it again. */
+  private certificatesChanged (): void {
+    const db = this.databasesByKind.get('certificate')
+    if (this.trust === undefined || db === undefined) return
+    this.trust.update(db.entries().map(([, winner]) => winner.value))
+  }
+
+  /**
+   * Who is certified changed: every database is indexed again (a revoked writer's entries stop
+   * counting), and a node just certified announces its heads, so that what it wrote while
+   * uncertified (kept in its own logs) reaches the fleet now.
+   */
+  private trustChanged (): void {
+    const trust = this.trust
+    if (trust === undefined) return
+    for (const { kind } of KINDS) {
+      this.database(kind).recount().catch((err: unknown) => { this.logger.warn({ err, kind }, 'could not index the catalogue again after a certificate change') })
+    }
+    const role = trust.certified(trust.self)?.role
+    if (role === this.certifiedRole) return
+    this.certifiedRole = role
+    if (role === undefined) {
+      this.logger.warn('this node\'s certificate was revoked: its catalogue writes stay on this node')
+      return
+    }
+    this.logger.info({ role }, 'this node is certified by the fleet\'s operator key: its catalogue writes reach the fleet')
+    for (const db of this.openDatabases()) void this.publishHeads(db)
+  }
+
+  /** After a write: a node without a certificate says once, in one line, that its writes stay local. */
+  private wrote (): void {
+    const trust = this.trust
+    if (trust === undefined || this.uncertifiedSaid || this.uncertifiedNotice !== undefined || trust.certified(trust.self) !== undefined) return
+    // Not at once: at start the certificates may still be on their way from peers.
+    this.uncertifiedNotice = setTimeout(() => {
+      this.uncertifiedNotice = undefined
+      if (this.uncertifiedSaid || trust.certified(trust.self) !== undefined) return
+      this.uncertifiedSaid = true
+      this.logger.warn({ peer: this.transport.self, operatorKey: trust.operatorId }, `this node holds no certificate from the fleet's operator key: its catalogue writes stay on this node until \`shoal fleet admit ${this.transport.self}\``)
+    }, UNCERTIFIED_NOTICE_MS).unref()
+  }
+
+  /** Fleet-wide placement is the admins' (fleet-trust.ts): a member node refuses it rather than write what no other node counts. */
+  private requireStrategyRights (): void {
+    const trust = this.trust
+    if (trust === undefined) return
+    const role = trust.certified(trust.self)?.role
+    if (role === 'member') throw new FleetRoleError('this node\'s certificate makes it a member of the fleet, not an admin: set strategies through an admin node')
+  }
+
+  /** Adds an operator's statement (a certificate or a revocation) for the whole fleet; refuses one the operator key did not sign. */
+  async addStatement (value: unknown): Promise<Signed<Statement>> {
+    const trust = this.trust
+    if (trust === undefined) throw new NoOperatorKeyError('this node was started without an operator key (--operator-key): it takes no certificates')
+    const statement = trust.verify(value)
+    if (statement === undefined) throw new StatementInvalidError(`the statement is not a certificate or revocation signed by this fleet's operator key (${trust.operatorId})`)
+    await this.database('certificate').put(statementKey(statement), statement)
+    await this.database('certificate').settled()
+    this.certificatesChanged()
+    return statement
+  }
+
+  /** This node's standing with the operator key, and every statement it holds. */
+  trustStatus (): TrustStatus {
+    const trust = this.trust
+    const writer = this.requireStarted().identity.publicKey
+    if (trust === undefined) return { operatorKey: null, self: { writer, role: null }, statements: [] }
+    return { operatorKey: trust.operatorId, self: { writer, role: trust.certified(writer)?.role ?? null }, statements: trust.allStatements() }
+  }
+
+  /** This node's OrbitDB writer key (its presence carries it, so the operator can certify it). */
+  get writer (): string {
+    return this.requireStarted().identity.publicKey
+  }
+
   async putTag (record: TagRecord): Promise<void> {
     await this.database('tag').put(tagKey(record.repository, record.tag), record)
+    this.wrote()
   }
 
   async deleteTag (repository: string, tag: string): Promise<void> {
     await this.database('tag').del(tagKey(repository, tag))
+    this.wrote()
   }
 
   async getTag (repository: string, tag: string): Promise<TagRecord | undefined> {
@@ -476,6 +599,7 @@ export class Catalogue {
 
   async putNode (record: NodeRecord): Promise<void> {
     await this.database('node').put(record.id, record)
+    this.wrote()
   }
 
   async getNode (id: string): Promise<NodeRecord | undefined> {
@@ -491,11 +615,15 @@ export class Catalogue {
   }
 
   async putStrategy (strategy: Strategy): Promise<void> {
+    this.requireStrategyRights()
     await this.database('strategy').put(strategy.id, strategy)
+    this.wrote()
   }
 
   async deleteStrategy (id: string): Promise<void> {
+    this.requireStrategyRights()
     await this.database('strategy').del(id)
+    this.wrote()
   }
 
   async getStrategy (id: string): Promise<Strategy | undefined> {
@@ -513,7 +641,7 @@ export class Catalogue {
    */
   async databases (): Promise<CatalogueDatabase[]> {
     const databases: CatalogueDatabase[] = []
-    for (const { kind, name } of KINDS) {
+    for (const { kind, name } of this.kinds) {
       const db = await this.view(kind)
       databases.push({
         name,
@@ -527,7 +655,7 @@ export class Catalogue {
   /** Each database's generations, for people and tests. */
   async generations (): Promise<CatalogueGeneration[]> {
     const generations: CatalogueGeneration[] = []
-    for (const { kind, name } of KINDS) {
+    for (const { kind, name } of this.kinds) {
       const db = await this.view(kind)
       generations.push({ name, current: db.current, open: db.openGenerations(), logEntries: db.logSize, liveKeys: db.entries().length, heads: (await db.db.log.heads()).length })
     }

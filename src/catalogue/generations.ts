@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { KeyValueDatabase, LogEntry } from '@orbitdb/core'
 import type { Logger } from 'pino'
-import { BASE_OP, KeyValueIndex, rankAfter, type BaseItem, type BasePayload, type Winner } from './kv-index.ts'
+import { BASE_OP, KeyValueIndex, rankAfter, type BaseItem, type BasePayload, type Winner, type WriteFilter } from './kv-index.ts'
 
 /**
  * A compaction starts once the current generation's log holds more than this many entries per
@@ -43,6 +43,8 @@ export interface GenerationHost {
   changed(key: string, deleted: boolean): void
   /** This node's OrbitDB identity (the clock id of its writes). */
   writerId: string
+  /** Which writes count (a fleet with an operator key); absent: all. */
+  counts?: WriteFilter
   logger: Logger
 }
 
@@ -195,6 +197,32 @@ export class GenerationalDatabase {
       }
     }
     return merged
+  }
+
+  /**
+   * Indexes every open generation again, from its log: which writes count changed (a member
+   * admitted or revoked). Listeners hear of each key whose state changed.
+   */
+  recount (): Promise<void> {
+    return this.serially(async () => {
+      if (this.stopped) return
+      await this.settled()
+      const before = new Map([...this.merged()].map(([key, winner]) => [key, winner]))
+      for (const opened of this.generations.values()) {
+        const index = new KeyValueIndex<unknown>(opened.db.log, opened.generation, this.host.counts)
+        await index.load()
+        opened.index = index
+        // An entry that arrived during the load went to the index it replaced.
+        for (const head of await opened.db.log.heads()) await index.add(head)
+      }
+      const after = this.merged()
+      for (const key of new Set([...before.keys(), ...after.keys()])) {
+        const was = before.get(key)
+        const now = after.get(key)
+        if (was?.hash === now?.hash && was?.deleted === now?.deleted) continue
+        this.host.changed(key, now === undefined || now.deleted)
+      }
+    })
   }
 
   /** Another node announced `generation` as current: write there from now on. */
@@ -354,7 +382,7 @@ export class GenerationalDatabase {
     const db = await this.host.open(generation === 0 ? this.name : `${this.name}.g${generation}`)
     // Sync errors are recovered by the catalogue's re-announced heads.
     db.events.on('error', (err: Error) => { this.host.logger.debug({ err, db: this.name, generation }, 'catalogue sync error') })
-    const index = new KeyValueIndex<unknown>(db.log, generation)
+    const index = new KeyValueIndex<unknown>(db.log, generation, this.host.counts)
     const opened: Generation = { generation, db, index, reading: new Set(), writing: new Set() }
     db.events.on('update', (entry: LogEntry<unknown>) => { this.take(opened, entry) })
     const started = performance.now()

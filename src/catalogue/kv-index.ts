@@ -15,6 +15,12 @@ export interface EntrySource {
   heads?(): Promise<IndexedEntry[]>
 }
 
+/**
+ * Whether a write counts (a fleet with an operator key: fleet-trust.ts): by its writer's clock
+ * id, for `key` (undefined: a snapshot or carry entry itself) and whether it deletes.
+ */
+export type WriteFilter = (writer: string, key: string | undefined, deleted: boolean) => boolean
+
 /** Entries read at once by a load from the heads. */
 const LOAD_CONCURRENCY = 32
 
@@ -81,9 +87,12 @@ export class KeyValueIndex<T> {
   /** Index work runs one step at a time, in the order it was asked for. */
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor (source: EntrySource, generation = 0) {
+  private readonly counts: WriteFilter
+
+  constructor (source: EntrySource, generation = 0, counts: WriteFilter = () => true) {
     this.source = source
     this.generation = generation
+    this.counts = counts
   }
 
   /**
@@ -184,14 +193,16 @@ export class KeyValueIndex<T> {
     this.known.add(entry.hash)
     const { op, key, value } = entry.payload
     if (op === BASE_OP) {
+      if (!this.counts(entry.clock.id, undefined, false)) return
       const base = value as BasePayload
       for (const item of base.items) {
+        if (!this.counts(item.id, item.key, item.deleted)) continue
         this.offer(item.key, { rank: { generation: item.generation, time: item.time, id: item.id }, deleted: item.deleted, value: item.value, hash: item.hash }, changed)
       }
       if (base.snapshot !== undefined) this.sawPart(`${entry.clock.id}/${base.snapshot.id}`, base.snapshot.part, base.snapshot.parts)
       return
     }
-    if (key === undefined || key === null) return
+    if (key === undefined || key === null || !this.counts(entry.clock.id, key, op === 'DEL')) return
     this.writerIds.add(entry.clock.id)
     this.offer(key, { rank: { generation: this.generation, time: entry.clock.time, id: entry.clock.id }, deleted: op === 'DEL', value, hash: entry.hash }, changed)
   }

@@ -68,6 +68,8 @@ declare module '@orbitdb/core' {
 
   export function createOrbitDB (options: { ipfs: unknown, directory?: string, id?: string }): Promise<OrbitDB>
   export function IPFSAccessController (options?: { write?: string[] }): unknown
+  /** OrbitDB's storage of raw blocks in helia (access controllers keep their manifests there). */
+  export function IPFSBlockStorage (options: { ipfs: unknown, pin?: boolean }): Promise<{ put(hash: string, bytes: Uint8Array): Promise<void> }>
 }
 
 // OrbitDB's signature helpers (not re-exported by its index), for the test of its patched check.

@@ -5,6 +5,7 @@ import type { PeersAnswer } from '../api/schemas.ts'
 import { getJson } from './api-client.ts'
 import { addStrategy, forgetNode, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
+import { admitPeer, initFleet, revokePeer, showTrust } from './trust-commands.ts'
 
 /** The node a command asks, unless --node says otherwise. */
 const DEFAULT_NODE = process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000'
@@ -169,6 +170,43 @@ nodes.command('forget')
   .action(async (id: string, _options: unknown, command: Command) => {
     // --node belongs to `nodes` and reaches this subcommand as a global option.
     console.log(await forgetNode((command.optsWithGlobals() as NodeOptions).node, id))
+  })
+
+const fleet = program.command('fleet')
+  .description('trust inside a fleet: the operator key, and which nodes may write the fleet\'s catalogue')
+
+fleet.command('init')
+  .description('make the fleet\'s operator key: DIR/operator.key (keep it off the nodes) and DIR/operator.pub (every node\'s --operator-key); no node needed')
+  .requiredOption('--dir <dir>', 'where to write the two files')
+  .action(async (options: { dir: string }) => {
+    console.log(await initFleet(options.dir))
+  })
+
+fleet.command('admit')
+  .description('certify a node: its catalogue writes (tags, its identity; strategies for an admin) reach the whole fleet, without a restart')
+  .argument('<peer-id>', 'the node\'s peer id (see shoal nodes)')
+  .requiredOption('--key <file>', 'the operator\'s private key (operator.key)')
+  .option('--role <role>', 'member, or admin (also sets strategies)', 'member')
+  .option('--node <url>', 'node that hands the certificate to the fleet', DEFAULT_NODE)
+  .action(async (peer: string, options: { key: string, role: string, node: string }) => {
+    console.log(await admitPeer(options.node, peer, options))
+  })
+
+fleet.command('revoke')
+  .description('revoke a node\'s certificate: the fleet stops counting its catalogue writes, without a restart')
+  .argument('<peer-id>', 'the node\'s peer id')
+  .requiredOption('--key <file>', 'the operator\'s private key (operator.key)')
+  .option('--node <url>', 'node that hands the revocation to the fleet', DEFAULT_NODE)
+  .action(async (peer: string, options: { key: string, node: string }) => {
+    console.log(await revokePeer(options.node, peer, options))
+  })
+
+fleet.command('trust')
+  .description('the operator key a node trusts, its own certificate, and every certificate and revocation it holds')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (options: NodeOptions) => {
+    console.log(await showTrust(options.node, options.json === true))
   })
 
 program.command('images')

@@ -1,10 +1,12 @@
+import type { KeyObject } from 'node:crypto'
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
-import type { Catalogue, CatalogueDatabase, TagRecord, TokenKey } from '../catalogue/catalogue.ts'
+import type { Signed, Statement } from '../access/certificates.ts'
+import type { Catalogue, CatalogueDatabase, TagRecord, TokenKey, TrustStatus } from '../catalogue/catalogue.ts'
 import { parseTagKey } from '../catalogue/tag-key.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
@@ -52,8 +54,11 @@ export class Fleet {
   private readonly listeners = new Set<() => void>()
   private readonly tagListeners = new Set<(change: TagChange) => void>()
 
-  constructor (options: { config: Config, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger, collectGarbage?: () => Promise<unknown> }) {
+  private readonly operatorKey: KeyObject | undefined
+
+  constructor (options: { config: Config, operatorKey?: KeyObject, dataDir: string, blockstore: Blockstore, facts: LocalNodeFacts, logger: Logger, collectGarbage?: () => Promise<unknown> }) {
     this.config = options.config
+    this.operatorKey = options.operatorKey
     this.collectGarbage = options.collectGarbage
     this.dataDir = options.dataDir
     this.facts = options.facts
@@ -108,7 +113,8 @@ export class Fleet {
     this.catalogueInstance = new Catalogue(this.mesh.helia, transport, join(this.dataDir, 'orbitdb'), this.logger.child({ part: 'catalogue' }), {
       compactEntries: this.config.catalogueCompactEntries,
       graceMs: this.config.catalogueGraceSeconds * 1000,
-      collectGarbage: this.collectGarbage
+      collectGarbage: this.collectGarbage,
+      operatorKey: this.operatorKey
     })
     await this.catalogueInstance.start()
     this.pullNotices = new PullNotices(gossipTransport(libp2p.services.pubsub), { peer: this.mesh.peerId, url: () => this.facts.url() }, this.logger.child({ part: 'pulls' }))
@@ -170,6 +176,7 @@ export class Fleet {
       disk: { usedBytes: await this.facts.usedBytes(), freeBytes: disk.bavail * disk.bsize },
       images: await this.facts.heldImages(),
       replication: this.facts.replication?.() ?? {},
+      writer: this.catalogue.writer,
       at: new Date().toISOString()
     }
   }
@@ -280,6 +287,16 @@ export class Fleet {
       getStrategy: async id => await catalogue.getStrategy(id),
       allStrategies: async () => await catalogue.allStrategies()
     }
+  }
+
+  /** This node's standing with the fleet's operator key, and the operator's statements. */
+  trustStatus (): TrustStatus {
+    return this.catalogue.trustStatus()
+  }
+
+  /** Hands an operator's certificate or revocation to the fleet (`shoal fleet admit`, `revoke`). */
+  async addStatement (value: unknown): Promise<Signed<Statement>> {
+    return await this.catalogue.addStatement(value)
   }
 
   /** The catalogue's databases as they are (for the API's data store view). */

@@ -14,6 +14,8 @@ export type FleetNode = NodeRecord & {
   replication?: Record<string, PlacementState>
   /** When it sent its last presence heard here (its clock). */
   heartbeatAt?: string
+  /** Its catalogue writer key, from its presence: what an operator's certificate names. */
+  writer?: string
   standing: Standing
   /** No sign of life for three presence intervals (busy, or leaving): still placed on. */
   silent: boolean
@@ -198,6 +200,7 @@ export class Membership {
         labels: Object.fromEntries(Object.entries(identity?.labels ?? presence?.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
         images: presence?.images ?? [],
         ...(presence === undefined ? {} : { disk: presence.disk, replication: presence.replication, heartbeatAt: presence.at }),
+        ...(presence?.writer === undefined ? {} : { writer: presence.writer }),
         standing,
         silent: standing !== 'live',
         gone: standing === 'gone',

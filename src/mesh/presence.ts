@@ -47,6 +47,8 @@ export const presenceSchema = {
     images: { type: 'array', items: { type: 'string' } },
     /** Strategy id -> the node's progress with that strategy's image (absent: nothing to say). */
     replication: { type: 'object', additionalProperties: placementStateSchema },
+    /** The sender's catalogue writer key (its OrbitDB identity): what an operator's certificate names. */
+    writer: { type: 'string' },
     /** The sender's wall clock when it sent the message (ISO 8601), for people. */
     at: { type: 'string' }
   }

@@ -132,3 +132,21 @@ describe('KeyValueIndex', () => {
     assert.ok(rankAfter({ generation: 2, time: 1, id: 'a' }, { generation: 1, time: 99, id: 'z' }))
   })
 })
+
+describe('KeyValueIndex with a write filter', () => {
+  it('answers as if the writes that do not count were not in the log, snapshot items included', async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const entries = randomLog(seed, 60)
+      const counts = (writer: string): boolean => writer !== 'writer-b'
+      const index = new KeyValueIndex<number>(sourceOf(entries, new Set(entries.map(e => e.hash))), 0, counts)
+      await index.load()
+      assert.deepEqual(new Map(index.entries()), expected(entries.filter(e => e.clock.id !== 'writer-b')), `seed ${seed}`)
+    }
+    const item = (key: string, id: string): BaseItem => ({ key, deleted: false, value: id, hash: `from-${id}`, generation: 0, time: 1, id })
+    const base = (hash: string, writer: string, items: BaseItem[]): IndexedEntry => ({ hash, next: [], refs: [], clock: { id: writer, time: 1 }, payload: { op: BASE_OP, key: null, value: { items } } })
+    const log = [base('s1', 'writer-a', [item('x', 'writer-a'), item('y', 'writer-b')]), base('s2', 'writer-b', [item('z', 'writer-a')])]
+    const index = new KeyValueIndex<string>(sourceOf(log, new Set(log.map(e => e.hash))), 1, writer => writer !== 'writer-b')
+    await index.load()
+    assert.deepEqual(Object.fromEntries(index.entries()), { x: 'writer-a' }, 'an item of a writer that does not count, and every item of a snapshot it wrote, are left out')
+  })
+})
