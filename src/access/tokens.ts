@@ -31,7 +31,7 @@ export interface TokenSettings {
   ttlSeconds: number
 }
 
-/** A P-256 public key as JWK members, in the order dag-cbor stores them. */
+/** A P-256 public key as its JWK members (the catalogue keeps them in dag-cbor's key order, not this one: compare by field). */
 export type PublicJwk = { crv: string, kty: string, x: string, y: string }
 
 /**

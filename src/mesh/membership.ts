@@ -322,6 +322,14 @@ export class Membership {
 function sameIdentity (a: NodeRecord | undefined, b: NodeRecord): boolean {
   if (a === undefined) return false
   return a.name === b.name && a.url === b.url && JSON.stringify(a.addresses) === JSON.stringify(b.addresses) &&
-    JSON.stringify(Object.entries(a.labels).sort()) === JSON.stringify(Object.entries(b.labels).sort()) &&
-    JSON.stringify(a.tokenKey ?? null) === JSON.stringify(b.tokenKey ?? null)
+    sameFields(a.labels, b.labels) && sameFields(a.tokenKey ?? {}, b.tokenKey ?? {})
+}
+
+/**
+ * Whether two flat records hold the same fields, in whatever order: the catalogue stores maps
+ * in dag-cbor's key order, not the order they were written in (a token key compared as JSON text
+ * never matched, and every node with users rewrote its identity in a loop).
+ */
+function sameFields (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  return JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort())
 }

@@ -368,6 +368,18 @@ describe('a fleet of two nodes with users', () => {
     assert.equal((await fetch(`${a.url}${path}`, { headers: { ...raw, [PEER_HEADER]: stranger, ...stale } })).status, 401, 'stale')
   })
 
+  it('writes each node\'s identity (with its token key) once, not again and again', async () => {
+    await eventually(async () => (await a.node.fleet?.catalogue.getNode(b.node.fleet?.peerId ?? ''))?.tokenKey, 20_000, 'B\'s identity with its token key on A')
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    const entries = async (node: TestNode): Promise<number> => (await node.node.fleet?.catalogue.generations())?.find(db => db.name === 'shoal.nodes')?.logEntries ?? 0
+    const before = await entries(a)
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    // Each node writes its identity at start and when its addresses change; a node that took its
+    // own token key for a change rewrote it hundreds of times a minute.
+    assert.equal(await entries(a), before, 'no identity rewritten in 3 s')
+    assert.ok(before <= 8, `${before} entries in the nodes database`)
+  })
+
   it('takes a token any member issued: sign in on one node, pull from another', async () => {
     await eventually(async () => (await b.node.fleet?.catalogue.getTag('fleet/app', '1.0')) ?? undefined, 20_000, 'the tag on B')
     const answer = await (await fetch(`${a.url}/auth/token?service=shoal&scope=repository:fleet/app:pull`, { headers: { authorization: basic('carol') } })).json() as { token: string }
