@@ -53,8 +53,8 @@ export interface CatalogueTransport {
   publish(topic: string, bytes: Uint8Array): Promise<unknown>
   /** Calls back when a peer subscribes to a topic; returns an unsubscribe function. */
   onPeerSubscribe(listener: (topic: string, peer: string) => void): () => void
-  /** Calls back with every message on `topic`; returns an unsubscribe function. */
-  subscribe(topic: string, onMessage: (bytes: Uint8Array) => void): () => void
+  /** Calls back with every message on `topic` and its sender's peer id; returns an unsubscribe function. */
+  subscribe(topic: string, onMessage: (bytes: Uint8Array, from: string | undefined) => void): () => void
 }
 
 /** What the catalogue needs of helia beyond what OrbitDB uses: removing the pins of dropped logs. */
@@ -273,7 +273,7 @@ export class Catalogue {
     await Promise.all(KINDS.map(async ({ kind, name }) => { await this.database(kind).start(onDisk[name]?.onDisk ?? [], onDisk[name]?.current ?? 0) }))
     this.generationsKnown = true
     this.saveGenerations()
-    this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, bytes => { this.heardGenerations(bytes) }))
+    this.stopListening.push(this.transport.subscribe(GENERATIONS_TOPIC, (bytes, from) => { this.heardGenerations(bytes, from) }))
     this.announceTimer = setInterval(() => { void this.announceChangedHeads() }, HEADS_CHECK_INTERVAL_MS).unref()
     const startedAt = Date.now()
     // A peer that subscribes to one of the catalogue's topics gets what it needs on that topic:
@@ -403,8 +403,13 @@ export class Catalogue {
     }
   }
 
-  /** A peer's generations: moves to any that is newer than this node's. */
-  private heardGenerations (bytes: Uint8Array): void {
+  /**
+   * A peer's generations: moves to any that is newer than this node's. Under an operator key,
+   * only a certified member's count: anyone else could move the fleet to a generation that never
+   * gets a snapshot.
+   */
+  private heardGenerations (bytes: Uint8Array, from: string | undefined): void {
+    if (this.trust !== undefined && (from === undefined || !this.trust.certifiesPeer(from))) return
     let heard: unknown
     try {
       heard = JSON.parse(new TextDecoder().decode(bytes))

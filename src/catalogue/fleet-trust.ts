@@ -85,6 +85,11 @@ export class FleetTrust {
     return this.current.get(writer)
   }
 
+  /** Whether `peer` holds a certificate now (whatever its writer key). */
+  certifiesPeer (peer: string): boolean {
+    return [...this.current.values()].some(holder => holder.peer === peer)
+  }
+
   /** Every verified statement, as the certificates database holds them. */
   allStatements (): Array<Signed<Statement>> {
     return [...this.statements]

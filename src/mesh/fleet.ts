@@ -6,7 +6,7 @@ import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import type { Blockstore } from 'interface-blockstore'
 import type { Signed, Statement } from '../access/certificates.ts'
-import type { Catalogue, CatalogueDatabase, TagRecord, TokenKey, TrustStatus } from '../catalogue/catalogue.ts'
+import type { Catalogue, CatalogueDatabase, CatalogueTransport, TagRecord, TokenKey, TrustStatus } from '../catalogue/catalogue.ts'
 import { parseTagKey } from '../catalogue/tag-key.ts'
 import type { PinSet } from '../content/gc.ts'
 import type { Strategy } from '../replication/strategy.ts'
@@ -344,8 +344,8 @@ export class Fleet {
   }
 }
 
-/** A gossipsub message as Shoal reads it. */
-interface GossipMessage { topic: string, data: Uint8Array }
+/** A gossipsub message as Shoal reads it (`from` on signed messages: the mesh signs them all). */
+interface GossipMessage { topic: string, data: Uint8Array, from?: { toString(): string } }
 
 /** Gossipsub as the pull notices and the catalogue use it: one topic and its messages' bytes. */
 function gossipTransport (pubsub: {
@@ -354,12 +354,12 @@ function gossipTransport (pubsub: {
   unsubscribe(topic: string): void
   addEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
   removeEventListener(type: 'message', listener: (event: CustomEvent<GossipMessage>) => void): void
-}): NoticeTransport {
+}): NoticeTransport & Pick<CatalogueTransport, 'subscribe'> {
   return {
     publish: async (topic, bytes) => await pubsub.publish(topic, bytes),
     subscribe: (topic, onMessage) => {
       const listener = (event: CustomEvent<GossipMessage>): void => {
-        if (event.detail.topic === topic) onMessage(event.detail.data)
+        if (event.detail.topic === topic) onMessage(event.detail.data, event.detail.from?.toString())
       }
       pubsub.subscribe(topic)
       pubsub.addEventListener('message', listener)

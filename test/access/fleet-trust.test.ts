@@ -104,7 +104,10 @@ describe('a fleet with an operator key', () => {
     const admitC = await shoal('fleet', 'admit', peerOf(c), '--key', key, '--node', asRoot(b))
     assert.equal(admitC.code, 0, admitC.stderr)
     await eventually(async () => await tagOn(a, 'team/from-c', '1'), 30_000, 'C\'s earlier tag on A once C is admitted')
-    await eventually(async () => (await tokenStatus(c, a, 'team/from-b', '1')) === 200 ? true : undefined, 20_000, 'A to take C\'s tokens')
+    await eventually(async () => (await tokenStatus(c, a, 'team/from-b', '1')) === 200 ? true : undefined, 20_000, 'A to take C\'s tokens').catch(async (err: unknown) => {
+      console.log('DEBUG', peerOf(c), JSON.stringify((await a.node.fleet?.catalogue.allNodes())?.map(n => [n.id, n.tokenKey !== undefined])), JSON.stringify((await c.node.fleet?.catalogue.allNodes())?.map(n => [n.id, n.tokenKey !== undefined])))
+      throw err
+    })
     assert.equal(c.logs.filter(line => /holds no certificate/.test(String(line.msg))).length, 1)
   })
 
@@ -159,5 +162,17 @@ describe('a fleet with an operator key', () => {
     const trust = await shoal('fleet', 'trust', '--node', asRoot(c), '--json')
     const statements = (JSON.parse(trust.stdout) as { statements: Array<{ kind: string, peer: string }> }).statements
     assert.deepEqual(statements.filter(s => s.peer === peerOf(b)).map(s => s.kind).sort(), ['certificate', 'revocation'])
+  })
+
+  it('moves to a new catalogue generation when a certified node compacts, not when a revoked one does', async () => {
+    const generationOn = async (node: TestNode): Promise<number | undefined> => (await node.node.fleet?.catalogue.generations())?.find(db => db.name === 'shoal.tags')?.current
+    await b.node.fleet?.catalogue.compact('tag')
+    assert.equal(await generationOn(b), 1, 'B moved itself on')
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    assert.equal(await generationOn(a), 0, 'A did not follow the revoked B')
+    assert.equal(await generationOn(c), 0, 'C did not follow the revoked B')
+    await a.node.fleet?.catalogue.compact('tag')
+    await eventually(async () => (await generationOn(c)) === 1 ? true : undefined, 20_000, 'C to follow A to generation 1')
+    assert.ok(await tagOn(c, 'team/from-a', '1'), 'the tags carried into generation 1')
   })
 })
