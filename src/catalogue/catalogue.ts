@@ -137,6 +137,8 @@ export interface TrustStatus {
   statements: Array<Signed<Statement>>
 }
 
+/** When a node just certified announces its heads (what it wrote while uncertified). */
+const CERTIFIED_ANNOUNCE_DELAYS_MS = [0, 10_000, 30_000]
 /** With no certificate after this long, a node that wrote says once that its writes stay local. */
 const UNCERTIFIED_NOTICE_MS = 15_000
 
@@ -212,6 +214,7 @@ export class Catalogue {
   private readonly kinds: ReadonlyArray<{ kind: CatalogueChange['kind'], name: string }>
   private uncertifiedNotice: NodeJS.Timeout | undefined
   private uncertifiedSaid = false
+  private readonly certifiedAnnouncements = new Set<NodeJS.Timeout>()
   private certifiedRole: string | undefined
   private orbitdb: OrbitDB | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
@@ -288,6 +291,7 @@ export class Catalogue {
   async stop (): Promise<void> {
     clearInterval(this.announceTimer)
     clearTimeout(this.uncertifiedNotice)
+    for (const timer of this.certifiedAnnouncements) clearTimeout(timer)
     for (const { timer } of this.answering.values()) clearTimeout(timer)
     for (const stop of this.stopListening.splice(0)) stop()
     for (const db of this.databasesByKind.values()) await db.stop()
@@ -535,7 +539,15 @@ export class Catalogue {
       return
     }
     this.logger.info({ role }, 'this node is certified by the fleet\'s operator key: its catalogue writes reach the fleet')
-    for (const db of this.openDatabases()) void this.publishHeads(db)
+    // Now, and twice more: a peer that got these heads before the certificate, and waited for
+    // it in vain (fleet-trust.ts), takes them the next time.
+    for (const delay of CERTIFIED_ANNOUNCE_DELAYS_MS) {
+      const timer = setTimeout(() => {
+        this.certifiedAnnouncements.delete(timer)
+        for (const db of this.openDatabases()) void this.publishHeads(db)
+      }, delay).unref()
+      this.certifiedAnnouncements.add(timer)
+    }
   }
 
   /** After a write: a node without a certificate says once, in one line, that its writes stay local. */

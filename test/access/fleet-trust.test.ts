@@ -13,7 +13,7 @@ import { shoal } from '../support/cli.ts'
 import { htpasswdText } from '../support/htpasswd.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout } from '../support/oci-image.ts'
-import { copyToRegistry } from '../support/skopeo.ts'
+import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
 
 const PASSWORDS = { alice: 'alice-pw', root: 'root-pw' }
 const basic = (user: keyof typeof PASSWORDS): string => `Basic ${Buffer.from(`${user}:${PASSWORDS[user]}`).toString('base64')}`
@@ -104,10 +104,7 @@ describe('a fleet with an operator key', () => {
     const admitC = await shoal('fleet', 'admit', peerOf(c), '--key', key, '--node', asRoot(b))
     assert.equal(admitC.code, 0, admitC.stderr)
     await eventually(async () => await tagOn(a, 'team/from-c', '1'), 30_000, 'C\'s earlier tag on A once C is admitted')
-    await eventually(async () => (await tokenStatus(c, a, 'team/from-b', '1')) === 200 ? true : undefined, 20_000, 'A to take C\'s tokens').catch(async (err: unknown) => {
-      console.log('DEBUG', peerOf(c), JSON.stringify((await a.node.fleet?.catalogue.allNodes())?.map(n => [n.id, n.tokenKey !== undefined])), JSON.stringify((await c.node.fleet?.catalogue.allNodes())?.map(n => [n.id, n.tokenKey !== undefined])))
-      throw err
-    })
+    await eventually(async () => (await tokenStatus(c, a, 'team/from-b', '1')) === 200 ? true : undefined, 20_000, 'A to take C\'s tokens')
     assert.equal(c.logs.filter(line => /holds no certificate/.test(String(line.msg))).length, 1)
   })
 
@@ -174,5 +171,17 @@ describe('a fleet with an operator key', () => {
     await a.node.fleet?.catalogue.compact('tag')
     await eventually(async () => (await generationOn(c)) === 1 ? true : undefined, 20_000, 'C to follow A to generation 1')
     assert.ok(await tagOn(c, 'team/from-a', '1'), 'the tags carried into generation 1')
+  })
+
+  it('lets a node that joins later without a certificate pull the fleet\'s images', async () => {
+    const late = await startTestNode({ config: { htpasswd: join(dir, 'htpasswd'), admins: ['root'], accessRules: [{ repositories: ['*'], users: ['*'], allow: ['pull' as const, 'push' as const] }], operatorKey: join(dir, 'operator', 'operator.pub'), peers: [a.node.fleet?.mesh.addresses[0] ?? ''] } })
+    try {
+      await eventually(async () => await tagOn(late, 'team/from-a', '1'), 20_000, 'A\'s tag on the late node')
+      assert.equal(late.node.fleet?.trustStatus().self.role, null)
+      await copyFromRegistry(`${late.host}/team/from-a:1`, join(dir, 'pulled-late'), { creds: `alice:${PASSWORDS.alice}` })
+      assert.equal(await tagOn(late, 'team/from-b', '1'), undefined, 'the revoked B\'s tag does not count there either')
+    } finally {
+      await late.stop()
+    }
   })
 })
