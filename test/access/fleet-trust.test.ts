@@ -108,6 +108,13 @@ describe('a fleet with an operator key', () => {
     assert.equal(c.logs.filter(line => /holds no certificate/.test(String(line.msg))).length, 1)
   })
 
+  it('shows each node\'s role on the UI\'s nodes page', async () => {
+    const page = await (await fetch(`${b.url}/nodes`, { headers: { authorization: basic('root') } })).text()
+    const roleIn = (node: TestNode): string | undefined => new RegExp(`data-node="${peerOf(node)}"[\\s\\S]*?data-role="([a-z]+)"`).exec(page)?.[1]
+    assert.match(page, /data-operator-key="[0-9a-f]{32}"/)
+    assert.deepEqual([roleIn(a), roleIn(b), roleIn(c)], ['admin', 'member', 'member'])
+  })
+
   it('lets admins set strategies and refuses them on a member node', async () => {
     const body = JSON.stringify({ image: 'team/from-b:1', kind: 'all' })
     const headers = { authorization: basic('root'), 'content-type': 'application/json' }

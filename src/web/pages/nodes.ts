@@ -1,6 +1,7 @@
 // Nodes: the fleet's inventory (what each node says of itself) and the peers this node is
 // connected to, with the latency of a ping.
-import type { ApiNode, ImagesAnswer, ManagementApi, NodesAnswer, PeersAnswer } from '../api.ts'
+import { certifiedWriters, type Role } from '../../access/certificates.ts'
+import type { ApiNode, ImagesAnswer, ManagementApi, NodesAnswer, PeersAnswer, TrustAnswer } from '../api.ts'
 import { bodyOr } from '../api.ts'
 import { formatBytes, relativeTime, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
@@ -13,7 +14,7 @@ export interface NodesPageInput {
 }
 
 export async function renderNodesLive ({ api, now }: NodesPageInput): Promise<SafeHtml> {
-  const [nodes, peers, images] = await Promise.all([api.get<NodesAnswer>('/nodes'), api.get<PeersAnswer>('/peers'), api.get<ImagesAnswer>('/images')])
+  const [nodes, peers, images, trustAnswer] = await Promise.all([api.get<NodesAnswer>('/nodes'), api.get<PeersAnswer>('/peers'), api.get<ImagesAnswer>('/images'), api.get<TrustAnswer>('/fleet/trust')])
   if (!nodes.ok) return apiProblem('The nodes could not be read', nodes.message)
   if (!peers.ok) return apiProblem('The peers could not be read', peers.message)
   if (peers.body.self === null) {
@@ -25,14 +26,20 @@ export async function renderNodesLive ({ api, now }: NodesPageInput): Promise<Sa
   for (const image of bodyOr(images, { images: [] }).images) tagsOf.set(image.imageCid, [...(tagsOf.get(image.imageCid) ?? []), `${image.repository}:${image.tag}`])
   const list = nodes.body.nodes
   const silent = list.filter(node => node.silent).length
+  const trust = bodyOr(trustAnswer, { operatorKey: null, self: { writer: '', role: null }, statements: [] })
+  // Each node's role, by the writer key its presence carries (the node answering verified the statements).
+  const roles = trust.operatorKey === null ? undefined : certifiedWriters(trust.statements as Parameters<typeof certifiedWriters>[0])
   return html`<section aria-labelledby="fleet-title">
 <h2 class="section-title" id="fleet-title">Fleet <span class="muted small">${list.length} ${list.length === 1 ? 'node' : 'nodes'}${silent > 0 ? `, ${silent} silent` : ''}</span></h2>
+${trust.operatorKey === null
+    ? ''
+    : html`<p class="muted small" data-operator-key="${trust.operatorKey}">Operator key ${shortId(trust.operatorKey, 8)}: only certified nodes change the fleet's catalogue (<code>shoal fleet admit</code>).</p>`}
 ${list.length === 0
     ? emptyState('No node records yet', 'This node writes its own record at its first heartbeat; the others appear as their records replicate.')
     : html`<div class="table-wrap"><table class="nodes">
   <caption class="visually-hidden">The fleet's nodes: identities from the catalogue, presence from gossip</caption>
   <thead><tr><th scope="col">Node</th><th scope="col">Labels</th><th scope="col">Addresses</th><th scope="col">Disk</th><th scope="col">Images held</th><th scope="col">Last heartbeat</th><th scope="col">Latency</th></tr></thead>
-  <tbody>${list.map(node => nodeRow(node, latency, tagsOf, now))}</tbody>
+  <tbody>${list.map(node => nodeRow(node, latency, tagsOf, now, roles === undefined ? undefined : roleOf(node, roles)))}</tbody>
 </table></div>`}
 </section>
 <section aria-labelledby="peers-title">
@@ -49,7 +56,14 @@ ${peers.body.peers.length === 0
 }
 
 // Records are written by other nodes: only a web address becomes a link (never `javascript:`).
-function nodeRow (node: ApiNode, latency: ReadonlyMap<string, number | undefined>, tagsOf: ReadonlyMap<string, string[]>, now: number): SafeHtml {
+/** What a node's certificate makes it, or null (none: its writes stay on it). */
+function roleOf (node: ApiNode, roles: ReadonlyMap<string, { peer: string, role: Role }>): Role | null {
+  const writer = (node as { writer?: unknown }).writer
+  const holder = typeof writer === 'string' ? roles.get(writer) : undefined
+  return holder !== undefined && holder.peer === node.id ? holder.role : null
+}
+
+function nodeRow (node: ApiNode, latency: ReadonlyMap<string, number | undefined>, tagsOf: ReadonlyMap<string, string[]>, now: number, role: Role | null | undefined): SafeHtml {
   const key = idFor('node', node.id)
   const disk = node.disk
   const ping = latency.get(node.id)
@@ -58,6 +72,7 @@ function nodeRow (node: ApiNode, latency: ReadonlyMap<string, number | undefined
     <span class="node-name">${node.name}</span>
     ${node.self ? html`<span class="chip self">this node</span>` : ''}
     <span class="chip ${node.silent ? 'silent' : 'live'}" data-announce-key="${key}" data-announce="Node ${node.name} is ${node.standing}">${node.standing}</span>
+    ${role === undefined ? '' : role === null ? html`<span class="chip silent" data-role="none" title="No certificate from the operator key: its writes stay on it">not certified</span>` : html`<span class="chip" data-role="${role}">${role}</span>`}
     <br>${shortId(node.id)}
     <br>${/^https?:\/\//.test(node.url) ? html`<a class="small" href="${node.url}">${node.url}</a>` : html`<span class="small">${node.url}</span>`}
   </th>
