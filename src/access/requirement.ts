@@ -5,7 +5,7 @@ import type { Action } from './policy.ts'
 export type Requirement =
   | { kind: 'base' }
   | { kind: 'catalog' }
-  | { kind: 'repository', name: string, action: Action, /** A cross-repository mount's source, pulled from. */ mountFrom?: string }
+  | { kind: 'repository', name: string, action: Action }
 
 /** The repository a /v2 path names before its resource (names contain slashes; the router reads them the same way). */
 const RESOURCE = /^(.+)\/(?:blobs\/uploads\/?|blobs\/uploads\/[^/]+|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/
@@ -16,7 +16,8 @@ const RESOURCE = /^(.+)\/(?:blobs\/uploads\/?|blobs\/uploads\/[^/]+|blobs\/[^/]+
  * what the base endpoint needs: the guard fails closed.
  */
 export function requirementOf (method: string, url: string): Requirement {
-  const [rawPath = '', query = ''] = url.split('?', 2)
+  // A mount's source repository is checked by the upload handler (registry/request-access.ts).
+  const [rawPath = ''] = url.split('?', 2)
   let path: string
   try {
     path = decodeURIComponent(rawPath.slice('/v2/'.length))
@@ -29,9 +30,7 @@ export function requirementOf (method: string, url: string): Requirement {
   // Cancelling an upload is part of a push (Distribution asks push for it, not delete).
   const upload = /\/blobs\/uploads(\/|$)/.test(path)
   const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' && !upload ? 'delete' : 'push'
-  const params = new URLSearchParams(query)
-  const mountFrom = method === 'POST' && params.has('mount') ? params.get('from') ?? undefined : undefined
-  return { kind: 'repository', name, action, ...(mountFrom === undefined ? {} : { mountFrom }) }
+  return { kind: 'repository', name, action }
 }
 
 /** A scope as the token specification writes it: `repository:team-a/app:pull,push`. */

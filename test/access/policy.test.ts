@@ -65,7 +65,7 @@ describe('requirementOf', () => {
     assert.deepEqual(requirementOf('GET', '/v2/a/tags/list?n=1'), { kind: 'repository', name: 'a', action: 'pull' })
     assert.deepEqual(requirementOf('GET', '/v2/a/referrers/sha256:00'), { kind: 'repository', name: 'a', action: 'pull' })
     assert.deepEqual(requirementOf('PATCH', '/v2/x/blobs/uploads/abc'), { kind: 'repository', name: 'x', action: 'push' })
-    assert.deepEqual(requirementOf('POST', '/v2/x/blobs/uploads/?mount=sha256:00&from=y/z'), { kind: 'repository', name: 'x', action: 'push', mountFrom: 'y/z' })
+    assert.deepEqual(requirementOf('POST', '/v2/x/blobs/uploads/?mount=sha256:00&from=y/z'), { kind: 'repository', name: 'x', action: 'push' })
     // A repository whose name ends in a resource word is still itself.
     assert.deepEqual(requirementOf('GET', '/v2/x/blobs/blobs/sha256:00'), { kind: 'repository', name: 'x/blobs', action: 'pull' })
     assert.deepEqual(requirementOf('GET', '/v2/%61/manifests/1'), { kind: 'repository', name: 'a', action: 'pull' })
