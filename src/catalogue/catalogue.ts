@@ -137,6 +137,8 @@ export interface TrustStatus {
   statements: Array<Signed<Statement>>
 }
 
+/** Generation announcements kept from peers not (yet) certified, at most. */
+const MAX_UNCERTIFIED_GENERATIONS = 64
 /** When a node just certified announces its heads (what it wrote while uncertified). */
 const CERTIFIED_ANNOUNCE_DELAYS_MS = [0, 10_000, 30_000]
 /** With no certificate after this long, a node that wrote says once that its writes stay local. */
@@ -215,6 +217,8 @@ export class Catalogue {
   private uncertifiedNotice: NodeJS.Timeout | undefined
   private uncertifiedSaid = false
   private readonly certifiedAnnouncements = new Set<NodeJS.Timeout>()
+  /** Generation announcements from peers without a certificate (yet), by peer. */
+  private readonly uncertifiedGenerations = new Map<string, Uint8Array>()
   private certifiedRole: string | undefined
   private orbitdb: OrbitDB | undefined
   private readonly databasesByKind = new Map<CatalogueChange['kind'], GenerationalDatabase>()
@@ -413,7 +417,15 @@ export class Catalogue {
    * gets a snapshot.
    */
   private heardGenerations (bytes: Uint8Array, from: string | undefined): void {
-    if (this.trust !== undefined && (from === undefined || !this.trust.certifiesPeer(from))) return
+    if (this.trust !== undefined && (from === undefined || !this.trust.certifiesPeer(from))) {
+      // Kept (the latest per peer) until the certificates change: a newcomer hears generations
+      // before the certificates that make them count.
+      if (from === undefined) return
+      this.uncertifiedGenerations.delete(from)
+      this.uncertifiedGenerations.set(from, bytes)
+      if (this.uncertifiedGenerations.size > MAX_UNCERTIFIED_GENERATIONS) this.uncertifiedGenerations.delete(this.uncertifiedGenerations.keys().next().value as string)
+      return
+    }
     let heard: unknown
     try {
       heard = JSON.parse(new TextDecoder().decode(bytes))
@@ -529,8 +541,13 @@ export class Catalogue {
     const trust = this.trust
     if (trust === undefined) return
     for (const { kind } of KINDS) {
-      this.database(kind).recount().catch((err: unknown) => { this.logger.warn({ err, kind }, 'could not index the catalogue again after a certificate change') })
+      const db = this.database(kind)
+      db.recount().then(async () => { await db.retryRefused() }).catch((err: unknown) => { this.logger.warn({ err, kind }, 'could not index the catalogue again after a certificate change') })
     }
+    // Generations heard from peers not certified then.
+    const heard = [...this.uncertifiedGenerations]
+    this.uncertifiedGenerations.clear()
+    for (const [from, bytes] of heard) this.heardGenerations(bytes, from)
     const role = trust.certified(trust.self)?.role
     if (role === this.certifiedRole) return
     this.certifiedRole = role

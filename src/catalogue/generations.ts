@@ -56,7 +56,12 @@ interface Generation {
   reading: Set<Promise<unknown>>
   /** This node's writes to it not yet answered (OrbitDB reports an entry only at its end). */
   writing: Set<Promise<unknown>>
+  /** Heads peers sent that the access controller refused (writer not known yet), by hash: tried again when who is certified changes. */
+  refused: Map<string, LogEntry<unknown>>
 }
+
+/** Refused heads kept per generation, at most (the oldest go first). */
+const MAX_REFUSED = 256
 
 /**
  * One of the catalogue's key-value databases, kept as a sequence of OrbitDB logs (generations)
@@ -225,6 +230,23 @@ export class GenerationalDatabase {
     })
   }
 
+  /** Joins the heads refused so far again (who may write changed); those still refused are kept. */
+  async retryRefused (): Promise<void> {
+    for (const opened of this.generations.values()) {
+      const parked = [...opened.refused.values()]
+      opened.refused.clear()
+      for (const entry of parked) {
+        if (this.stopped || this.generations.get(opened.generation) !== opened) return
+        try {
+          if (await opened.db.log.joinEntry(entry)) this.take(opened, entry)
+        } catch (err) {
+          opened.refused.set(entry.hash, entry)
+          this.host.logger.debug({ err, db: this.name }, 'a refused catalogue entry is still refused')
+        }
+      }
+    }
+  }
+
   /** Another node announced `generation` as current: write there from now on. */
   advance (generation: number): Promise<void> {
     return this.serially(async () => {
@@ -380,10 +402,16 @@ export class GenerationalDatabase {
     const existing = this.generations.get(generation)
     if (existing !== undefined) return existing
     const db = await this.host.open(generation === 0 ? this.name : `${this.name}.g${generation}`)
-    // Sync errors are recovered by the catalogue's re-announced heads.
-    db.events.on('error', (err: Error) => { this.host.logger.debug({ err, db: this.name, generation }, 'catalogue sync error') })
     const index = new KeyValueIndex<unknown>(db.log, generation, this.host.counts)
-    const opened: Generation = { generation, db, index, reading: new Set(), writing: new Set() }
+    const opened: Generation = { generation, db, index, reading: new Set(), writing: new Set(), refused: new Map() }
+    // Sync errors are recovered by the catalogue's re-announced heads; a head refused for its
+    // writer (a certificate still on its way) is kept to try again (`retryRefused`).
+    db.events.on('error', (err: Error, entry?: LogEntry<unknown>) => {
+      this.host.logger.debug({ err, db: this.name, generation }, 'catalogue sync error')
+      if (entry === undefined || !/is not allowed to write/.test(err.message)) return
+      opened.refused.set(entry.hash, entry)
+      if (opened.refused.size > MAX_REFUSED) opened.refused.delete(opened.refused.keys().next().value as string)
+    })
     db.events.on('update', (entry: LogEntry<unknown>) => { this.take(opened, entry) })
     const started = performance.now()
     await index.load()

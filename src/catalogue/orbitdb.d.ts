@@ -30,6 +30,8 @@ declare module '@orbitdb/core' {
       heads(): Promise<Array<LogEntry<T>>>
       get(hash: string): Promise<LogEntry<T> | undefined>
       traverse(): AsyncIterable<LogEntry<T>>
+      /** Verifies an entry (and what it points at) and adds it; false when the log had it. */
+      joinEntry(entry: LogEntry<T>): Promise<boolean>
       storage: { get(hash: string): Promise<Uint8Array | undefined> }
     }
   }

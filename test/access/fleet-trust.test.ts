@@ -71,6 +71,16 @@ describe('a fleet with an operator key', () => {
     assert.equal(again.stderr.trim().split('\n').length, 1)
   })
 
+  it('refuses to start, in one line, with an operator key that is missing or not an Ed25519 public key', async () => {
+    const serve = async (key: string): Promise<{ stderr: string, code: number }> => await shoal('serve', '--listen', '127.0.0.1:0', '--data', join(dir, 'bad-start'), '--mesh', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--operator-key', key)
+    const missing = await serve(join(dir, 'missing.pub'))
+    assert.notEqual(missing.code, 0)
+    assert.match(missing.stderr, /^shoal: config: operatorKey .*missing\.pub is not a usable operator public key: ENOENT[^\n]*\n$/)
+    const privateKey = await serve(join(dir, 'htpasswd'))
+    assert.notEqual(privateKey.code, 0)
+    assert.match(privateKey.stderr, /^shoal: config: operatorKey .*htpasswd is not a usable operator public key[^\n]*\n$/)
+  })
+
   it('admits nodes while they run: a member\'s tags reach the fleet, a node without a certificate keeps its writes', async () => {
     const untrusted = await shoal('fleet', 'trust', '--node', asRoot(a))
     assert.match(untrusted.stdout, /this node: +not certified/)
@@ -144,6 +154,11 @@ describe('a fleet with an operator key', () => {
     const cli = await shoal('fleet', 'admit', peerOf(b), '--key', join(dir, 'stranger.key'), '--role', 'admin', '--node', asRoot(a))
     assert.notEqual(cli.code, 0)
     assert.match(cli.stderr, /^shoal: the statement is not a certificate or revocation signed by this fleet's operator key/)
+    const role = await shoal('fleet', 'admit', peerOf(b), '--key', join(dir, 'operator', 'operator.key'), '--role', 'owner', '--node', asRoot(a))
+    assert.equal(role.stderr, 'shoal: --role must be member or admin, not "owner"\n')
+    const unknown = await shoal('fleet', 'admit', '12D3KooWNotInTheFleet', '--key', join(dir, 'operator', 'operator.key'), '--node', asRoot(a))
+    assert.notEqual(unknown.code, 0)
+    assert.match(unknown.stderr, /^shoal: .* knows no node 12D3KooWNotInTheFleet[^\n]*\n$/)
     // Only admins hand statements to the fleet.
     const byAlice = await fetch(`${a.url}/api/v1/fleet/statements`, { method: 'POST', headers: { ...headers, authorization: basic('alice') }, body: JSON.stringify(forged) })
     assert.equal(byAlice.status, 403)
