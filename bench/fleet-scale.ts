@@ -23,13 +23,19 @@
 //
 //   node bench/fleet-scale.ts [--nodes 30] [--settle-seconds 60] [--idle-minutes 3] [--pushes 20]
 //                             [--watch events|poll] [--poll-ms 25] [--gap-ms 1000] [--mib 16]
-//                             [--concurrency 3]
+//                             [--concurrency 3] [--operator-key]
+// --operator-key: the fleet is a trusted one (issue 12): an operator key made for the run, every
+// node started with it, node-0 admitted as admin and the others as members (through node-0's API)
+// before the measures start.
 //
 // Progress on stderr; the table on stdout and in bench/out/fleet-scale-latest.md, raw numbers in
 // fleet-scale-latest.json. Every node process is killed and the run directory removed on any exit.
 import { randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import path from 'node:path'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
+import { newOperatorKeys, signStatement } from '../src/access/certificates.ts'
 import { RegistryClient } from '../test/support/registry-client.ts'
 import { openTagEvents, type TagEventStream } from '../test/support/tag-events.ts'
 import { gitCommit, machineDescription } from './environment.ts'
@@ -53,6 +59,7 @@ interface Settings {
   gapMs: number
   mib: number
   concurrency: number
+  operatorKey: boolean
 }
 
 interface IdleNode {
@@ -109,9 +116,12 @@ async function main (): Promise<void> {
   const loadAtStart = loadAverage()
   log(`${settings.nodes} nodes on ${os.availableParallelism()} cores; load ${loadAtStart.join(' ')}${loadAtStart[0]! > 1 ? ' (a busy machine: CPU figures will not be valid)' : ''}`)
   const runDir = await freshRunDir('fleet-scale')
-  const fleet = await startProcessFleet({ size: settings.nodes, runDir, concurrency: settings.concurrency, log })
+  const operator = settings.operatorKey ? newOperatorKeys() : undefined
+  if (operator !== undefined) await writeFile(path.join(runDir, 'operator.pub'), operator.publicPem)
+  const fleet = await startProcessFleet({ size: settings.nodes, runDir, concurrency: settings.concurrency, log, args: operator === undefined ? [] : ['--operator-key', path.join(runDir, 'operator.pub')] })
   try {
     await waitForMembers(fleet, log)
+    if (operator !== undefined) await admitAll(fleet, operator.privatePem)
     const ids = await nodeIds(fleet)
     log(`settling ${settings.settleSeconds} s`)
     await sleep(settings.settleSeconds * 1000)
@@ -143,7 +153,8 @@ function parseSettings (): Settings {
       'poll-ms': { type: 'string', default: '25' },
       'gap-ms': { type: 'string', default: '1000' },
       mib: { type: 'string', default: '16' },
-      concurrency: { type: 'string', default: '3' }
+      concurrency: { type: 'string', default: '3' },
+      'operator-key': { type: 'boolean', default: false }
     }
   })
   const number = (name: keyof typeof values, min: number): number => {
@@ -160,8 +171,30 @@ function parseSettings (): Settings {
     pollMs: number('poll-ms', 1),
     gapMs: number('gap-ms', 0),
     mib: number('mib', 1),
-    concurrency: number('concurrency', 1)
+    concurrency: number('concurrency', 1),
+    operatorKey: values['operator-key'] === true
   }
+}
+
+/** Certifies node-0 as admin and the rest as members, through node-0's API; waits until every node holds its role. */
+async function admitAll (fleet: FleetNode[], operatorPem: string): Promise<void> {
+  const started = performance.now()
+  const { nodes } = await (await fetch(`${fleet[0]!.url}/api/v1/nodes`)).json() as { nodes: Array<{ id: string, writer?: string }> }
+  for (const node of fleet) {
+    const writer = nodes.find(candidate => candidate.id === node.peerId)?.writer
+    if (writer === undefined) throw new Error(`node-0 has not heard ${node.name}'s writer key`)
+    const certificate = signStatement({ kind: 'certificate', peer: node.peerId, writer, role: node.index === 0 ? 'admin' : 'member', issuedAt: new Date().toISOString() }, operatorPem)
+    const answer = await fetch(`${fleet[0]!.url}/api/v1/fleet/statements`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(certificate) })
+    if (answer.status !== 201) throw new Error(`admitting ${node.name}: ${answer.status} ${await answer.text()}`)
+  }
+  for (const node of fleet) {
+    for (;;) {
+      const trust = await (await fetch(`${node.url}/api/v1/fleet/trust`)).json() as { self: { role: string | null }, statements: unknown[] }
+      if (trust.self.role !== null && trust.statements.length === fleet.length) break
+      await sleep(250)
+    }
+  }
+  log(`admitted ${fleet.length} nodes in ${seconds(started)} s`)
 }
 
 function watchOf (value: string | undefined): Settings['watch'] {
@@ -373,7 +406,7 @@ function renderReport (settings: Settings, loadAtStart: number[], idle: Idle, ta
   const peak = memory.map((node) => node.peak)
   const verdict = (value: number, bar: number, unit: string): string => `${value.toFixed(unit === 'ms' ? 0 : 2)} ${unit} (bar ≤ ${bar} ${unit}): ${value <= bar ? 'met' : 'NOT met'}`
   const lines = [
-    `## Fleet at scale, ${new Date().toISOString().slice(0, 10)}: ${settings.nodes} nodes, one process each`,
+    `## Fleet at scale, ${new Date().toISOString().slice(0, 10)}: ${settings.nodes} nodes, one process each${settings.operatorKey ? ', under an operator key (every node certified)' : ''}`,
     '',
     `Machine: ${machineDescription()}. Node ${process.version}. Commit ${gitCommit()}. Load average at the start: ${loadAtStart.join(' ')}.`,
     `Default settings apart from ports, data directories and peers (node i told of node i-1 and node ⌊i/2⌋; node-0 of none). ` +

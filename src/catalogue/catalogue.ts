@@ -313,6 +313,11 @@ export class Catalogue {
     const roundDue = now - this.roundAt >= HEADS_REANNOUNCE_MS
     if (roundDue) this.roundAt = now
     await this.mergeNodeHeads()
+    // Heads refused earlier, tried again: their writer's certificate, or the writer's identity
+    // block (a joining node's first fetch of it can fail, seen under load), may be here now.
+    for (const db of this.databasesByKind.values()) {
+      await db.retryRefused().catch((err: unknown) => { this.logger.debug({ err, db: db.name }, 'could not retry refused catalogue entries') })
+    }
     // A round or a change is this node's to announce only with a chance of ANNOUNCERS_PER_ROUND
     // in the fleet; skipped, it counts as done, or the 10 s checks would let every node in.
     const myTurn = Math.random() * await this.fleetSize() < ANNOUNCERS_PER_ROUND

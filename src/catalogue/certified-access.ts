@@ -10,6 +10,14 @@ import type { CatalogueKind, FleetTrust } from './fleet-trust.ts'
 
 export const CERTIFIED_ACCESS_TYPE = 'shoal-certified'
 
+/**
+ * How long the writer's identity block may take to arrive. OrbitDB waits 30 s, and a joining
+ * node's first fetch sometimes never got it (seen under load: the certificates database stayed
+ * empty for the whole wait, so nothing else counted). Refused sooner, the entry is kept and tried
+ * again with a fresh fetch (generations.ts, `retryRefused`).
+ */
+const IDENTITY_TIMEOUT_MS = 5_000
+
 /** An entry as the access controller sees it (OrbitDB's, with the fields it checks). */
 interface AppendedEntry {
   identity: string
@@ -40,7 +48,7 @@ export function certifiedAccessController (trust: FleetTrust, kind: CatalogueKin
       type: CERTIFIED_ACCESS_TYPE,
       address: `/${CERTIFIED_ACCESS_TYPE}/${hash}`,
       canAppend: async entry => {
-        const identity = await identities.getIdentity(entry.identity)
+        const identity = await identityOf(identities, entry.identity)
         if (identity === undefined || !await identities.verifyIdentity(identity)) return false
         // OrbitDB checks the entry's signature against `entry.key` and orders by `clock.id`: both
         // must be the identity's own key, or a writer could sign as itself and rank as another.
@@ -48,5 +56,16 @@ export function certifiedAccessController (trust: FleetTrust, kind: CatalogueKin
         return await trust.mayAppend(kind, identity.publicKey, entry.payload)
       }
     }
+  }
+}
+
+/** The identity `hash` names, or undefined when it cannot be read within IDENTITY_TIMEOUT_MS. */
+async function identityOf (identities: AccessParams['identities'], hash: string): Promise<WriterIdentity | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, IDENTITY_TIMEOUT_MS) })
+  try {
+    return await Promise.race([identities.getIdentity(hash).catch(() => undefined), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
