@@ -134,6 +134,37 @@ export function parseAccessRules (value: unknown): AccessRule[] {
   })
 }
 
+// The upstream registries a node mirrors (issue 13; mirror/mirrors.ts).
+export interface MirrorSetting {
+  /** The name clients use for it (docker.io): a mirrored repository is `<registry>/<name>`. */
+  registry: string
+  /** Where it is fetched from (https://registry-1.docker.io). */
+  url: string
+  /** A JSON file {"username", "password"} for the upstream; none: anonymous. */
+  credentialsFile?: string
+}
+
+/** A registry name as a repository path component can hold it (docker.io, ghcr.io, registry.example.com). */
+const REGISTRY_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/
+
+export function parseMirrors (value: unknown): MirrorSetting[] {
+  if (!Array.isArray(value)) throw new Error('must be a list of mirrors, each {registry, url, credentialsFile?}')
+  const seen = new Set<string>()
+  return value.map((mirror: unknown, index) => {
+    const where = `mirror ${index + 1}`
+    if (typeof mirror !== 'object' || mirror === null || Array.isArray(mirror)) throw new Error(`must be a list of mirrors: ${where} is not a mapping`)
+    const unknown = Object.keys(mirror).filter(key => !['registry', 'url', 'credentialsFile'].includes(key))
+    if (unknown.length > 0) throw new Error(`must have only registry, url and credentialsFile in each mirror: ${where} has ${unknown.join(', ')}`)
+    const { registry, url, credentialsFile } = mirror as Record<string, unknown>
+    if (typeof registry !== 'string' || !REGISTRY_NAME.test(registry)) throw new Error(`must name each mirror's registry as lowercase host name (docker.io): ${where} has ${JSON.stringify(registry)}`)
+    if (seen.has(registry)) throw new Error(`must name each registry once: ${registry} is mirrored twice`)
+    seen.add(registry)
+    if (typeof url !== 'string' || !/^https?:\/\/[^/]+/.test(url)) throw new Error(`must give each mirror's url as http(s)://host: ${where} has ${JSON.stringify(url)}`)
+    if (credentialsFile !== undefined && (typeof credentialsFile !== 'string' || credentialsFile === '')) throw new Error(`must give credentialsFile as a path: ${where}`)
+    return { registry, url, ...(credentialsFile === undefined ? {} : { credentialsFile: credentialsFile as string }) }
+  })
+}
+
 /** Declares one setting; its value type comes from its kind. */
 const declare = <T>(setting: Setting<T>): Setting<T> => setting
 
@@ -278,6 +309,15 @@ export const SETTINGS = {
   swarmKeyFile: declare({
     kind: optionalText, default: undefined, arg: '<file>', flag: 'swarm-key',
     help: 'pre-shared key file (swarm.key format): only nodes with the same key connect'
+  }),
+  mirrors: declare({
+    kind: structured(parseMirrors), default: [], arg: '<json>',
+    help: 'pull-through mirrors of upstream registries: [{"registry": "docker.io", "url": "https://registry-1.docker.io", "credentialsFile": "/etc/shoal/docker.io.json"}]; a pull of <registry>/<name> (or <name>?ns=<registry>) fetches what the fleet lacks from there'
+  }),
+  mirrorTagTtlSeconds: declare({
+    kind: number, default: 60, arg: '<seconds>',
+    help: 'how long a mirrored tag is served before it is resolved at its upstream again',
+    check: atLeastZero('seconds')
   }),
   operatorKey: declare({
     kind: optionalText, default: undefined, arg: '<file>', yaml: 'fleet.operatorKey',

@@ -19,6 +19,7 @@ import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
 import { RemoteContent } from './mesh/remote-content.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
+import { Mirrors } from './mirror/mirrors.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
 import { ImageHoldings } from './registry/image-holdings.ts'
@@ -154,6 +155,8 @@ export class ShoalNode {
   private stopWatchingCatalogue: (() => void) | undefined
   private collectLater: NodeJS.Timeout | undefined
   private address: string | undefined
+  /** Pull-through mirrors of upstream registries (issue 13); undefined: none configured. */
+  readonly mirrors: Mirrors | undefined
   /** Users, rights and tokens (issue 12); undefined: no authentication, a local registry as before. */
   readonly access: AccessControlOptions | undefined
   private purgeTimer: NodeJS.Timeout | undefined
@@ -214,11 +217,13 @@ export class ShoalNode {
     if (this.access?.users !== undefined && this.access.sessions !== undefined) {
       registerLoginRoutes(this.http, { users: this.access.users, sessions: this.access.sessions, secure: config.tlsCert !== undefined, renderLogin: renderLoginPage })
     }
+    this.mirrors = this.buildMirrors(config, peerCa)
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,
       ipfsImages: this.ipfsImages,
       metrics: this.metrics,
+      mirrors: this.mirrors,
       bodyPace: { idleMs: config.bodyIdleSeconds * 1000, minBytesPerSecond: config.bodyMinBytesPerSecond, windowMs: config.bodyRateWindowSeconds * 1000 }
     })
     registerGatewayRoutes(this.http, {
@@ -293,6 +298,33 @@ export class ShoalNode {
       ? await this.fleet.allTags()
       : this.fleet === undefined ? await listLocalImages(this.metadata) : []
     return [...new Set(tags.filter(tag => tag.imageCid === imageCid).map(tag => tag.repository))]
+  }
+
+  /** Pull-through mirrors of the upstream registries the configuration names (none: undefined). */
+  private buildMirrors (config: Config, ca: string[] | undefined): Mirrors | undefined {
+    if (config.mirrors.length === 0) return undefined
+    const blobs = this.blobs
+    const manifests = this.manifests
+    const metadata = this.metadata
+    return new Mirrors({
+      settings: config.mirrors,
+      tagTtlMs: config.mirrorTagTtlSeconds * 1000,
+      ...(ca === undefined ? {} : { ca }),
+      logger: this.logger.child({ part: 'mirror' }),
+      blobs: {
+        has: async (repository, digest) => await blobs.stat(repository, digest).then(() => true, () => false),
+        mount: async (repository, digest) => await blobs.mount(repository, digest),
+        store: async (repository, digest, body, size) => {
+          const session = await blobs.startUpload(repository)
+          await blobs.finishUpload(repository, session.id, digest, body, size)
+        }
+      },
+      manifests: {
+        tagged: async (repository, tag) => await manifests.tagged(repository, tag),
+        has: async (repository, digest) => await metadata.hasManifestLink(repository, digest),
+        put: async (repository, reference, body, mediaType) => await manifests.put(repository, reference, body, mediaType)
+      }
+    })
   }
 
   /** The fleet: the mesh, the catalogue and this node's inventory record. */
@@ -435,6 +467,7 @@ export class ShoalNode {
     await this.scrubber.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
+    await this.mirrors?.stop()
     await this.fetcher?.close()
     await this.fleet?.stop()
     await this.uploads.stop()

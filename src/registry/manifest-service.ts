@@ -127,6 +127,12 @@ export class ManifestService {
     return { digest, mediaType: record.mediaType, bytes: await readSmallFile(this.blocks, CID.parse(record.cid), record.size, signal), imageCid: record.imageCid }
   }
 
+  /** The digest a tag names: in a mesh the fleet's catalogue's, else this node's; undefined: no such tag. */
+  async tagged (repository: string, tag: string): Promise<string | undefined> {
+    if (this.shared !== undefined) return (await this.shared.get(repository, tag))?.digest
+    return await this.metadata.getTag(repository, tag)
+  }
+
   /** Deletes a tag, or a manifest (with its tags) when given a digest. */
   async delete (repository: string, reference: string): Promise<void> {
     const ref = parseReference(reference)

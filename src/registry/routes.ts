@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import type { Metrics } from '../metrics.ts'
-import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError } from '../oci/errors.ts'
+import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError, UnsupportedError } from '../oci/errors.ts'
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService } from './blob-service.ts'
 import { blobHandlers } from './handlers/blobs.ts'
@@ -16,6 +16,16 @@ import type { ManifestService } from './manifest-service.ts'
 
 export { IMAGE_CID_HEADER } from './handlers/http.ts'
 
+/** Pull-through mirrors (mirror/mirrors.ts), as the router and the manifest reads use them. */
+export interface RegistryMirrors {
+  /** The repository a request names, given containerd's `ns` query parameter. */
+  localName(name: string, ns: string | undefined): string
+  /** Whether a repository is under a mirrored registry's name (read-only). */
+  isMirrored(repository: string): boolean
+  /** Brings a mirrored manifest (and its image) in from its upstream when the node and its fleet lack it. */
+  ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<void>
+}
+
 export interface RegistryRoutesOptions {
   blobs: BlobService
   manifests: ManifestService
@@ -23,6 +33,7 @@ export interface RegistryRoutesOptions {
   metrics: Metrics
   /** How slow a request body may be before it is cut (none given: no limit). */
   bodyPace?: BodyPace
+  mirrors?: RegistryMirrors
 }
 
 /** A resource: the path after /v2/ that names it (the repository first), a label for metrics, its handlers. */
@@ -61,9 +72,14 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
       for (const route of routes) {
         const match = route.pattern.exec(path)
         if (match === null) continue
-        const [, name = '', ...rest] = match
+        const [, named = '', ...rest] = match
         routeLabels.set(req, route.label)
+        const ns = (req.query as Record<string, unknown>).ns
+        const name = options.mirrors?.localName(named, typeof ns === 'string' ? ns : undefined) ?? named
         assertRepositoryName(name)
+        if (req.method !== 'GET' && req.method !== 'HEAD' && options.mirrors?.isMirrored(name) === true) {
+          throw new UnsupportedError(`${name} is mirrored from its upstream registry: it is read-only here`)
+        }
         if (isIpfsRepository(name)) assertImageCid(name)
         const handler = route.handlers[req.method as keyof ResourceHandlers]
         if (handler === undefined) throw new MethodUnsupportedError(`${req.method} is not supported on ${route.label}`)

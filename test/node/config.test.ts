@@ -74,7 +74,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
       const samples: Config = {
         listen: '127.0.0.1:6001', data: '/d', logLevel: 'debug', uploadExpiryHours: 3, bodyIdleSeconds: 9, bodyMinBytesPerSecond: 512, bodyRateWindowSeconds: 8, gcIntervalMinutes: 4, gcGraceSeconds: 5,
         mesh: true, p2pListen: ['/ip4/127.0.0.1/tcp/4009'], peers: ['/ip4/127.0.0.1/tcp/4001/p2p/a'], mdns: true,
-        swarmKeyFile: '/k', operatorKey: '/op.pub', advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
+        swarmKeyFile: '/k', operatorKey: '/op.pub', mirrors: [{ registry: 'docker.io', url: 'https://registry-1.docker.io' }], mirrorTagTtlSeconds: 30, advertiseUrl: 'http://x:1', name: 'n', labels: { zone: 'eu' }, uploadLimitMbps: 7, gatewayFetch: true,
         heartbeatSeconds: 2, goneAfterSeconds: 61, forgetAfterHours: 3, maxUploadSessions: 9, scrubIntervalHours: 6, scrubMbps: 80,
         catalogueCompactEntries: 700, catalogueGraceSeconds: 7, tlsCert: '/c.pem', tlsKey: '/k.pem', tlsCa: '/ca.pem',
         htpasswd: '/h', anonymousPull: true, admins: ['alice', 'root'], accessRules: [{ repositories: ['team-a/*'], users: ['bob'], allow: ['pull', 'push'] }],

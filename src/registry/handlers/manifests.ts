@@ -12,9 +12,11 @@ export interface ManifestHandlersOptions {
   manifests: ManifestService
   ipfsImages: IpfsImages
   bodyPace: BodyPace
+  /** Pull-through mirrors: a mirrored manifest the node lacks is brought in before it is read. */
+  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<void> }
 }
 
-export function manifestHandlers ({ manifests, ipfsImages, bodyPace }: ManifestHandlersOptions): ResourceHandlers {
+export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: ManifestHandlersOptions): ResourceHandlers {
   const manifestOf = async (repository: string, reference: string, signal: AbortSignal): Promise<StoredManifest> =>
     isIpfsRepository(repository) ? await ipfsImages.manifest(repository, reference, signal) : await manifests.get(repository, reference, signal)
 
@@ -23,7 +25,9 @@ export function manifestHandlers ({ manifests, ipfsImages, bodyPace }: ManifestH
     // a 404. Anything else names no manifest; only a PUT, which would create one, refuses it as TAG_INVALID.
     if (!isReference(reference)) throw new ManifestUnknownError(`no manifest ${JSON.stringify(reference)} in ${name}: it is neither a tag nor a digest`)
     // Reading may adopt the image from peers: a client that leaves stops that.
-    const manifest = await manifestOf(name, reference, untilClientLeaves(reply))
+    const signal = untilClientLeaves(reply)
+    await mirrors?.ensureManifest(name, reference, signal)
+    const manifest = await manifestOf(name, reference, signal)
     reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType)
       .header('content-length', manifest.bytes.length).header(IMAGE_CID_HEADER, manifest.imageCid)
     return await reply.send(req.method === 'HEAD' ? undefined : manifest.bytes)

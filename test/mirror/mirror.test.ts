@@ -1,0 +1,126 @@
+// Pull-through mirrors (issue 13) with real parts: Debian's docker-registry stands in for the
+// upstream registries, skopeo pulls through a Shoal node as a client would, by the
+// `<node>/<registry>/<name>` form and by containerd's `?ns=<registry>`.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { htpasswdText } from '../support/htpasswd.ts'
+import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { startDockerRegistry, type RegistryProcess } from '../support/node-process.ts'
+import { createImageLayout } from '../support/oci-image.ts'
+import { copyFromRegistry, copyToRegistry, inspectRaw } from '../support/skopeo.ts'
+
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+
+describe('a node mirroring two upstream registries', () => {
+  let dir: string
+  let hub: RegistryProcess
+  let ghcr: RegistryProcess
+  let node: TestNode
+  let hubDigest: string
+  let ghcrDigest: string
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ puller: 'puller-pw' }))
+    await writeFile(join(dir, 'ghcr.json'), JSON.stringify({ username: 'puller', password: 'puller-pw' }))
+    hub = await startDockerRegistry({ dataDir: join(dir, 'hub') })
+    // The second upstream wants credentials (Distribution's htpasswd: Basic on every request).
+    ghcr = await startDockerRegistry({ dataDir: join(dir, 'ghcr'), htpasswd: join(dir, 'htpasswd') })
+    // The same repository name in both, holding different images.
+    await createImageLayout(join(dir, 'hub-image'), { layers: [300_000, 2_000], seed: 'hub' })
+    await createImageLayout(join(dir, 'ghcr-image'), { layers: [150_000], seed: 'ghcr' })
+    await copyToRegistry(join(dir, 'hub-image'), `${hub.host}/library/app:1.0`)
+    await copyToRegistry(join(dir, 'ghcr-image'), `${ghcr.host}/library/app:1.0`, { creds: 'puller:puller-pw' })
+    hubDigest = await digestOf(`${hub.url}/v2/library/app/manifests/1.0`)
+    ghcrDigest = await digestOf(`${ghcr.url}/v2/library/app/manifests/1.0`, 'puller:puller-pw')
+    node = await startTestNode({
+      config: {
+        mirrors: [
+          { registry: 'docker.io', url: hub.url },
+          { registry: 'ghcr.io', url: ghcr.url, credentialsFile: join(dir, 'ghcr.json') }
+        ],
+        mirrorTagTtlSeconds: 0
+      }
+    })
+  })
+  after(async () => {
+    await node?.stop()
+    await hub?.stop()
+    await ghcr?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function digestOf (url: string, creds?: string): Promise<string> {
+    const response = await fetch(url, { method: 'HEAD', headers: { accept: ACCEPT, ...(creds === undefined ? {} : { authorization: `Basic ${Buffer.from(creds).toString('base64')}` }) } })
+    assert.equal(response.status, 200, url)
+    return response.headers.get('docker-content-digest') ?? ''
+  }
+
+  it('pulls an upstream image through the node by <registry>/<name>, with the upstream\'s digests', async () => {
+    await copyFromRegistry(`${node.host}/docker.io/library/app:1.0`, join(dir, 'pulled-hub'))
+    assert.equal(await digestOf(`${node.url}/v2/docker.io/library/app/manifests/1.0`), hubDigest)
+    const raw = await inspectRaw(`${node.host}/docker.io/library/app:1.0`)
+    assert.equal(raw, await inspectRaw(`${hub.host}/library/app:1.0`), 'the same manifest bytes')
+  })
+
+  it('keeps namespaces apart: containerd\'s ?ns picks the registry, with the upstream\'s credentials where it needs them', async () => {
+    assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0?ns=ghcr.io`), ghcrDigest)
+    assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0?ns=docker.io`), hubDigest)
+    assert.notEqual(hubDigest, ghcrDigest)
+    await copyFromRegistry(`${node.host}/ghcr.io/library/app:1.0`, join(dir, 'pulled-ghcr'))
+  })
+
+  it('refuses pushes into a mirrored namespace', async () => {
+    const answer = await fetch(`${node.url}/v2/docker.io/library/app/blobs/uploads/`, { method: 'POST' })
+    assert.equal(answer.status, 400)
+    assert.match(await answer.text(), /UNSUPPORTED.*mirrored/)
+  })
+
+  it('follows a tag that moved upstream, and serves what it fetched when the upstream is gone', async () => {
+    await createImageLayout(join(dir, 'hub-image-2'), { layers: [50_000], seed: 'hub-2' })
+    await copyToRegistry(join(dir, 'hub-image-2'), `${hub.host}/library/app:1.0`)
+    const moved = await digestOf(`${hub.url}/v2/library/app/manifests/1.0`)
+    assert.notEqual(moved, hubDigest)
+    assert.equal(await digestOf(`${node.url}/v2/docker.io/library/app/manifests/1.0`), moved, 'the tag follows the upstream (time to live 0)')
+    await hub.stop()
+    assert.equal(await digestOf(`${node.url}/v2/docker.io/library/app/manifests/1.0`), moved, 'stale if error')
+    await copyFromRegistry(`${node.host}/docker.io/library/app:1.0`, join(dir, 'pulled-stale'))
+    const said = node.logs.filter(line => /upstream registry is unavailable/.test(String(line.msg)))
+    assert.equal(said.length, 1, 'said once')
+    const unknown = await fetch(`${node.url}/v2/docker.io/library/other/manifests/1.0`, { headers: { accept: ACCEPT } })
+    assert.equal(unknown.status, 503, 'a tag never fetched, upstream gone')
+    assert.match(await unknown.text(), /"code":"UNAVAILABLE"/)
+  })
+})
+
+describe('a node mirroring a registry that issues tokens', () => {
+  let dir: string
+  let upstream: TestNode
+  let node: TestNode
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-token-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ puller: 'puller-pw' }))
+    await writeFile(join(dir, 'creds.json'), JSON.stringify({ username: 'puller', password: 'puller-pw' }))
+    // A Shoal node with users is a registry of the Docker token flow: 401 Bearer, then /auth/token.
+    upstream = await startTestNode({ config: { htpasswd: join(dir, 'htpasswd') } })
+    await createImageLayout(join(dir, 'image'), { layers: [100_000], seed: 'token-upstream' })
+    await copyToRegistry(join(dir, 'image'), `${upstream.host}/team/app:2.0`, { creds: 'puller:puller-pw' })
+  })
+  after(async () => {
+    await node?.stop()
+    await upstream?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('signs in at the upstream\'s token endpoint with the configured credentials, and says why it cannot without them', async () => {
+    node = await startTestNode({ config: { mirrors: [{ registry: 'quay.io', url: upstream.url, credentialsFile: join(dir, 'creds.json') }, { registry: 'anon.example', url: upstream.url }] } })
+    await copyFromRegistry(`${node.host}/quay.io/team/app:2.0`, join(dir, 'pulled'))
+    const refused = await fetch(`${node.url}/v2/anon.example/team/app/manifests/2.0`, { headers: { accept: ACCEPT } })
+    assert.equal(refused.status, 503)
+    assert.match(await refused.text(), /anon\.example refused access to team\/app \(401\): it needs credentials/)
+  })
+})
