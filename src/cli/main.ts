@@ -6,6 +6,7 @@ import { getJson } from './api-client.ts'
 import { addStrategy, forgetNode, listImages, listNodes, listStrategies, removeStrategy, strategyStatus, type AddStrategyOptions } from './fleet-commands.ts'
 import { inspectImage } from './inspect.ts'
 import { admitPeer, initFleet, revokePeer, showTrust } from './trust-commands.ts'
+import { writeContainerdConfig } from './containerd-config.ts'
 
 /** The node a command asks, unless --node says otherwise. */
 const DEFAULT_NODE = process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000'
@@ -207,6 +208,16 @@ fleet.command('trust')
   .option('--json', 'print JSON')
   .action(async (options: NodeOptions) => {
     console.log(await showTrust(options.node, options.json === true))
+  })
+
+program.command('containerd-config')
+  .description('write containerd hosts.toml files that pull each registry\'s images through a Shoal node first, the registry itself as fallback')
+  .option('--registry <host>', 'a registry to route through the node (repeatable): docker.io, ghcr.io, …', collect)
+  .option('--dir <dir>', 'containerd\'s hosts directory (config_path)', '/etc/containerd/certs.d')
+  .option('--node <url>', 'the Shoal node (this machine\'s, usually)', DEFAULT_NODE)
+  .option('--ca <file>', 'a CA certificate containerd checks the node\'s HTTPS certificate against')
+  .action(async (options: { registry?: string[], dir: string, node: string, ca?: string }) => {
+    console.log(await writeContainerdConfig({ registries: options.registry ?? [], dir: options.dir, node: options.node, ...(options.ca === undefined ? {} : { ca: options.ca }) }))
   })
 
 program.command('images')
