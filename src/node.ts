@@ -43,7 +43,7 @@ import { registerWebUi } from './web/routes.ts'
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 
 /** Users, rights and tokens when the configuration turns authentication on (htpasswd, or an external token issuer). */
-function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>): AccessControlOptions | undefined {
+function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>, mirrors: Mirrors | undefined): AccessControlOptions | undefined {
   if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
   // In a fleet, a token any member issued counts here too (sign in once, use any node).
@@ -62,7 +62,8 @@ function buildAccessControl (config: Config, data: string, fleet: Fleet | undefi
     internalKey: randomBytes(32).toString('base64url'),
     isMember: peer => fleet?.isMember(peer) ?? false,
     sessions: users === undefined ? undefined : new Sessions(),
-    repositoriesOfImage
+    repositoriesOfImage,
+    ...(mirrors === undefined ? {} : { localName: (name: string, ns: string | undefined) => mirrors.localName(name, ns) })
   }
 }
 
@@ -211,13 +212,13 @@ export class ShoalNode {
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
     // Before the routes, with or without authentication: DNS rebinding and cross-site changes.
     registerHostCheck(this.http, config.allowedHosts.length > 0 ? config.allowedHosts : defaultAllowedHosts(parseListen(config.listen).host, config.advertiseUrl))
-    this.access = buildAccessControl(config, data, fleet, async imageCid => await this.repositoriesOfImage(imageCid))
+    this.mirrors = this.buildMirrors(config, peerCa)
+    this.access = buildAccessControl(config, data, fleet, async imageCid => await this.repositoriesOfImage(imageCid), this.mirrors)
     // Before the routes: every /v2 request is checked before a handler sees it.
     if (this.access !== undefined) registerAccessControl(this.http, this.access)
     if (this.access?.users !== undefined && this.access.sessions !== undefined) {
       registerLoginRoutes(this.http, { users: this.access.users, sessions: this.access.sessions, secure: config.tlsCert !== undefined, renderLogin: renderLoginPage })
     }
-    this.mirrors = this.buildMirrors(config, peerCa)
     registerRegistryRoutes(this.http, {
       blobs: this.blobs,
       manifests: this.manifests,

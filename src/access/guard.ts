@@ -47,6 +47,8 @@ export interface AccessControlOptions {
   sessions: Sessions | undefined
   /** The repositories with a tag on the image whose CID this is: a user who may pull one of them may pull the image by CID. */
   repositoriesOfImage: (imageCid: string) => Promise<string[]>
+  /** The repository a /v2 path's name stands for, given containerd's `ns` (the router's own mapping: pull-through mirrors); none: the name. */
+  localName?: (name: string, ns: string | undefined) => string
 }
 
 /**
@@ -109,7 +111,7 @@ function isInternalRead (req: FastifyRequest, key: Buffer): boolean {
 }
 
 async function guardRegistry (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
-  const requirement = requirementOf(req.method, req.url)
+  const requirement = requirementOf(req.method, req.url, options.localName)
   const caller = await identify(req, options, requirement)
   // The path's repository with its image-by-CID rights, read once; others (a mount's source, the catalogue's entries) by the policy.
   const own = requirement.kind === 'repository' && caller.grants === undefined ? await rightsOn(caller.user, requirement.name, options) : undefined

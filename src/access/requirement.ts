@@ -15,9 +15,9 @@ const RESOURCE = /^(.+)\/(?:blobs\/uploads\/?|blobs\/uploads\/[^/]+|blobs\/[^/]+
  * handler read it (decoded after `/v2/`). Anything else, a path no endpoint serves included, needs
  * what the base endpoint needs: the guard fails closed.
  */
-export function requirementOf (method: string, url: string): Requirement {
+export function requirementOf (method: string, url: string, localName: (name: string, ns: string | undefined) => string = name => name): Requirement {
   // A mount's source repository is checked by the upload handler (registry/request-access.ts).
-  const [rawPath = ''] = url.split('?', 2)
+  const [rawPath = '', query = ''] = url.split('?', 2)
   let path: string
   try {
     path = decodeURIComponent(rawPath.slice('/v2/'.length))
@@ -25,8 +25,10 @@ export function requirementOf (method: string, url: string): Requirement {
     return { kind: 'base' }
   }
   if (path === '_catalog') return { kind: 'catalog' }
-  const name = RESOURCE.exec(path)?.[1]
-  if (name === undefined) return { kind: 'base' }
+  const named = RESOURCE.exec(path)?.[1]
+  if (named === undefined) return { kind: 'base' }
+  // As the router names it: containerd's ?ns=<registry> puts a mirrored registry's names in its namespace.
+  const name = localName(named, new URLSearchParams(query).get('ns') ?? undefined)
   // Cancelling an upload is part of a push (Distribution asks push for it, not delete).
   const upload = /\/blobs\/uploads(\/|$)/.test(path)
   const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' && !upload ? 'delete' : 'push'

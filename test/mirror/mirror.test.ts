@@ -124,3 +124,44 @@ describe('a node mirroring a registry that issues tokens', () => {
     assert.match(await refused.text(), /anon\.example refused access to team\/app \(401\): it needs credentials/)
   })
 })
+
+describe('a mirror on a node with users', () => {
+  let dir: string
+  let upstream: RegistryProcess
+  let node: TestNode
+  const basic = (user: string): string => `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}`
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-auth-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ alice: 'alice-pw', bob: 'bob-pw' }))
+    upstream = await startDockerRegistry({ dataDir: join(dir, 'upstream') })
+    await createImageLayout(join(dir, 'image'), { layers: [20_000], seed: 'mirror-auth' })
+    await copyToRegistry(join(dir, 'image'), `${upstream.host}/library/app:1.0`)
+    node = await startTestNode({
+      config: {
+        mirrors: [{ registry: 'docker.io', url: upstream.url }],
+        htpasswd: join(dir, 'htpasswd'),
+        accessRules: [
+          { repositories: ['docker.io/*'], users: ['alice'], allow: ['pull'] },
+          { repositories: ['library/*'], users: ['bob'], allow: ['pull'] }
+        ]
+      }
+    })
+  })
+  after(async () => {
+    await node?.stop()
+    await upstream?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('checks rights on the repository the request names with its ns, not on the bare path', async () => {
+    const path = '/v2/library/app/manifests/1.0?ns=docker.io'
+    const asBob = await fetch(`${node.url}${path}`, { headers: { accept: ACCEPT, authorization: basic('bob') } })
+    assert.equal(asBob.status, 403, 'bob may pull library/*, not docker.io/library/*')
+    const anonymous = await fetch(`${node.url}${path}`, { headers: { accept: ACCEPT } })
+    assert.equal(anonymous.status, 401)
+    assert.match(anonymous.headers.get('www-authenticate') ?? '', /scope="repository:docker\.io\/library\/app:pull"/)
+    const asAlice = await fetch(`${node.url}${path}`, { headers: { accept: ACCEPT, authorization: basic('alice') } })
+    assert.equal(asAlice.status, 200)
+  })
+})
