@@ -25,7 +25,7 @@ import { IpfsImages } from './registry/ipfs-images.ts'
 import { ImageHoldings } from './registry/image-holdings.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
-import { listLocalImages, resolveImage } from './replication/images.ts'
+import { listLocalImages, resolveImage, type ImageResolver } from './replication/images.ts'
 import { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
@@ -301,6 +301,18 @@ export class ShoalNode {
     return [...new Set(tags.filter(tag => tag.imageCid === imageCid).map(tag => tag.repository))]
   }
 
+  /** A strategy's image under a mirrored registry is brought in from its upstream before it is looked up (pre-warming a fleet). */
+  private mirroredImages (images: ImageResolver): ImageResolver {
+    const mirrors = this.mirrors
+    if (mirrors === undefined) return images
+    return {
+      exists: async (image, signal) => {
+        await mirrors.ensureImage(image, signal).catch((err: unknown) => { this.logger.debug({ err, image }, 'a strategy\'s mirrored image could not be brought in') })
+        return await images.exists(image, signal)
+      }
+    }
+  }
+
   /** Pull-through mirrors of the upstream registries the configuration names (none: undefined). */
   private buildMirrors (config: Config, ca: string[] | undefined): Mirrors | undefined {
     if (config.mirrors.length === 0) return undefined
@@ -312,6 +324,11 @@ export class ShoalNode {
       tagTtlMs: config.mirrorTagTtlSeconds * 1000,
       ...(ca === undefined ? {} : { ca }),
       logger: this.logger.child({ part: 'mirror' }),
+      counters: {
+        request: (registry, outcome) => { this.metrics.mirrorRequests.inc({ registry, outcome }) },
+        upstreamBytes: (registry, bytes) => { this.metrics.mirrorUpstreamBytes.inc({ registry }, bytes) },
+        rateLimited: registry => { this.metrics.mirrorRateLimited.inc({ registry }) }
+      },
       blobs: {
         has: async (repository, digest) => await blobs.stat(repository, digest).then(() => true, () => false),
         mount: async (repository, digest) => await blobs.mount(repository, digest),
@@ -417,7 +434,7 @@ export class ShoalNode {
         trust: () => fleet.trustStatus(),
         addStatement: async value => await fleet.addStatement(value)
       },
-      strategies: new StrategyService({ store: fleet.strategyStore(), nodes: fleet, tags: fleet, images: fleetImageResolver(fleet, this.metadata) })
+      strategies: new StrategyService({ store: fleet.strategyStore(), nodes: fleet, tags: fleet, images: this.mirroredImages(fleetImageResolver(fleet, this.metadata)) })
     }
   }
 

@@ -32,8 +32,16 @@ export interface MirrorManifests {
   put(repository: string, reference: string, body: Buffer, mediaType: string): Promise<unknown>
 }
 
+/** What the mirrors count (metrics.ts). */
+export interface MirrorCounters {
+  request(registry: string, outcome: 'hit' | 'miss' | 'stale'): void
+  upstreamBytes(registry: string, bytes: number): void
+  rateLimited(registry: string): void
+}
+
 export interface MirrorsOptions {
   settings: MirrorSetting[]
+  counters?: MirrorCounters
   tagTtlMs: number
   blobs: MirrorBlobs
   manifests: MirrorManifests
@@ -48,6 +56,7 @@ export class Mirrors {
   private readonly blobs: MirrorBlobs
   private readonly manifests: MirrorManifests
   private readonly logger: Logger
+  private readonly counters: MirrorCounters | undefined
   /** When each mirrored tag was last resolved upstream (`repository:tag`). */
   private readonly resolvedAt = new Map<string, number>()
   /** Images being fetched, by repository and digest: clients that miss the same image at once share one fetch. */
@@ -60,10 +69,14 @@ export class Mirrors {
     this.blobs = options.blobs
     this.manifests = options.manifests
     this.logger = options.logger
+    this.counters = options.counters
     for (const setting of options.settings) {
       const upstream = new UpstreamRegistry({ registry: setting.registry, url: setting.url, ...(setting.credentialsFile === undefined ? {} : { credentials: readCredentials(setting.credentialsFile) }) }, {
         ...(options.ca === undefined ? {} : { ca: options.ca }),
-        onRateLimited: (registry, waitMs) => { this.logger.warn({ registry, waitMs }, 'the upstream registry is limiting this node\'s requests (429): waiting') }
+        onRateLimited: (registry, waitMs) => {
+          this.counters?.rateLimited(registry)
+          this.logger.warn({ registry, waitMs }, 'the upstream registry is limiting this node\'s requests (429): waiting')
+        }
       })
       this.upstreams.set(setting.registry, upstream)
     }
@@ -104,13 +117,21 @@ export class Mirrors {
     const mirrored = this.upstreamOf(repository)
     if (mirrored === undefined) return
     const ref = parseReference(reference)
+    const registry = mirrored.upstream.registry
     if (ref.kind === 'digest') {
-      if (await this.manifests.has(repository, ref.digest)) return
+      if (await this.manifests.has(repository, ref.digest)) {
+        this.counters?.request(registry, 'hit')
+        return
+      }
+      this.counters?.request(registry, 'miss')
       await this.fetchImage(mirrored.upstream, repository, mirrored.repository, ref.digest, undefined, signal)
       return
     }
     const key = `${repository}:${ref.tag}`
-    if (Date.now() - (this.resolvedAt.get(key) ?? -Infinity) < this.tagTtlMs) return
+    if (Date.now() - (this.resolvedAt.get(key) ?? -Infinity) < this.tagTtlMs) {
+      this.counters?.request(registry, 'hit')
+      return
+    }
     let digest: string
     try {
       digest = (await mirrored.upstream.resolve(mirrored.repository, ref.tag, signal)).digest
@@ -120,16 +141,36 @@ export class Mirrors {
       if (!(err instanceof UpstreamUnavailableError)) throw err
       // Stale if error: a tag fetched before still serves.
       if (await this.manifests.tagged(repository, ref.tag) === undefined) throw err
-      if (!this.unreachable.has(mirrored.upstream.registry)) {
-        this.unreachable.add(mirrored.upstream.registry)
-        this.logger.warn({ registry: mirrored.upstream.registry, err: err.message }, 'the upstream registry is unavailable: serving the tags fetched from it before')
+      this.counters?.request(registry, 'stale')
+      if (!this.unreachable.has(registry)) {
+        this.unreachable.add(registry)
+        this.logger.warn({ registry, err: err.message }, 'the upstream registry is unavailable: serving the tags fetched from it before')
       }
       return
     }
+    // The fleet has it when its catalogue's tag names that digest (a node adopts it from peers).
     if (await this.manifests.tagged(repository, ref.tag) !== digest) {
+      this.counters?.request(registry, 'miss')
       await this.fetchImage(mirrored.upstream, repository, mirrored.repository, digest, ref.tag, signal)
+    } else {
+      this.counters?.request(registry, 'hit')
     }
     this.resolvedAt.set(key, Date.now())
+  }
+
+  /**
+   * An image as a strategy names it (`repo:tag`, `repo@digest`): a mirrored one is brought in, so
+   * that `shoal strategy add docker.io/library/nginx:1.27 --all` pre-warms the fleet. Anything
+   * else is left to the strategy's own resolution.
+   */
+  async ensureImage (image: string, signal?: AbortSignal): Promise<void> {
+    const at = image.lastIndexOf('@')
+    const colon = image.lastIndexOf(':')
+    const [repository, reference] = at > 0
+      ? [image.slice(0, at), image.slice(at + 1)]
+      : colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest']
+    if (!this.isMirrored(repository)) return
+    await this.ensureManifest(repository, reference, signal)
   }
 
   /** One fetch per image at a time: a second client that misses it waits for the first. */
@@ -159,6 +200,7 @@ export class Mirrors {
       if (await this.blobs.has(repository, blob.digest) || await this.blobs.mount(repository, blob.digest)) return
       const { body } = await upstream.blob(upstreamRepository, blob.digest)
       await this.blobs.store(repository, blob.digest, body, blob.size)
+      this.counters?.upstreamBytes(upstream.registry, blob.size)
     }))
     await this.manifests.put(repository, digest, manifest.bytes, manifest.mediaType)
     this.logger.info({ registry: upstream.registry, repository, digest, ms: Math.round(performance.now() - started) }, 'mirrored an image from its upstream')

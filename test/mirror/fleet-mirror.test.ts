@@ -1,0 +1,65 @@
+// A mirrored image is fetched once per fleet (issue 13): two meshed nodes pull the same upstream
+// image through themselves, and the upstream (docker-registry behind a byte-counting proxy) sends
+// it once; a strategy names a mirrored image no node has pulled yet, and the fleet pre-warms it.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.ts'
+import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
+import { metricSum } from '../support/metrics.ts'
+import { startDockerRegistry, type RegistryProcess } from '../support/node-process.ts'
+import { createImageLayout } from '../support/oci-image.ts'
+import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
+
+const IMAGE_BYTES = 3 * 1024 * 1024
+
+describe('two meshed nodes mirroring one upstream', () => {
+  let dir: string
+  let upstream: RegistryProcess
+  let proxy: CountingProxy
+  let a: TestNode
+  let b: TestNode
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-fleet-'))
+    upstream = await startDockerRegistry({ dataDir: join(dir, 'upstream') })
+    await createImageLayout(join(dir, 'image'), { layers: [IMAGE_BYTES], seed: 'fleet-mirror' })
+    await copyToRegistry(join(dir, 'image'), `${upstream.host}/library/app:1.0`)
+    await createImageLayout(join(dir, 'warm'), { layers: [500_000], seed: 'fleet-warm' })
+    await copyToRegistry(join(dir, 'warm'), `${upstream.host}/library/warm:2.0`)
+    proxy = await startCountingProxy(upstream.url)
+    ;[a, b] = await startFleet(2, { mirrors: [{ registry: 'docker.io', url: proxy.url }] }) as [TestNode, TestNode]
+  })
+  after(async () => {
+    await Promise.all([a, b].map(async node => await node?.stop()))
+    await proxy?.stop()
+    await upstream?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('fetches the image from the upstream once: the second node gets it from the first', async () => {
+    await copyFromRegistry(`${a.host}/docker.io/library/app:1.0`, join(dir, 'pulled-a'))
+    const afterFirst = proxy.bytesSent()
+    assert.ok(afterFirst >= IMAGE_BYTES, `the upstream sent the image (${afterFirst} bytes)`)
+    await eventually(async () => await b.node.fleet?.catalogue.getTag('docker.io/library/app', '1.0'), 10_000, 'the mirrored tag on B')
+    await copyFromRegistry(`${b.host}/docker.io/library/app:1.0`, join(dir, 'pulled-b'))
+    const upstreamBytes = proxy.bytesSent()
+    assert.ok(upstreamBytes < 1.2 * IMAGE_BYTES, `the upstream sent ${upstreamBytes} bytes for a ${IMAGE_BYTES}-byte image and two nodes`)
+    assert.ok(await metricSum(b.url, 'shoal_mesh_bytes_fetched_total') >= IMAGE_BYTES, 'B fetched the layer from A')
+    assert.equal(await metricSum(b.url, 'shoal_mirror_requests_total', { registry: 'docker.io', outcome: 'hit' }) > 0, true)
+    assert.equal(await metricSum(a.url, 'shoal_mirror_requests_total', { registry: 'docker.io', outcome: 'miss' }), 1)
+  })
+
+  it('pre-warms the fleet when a strategy names a mirrored image no node has pulled', async () => {
+    const created = await fetch(`${b.url}/api/v1/strategies`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'docker.io/library/warm:2.0', kind: 'all' }) })
+    const text = await created.text()
+    assert.equal(created.status, 201, text)
+    const { strategy } = JSON.parse(text) as { strategy: { id: string } }
+    await eventually(async () => {
+      const status = await (await fetch(`${b.url}/api/v1/strategies/${strategy.id}/status`)).json() as { desired: Array<{ state: string }> }
+      return status.desired.filter(entry => entry.state === 'held').length === 2 ? true : undefined
+    }, 30_000, 'both nodes to hold the mirrored image')
+  })
+})

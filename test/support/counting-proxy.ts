@@ -1,0 +1,36 @@
+// An HTTP proxy in front of a registry that counts the bytes the registry sent through it: how
+// much an upstream gave a mirror. It forwards every request as it is.
+import { request as httpRequest, createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface CountingProxy {
+  url: string
+  /** Response body bytes sent by the target so far. */
+  bytesSent(): number
+  /** Requests so far, as "METHOD path". */
+  requests(): string[]
+  stop(): Promise<void>
+}
+
+export async function startCountingProxy (target: string): Promise<CountingProxy> {
+  const to = new URL(target)
+  let bytes = 0
+  const seen: string[] = []
+  const server: Server = createServer((req, res) => {
+    seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
+    const upstream = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, answer => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      answer.pipe(res)
+    })
+    upstream.on('error', () => { res.destroy() })
+    req.pipe(upstream)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bytesSent: () => bytes,
+    requests: () => [...seen],
+    stop: async () => { await new Promise(resolve => { server.closeAllConnections(); server.close(resolve) }) }
+  }
+}
