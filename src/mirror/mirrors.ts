@@ -8,9 +8,10 @@ import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { ConfigError, type MirrorSetting } from '../config.ts'
 import { parseManifest } from '../oci/manifest.ts'
-import { ManifestUnknownError } from '../oci/errors.ts'
+import { BlobUnknownError, ManifestUnknownError } from '../oci/errors.ts'
+import { parseDigest } from '../oci/digest.ts'
 import { parseReference } from '../oci/names.ts'
-import { UpstreamRegistry, UpstreamUnavailableError, UpstreamUnknownError } from './upstream.ts'
+import { UpstreamRegistry, UpstreamUnavailableError, UpstreamUnknownError, type UpstreamManifest } from './upstream.ts'
 
 /** What the mirrors need of the node's blob store. */
 export interface MirrorBlobs {
@@ -61,6 +62,12 @@ export class Mirrors {
   private readonly resolvedAt = new Map<string, number>()
   /** Images being fetched, by repository and digest: clients that miss the same image at once share one fetch. */
   private readonly fetching = new Map<string, Promise<void>>()
+  /** Manifests of images being fetched (an index's children too), served while the fetch runs. */
+  private readonly pending = new Map<string, UpstreamManifest>()
+  /** Tags to write once an image being fetched is recorded. */
+  private readonly tagsAfter = new Map<string, Set<string>>()
+  /** Blobs being fetched, by repository and digest. */
+  private readonly blobFetches = new Map<string, Promise<void>>()
   /** Upstreams that failed, said once until they answer again. */
   private readonly unreachable = new Set<string>()
 
@@ -109,33 +116,36 @@ export class Mirrors {
   }
 
   /**
-   * Makes `reference` of a mirrored repository servable here: a tag resolved upstream (at most
-   * every tagTtlMs), and an image neither this node nor its fleet has fetched from there.
-   * Nothing for a repository no mirror names.
+   * Makes `reference` of a mirrored repository servable: a tag is resolved upstream (at most
+   * every tagTtlMs); an image neither this node nor its fleet has is fetched from there. Answers
+   * the manifest to serve while that fetch runs (the client reads it at once, and each blob as
+   * soon as it is stored: `ensureBlob`); undefined when the node serves it itself. Nothing for a
+   * repository no mirror names.
    */
-  async ensureManifest (repository: string, reference: string, signal?: AbortSignal): Promise<void> {
+  async ensureManifest (repository: string, reference: string, signal?: AbortSignal): Promise<UpstreamManifest | undefined> {
     const mirrored = this.upstreamOf(repository)
-    if (mirrored === undefined) return
+    if (mirrored === undefined) return undefined
     const ref = parseReference(reference)
     const registry = mirrored.upstream.registry
     if (ref.kind === 'digest') {
       if (await this.manifests.has(repository, ref.digest)) {
         this.counters?.request(registry, 'hit')
-        return
+        return undefined
       }
+      const pending = this.pending.get(`${repository}@${ref.digest}`)
+      if (pending !== undefined) return pending
       this.counters?.request(registry, 'miss')
-      await this.fetchImage(mirrored.upstream, repository, mirrored.repository, ref.digest, undefined, signal)
-      return
+      return await this.startImage(mirrored.upstream, repository, mirrored.repository, ref.digest, undefined, signal)
     }
     const key = `${repository}:${ref.tag}`
     if (Date.now() - (this.resolvedAt.get(key) ?? -Infinity) < this.tagTtlMs) {
       this.counters?.request(registry, 'hit')
-      return
+      return undefined
     }
     let digest: string
     try {
       digest = (await mirrored.upstream.resolve(mirrored.repository, ref.tag, signal)).digest
-      if (this.unreachable.delete(mirrored.upstream.registry)) this.logger.warn({ registry: mirrored.upstream.registry }, 'the upstream registry answers again')
+      if (this.unreachable.delete(registry)) this.logger.warn({ registry }, 'the upstream registry answers again')
     } catch (err) {
       if (err instanceof UpstreamUnknownError) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}: ${err.message}`)
       if (!(err instanceof UpstreamUnavailableError)) throw err
@@ -146,22 +156,39 @@ export class Mirrors {
         this.unreachable.add(registry)
         this.logger.warn({ registry, err: err.message }, 'the upstream registry is unavailable: serving the tags fetched from it before')
       }
-      return
+      return undefined
     }
     // The fleet has it when its catalogue's tag names that digest (a node adopts it from peers).
-    if (await this.manifests.tagged(repository, ref.tag) !== digest) {
-      this.counters?.request(registry, 'miss')
-      await this.fetchImage(mirrored.upstream, repository, mirrored.repository, digest, ref.tag, signal)
-    } else {
+    if (await this.manifests.tagged(repository, ref.tag) === digest) {
       this.counters?.request(registry, 'hit')
+      this.resolvedAt.set(key, Date.now())
+      return undefined
     }
-    this.resolvedAt.set(key, Date.now())
+    this.counters?.request(registry, 'miss')
+    return await this.startImage(mirrored.upstream, repository, mirrored.repository, digest, ref.tag, signal)
   }
 
   /**
-   * An image as a strategy names it (`repo:tag`, `repo@digest`): a mirrored one is brought in, so
-   * that `shoal strategy add docker.io/library/nginx:1.27 --all` pre-warms the fleet. Anything
-   * else is left to the strategy's own resolution.
+   * A blob of a mirrored repository, stored before it is read: it waits for the running fetch of
+   * that blob, or fetches it alone (a client that asks for a blob of an image not fetched whole).
+   */
+  async ensureBlob (repository: string, digest: string, signal?: AbortSignal): Promise<void> {
+    const mirrored = this.upstreamOf(repository)
+    if (mirrored === undefined) return
+    parseDigest(digest)
+    if (await this.blobs.has(repository, digest)) return
+    try {
+      await abortable(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined), signal)
+    } catch (err) {
+      if (err instanceof UpstreamUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
+      throw err
+    }
+  }
+
+  /**
+   * An image as a strategy names it (`repo:tag`, `repo@digest`): a mirrored one is brought in
+   * whole, so that `shoal strategy add docker.io/library/nginx:1.27 --all` pre-warms the fleet.
+   * Anything else is left to the strategy's own resolution.
    */
   async ensureImage (image: string, signal?: AbortSignal): Promise<void> {
     const at = image.lastIndexOf('@')
@@ -170,40 +197,77 @@ export class Mirrors {
       ? [image.slice(0, at), image.slice(at + 1)]
       : colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest']
     if (!this.isMirrored(repository)) return
-    await this.ensureManifest(repository, reference, signal)
+    const pending = await this.ensureManifest(repository, reference, signal)
+    if (pending !== undefined) await abortable(this.fetching.get(`${repository}@${pending.digest}`) ?? Promise.resolve(), signal)
   }
 
-  /** One fetch per image at a time: a second client that misses it waits for the first. */
-  private async fetchImage (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal?: AbortSignal): Promise<void> {
+  /**
+   * Starts fetching an image whole (once: a second client that misses it shares the fetch) and
+   * answers its manifest at once. The tag is written when every manifest is recorded.
+   */
+  private async startImage (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal?: AbortSignal): Promise<UpstreamManifest> {
     const key = `${repository}@${digest}`
-    let fetching = this.fetching.get(key)
-    if (fetching === undefined) {
-      // Not the first client's signal: the fetch serves every client waiting for it.
-      fetching = this.fetchWhole(upstream, repository, upstreamRepository, digest).finally(() => this.fetching.delete(key))
-      this.fetching.set(key, fetching)
+    const known = this.pending.get(key)
+    if (known !== undefined) {
+      if (tag !== undefined) this.tagsAfter.get(key)?.add(tag)
+      return known
     }
-    await abortable(fetching, signal)
-    if (tag !== undefined) {
-      const { bytes, mediaType } = await upstream.manifest(upstreamRepository, digest, signal)
-      await this.manifests.put(repository, tag, bytes, mediaType)
-    }
+    const manifest = await upstream.manifest(upstreamRepository, digest, signal)
+    if (this.pending.has(key)) return await this.startImage(upstream, repository, upstreamRepository, digest, tag, signal)
+    this.pending.set(key, manifest)
+    const tags = new Set(tag === undefined ? [] : [tag])
+    this.tagsAfter.set(key, tags)
+    const started = performance.now()
+    // Not the first client's signal: the fetch serves every client of the image.
+    const fetching = this.fetchWhole(upstream, repository, upstreamRepository, manifest)
+      .then(async () => {
+        for (const each of tags) {
+          await this.manifests.put(repository, each, manifest.bytes, manifest.mediaType)
+          this.resolvedAt.set(`${repository}:${each}`, Date.now())
+        }
+        this.logger.info({ registry: upstream.registry, repository, digest, ms: Math.round(performance.now() - started) }, 'mirrored an image from its upstream')
+      })
+      .catch((err: unknown) => { this.logger.warn({ err, registry: upstream.registry, repository, digest }, 'could not mirror an image from its upstream') })
+      .finally(() => {
+        this.pending.delete(key)
+        this.tagsAfter.delete(key)
+        this.fetching.delete(key)
+      })
+    this.fetching.set(key, fetching)
+    return manifest
   }
 
-  /** The manifest, every manifest it lists and every blob, from the upstream into the node. */
-  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string): Promise<void> {
-    if (await this.manifests.has(repository, digest)) return
-    const started = performance.now()
-    const manifest = await upstream.manifest(upstreamRepository, digest)
+  /** Every manifest an index lists (each servable while it is fetched) and every blob, then the manifest recorded as a push records it. */
+  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest): Promise<void> {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType)
-    for (const child of parsed.manifests) await this.fetchWhole(upstream, repository, upstreamRepository, child.digest)
-    await Promise.all(parsed.blobs.map(async blob => {
-      if (await this.blobs.has(repository, blob.digest) || await this.blobs.mount(repository, blob.digest)) return
-      const { body } = await upstream.blob(upstreamRepository, blob.digest)
-      await this.blobs.store(repository, blob.digest, body, blob.size)
-      this.counters?.upstreamBytes(upstream.registry, blob.size)
+    await Promise.all(parsed.manifests.map(async child => {
+      if (await this.manifests.has(repository, child.digest)) return
+      const key = `${repository}@${child.digest}`
+      const fetched = this.pending.get(key) ?? await upstream.manifest(upstreamRepository, child.digest)
+      this.pending.set(key, fetched)
+      try {
+        await this.fetchWhole(upstream, repository, upstreamRepository, fetched)
+      } finally {
+        this.pending.delete(key)
+      }
     }))
-    await this.manifests.put(repository, digest, manifest.bytes, manifest.mediaType)
-    this.logger.info({ registry: upstream.registry, repository, digest, ms: Math.round(performance.now() - started) }, 'mirrored an image from its upstream')
+    await Promise.all(parsed.blobs.map(async blob => { await this.fetchBlob(upstream, repository, upstreamRepository, blob.digest, blob.size) }))
+    await this.manifests.put(repository, manifest.digest, manifest.bytes, manifest.mediaType)
+  }
+
+  /** One blob into the node (once at a time per blob): linked when the node holds it, else streamed from the upstream and checked. */
+  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined): Promise<void> {
+    const key = `${repository}@${digest}`
+    const running = this.blobFetches.get(key)
+    if (running !== undefined) return running
+    const fetching = (async () => {
+      if (await this.blobs.has(repository, digest) || await this.blobs.mount(repository, digest)) return
+      const { body, size: sent } = await upstream.blob(upstreamRepository, digest)
+      await this.blobs.store(repository, digest, body, size ?? sent)
+      this.counters?.upstreamBytes(upstream.registry, size ?? sent ?? 0)
+    })().finally(() => { this.blobFetches.delete(key) })
+    this.blobFetches.set(key, fetching)
+    return fetching
   }
 }
 

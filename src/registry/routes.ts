@@ -22,8 +22,13 @@ export interface RegistryMirrors {
   localName(name: string, ns: string | undefined): string
   /** Whether a repository is under a mirrored registry's name (read-only). */
   isMirrored(repository: string): boolean
-  /** Brings a mirrored manifest (and its image) in from its upstream when the node and its fleet lack it. */
-  ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<void>
+  /**
+   * Brings a mirrored manifest (and its image) in from its upstream when the node and its fleet
+   * lack it; answers the manifest to serve while the image is fetched (undefined: the node serves it).
+   */
+  ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined>
+  /** Waits until a mirrored blob being fetched is stored (or fetches it). */
+  ensureBlob(repository: string, digest: string, signal?: AbortSignal): Promise<void>
 }
 
 export interface RegistryRoutesOptions {

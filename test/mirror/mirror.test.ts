@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { htpasswdText } from '../support/htpasswd.ts'
-import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { startDockerRegistry, type RegistryProcess } from '../support/node-process.ts'
 import { createImageLayout } from '../support/oci-image.ts'
 import { copyFromRegistry, copyToRegistry, inspectRaw } from '../support/skopeo.ts'
@@ -85,6 +85,8 @@ describe('a node mirroring two upstream registries', () => {
     const moved = await digestOf(`${hub.url}/v2/library/app/manifests/1.0`)
     assert.notEqual(moved, hubDigest)
     assert.equal(await digestOf(`${node.url}/v2/docker.io/library/app/manifests/1.0`), moved, 'the tag follows the upstream (time to live 0)')
+    // Served at once, recorded once the image is in.
+    await eventually(async () => (await node.node.manifests.tagged('docker.io/library/app', '1.0')) === moved ? true : undefined, 10_000, 'the moved tag recorded')
     await hub.stop()
     assert.equal(await digestOf(`${node.url}/v2/docker.io/library/app/manifests/1.0`), moved, 'stale if error')
     await copyFromRegistry(`${node.host}/docker.io/library/app:1.0`, join(dir, 'pulled-stale'))

@@ -9,14 +9,17 @@ export interface BlobHandlersOptions {
   blobs: BlobService
   ipfsImages: IpfsImages
   metrics: Metrics
+  /** Pull-through mirrors: a mirrored blob being fetched is waited for. */
+  mirrors?: { ensureBlob(repository: string, digest: string, signal?: AbortSignal): Promise<void> }
 }
 
-export function blobHandlers ({ blobs, ipfsImages, metrics }: BlobHandlersOptions): ResourceHandlers {
+export function blobHandlers ({ blobs, ipfsImages, metrics, mirrors }: BlobHandlersOptions): ResourceHandlers {
   const blobOf = async (repository: string, digest: string, signal: AbortSignal): Promise<BlobView> =>
     isIpfsRepository(repository) ? await ipfsImages.blob(repository, digest, signal) : await blobs.stat(repository, digest)
 
   const send: Handler = async (req, reply, [name = '', digest = '']) => {
     const gone = untilClientLeaves(reply)
+    await mirrors?.ensureBlob(name, digest, gone)
     const blob = await blobOf(name, digest, gone)
     reply.header('docker-content-digest', blob.digest).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
     const range = parseRange(req.headers.range, blob.size)

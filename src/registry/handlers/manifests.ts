@@ -12,8 +12,8 @@ export interface ManifestHandlersOptions {
   manifests: ManifestService
   ipfsImages: IpfsImages
   bodyPace: BodyPace
-  /** Pull-through mirrors: a mirrored manifest the node lacks is brought in before it is read. */
-  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<void> }
+  /** Pull-through mirrors: a mirrored manifest the node lacks is brought in (and served while its image is fetched). */
+  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined> }
 }
 
 export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: ManifestHandlersOptions): ResourceHandlers {
@@ -26,10 +26,11 @@ export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: 
     if (!isReference(reference)) throw new ManifestUnknownError(`no manifest ${JSON.stringify(reference)} in ${name}: it is neither a tag nor a digest`)
     // Reading may adopt the image from peers: a client that leaves stops that.
     const signal = untilClientLeaves(reply)
-    await mirrors?.ensureManifest(name, reference, signal)
-    const manifest = await manifestOf(name, reference, signal)
-    reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType)
-      .header('content-length', manifest.bytes.length).header(IMAGE_CID_HEADER, manifest.imageCid)
+    const fetching = await mirrors?.ensureManifest(name, reference, signal)
+    const manifest: Omit<StoredManifest, 'imageCid'> & { imageCid?: string } = fetching ?? await manifestOf(name, reference, signal)
+    reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType).header('content-length', manifest.bytes.length)
+    // An image still being fetched from its upstream has no CID yet.
+    if (manifest.imageCid !== undefined) reply.header(IMAGE_CID_HEADER, manifest.imageCid)
     return await reply.send(req.method === 'HEAD' ? undefined : manifest.bytes)
   }
 
