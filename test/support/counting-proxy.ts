@@ -12,15 +12,32 @@ export interface CountingProxy {
   stop(): Promise<void>
 }
 
-export async function startCountingProxy (target: string): Promise<CountingProxy> {
+/**
+ * `bytesPerSecond`: what the target may send through the proxy, all connections together, like
+ * one link (an upstream across the internet rather than on loopback); none: no limit.
+ */
+export async function startCountingProxy (target: string, options: { bytesPerSecond?: number } = {}): Promise<CountingProxy> {
   const to = new URL(target)
   let bytes = 0
+  /** When the shaped link is free again (performance.now() ms). */
+  let linkFreeAt = 0
   const seen: string[] = []
   const server: Server = createServer((req, res) => {
     seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
     const upstream = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, answer => {
       res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      answer.on('data', (chunk: Buffer) => {
+        bytes += chunk.length
+        const rate = options.bytesPerSecond
+        if (rate === undefined) return
+        const now = performance.now()
+        linkFreeAt = Math.max(now, linkFreeAt) + chunk.length / rate * 1000
+        const wait = linkFreeAt - now
+        if (wait > 2) {
+          answer.pause()
+          setTimeout(() => { answer.resume() }, wait)
+        }
+      })
       answer.pipe(res)
     })
     upstream.on('error', () => { res.destroy() })

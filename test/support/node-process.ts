@@ -52,6 +52,8 @@ export interface DockerRegistryOptions {
   readyTimeoutMs?: number
   /** An htpasswd file: Distribution's `auth.htpasswd` (Basic credentials on every request). */
   htpasswd?: string
+  /** Distribution's pull-through cache mode: the upstream registry's URL (`proxy.remoteurl`). */
+  proxyUrl?: string
 }
 
 const OUTPUT_TAIL_BYTES = 16 * 1024
@@ -77,15 +79,16 @@ export async function startDockerRegistry (options: DockerRegistryOptions): Prom
   const port = options.port ?? await freePort()
   await mkdir(options.dataDir, { recursive: true })
   const configPath = path.join(options.dataDir, 'registry-config.yml')
-  await writeFile(configPath, dockerRegistryConfig(options.dataDir, port, options.htpasswd))
+  await writeFile(configPath, dockerRegistryConfig(options.dataDir, port, options.htpasswd, options.proxyUrl))
   // REGISTRY_* variables override the config file; keep the caller's ones out.
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REGISTRY_')))
   const child = spawn('docker-registry', ['serve', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   return await superviseUntilReady(child, port, options.readyTimeoutMs)
 }
 
-function dockerRegistryConfig (dataDir: string, port: number, htpasswd: string | undefined): string {
+function dockerRegistryConfig (dataDir: string, port: number, htpasswd: string | undefined, proxyUrl: string | undefined): string {
   return [
+    ...(proxyUrl === undefined ? [] : ['proxy:', `  remoteurl: ${JSON.stringify(proxyUrl)}`]),
     ...(htpasswd === undefined ? [] : ['auth:', '  htpasswd:', '    realm: bench', `    path: ${JSON.stringify(htpasswd)}`]),
     'version: 0.1',
     'log:',
