@@ -2,6 +2,7 @@
 // much an upstream gave a mirror. It forwards every request as it is.
 import { request as httpRequest, createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Transform } from 'node:stream'
 
 export interface CountingProxy {
   url: string
@@ -26,19 +27,23 @@ export async function startCountingProxy (target: string, options: { bytesPerSec
     seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
     const upstream = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, answer => {
       res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.on('data', (chunk: Buffer) => {
-        bytes += chunk.length
-        const rate = options.bytesPerSecond
-        if (rate === undefined) return
-        const now = performance.now()
-        linkFreeAt = Math.max(now, linkFreeAt) + chunk.length / rate * 1000
-        const wait = linkFreeAt - now
-        if (wait > 2) {
-          answer.pause()
-          setTimeout(() => { answer.resume() }, wait)
+      // Each chunk passes when the shared link has carried the ones before it.
+      const shaper = new Transform({
+        transform (chunk: Buffer, _encoding, done) {
+          bytes += chunk.length
+          const rate = options.bytesPerSecond
+          if (rate === undefined) {
+            done(null, chunk)
+            return
+          }
+          const now = performance.now()
+          linkFreeAt = Math.max(now, linkFreeAt) + chunk.length / rate * 1000
+          const wait = linkFreeAt - now
+          if (wait < 2) done(null, chunk)
+          else setTimeout(() => { done(null, chunk) }, wait)
         }
       })
-      answer.pipe(res)
+      answer.pipe(shaper).pipe(res)
     })
     upstream.on('error', () => { res.destroy() })
     req.pipe(upstream)
