@@ -319,9 +319,20 @@ export class ShoalNode {
     const blobs = this.blobs
     const manifests = this.manifests
     const metadata = this.metadata
+    const fleet = this.fleet
+    // With users on, nodes do not yet sign in at each other's /v2: each fetches from the upstream.
+    const authOn = config.htpasswd !== undefined || config.tokenPublicKey !== undefined
     return new Mirrors({
       settings: config.mirrors,
       tagTtlMs: config.mirrorTagTtlSeconds * 1000,
+      ...(fleet === undefined || authOn
+        ? {}
+        : {
+            fleet: {
+              get self () { return fleet.peerId },
+              liveMembers: async () => (await fleet.members()).filter(node => node.standing === 'live').map(node => ({ id: node.id, url: node.url }))
+            }
+          }),
       ...(ca === undefined ? {} : { ca }),
       logger: this.logger.child({ part: 'mirror' }),
       counters: {

@@ -4,6 +4,7 @@
 // `tagTtlMs`), and an image this node and its fleet lack fetched whole, checked against the
 // upstream's digests, and recorded like a push, so it gets the same CIDs and its tag reaches the
 // fleet. When the upstream cannot be reached, a tag fetched before still serves.
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { ConfigError, type MirrorSetting } from '../config.ts'
@@ -40,8 +41,25 @@ export interface MirrorCounters {
   rateLimited(registry: string): void
 }
 
+/**
+ * Marks a fleet member's request for a mirrored image it asked this node to fetch: this node then
+ * goes to the upstream itself, whoever it thinks should (two members that each thought the other
+ * should fetch would otherwise ask each other in a loop).
+ */
+export const MIRROR_PEER_HEADER = 'x-shoal-mirror-peer'
+
+/** The fleet, as the mirrors ask it who fetches a missed image from its upstream. */
+export interface MirrorFleet {
+  /** This node's peer id. */
+  readonly self: string
+  /** The fleet's live members (this node among them), with the URLs their registries answer on. */
+  liveMembers(): Promise<Array<{ id: string, url: string }>>
+}
+
 export interface MirrorsOptions {
   settings: MirrorSetting[]
+  /** In a mesh: one member fetches each missed image from the upstream, the others from that member. */
+  fleet?: MirrorFleet
   counters?: MirrorCounters
   tagTtlMs: number
   blobs: MirrorBlobs
@@ -58,6 +76,10 @@ export class Mirrors {
   private readonly manifests: MirrorManifests
   private readonly logger: Logger
   private readonly counters: MirrorCounters | undefined
+  private readonly fleet: MirrorFleet | undefined
+  /** Other members' registries, as upstreams of mirrored images they fetch for the fleet, by URL. */
+  private readonly peerUpstreams = new Map<string, UpstreamRegistry>()
+  private readonly ca: string[] | undefined
   /** When each mirrored tag was last resolved upstream (`repository:tag`). */
   private readonly resolvedAt = new Map<string, number>()
   /** Images being fetched, by repository and digest: clients that miss the same image at once share one fetch. */
@@ -77,6 +99,8 @@ export class Mirrors {
     this.manifests = options.manifests
     this.logger = options.logger
     this.counters = options.counters
+    this.fleet = options.fleet
+    this.ca = options.ca
     for (const setting of options.settings) {
       const upstream = new UpstreamRegistry({ registry: setting.registry, url: setting.url, ...(setting.credentialsFile === undefined ? {} : { credentials: readCredentials(setting.credentialsFile) }) }, {
         ...(options.ca === undefined ? {} : { ca: options.ca }),
@@ -90,7 +114,35 @@ export class Mirrors {
   }
 
   async stop (): Promise<void> {
-    await Promise.all([...this.upstreams.values()].map(async upstream => { await upstream.close() }))
+    await Promise.all([...this.upstreams.values(), ...this.peerUpstreams.values()].map(async upstream => { await upstream.close() }))
+  }
+
+  /**
+   * Where this node fetches a missed image from: in a fleet, the member that the image's name and
+   * digest pick among the live ones (rendezvous hashing: every node picks the same one, and only
+   * that one asks the upstream, so eight nodes that miss at once cost the upstream one image);
+   * that member's own registry is then this node's upstream, under the mirrored name. Itself, or
+   * outside a fleet: the upstream.
+   */
+  private async sourceFor (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string): Promise<{ source: UpstreamRegistry, repository: string, viaPeer: boolean }> {
+    const direct = { source: upstream, repository: upstreamRepository, viaPeer: false }
+    if (this.fleet === undefined) return direct
+    let members: Array<{ id: string, url: string }>
+    try {
+      members = await this.fleet.liveMembers()
+    } catch {
+      return direct
+    }
+    const owner = members.filter(member => member.url !== '' || member.id === this.fleet?.self)
+      .map(member => ({ member, rank: createHash('sha256').update(`${repository}@${digest}\n${member.id}`).digest('hex') }))
+      .sort((a, b) => (a.rank < b.rank ? 1 : a.rank > b.rank ? -1 : 0))[0]?.member
+    if (owner === undefined || owner.id === this.fleet.self) return direct
+    let peer = this.peerUpstreams.get(owner.url)
+    if (peer === undefined) {
+      peer = new UpstreamRegistry({ registry: upstream.registry, url: owner.url }, { headers: { [MIRROR_PEER_HEADER]: '1' }, ...(this.ca === undefined ? {} : { ca: this.ca }) })
+      this.peerUpstreams.set(owner.url, peer)
+    }
+    return { source: peer, repository, viaPeer: true }
   }
 
   /**
@@ -122,7 +174,7 @@ export class Mirrors {
    * soon as it is stored: `ensureBlob`); undefined when the node serves it itself. Nothing for a
    * repository no mirror names.
    */
-  async ensureManifest (repository: string, reference: string, signal?: AbortSignal): Promise<UpstreamManifest | undefined> {
+  async ensureManifest (repository: string, reference: string, signal?: AbortSignal, options: { forPeer?: boolean } = {}): Promise<UpstreamManifest | undefined> {
     const mirrored = this.upstreamOf(repository)
     if (mirrored === undefined) return undefined
     const ref = parseReference(reference)
@@ -135,7 +187,7 @@ export class Mirrors {
       const pending = this.pending.get(`${repository}@${ref.digest}`)
       if (pending !== undefined) return pending
       this.counters?.request(registry, 'miss')
-      return await this.startImage(mirrored.upstream, repository, mirrored.repository, ref.digest, undefined, signal)
+      return await this.startImage(mirrored.upstream, repository, mirrored.repository, ref.digest, undefined, signal, options.forPeer === true)
     }
     const key = `${repository}:${ref.tag}`
     if (Date.now() - (this.resolvedAt.get(key) ?? -Infinity) < this.tagTtlMs) {
@@ -165,7 +217,7 @@ export class Mirrors {
       return undefined
     }
     this.counters?.request(registry, 'miss')
-    return await this.startImage(mirrored.upstream, repository, mirrored.repository, digest, ref.tag, signal)
+    return await this.startImage(mirrored.upstream, repository, mirrored.repository, digest, ref.tag, signal, options.forPeer === true)
   }
 
   /**
@@ -178,7 +230,7 @@ export class Mirrors {
     parseDigest(digest)
     if (await this.blobs.has(repository, digest)) return
     try {
-      await abortable(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined), signal)
+      await abortable(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, mirrored.upstream.registry), signal)
     } catch (err) {
       if (err instanceof UpstreamUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
       throw err
@@ -205,21 +257,33 @@ export class Mirrors {
    * Starts fetching an image whole (once: a second client that misses it shares the fetch) and
    * answers its manifest at once. The tag is written when every manifest is recorded.
    */
-  private async startImage (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal?: AbortSignal): Promise<UpstreamManifest> {
+  private async startImage (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal: AbortSignal | undefined, forPeer: boolean): Promise<UpstreamManifest> {
     const key = `${repository}@${digest}`
     const known = this.pending.get(key)
     if (known !== undefined) {
       if (tag !== undefined) this.tagsAfter.get(key)?.add(tag)
       return known
     }
-    const manifest = await upstream.manifest(upstreamRepository, digest, signal)
-    if (this.pending.has(key)) return await this.startImage(upstream, repository, upstreamRepository, digest, tag, signal)
+    let { source, repository: sourceRepository, viaPeer } = forPeer
+      ? { source: upstream, repository: upstreamRepository, viaPeer: false }
+      : await this.sourceFor(upstream, repository, upstreamRepository, digest)
+    let manifest: UpstreamManifest
+    try {
+      manifest = await source.manifest(sourceRepository, digest, signal)
+    } catch (err) {
+      if (!viaPeer) throw err
+      // The member that should fetch it cannot: this node goes to the upstream itself.
+      this.logger.debug({ err, repository, digest }, 'the member that fetches this mirrored image did not answer: fetching it from the upstream')
+      ;({ source, repository: sourceRepository, viaPeer } = { source: upstream, repository: upstreamRepository, viaPeer: false })
+      manifest = await source.manifest(sourceRepository, digest, signal)
+    }
+    if (this.pending.has(key)) return await this.startImage(upstream, repository, upstreamRepository, digest, tag, signal, forPeer)
     this.pending.set(key, manifest)
     const tags = new Set(tag === undefined ? [] : [tag])
     this.tagsAfter.set(key, tags)
     const started = performance.now()
     // Not the first client's signal: the fetch serves every client of the image.
-    const fetching = this.fetchWhole(upstream, repository, upstreamRepository, manifest)
+    const fetching = this.fetchWhole(source, repository, sourceRepository, manifest, viaPeer ? undefined : upstream.registry)
       .then(async () => {
         for (const each of tags) {
           await this.manifests.put(repository, each, manifest.bytes, manifest.mediaType)
@@ -238,7 +302,7 @@ export class Mirrors {
   }
 
   /** Every manifest an index lists (each servable while it is fetched) and every blob, then the manifest recorded as a push records it. */
-  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest): Promise<void> {
+  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest, countedAs: string | undefined): Promise<void> {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType)
     await Promise.all(parsed.manifests.map(async child => {
       if (await this.manifests.has(repository, child.digest)) return
@@ -246,17 +310,18 @@ export class Mirrors {
       const fetched = this.pending.get(key) ?? await upstream.manifest(upstreamRepository, child.digest)
       this.pending.set(key, fetched)
       try {
-        await this.fetchWhole(upstream, repository, upstreamRepository, fetched)
+        await this.fetchWhole(upstream, repository, upstreamRepository, fetched, countedAs)
       } finally {
         this.pending.delete(key)
       }
     }))
-    await Promise.all(parsed.blobs.map(async blob => { await this.fetchBlob(upstream, repository, upstreamRepository, blob.digest, blob.size) }))
+    await Promise.all(parsed.blobs.map(async blob => { await this.fetchBlob(upstream, repository, upstreamRepository, blob.digest, blob.size, countedAs) }))
     await this.manifests.put(repository, manifest.digest, manifest.bytes, manifest.mediaType)
   }
 
   /** One blob into the node (once at a time per blob): linked when the node holds it, else streamed from the upstream and checked. */
-  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined): Promise<void> {
+  /** `countedAs`: the upstream registry the bytes count against (none: they came from a member). */
+  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined, countedAs: string | undefined): Promise<void> {
     const key = `${repository}@${digest}`
     const running = this.blobFetches.get(key)
     if (running !== undefined) return running
@@ -264,7 +329,7 @@ export class Mirrors {
       if (await this.blobs.has(repository, digest) || await this.blobs.mount(repository, digest)) return
       const { body, size: sent } = await upstream.blob(upstreamRepository, digest)
       await this.blobs.store(repository, digest, body, size ?? sent)
-      this.counters?.upstreamBytes(upstream.registry, size ?? sent ?? 0)
+      if (countedAs !== undefined) this.counters?.upstreamBytes(countedAs, size ?? sent ?? 0)
     })().finally(() => { this.blobFetches.delete(key) })
     this.blobFetches.set(key, fetching)
     return fetching

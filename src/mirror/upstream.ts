@@ -58,7 +58,11 @@ export class UpstreamRegistry {
   private readonly tokens = new Map<string, { token: string, until: number }>()
   private readonly onRateLimited: RateLimitListener
 
-  constructor (settings: UpstreamSettings, options: { onRateLimited?: RateLimitListener, ca?: string[] } = {}) {
+  private readonly extraHeaders: Record<string, string>
+
+  /** `headers`: sent with every request (a fleet member asking another marks itself). */
+  constructor (settings: UpstreamSettings, options: { onRateLimited?: RateLimitListener, ca?: string[], headers?: Record<string, string> } = {}) {
+    this.extraHeaders = options.headers ?? {}
     this.registry = settings.registry
     this.base = new URL(settings.url)
     this.credentials = settings.credentials
@@ -125,7 +129,7 @@ export class UpstreamRegistry {
         response = await request(url, {
           method,
           dispatcher: this.dispatcher,
-          headers: { ...headers, ...(token === undefined ? this.basicHeader() : { authorization: `Bearer ${token}` }) },
+          headers: { ...this.extraHeaders, ...headers, ...(token === undefined ? this.basicHeader() : { authorization: `Bearer ${token}` }) },
           signal
         })
       } catch (err) {

@@ -26,7 +26,7 @@ export interface RegistryMirrors {
    * Brings a mirrored manifest (and its image) in from its upstream when the node and its fleet
    * lack it; answers the manifest to serve while the image is fetched (undefined: the node serves it).
    */
-  ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined>
+  ensureManifest(repository: string, reference: string, signal?: AbortSignal, options?: { forPeer?: boolean }): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined>
   /** Waits until a mirrored blob being fetched is stored (or fetches it). */
   ensureBlob(repository: string, digest: string, signal?: AbortSignal): Promise<void>
 }

@@ -15,12 +15,13 @@ import { copyFromRegistry, copyToRegistry } from '../support/skopeo.ts'
 
 const IMAGE_BYTES = 3 * 1024 * 1024
 
-describe('two meshed nodes mirroring one upstream', () => {
+describe('three meshed nodes mirroring one upstream', () => {
   let dir: string
   let upstream: RegistryProcess
   let proxy: CountingProxy
   let a: TestNode
   let b: TestNode
+  let c: TestNode
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-fleet-'))
@@ -29,11 +30,13 @@ describe('two meshed nodes mirroring one upstream', () => {
     await copyToRegistry(join(dir, 'image'), `${upstream.host}/library/app:1.0`)
     await createImageLayout(join(dir, 'warm'), { layers: [500_000], seed: 'fleet-warm' })
     await copyToRegistry(join(dir, 'warm'), `${upstream.host}/library/warm:2.0`)
+    await createImageLayout(join(dir, 'rush'), { layers: [IMAGE_BYTES / 2, IMAGE_BYTES / 2], seed: 'fleet-rush' })
+    await copyToRegistry(join(dir, 'rush'), `${upstream.host}/library/rush:3.0`)
     proxy = await startCountingProxy(upstream.url)
-    ;[a, b] = await startFleet(2, { mirrors: [{ registry: 'docker.io', url: proxy.url }] }) as [TestNode, TestNode]
+    ;[a, b, c] = await startFleet(3, { mirrors: [{ registry: 'docker.io', url: proxy.url }] }) as [TestNode, TestNode, TestNode]
   })
   after(async () => {
-    await Promise.all([a, b].map(async node => await node?.stop()))
+    await Promise.all([a, b, c].map(async node => await node?.stop()))
     await proxy?.stop()
     await upstream?.stop()
     await rm(dir, { recursive: true, force: true })
@@ -59,7 +62,14 @@ describe('two meshed nodes mirroring one upstream', () => {
     const { strategy } = JSON.parse(text) as { strategy: { id: string } }
     await eventually(async () => {
       const status = await (await fetch(`${b.url}/api/v1/strategies/${strategy.id}/status`)).json() as { desired: Array<{ state: string }> }
-      return status.desired.filter(entry => entry.state === 'held').length === 2 ? true : undefined
-    }, 30_000, 'both nodes to hold the mirrored image')
+      return status.desired.filter(entry => entry.state === 'held').length === 3 ? true : undefined
+    }, 30_000, 'every node to hold the mirrored image')
+  })
+
+  it('fetches an image three nodes miss at once from the upstream once: one member fetches it, the others from that member', async () => {
+    const before = proxy.bytesSent()
+    await Promise.all([a, b, c].map(async (node, index) => await copyFromRegistry(`${node.host}/docker.io/library/rush:3.0`, join(dir, `rush-${index}`))))
+    const sent = proxy.bytesSent() - before
+    assert.ok(sent < 1.2 * IMAGE_BYTES, `the upstream sent ${sent} bytes for a ${IMAGE_BYTES}-byte image and three nodes`)
   })
 })

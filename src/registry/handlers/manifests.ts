@@ -13,7 +13,7 @@ export interface ManifestHandlersOptions {
   ipfsImages: IpfsImages
   bodyPace: BodyPace
   /** Pull-through mirrors: a mirrored manifest the node lacks is brought in (and served while its image is fetched). */
-  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined> }
+  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal, options?: { forPeer?: boolean }): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined> }
 }
 
 export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: ManifestHandlersOptions): ResourceHandlers {
@@ -26,7 +26,8 @@ export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: 
     if (!isReference(reference)) throw new ManifestUnknownError(`no manifest ${JSON.stringify(reference)} in ${name}: it is neither a tag nor a digest`)
     // Reading may adopt the image from peers: a client that leaves stops that.
     const signal = untilClientLeaves(reply)
-    const fetching = await mirrors?.ensureManifest(name, reference, signal)
+    // A fleet member that asked this node to fetch a mirrored image marks its request (mirror/mirrors.ts).
+    const fetching = await mirrors?.ensureManifest(name, reference, signal, { forPeer: req.headers['x-shoal-mirror-peer'] !== undefined })
     const manifest: Omit<StoredManifest, 'imageCid'> & { imageCid?: string } = fetching ?? await manifestOf(name, reference, signal)
     reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType).header('content-length', manifest.bytes.length)
     // An image still being fetched from its upstream has no CID yet.
