@@ -54,8 +54,16 @@ async function converged (nodes: TestNode[], expected: Map<string, string>, gene
       throw new Error(`${(err as Error).message}; generation ${JSON.stringify(await tagGeneration(node))}; wrong or missing: ${JSON.stringify(missing.slice(0, 5))}; extra: ${JSON.stringify([...tags.keys()].filter(key => !expected.has(key)).slice(0, 5))}`)
     })
   }
-  const generations = await Promise.all(nodes.map(async node => (await tagGeneration(node)).current))
-  assert.equal(new Set(generations).size, 1, `every node on one generation (${generations.join(', ')})`)
+  // One generation on every node, eventually: a compaction that the writes above made due may
+  // still be spreading when the last node settles (seen in CI: 3, 2, 2 for a moment).
+  const states = async (): Promise<CatalogueGeneration[]> => await Promise.all(nodes.map(async node => await tagGeneration(node)))
+  await eventually(async () => {
+    const all = await states()
+    return new Set(all.map(state => state.current)).size === 1 && all.every(state => state.open.length === 1) ? true : undefined
+  }, timeoutMs, 'every node on one generation, the others dropped').catch(async (err: unknown) => {
+    throw new Error(`${(err as Error).message} (${(await states()).map(state => `${state.current} of [${state.open.join(',')}]`).join('; ')})`)
+  })
+  for (const node of nodes) assert.ok(sameMap(await tagsOn(node), expected), `${node.url} lists the expected tags on the common generation`)
 }
 
 function sameMap (a: Map<string, string>, b: Map<string, string>): boolean {
