@@ -234,7 +234,7 @@ export class ShoalNode {
       remote: config.gatewayFetch ? remote : undefined,
       relay: remote === undefined ? undefined : async (cid, root, peer, signal) => await remote.relay(cid, root, peer, signal)
     })
-    registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata })
+    registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata, mirrors: config.mirrors })
     registerHealthRoutes(this.http, this.lifecycle)
     gateUntilReady(this.http, this.lifecycle)
     const issuer = this.access?.issuer

@@ -44,6 +44,8 @@ export interface ApiRoutesOptions {
   local: LocalImages
   /** Tag changes as this node's registry answers them (the catalogue's in a mesh). */
   tagChanges: TagChanges
+  /** The upstream registries this node mirrors (their credentials left out). */
+  mirrors: ReadonlyArray<{ registry: string, url: string }>
 }
 
 /** The joined mesh's services, or the refusal that says why there are none. */

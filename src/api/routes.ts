@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { registerDatastoreRoutes } from './datastore-routes.ts'
 import { registerEventRoutes } from './event-routes.ts'
 import { apiErrorResponses } from './errors.ts'
-import { idParams, nodesSchema, peersSchema, statementSchema, trustSchema, type NodesAnswer, type PeersAnswer, type StatementBody, type TrustAnswer } from './schemas.ts'
+import { idParams, mirrorsSchema, nodesSchema, peersSchema, statementSchema, trustSchema, type MirrorsAnswer, type NodesAnswer, type PeersAnswer, type StatementBody, type TrustAnswer } from './schemas.ts'
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
@@ -19,6 +19,9 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
     configureApiScope(api)
     registerFleetRoutes(api, options)
     registerTrustRoutes(api, options)
+    api.get('/mirrors', {
+      schema: { tags: ['registry'], summary: 'The upstream registries this node mirrors', response: { 200: mirrorsSchema, ...apiErrorResponses } }
+    }, async (): Promise<MirrorsAnswer> => ({ mirrors: options.mirrors.map(({ registry, url }) => ({ registry, url })) }))
     registerStrategyRoutes(api, options)
     registerDatastoreRoutes(api, options)
     registerEventRoutes(api, options)

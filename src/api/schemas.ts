@@ -309,6 +309,24 @@ export const trustSchema = {
   }
 } as const
 
+export const mirrorsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['mirrors'],
+  properties: {
+    mirrors: {
+      type: 'array',
+      description: 'The upstream registries this node mirrors: a pull of <registry>/<name> (or <name>?ns=<registry>) fetches what the fleet lacks from url',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['registry', 'url'],
+        properties: { registry: { type: 'string' }, url: { type: 'string' } }
+      }
+    }
+  }
+} as const
+
 export type PeersAnswer = FromSchema<typeof peersSchema>
 export type PeerAnswer = PeersAnswer['peers'][number]
 export type NodesAnswer = FromSchema<typeof nodesSchema>
@@ -327,4 +345,5 @@ export type HoldingsAnswer = FromSchema<typeof holdingsSchema>
 export type Datastore = FromSchema<typeof datastoreSchema>
 export type StatementBody = FromSchema<typeof statementSchema>
 export type TrustAnswer = FromSchema<typeof trustSchema>
+export type MirrorsAnswer = FromSchema<typeof mirrorsSchema>
 export type DatastoreEntry = Datastore['databases'][number]['entries'][number]

@@ -66,6 +66,13 @@ describe('a node mirroring two upstream registries', () => {
     assert.equal(raw, await inspectRaw(`${hub.host}/library/app:1.0`), 'the same manifest bytes')
   })
 
+  it('lists its mirrors on the API (never the credentials) and marks mirrored images in the UI', async () => {
+    const { mirrors } = await (await fetch(`${node.url}/api/v1/mirrors`)).json() as { mirrors: unknown[] }
+    assert.deepEqual(mirrors, [{ registry: 'docker.io', url: hub.url }, { registry: 'ghcr.io', url: ghcr.url }])
+    const page = await (await fetch(`${node.url}/`)).text()
+    assert.match(page, new RegExp(`docker\\.io/library/app:1\\.0</span> <span class="chip" data-mirrored-from="${hub.url.replace(/[.]/g, '\\.')}"`))
+  })
+
   it('keeps namespaces apart: containerd\'s ?ns picks the registry, with the upstream\'s credentials where it needs them', async () => {
     assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0?ns=ghcr.io`), ghcrDigest)
     assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0?ns=docker.io`), hubDigest)

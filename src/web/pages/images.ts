@@ -1,5 +1,5 @@
 // Images: every repo:tag of the catalogue (of this node outside a mesh), what it is and where it is.
-import { bodyOr, type ApiNode, type ImagesAnswer, type ManagementApi, type NodesAnswer } from '../api.ts'
+import { bodyOr, type ApiNode, type ImagesAnswer, type ManagementApi, type MirrorsAnswer, type NodesAnswer } from '../api.ts'
 import { formatBytes, relativeTime, shortDigest, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
 import type { ImageDetails, ImageDetailsReader } from '../image-details.ts'
@@ -18,7 +18,8 @@ export interface ImagesPageInput {
 }
 
 export async function renderImagesLive ({ api, details, host, now }: ImagesPageInput): Promise<SafeHtml> {
-  const [images, nodesAnswer] = await Promise.all([api.get<ImagesAnswer>('/images'), api.get<NodesAnswer>('/nodes')])
+  const [images, nodesAnswer, mirrorsAnswer] = await Promise.all([api.get<ImagesAnswer>('/images'), api.get<NodesAnswer>('/nodes'), api.get<MirrorsAnswer>('/mirrors')])
+  const mirrors = bodyOr(mirrorsAnswer, { mirrors: [] }).mirrors
   if (!images.ok) return apiProblem('The images could not be listed', images.message)
   const nodes = bodyOr(nodesAnswer, { nodes: [] }).nodes
   if (images.body.images.length === 0) {
@@ -29,17 +30,18 @@ export async function renderImagesLive ({ api, details, host, now }: ImagesPageI
   const described = await Promise.all(images.body.images.map(async image => ({ image, details: await details.details(image, nodes, DETAILS_WAIT_MS) })))
   return html`<p class="count">${described.length === 1 ? '1 image' : `${described.length} images`}</p>
 <ul class="cards" aria-label="Images">
-  ${described.map(({ image, details }) => imageCard(image, details, nodes, host, now))}
+  ${described.map(({ image, details }) => imageCard(image, details, nodes, host, now, mirrors.find(mirror => image.repository.startsWith(`${mirror.registry}/`))))}
 </ul>`
 }
 
-function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly ApiNode[], host: string, now: number): SafeHtml {
+/** `mirror`: the upstream the image's repository is mirrored from, if any. */
+function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly ApiNode[], host: string, now: number, mirror: { registry: string, url: string } | undefined): SafeHtml {
   const reference = `${image.repository}:${image.tag}`
   const key = idFor('image', reference)
   const pull = `docker pull ${host}/ipfs/${image.imageCid}`
   const pusher = nodes.find(node => node.id === image.node)
   return html`<li class="card" id="${key}" aria-labelledby="${key}-title">
-  <h2 class="card-title" id="${key}-title"><span data-announce-key="${key}" data-announce="Image ${reference} listed">${reference}</span></h2>
+  <h2 class="card-title" id="${key}-title"><span data-announce-key="${key}" data-announce="Image ${reference} listed">${reference}</span>${mirror === undefined ? '' : html` <span class="chip" data-mirrored-from="${mirror.url}" title="Fetched from ${mirror.url} when the fleet lacked it">mirrored from ${mirror.registry}</span>`}</h2>
   <dl class="facts">
     <div class="wide"><dt>Image CID</dt><dd><code class="cid">${image.imageCid}</code></dd></div>
     <div class="wide"><dt><label for="${key}-pull">Pull by CID<span class="visually-hidden"> of ${reference}</span></label></dt><dd class="copy-line">
