@@ -11,6 +11,7 @@ import { ConfigError, type MirrorSetting } from '../config.ts'
 import { parseManifest } from '../oci/manifest.ts'
 import { BlobUnknownError, ManifestUnknownError } from '../oci/errors.ts'
 import { parseDigest } from '../oci/digest.ts'
+import { untilAborted } from '../until-aborted.ts'
 import { parseReference } from '../oci/names.ts'
 import { UpstreamRegistry, UpstreamUnavailableError, UpstreamUnknownError, type UpstreamManifest } from './upstream.ts'
 
@@ -230,7 +231,7 @@ export class Mirrors {
     parseDigest(digest)
     if (await this.blobs.has(repository, digest)) return
     try {
-      await abortable(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, mirrored.upstream.registry), signal)
+      await untilAborted(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, mirrored.upstream.registry), signal)
     } catch (err) {
       if (err instanceof UpstreamUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
       throw err
@@ -250,7 +251,7 @@ export class Mirrors {
       : colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest']
     if (!this.isMirrored(repository)) return
     const pending = await this.ensureManifest(repository, reference, signal)
-    if (pending !== undefined) await abortable(this.fetching.get(`${repository}@${pending.digest}`) ?? Promise.resolve(), signal)
+    if (pending !== undefined) await untilAborted(this.fetching.get(`${repository}@${pending.digest}`) ?? Promise.resolve(), signal)
   }
 
   /**
@@ -347,15 +348,4 @@ function readCredentials (file: string): { username: string, password: string } 
   const { username, password } = (parsed ?? {}) as Record<string, unknown>
   if (typeof username !== 'string' || typeof password !== 'string') throw new ConfigError(`mirror credentialsFile ${file} must hold {"username": "…", "password": "…"}`)
   return { username, password }
-}
-
-/** Waits for `work`, or rejects when `signal` aborts (the work goes on for others). */
-async function abortable<T> (work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return await work
-  signal.throwIfAborted()
-  return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    work.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
-  })
 }
