@@ -320,17 +320,20 @@ export class ShoalNode {
     const manifests = this.manifests
     const metadata = this.metadata
     const fleet = this.fleet
-    // With users on, nodes do not yet sign in at each other's /v2: each fetches from the upstream.
-    const authOn = config.htpasswd !== undefined || config.tokenPublicKey !== undefined
+    // With users on, a node asks another member's /v2 with a pull token it issues itself (members
+    // take each other's tokens); with an external issuer it has none, and each node goes to the upstream.
+    const externalIssuer = config.tokenPublicKey !== undefined
     return new Mirrors({
       settings: config.mirrors,
       tagTtlMs: config.mirrorTagTtlSeconds * 1000,
-      ...(fleet === undefined || authOn
+      ...(fleet === undefined || externalIssuer
         ? {}
         : {
             fleet: {
               get self () { return fleet.peerId },
-              liveMembers: async () => (await fleet.members()).filter(node => node.standing === 'live').map(node => ({ id: node.id, url: node.url }))
+              liveMembers: async () => (await fleet.members()).filter(node => node.standing === 'live').map(node => ({ id: node.id, url: node.url })),
+              // Read when a fetch starts: the access control is built after the mirrors (it maps names through them).
+              tokenFor: async (repository: string) => (await this.access?.issuer?.issue(undefined, [{ type: 'repository', name: repository, actions: ['pull'] }]))?.token
             }
           }),
       ...(ca === undefined ? {} : { ca }),

@@ -55,6 +55,8 @@ export interface MirrorFleet {
   readonly self: string
   /** The fleet's live members (this node among them), with the URLs their registries answer on. */
   liveMembers(): Promise<Array<{ id: string, url: string }>>
+  /** With users on: a pull token for `repository` that the fleet's members take (this node's own). */
+  tokenFor?(repository: string): Promise<string | undefined>
 }
 
 export interface MirrorsOptions {
@@ -140,7 +142,12 @@ export class Mirrors {
     if (owner === undefined || owner.id === this.fleet.self) return direct
     let peer = this.peerUpstreams.get(owner.url)
     if (peer === undefined) {
-      peer = new UpstreamRegistry({ registry: upstream.registry, url: owner.url }, { headers: { [MIRROR_PEER_HEADER]: '1' }, ...(this.ca === undefined ? {} : { ca: this.ca }) })
+      const fleet = this.fleet
+      peer = new UpstreamRegistry({ registry: upstream.registry, url: owner.url }, {
+        headers: { [MIRROR_PEER_HEADER]: '1' },
+        ...(fleet.tokenFor === undefined ? {} : { token: async (name: string) => await fleet.tokenFor?.(name) }),
+        ...(this.ca === undefined ? {} : { ca: this.ca })
+      })
       this.peerUpstreams.set(owner.url, peer)
     }
     return { source: peer, repository, viaPeer: true }

@@ -60,9 +60,16 @@ export class UpstreamRegistry {
 
   private readonly extraHeaders: Record<string, string>
 
-  /** `headers`: sent with every request (a fleet member asking another marks itself). */
-  constructor (settings: UpstreamSettings, options: { onRateLimited?: RateLimitListener, ca?: string[], headers?: Record<string, string> } = {}) {
+  /** A token this node made for the repository (a fleet member's registry takes it); none: the challenge flow. */
+  private readonly ownToken: ((repository: string) => Promise<string | undefined>) | undefined
+
+  /**
+   * `headers`: sent with every request (a fleet member asking another marks itself). `token`: a
+   * bearer token for each repository, made by this node, sent in place of the challenge flow.
+   */
+  constructor (settings: UpstreamSettings, options: { onRateLimited?: RateLimitListener, ca?: string[], headers?: Record<string, string>, token?: (repository: string) => Promise<string | undefined> } = {}) {
     this.extraHeaders = options.headers ?? {}
+    this.ownToken = options.token
     this.registry = settings.registry
     this.base = new URL(settings.url)
     this.credentials = settings.credentials
@@ -122,8 +129,9 @@ export class UpstreamRegistry {
     const url = new URL(`/v2/${repository}/${path}`, this.base)
     const scope = `repository:${repository}:pull`
     let backoff = FIRST_BACKOFF_MS
+    const own = await this.ownToken?.(repository)
     for (let attempt = 1; ; attempt++) {
-      const token = this.tokenFor(scope)
+      const token = own ?? this.tokenFor(scope)
       let response: Dispatcher.ResponseData
       try {
         response = await request(url, {

@@ -2,11 +2,12 @@
 // image through themselves, and the upstream (docker-registry behind a byte-counting proxy) sends
 // it once; a strategy names a mirrored image no node has pulled yet, and the fleet pre-warms it.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.ts'
+import { htpasswdText } from '../support/htpasswd.ts'
 import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
 import { metricSum } from '../support/metrics.ts'
 import { startDockerRegistry, type RegistryProcess } from '../support/node-process.ts'
@@ -73,6 +74,39 @@ describe('three meshed nodes mirroring one upstream', () => {
     const before = proxy.bytesSent()
     await Promise.all([a, b, c].map(async (node, index) => await copyFromRegistry(`${node.host}/docker.io/library/rush:3.0`, join(dir, `rush-${index}`))))
     const sent = proxy.bytesSent() - before
+    assert.ok(sent < 1.2 * IMAGE_BYTES, `the upstream sent ${sent} bytes for a ${IMAGE_BYTES}-byte image and three nodes`)
+  })
+})
+
+describe('three meshed nodes with users mirroring one upstream', () => {
+  let dir: string
+  let upstream: RegistryProcess
+  let proxy: CountingProxy
+  let nodes: TestNode[] = []
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-mirror-fleet-users-'))
+    await writeFile(join(dir, 'htpasswd'), htpasswdText({ alice: 'alice-pw' }))
+    upstream = await startDockerRegistry({ dataDir: join(dir, 'upstream') })
+    await createImageLayout(join(dir, 'image'), { layers: [IMAGE_BYTES], seed: 'fleet-users' })
+    await copyToRegistry(join(dir, 'image'), `${upstream.host}/library/private:1.0`)
+    proxy = await startCountingProxy(upstream.url)
+    nodes = await startFleet(3, { mirrors: [{ registry: 'docker.io', url: proxy.url }], htpasswd: join(dir, 'htpasswd') })
+  })
+  after(async () => {
+    await Promise.all(nodes.map(async node => await node.stop()))
+    await proxy?.stop()
+    await upstream?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('fetches an image all miss at once from the upstream once: members ask each other with tokens they issue', async () => {
+    // Members take each other's tokens once each one's identity (with its token key) has spread.
+    for (const node of nodes) {
+      await eventually(async () => ((await node.node.fleet?.catalogue.allNodes()) ?? []).filter(record => record.tokenKey !== undefined).length === 3 ? true : undefined, 20_000, 'every token key on every node')
+    }
+    await Promise.all(nodes.map(async (node, index) => await copyFromRegistry(`${node.host}/docker.io/library/private:1.0`, join(dir, `pulled-${index}`), { creds: 'alice:alice-pw' })))
+    const sent = proxy.bytesSent()
     assert.ok(sent < 1.2 * IMAGE_BYTES, `the upstream sent ${sent} bytes for a ${IMAGE_BYTES}-byte image and three nodes`)
   })
 })
