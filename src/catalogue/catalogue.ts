@@ -608,7 +608,7 @@ export class Catalogue {
   /** This node's standing with the operator key, and every statement it holds. */
   trustStatus (): TrustStatus {
     const trust = this.trust
-    const writer = this.requireStarted().identity.publicKey
+    const writer = this.writer
     if (trust === undefined) return { operatorKey: null, self: { writer, role: null }, statements: [] }
     return { operatorKey: trust.operatorId, self: { writer, role: trust.certified(writer)?.role ?? null }, statements: trust.allStatements() }
   }

@@ -272,18 +272,17 @@ export class Mirrors {
       if (tag !== undefined) this.tagsAfter.get(key)?.add(tag)
       return known
     }
-    let { source, repository: sourceRepository, viaPeer } = forPeer
-      ? { source: upstream, repository: upstreamRepository, viaPeer: false }
-      : await this.sourceFor(upstream, repository, upstreamRepository, digest)
+    const direct = { source: upstream, repository: upstreamRepository, viaPeer: false }
+    let chosen = forPeer ? direct : await this.sourceFor(upstream, repository, upstreamRepository, digest)
     let manifest: UpstreamManifest
     try {
-      manifest = await source.manifest(sourceRepository, digest, signal)
+      manifest = await chosen.source.manifest(chosen.repository, digest, signal)
     } catch (err) {
-      if (!viaPeer) throw err
+      if (!chosen.viaPeer) throw err
       // The member that should fetch it cannot: this node goes to the upstream itself.
       this.logger.debug({ err, repository, digest }, 'the member that fetches this mirrored image did not answer: fetching it from the upstream')
-      ;({ source, repository: sourceRepository, viaPeer } = { source: upstream, repository: upstreamRepository, viaPeer: false })
-      manifest = await source.manifest(sourceRepository, digest, signal)
+      chosen = direct
+      manifest = await chosen.source.manifest(chosen.repository, digest, signal)
     }
     if (this.pending.has(key)) return await this.startImage(upstream, repository, upstreamRepository, digest, tag, signal, forPeer)
     this.pending.set(key, manifest)
@@ -291,7 +290,7 @@ export class Mirrors {
     this.tagsAfter.set(key, tags)
     const started = performance.now()
     // Not the first client's signal: the fetch serves every client of the image.
-    const fetching = this.fetchWhole(source, repository, sourceRepository, manifest, viaPeer ? undefined : upstream.registry)
+    const fetching = this.fetchWhole(chosen.source, repository, chosen.repository, manifest, chosen.viaPeer ? undefined : upstream.registry)
       .then(async () => {
         for (const each of tags) {
           await this.manifests.put(repository, each, manifest.bytes, manifest.mediaType)
