@@ -348,7 +348,13 @@ export class ShoalNode {
         mount: async (repository, digest) => await blobs.mount(repository, digest),
         store: async (repository, digest, body, size) => {
           const session = await blobs.startUpload(repository)
-          await blobs.finishUpload(repository, session.id, digest, body, size)
+          try {
+            await blobs.finishUpload(repository, session.id, digest, body, size)
+          } catch (err) {
+            // A fetch stopped or refused leaves no upload behind.
+            await blobs.cancelUpload(repository, session.id).catch(() => {})
+            throw err
+          }
         }
       },
       manifests: {

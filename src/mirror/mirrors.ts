@@ -95,6 +95,8 @@ export class Mirrors {
   private readonly blobFetches = new Map<string, Promise<void>>()
   /** Upstreams that failed, said once until they answer again. */
   private readonly unreachable = new Set<string>()
+  /** Stops the fetches that serve every client (no one client's signal may): aborted by stop(). */
+  private readonly stopping = new AbortController()
 
   constructor (options: MirrorsOptions) {
     this.tagTtlMs = options.tagTtlMs
@@ -116,7 +118,10 @@ export class Mirrors {
     }
   }
 
+  /** Stops the running fetches and waits for them (none may still write once the node's stores close), then the upstreams' connections. */
   async stop (): Promise<void> {
+    this.stopping.abort()
+    await Promise.allSettled([...this.fetching.values(), ...this.blobFetches.values()])
     await Promise.all([...this.upstreams.values(), ...this.peerUpstreams.values()].map(async upstream => { await upstream.close() }))
   }
 
@@ -298,7 +303,10 @@ export class Mirrors {
         }
         this.logger.info({ registry: upstream.registry, repository, digest, ms: Math.round(performance.now() - started) }, 'mirrored an image from its upstream')
       })
-      .catch((err: unknown) => { this.logger.warn({ err, registry: upstream.registry, repository, digest }, 'could not mirror an image from its upstream') })
+      .catch((err: unknown) => {
+        if (this.stopping.signal.aborted) return
+        this.logger.warn({ err, registry: upstream.registry, repository, digest }, 'could not mirror an image from its upstream')
+      })
       .finally(() => {
         this.pending.delete(key)
         this.tagsAfter.delete(key)
@@ -314,7 +322,7 @@ export class Mirrors {
     await Promise.all(parsed.manifests.map(async child => {
       if (await this.manifests.has(repository, child.digest)) return
       const key = `${repository}@${child.digest}`
-      const fetched = this.pending.get(key) ?? await upstream.manifest(upstreamRepository, child.digest)
+      const fetched = this.pending.get(key) ?? await upstream.manifest(upstreamRepository, child.digest, this.stopping.signal)
       this.pending.set(key, fetched)
       try {
         await this.fetchWhole(upstream, repository, upstreamRepository, fetched, countedAs)
@@ -323,6 +331,7 @@ export class Mirrors {
       }
     }))
     await Promise.all(parsed.blobs.map(async blob => { await this.fetchBlob(upstream, repository, upstreamRepository, blob.digest, blob.size, countedAs) }))
+    this.stopping.signal.throwIfAborted()
     await this.manifests.put(repository, manifest.digest, manifest.bytes, manifest.mediaType)
   }
 
@@ -334,7 +343,7 @@ export class Mirrors {
     if (running !== undefined) return running
     const fetching = (async () => {
       if (await this.blobs.has(repository, digest) || await this.blobs.mount(repository, digest)) return
-      const { body, size: sent } = await upstream.blob(upstreamRepository, digest)
+      const { body, size: sent } = await upstream.blob(upstreamRepository, digest, this.stopping.signal)
       await this.blobs.store(repository, digest, body, size ?? sent)
       if (countedAs !== undefined) this.counters?.upstreamBytes(countedAs, size ?? sent ?? 0)
     })().finally(() => { this.blobFetches.delete(key) })

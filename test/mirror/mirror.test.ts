@@ -2,10 +2,11 @@
 // upstream registries, skopeo pulls through a Shoal node as a client would, by the
 // `<node>/<registry>/<name>` form and by containerd's `?ns=<registry>`.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { startCountingProxy } from '../support/counting-proxy.ts'
 import { htpasswdText } from '../support/htpasswd.ts'
 import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { startDockerRegistry, type RegistryProcess } from '../support/node-process.ts'
@@ -84,6 +85,26 @@ describe('a node mirroring two upstream registries', () => {
     const answer = await fetch(`${node.url}/v2/docker.io/library/app/blobs/uploads/`, { method: 'POST' })
     assert.equal(answer.status, 400)
     assert.match(await answer.text(), /UNSUPPORTED.*mirrored/)
+  })
+
+  it('stops a fetch from its upstream when the node stops, leaving no upload behind', async () => {
+    // The hub's image through a link of 20 kB/s: its 300 kB layer takes 15 s.
+    const slow = await startCountingProxy(hub.url, { bytesPerSecond: 20_000 })
+    const stopping = await startTestNode({ dataDir: join(dir, 'stopping'), config: { mirrors: [{ registry: 'docker.io', url: slow.url }] } })
+    let stopped = false
+    try {
+      // A miss answers the manifest at once and fetches the image behind it.
+      assert.equal(await digestOf(`${stopping.url}/v2/docker.io/library/app/manifests/1.0`), hubDigest)
+      await eventually(async () => slow.bytesSent() > 20_000 ? true : undefined, 10_000, 'the layer on its way')
+      const started = performance.now()
+      await stopping.stop()
+      stopped = true
+      assert.ok(performance.now() - started < 5_000, `stopped in ${Math.round(performance.now() - started)} ms`)
+      assert.deepEqual((await readdir(join(dir, 'stopping', 'uploads'))).filter(name => name !== 'tmp'), [])
+    } finally {
+      if (!stopped) await stopping.stop()
+      await slow.stop()
+    }
   })
 
   it('follows a tag that moved upstream, and serves what it fetched when the upstream is gone', async () => {
