@@ -49,6 +49,9 @@ export interface MirrorCounters {
  */
 export const MIRROR_PEER_HEADER = 'x-shoal-mirror-peer'
 
+/** The registry Docker's daemon-wide `registry-mirrors` setting is for. */
+const DOCKER_HUB = 'docker.io'
+
 /** The fleet, as the mirrors ask it who fetches a missed image from its upstream. */
 export interface MirrorFleet {
   /** This node's peer id. */
@@ -166,6 +169,17 @@ export class Mirrors {
   localName (name: string, ns: string | undefined): string {
     if (ns === undefined || !this.upstreams.has(ns) || name.startsWith(`${ns}/`)) return name
     return `${ns}/${name}`
+  }
+
+  /**
+   * Docker's `registry-mirrors` asks a mirror for Docker Hub's names as they are (`library/nginx`,
+   * no registry, no `ns`): where the node has no such repository of its own, the docker.io
+   * mirror's (`docker.io/library/nginx`). Undefined when no docker.io mirror is configured, or the
+   * name is already a mirrored one.
+   */
+  dockerHubName (name: string): string | undefined {
+    if (!this.upstreams.has(DOCKER_HUB) || this.isMirrored(name) || name.startsWith('ipfs/')) return undefined
+    return `${DOCKER_HUB}/${name}`
   }
 
   /** Whether `repository` is under a mirrored registry's name (such repositories are read-only). */

@@ -29,6 +29,8 @@ export interface RegistryMirrors {
   ensureManifest(repository: string, reference: string, signal?: AbortSignal, options?: { forPeer?: boolean }): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined>
   /** Waits until a mirrored blob being fetched is stored (or fetches it). */
   ensureBlob(repository: string, digest: string, signal?: AbortSignal): Promise<void>
+  /** The docker.io mirror's name for a name the node lacks (Docker's registry-mirrors sends Hub names bare). */
+  dockerHubName(name: string): string | undefined
 }
 
 export interface RegistryRoutesOptions {

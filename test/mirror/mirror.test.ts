@@ -2,7 +2,7 @@
 // upstream registries, skopeo pulls through a Shoal node as a client would, by the
 // `<node>/<registry>/<name>` form and by containerd's `?ns=<registry>`.
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -79,6 +79,21 @@ describe('a node mirroring two upstream registries', () => {
     assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0?ns=docker.io`), hubDigest)
     assert.notEqual(hubDigest, ghcrDigest)
     await copyFromRegistry(`${node.host}/ghcr.io/library/app:1.0`, join(dir, 'pulled-ghcr'))
+  })
+
+  it('answers Docker\'s registry-mirrors: a Hub name without a registry is the docker.io mirror\'s, where the node has none of its own', async () => {
+    // As the Docker daemon asks a registry mirror: /v2/library/app/..., no ns; skopeo asks the same way.
+    assert.equal(await digestOf(`${node.url}/v2/library/app/manifests/1.0`), hubDigest)
+    await copyFromRegistry(`${node.host}/library/app:1.0`, join(dir, 'pulled-bare'))
+    assert.equal(JSON.parse(await readFile(join(dir, 'pulled-bare', 'index.json'), 'utf8')).manifests[0].digest, hubDigest)
+    // A repository of the node's own under that name is its own.
+    await createImageLayout(join(dir, 'local-image'), { layers: [10_000], seed: 'local' })
+    await copyToRegistry(join(dir, 'local-image'), `${node.host}/library/local:1.0`)
+    const own = await digestOf(`${node.url}/v2/library/local/manifests/1.0`)
+    assert.notEqual(own, hubDigest)
+    const unknown = await fetch(`${node.url}/v2/library/nothing/manifests/1.0`, { headers: { accept: ACCEPT } })
+    assert.equal(unknown.status, 404, 'neither the node nor the upstream has it')
+    await unknown.text()
   })
 
   it('refuses pushes into a mirrored namespace', async () => {
@@ -193,5 +208,9 @@ describe('a mirror on a node with users', () => {
     assert.match(anonymous.headers.get('www-authenticate') ?? '', /scope="repository:docker\.io\/library\/app:pull"/)
     const asAlice = await fetch(`${node.url}${path}`, { headers: { accept: ACCEPT, authorization: basic('alice') } })
     assert.equal(asAlice.status, 200)
+    // Docker's registry-mirrors form (no ns): bob may pull library/*, which the node lacks, and not the docker.io mirror's.
+    const bare = await fetch(`${node.url}/v2/library/app/manifests/1.0`, { headers: { accept: ACCEPT, authorization: basic('bob') } })
+    assert.equal(bare.status, 404)
+    assert.match(await bare.text(), /MANIFEST_UNKNOWN/)
   })
 })

@@ -3,17 +3,21 @@ import type { BodyPace, Handler, ResourceHandlers } from './http.ts'
 import { untilClientLeaves } from '../../http-request.ts'
 import { IMAGE_CID_HEADER, readLimited, requestBody, writable } from './http.ts'
 import { isIpfsRepository, type IpfsImages } from '../ipfs-images.ts'
-import { DigestInvalidError, ManifestUnknownError, TagInvalidError } from '../../oci/errors.ts'
+import { DigestInvalidError, ManifestUnknownError, NameUnknownError, TagInvalidError } from '../../oci/errors.ts'
 import { parseReference } from '../../oci/names.ts'
 import { MAX_MANIFEST_BYTES, type ManifestService, type StoredManifest } from '../manifest-service.ts'
-import { userOf } from '../request-access.ts'
+import { pullableFor, userOf } from '../request-access.ts'
 
 export interface ManifestHandlersOptions {
   manifests: ManifestService
   ipfsImages: IpfsImages
   bodyPace: BodyPace
   /** Pull-through mirrors: a mirrored manifest the node lacks is brought in (and served while its image is fetched). */
-  mirrors?: { ensureManifest(repository: string, reference: string, signal?: AbortSignal, options?: { forPeer?: boolean }): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined> }
+  mirrors?: {
+    ensureManifest(repository: string, reference: string, signal?: AbortSignal, options?: { forPeer?: boolean }): Promise<{ digest: string, mediaType: string, bytes: Buffer } | undefined>
+    /** The docker.io mirror's name for a name the node lacks (Docker's registry-mirrors sends Hub names bare). */
+    dockerHubName(name: string): string | undefined
+  }
 }
 
 export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: ManifestHandlersOptions): ResourceHandlers {
@@ -27,8 +31,17 @@ export function manifestHandlers ({ manifests, ipfsImages, bodyPace, mirrors }: 
     // Reading may adopt the image from peers: a client that leaves stops that.
     const signal = untilClientLeaves(reply)
     // A fleet member that asked this node to fetch a mirrored image marks its request (mirror/mirrors.ts).
-    const fetching = await mirrors?.ensureManifest(name, reference, signal, { forPeer: req.headers['x-shoal-mirror-peer'] !== undefined })
-    const manifest: Omit<StoredManifest, 'imageCid'> & { imageCid?: string } = fetching ?? await manifestOf(name, reference, signal)
+    const forPeer = req.headers['x-shoal-mirror-peer'] !== undefined
+    const fetching = await mirrors?.ensureManifest(name, reference, signal, { forPeer })
+    let manifest: Omit<StoredManifest, 'imageCid'> & { imageCid?: string }
+    try {
+      manifest = fetching ?? await manifestOf(name, reference, signal)
+    } catch (err) {
+      // Docker's registry-mirrors: a Hub name the node lacks is the docker.io mirror's, for a client that may pull that.
+      const hubName = mirrors?.dockerHubName(name)
+      if (hubName === undefined || !(err instanceof ManifestUnknownError || err instanceof NameUnknownError) || !pullableFor(req)(hubName)) throw err
+      manifest = await mirrors?.ensureManifest(hubName, reference, signal, { forPeer }) ?? await manifests.get(hubName, reference, signal)
+    }
     reply.header('docker-content-digest', manifest.digest).header('content-type', manifest.mediaType).header('content-length', manifest.bytes.length)
     // An image still being fetched from its upstream has no CID yet.
     if (manifest.imageCid !== undefined) reply.header(IMAGE_CID_HEADER, manifest.imageCid)
