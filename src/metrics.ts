@@ -20,6 +20,7 @@ export class Metrics {
   /** Pull-through mirrors: manifest reads of mirrored repositories by outcome, bytes fetched from each upstream, its 429s. */
   readonly mirrorRequests: Counter<'registry' | 'outcome'>
   readonly mirrorUpstreamBytes: Counter<'registry'>
+  readonly mirrorMemberBytes: Counter<'registry'>
   readonly mirrorRateLimited: Counter<'registry'>
   /** Garbage collections by outcome, and the blocks and bytes they freed. */
   readonly gcRuns: Counter<'outcome'>
@@ -53,6 +54,7 @@ export class Metrics {
     this.meshBytesFetched = new Counter({ name: 'shoal_mesh_bytes_fetched_total', help: 'Bytes of verified blocks fetched from other nodes, by provider', labelNames: ['provider'], registers })
     this.mirrorRequests = new Counter({ name: 'shoal_mirror_requests_total', help: 'Manifest reads of mirrored repositories, by registry and outcome: hit (the fleet had it), miss (fetched from the upstream), stale (served while the upstream was unavailable)', labelNames: ['registry', 'outcome'], registers })
     this.mirrorUpstreamBytes = new Counter({ name: 'shoal_mirror_upstream_bytes_total', help: 'Blob bytes fetched from each upstream registry', labelNames: ['registry'], registers })
+    this.mirrorMemberBytes = new Counter({ name: 'shoal_mirror_member_bytes_total', help: 'Blob bytes of mirrored images fetched from the fleet member that fetched them from their upstream, by registry', labelNames: ['registry'], registers })
     this.mirrorRateLimited = new Counter({ name: 'shoal_mirror_rate_limited_total', help: 'Requests an upstream registry answered 429 (each waited out)', labelNames: ['registry'], registers })
     this.meshBadBlocks = new Counter({ name: 'shoal_mesh_bad_blocks_total', help: 'Blocks from other nodes that did not match their CID, by provider', labelNames: ['provider'], registers })
     this.gcRuns = new Counter({ name: 'shoal_gc_runs_total', help: 'Garbage collections, by outcome (completed, failed)', labelNames: ['outcome'], registers })

@@ -340,7 +340,7 @@ export class ShoalNode {
       logger: this.logger.child({ part: 'mirror' }),
       counters: {
         request: (registry, outcome) => { this.metrics.mirrorRequests.inc({ registry, outcome }) },
-        upstreamBytes: (registry, bytes) => { this.metrics.mirrorUpstreamBytes.inc({ registry }, bytes) },
+        fetchedBytes: (registry, from, bytes) => { (from === 'upstream' ? this.metrics.mirrorUpstreamBytes : this.metrics.mirrorMemberBytes).inc({ registry }, bytes) },
         rateLimited: registry => { this.metrics.mirrorRateLimited.inc({ registry }) }
       },
       blobs: {

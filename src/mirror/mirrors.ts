@@ -38,7 +38,8 @@ export interface MirrorManifests {
 /** What the mirrors count (metrics.ts). */
 export interface MirrorCounters {
   request(registry: string, outcome: 'hit' | 'miss' | 'stale'): void
-  upstreamBytes(registry: string, bytes: number): void
+  /** Blob bytes of a mirrored image, from its upstream or from the member that fetched it from there. */
+  fetchedBytes(registry: string, from: 'upstream' | 'member', bytes: number): void
   rateLimited(registry: string): void
 }
 
@@ -51,6 +52,9 @@ export const MIRROR_PEER_HEADER = 'x-shoal-mirror-peer'
 
 /** The registry Docker's daemon-wide `registry-mirrors` setting is for. */
 const DOCKER_HUB = 'docker.io'
+
+/** Where a mirrored image's bytes came from, as the metrics count them. */
+interface BytesSource { registry: string, from: 'upstream' | 'member' }
 
 /** The fleet, as the mirrors ask it who fetches a missed image from its upstream. */
 export interface MirrorFleet {
@@ -257,7 +261,7 @@ export class Mirrors {
     parseDigest(digest)
     if (await this.blobs.has(repository, digest)) return
     try {
-      await untilAborted(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, mirrored.upstream.registry), signal)
+      await untilAborted(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, { registry: mirrored.upstream.registry, from: 'upstream' }), signal)
     } catch (err) {
       if (err instanceof UpstreamUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
       throw err
@@ -309,7 +313,7 @@ export class Mirrors {
     this.tagsAfter.set(key, tags)
     const started = performance.now()
     // Not the first client's signal: the fetch serves every client of the image.
-    const fetching = this.fetchWhole(chosen.source, repository, chosen.repository, manifest, chosen.viaPeer ? undefined : upstream.registry)
+    const fetching = this.fetchWhole(chosen.source, repository, chosen.repository, manifest, { registry: upstream.registry, from: chosen.viaPeer ? 'member' : 'upstream' })
       .then(async () => {
         for (const each of tags) {
           await this.manifests.put(repository, each, manifest.bytes, manifest.mediaType)
@@ -331,7 +335,7 @@ export class Mirrors {
   }
 
   /** Every manifest an index lists (each servable while it is fetched) and every blob, then the manifest recorded as a push records it. */
-  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest, countedAs: string | undefined): Promise<void> {
+  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest, countedAs: BytesSource): Promise<void> {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType)
     await Promise.all(parsed.manifests.map(async child => {
       if (await this.manifests.has(repository, child.digest)) return
@@ -350,8 +354,8 @@ export class Mirrors {
   }
 
   /** One blob into the node (once at a time per blob): linked when the node holds it, else streamed from the upstream and checked. */
-  /** `countedAs`: the upstream registry the bytes count against (none: they came from a member). */
-  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined, countedAs: string | undefined): Promise<void> {
+  /** `countedAs`: where the bytes count as coming from. */
+  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined, countedAs: BytesSource): Promise<void> {
     const key = `${repository}@${digest}`
     const running = this.blobFetches.get(key)
     if (running !== undefined) return running
@@ -359,7 +363,7 @@ export class Mirrors {
       if (await this.blobs.has(repository, digest) || await this.blobs.mount(repository, digest)) return
       const { body, size: sent } = await upstream.blob(upstreamRepository, digest, this.stopping.signal)
       await this.blobs.store(repository, digest, body, size ?? sent)
-      if (countedAs !== undefined) this.counters?.upstreamBytes(countedAs, size ?? sent ?? 0)
+      this.counters?.fetchedBytes(countedAs.registry, countedAs.from, size ?? sent ?? 0)
     })().finally(() => { this.blobFetches.delete(key) })
     this.blobFetches.set(key, fetching)
     return fetching

@@ -75,6 +75,9 @@ describe('three meshed nodes mirroring one upstream', () => {
     await Promise.all([a, b, c].map(async (node, index) => await copyFromRegistry(`${node.host}/docker.io/library/rush:3.0`, join(dir, `rush-${index}`))))
     const sent = proxy.bytesSent() - before
     assert.ok(sent < 1.2 * IMAGE_BYTES, `the upstream sent ${sent} bytes for a ${IMAGE_BYTES}-byte image and three nodes`)
+    // The two that did not fetch it from the upstream took it from the one that did, and count it so.
+    const fromMembers = await Promise.all([a, b, c].map(async node => await metricSum(node.url, 'shoal_mirror_member_bytes_total', { registry: 'docker.io' })))
+    assert.ok(fromMembers.reduce((sum, bytes) => sum + bytes, 0) >= 2 * IMAGE_BYTES, `bytes from members: ${fromMembers.join(', ')}`)
   })
 })
 
