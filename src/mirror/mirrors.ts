@@ -13,7 +13,7 @@ import { BlobUnknownError, ManifestUnknownError } from '../oci/errors.ts'
 import { parseDigest } from '../oci/digest.ts'
 import { untilAborted } from '../until-aborted.ts'
 import { parseReference } from '../oci/names.ts'
-import { UpstreamRegistry, UpstreamUnavailableError, UpstreamUnknownError, type UpstreamManifest } from './upstream.ts'
+import { RegistryClient, RegistryUnavailableError, RegistryUnknownError, type RegistryManifest } from '../oci/registry-client.ts'
 
 /** What the mirrors need of the node's blob store. */
 export interface MirrorBlobs {
@@ -80,7 +80,7 @@ export interface MirrorsOptions {
 }
 
 export class Mirrors {
-  private readonly upstreams = new Map<string, UpstreamRegistry>()
+  private readonly upstreams = new Map<string, RegistryClient>()
   private readonly tagTtlMs: number
   private readonly blobs: MirrorBlobs
   private readonly manifests: MirrorManifests
@@ -88,14 +88,14 @@ export class Mirrors {
   private readonly counters: MirrorCounters | undefined
   private readonly fleet: MirrorFleet | undefined
   /** Other members' registries, as upstreams of mirrored images they fetch for the fleet, by URL. */
-  private readonly peerUpstreams = new Map<string, UpstreamRegistry>()
+  private readonly peerUpstreams = new Map<string, RegistryClient>()
   private readonly ca: string[] | undefined
   /** When each mirrored tag was last resolved upstream (`repository:tag`). */
   private readonly resolvedAt = new Map<string, number>()
   /** Images being fetched, by repository and digest: clients that miss the same image at once share one fetch. */
   private readonly fetching = new Map<string, Promise<void>>()
   /** Manifests of images being fetched (an index's children too), served while the fetch runs. */
-  private readonly pending = new Map<string, UpstreamManifest>()
+  private readonly pending = new Map<string, RegistryManifest>()
   /** Tags to write once an image being fetched is recorded. */
   private readonly tagsAfter = new Map<string, Set<string>>()
   /** Blobs being fetched, by repository and digest. */
@@ -114,8 +114,9 @@ export class Mirrors {
     this.fleet = options.fleet
     this.ca = options.ca
     for (const setting of options.settings) {
-      const upstream = new UpstreamRegistry({ registry: setting.registry, url: setting.url, ...(setting.credentialsFile === undefined ? {} : { credentials: readCredentials(setting.credentialsFile) }) }, {
+      const upstream = new RegistryClient({ registry: setting.registry, url: setting.url, ...(setting.credentialsFile === undefined ? {} : { credentials: readCredentials(setting.credentialsFile) }) }, {
         ...(options.ca === undefined ? {} : { ca: options.ca }),
+        credentialsHint: 'the mirror\'s credentialsFile',
         onRateLimited: (registry, waitMs) => {
           this.counters?.rateLimited(registry)
           this.logger.warn({ registry, waitMs }, 'the upstream registry is limiting this node\'s requests (429): waiting')
@@ -139,7 +140,7 @@ export class Mirrors {
    * that member's own registry is then this node's upstream, under the mirrored name. Itself, or
    * outside a fleet: the upstream.
    */
-  private async sourceFor (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string): Promise<{ source: UpstreamRegistry, repository: string, viaPeer: boolean }> {
+  private async sourceFor (upstream: RegistryClient, repository: string, upstreamRepository: string, digest: string): Promise<{ source: RegistryClient, repository: string, viaPeer: boolean }> {
     const direct = { source: upstream, repository: upstreamRepository, viaPeer: false }
     if (this.fleet === undefined) return direct
     let members: Array<{ id: string, url: string }>
@@ -155,7 +156,7 @@ export class Mirrors {
     let peer = this.peerUpstreams.get(owner.url)
     if (peer === undefined) {
       const fleet = this.fleet
-      peer = new UpstreamRegistry({ registry: upstream.registry, url: owner.url }, {
+      peer = new RegistryClient({ registry: upstream.registry, url: owner.url }, {
         headers: { [MIRROR_PEER_HEADER]: '1' },
         ...(fleet.tokenFor === undefined ? {} : { token: async (name: string) => await fleet.tokenFor?.(name) }),
         ...(this.ca === undefined ? {} : { ca: this.ca })
@@ -191,7 +192,7 @@ export class Mirrors {
     return this.upstreamOf(repository) !== undefined
   }
 
-  private upstreamOf (repository: string): { upstream: UpstreamRegistry, repository: string } | undefined {
+  private upstreamOf (repository: string): { upstream: RegistryClient, repository: string } | undefined {
     const slash = repository.indexOf('/')
     if (slash === -1) return undefined
     const upstream = this.upstreams.get(repository.slice(0, slash))
@@ -205,7 +206,7 @@ export class Mirrors {
    * soon as it is stored: `ensureBlob`); undefined when the node serves it itself. Nothing for a
    * repository no mirror names.
    */
-  async ensureManifest (repository: string, reference: string, signal?: AbortSignal, options: { forPeer?: boolean } = {}): Promise<UpstreamManifest | undefined> {
+  async ensureManifest (repository: string, reference: string, signal?: AbortSignal, options: { forPeer?: boolean } = {}): Promise<RegistryManifest | undefined> {
     const mirrored = this.upstreamOf(repository)
     if (mirrored === undefined) return undefined
     const ref = parseReference(reference)
@@ -230,8 +231,8 @@ export class Mirrors {
       digest = (await mirrored.upstream.resolve(mirrored.repository, ref.tag, signal)).digest
       if (this.unreachable.delete(registry)) this.logger.warn({ registry }, 'the upstream registry answers again')
     } catch (err) {
-      if (err instanceof UpstreamUnknownError) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}: ${err.message}`)
-      if (!(err instanceof UpstreamUnavailableError)) throw err
+      if (err instanceof RegistryUnknownError) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}: ${err.message}`)
+      if (!(err instanceof RegistryUnavailableError)) throw err
       // Stale if error: a tag fetched before still serves.
       if (await this.manifests.tagged(repository, ref.tag) === undefined) throw err
       this.counters?.request(registry, 'stale')
@@ -263,7 +264,7 @@ export class Mirrors {
     try {
       await untilAborted(this.fetchBlob(mirrored.upstream, repository, mirrored.repository, digest, undefined, { registry: mirrored.upstream.registry, from: 'upstream' }), signal)
     } catch (err) {
-      if (err instanceof UpstreamUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
+      if (err instanceof RegistryUnknownError) throw new BlobUnknownError(`no blob ${digest} in ${repository}: ${err.message}`)
       throw err
     }
   }
@@ -288,7 +289,7 @@ export class Mirrors {
    * Starts fetching an image whole (once: a second client that misses it shares the fetch) and
    * answers its manifest at once. The tag is written when every manifest is recorded.
    */
-  private async startImage (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal: AbortSignal | undefined, forPeer: boolean): Promise<UpstreamManifest> {
+  private async startImage (upstream: RegistryClient, repository: string, upstreamRepository: string, digest: string, tag: string | undefined, signal: AbortSignal | undefined, forPeer: boolean): Promise<RegistryManifest> {
     const key = `${repository}@${digest}`
     const known = this.pending.get(key)
     if (known !== undefined) {
@@ -297,7 +298,7 @@ export class Mirrors {
     }
     const direct = { source: upstream, repository: upstreamRepository, viaPeer: false }
     let chosen = forPeer ? direct : await this.sourceFor(upstream, repository, upstreamRepository, digest)
-    let manifest: UpstreamManifest
+    let manifest: RegistryManifest
     try {
       manifest = await chosen.source.manifest(chosen.repository, digest, signal)
     } catch (err) {
@@ -335,7 +336,7 @@ export class Mirrors {
   }
 
   /** Every manifest an index lists (each servable while it is fetched) and every blob, then the manifest recorded as a push records it. */
-  private async fetchWhole (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, manifest: UpstreamManifest, countedAs: BytesSource): Promise<void> {
+  private async fetchWhole (upstream: RegistryClient, repository: string, upstreamRepository: string, manifest: RegistryManifest, countedAs: BytesSource): Promise<void> {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType)
     await Promise.all(parsed.manifests.map(async child => {
       if (await this.manifests.has(repository, child.digest)) return
@@ -355,7 +356,7 @@ export class Mirrors {
 
   /** One blob into the node (once at a time per blob): linked when the node holds it, else streamed from the upstream and checked. */
   /** `countedAs`: where the bytes count as coming from. */
-  private fetchBlob (upstream: UpstreamRegistry, repository: string, upstreamRepository: string, digest: string, size: number | undefined, countedAs: BytesSource): Promise<void> {
+  private fetchBlob (upstream: RegistryClient, repository: string, upstreamRepository: string, digest: string, size: number | undefined, countedAs: BytesSource): Promise<void> {
     const key = `${repository}@${digest}`
     const running = this.blobFetches.get(key)
     if (running !== undefined) return running

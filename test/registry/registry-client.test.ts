@@ -5,12 +5,12 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { UpstreamInvalidError, UpstreamRegistry, challengeParams } from '../../src/mirror/upstream.ts'
+import { RegistryInvalidError, RegistryClient, challengeParams } from '../../src/oci/registry-client.ts'
 
 const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 }, layers: [] }))
 const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`
 
-describe('UpstreamRegistry', () => {
+describe('RegistryClient', () => {
   let server: Server
   let url: string
   let requests = 0
@@ -39,7 +39,7 @@ describe('UpstreamRegistry', () => {
 
   it('waits out 429s as Retry-After says, and reports each', async () => {
     const waits: number[] = []
-    const upstream = new UpstreamRegistry({ registry: 'test.io', url }, { onRateLimited: (_registry, waitMs) => { waits.push(waitMs) } })
+    const upstream = new RegistryClient({ registry: 'test.io', url }, { onRateLimited: (_registry, waitMs) => { waits.push(waitMs) } })
     const started = performance.now()
     assert.deepEqual(await upstream.resolve('limited/app', '1'), { digest: DIGEST, mediaType: 'application/vnd.oci.image.manifest.v1+json' })
     assert.deepEqual(waits, [1000, 1000])
@@ -48,8 +48,8 @@ describe('UpstreamRegistry', () => {
   })
 
   it('refuses a manifest whose bytes are not the digest the upstream names', async () => {
-    const upstream = new UpstreamRegistry({ registry: 'test.io', url })
-    await assert.rejects(upstream.manifest('lying/app', '1'), UpstreamInvalidError)
+    const upstream = new RegistryClient({ registry: 'test.io', url })
+    await assert.rejects(upstream.manifest('lying/app', '1'), RegistryInvalidError)
     await upstream.close()
   })
 
