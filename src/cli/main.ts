@@ -7,6 +7,7 @@ import { addStrategy, forgetNode, listImages, listNodes, listStrategies, removeS
 import { inspectImage } from './inspect.ts'
 import { admitPeer, initFleet, revokePeer, showTrust } from './trust-commands.ts'
 import { writeContainerdConfig } from './containerd-config.ts'
+import type { TransferOptions, TransferVerb } from './transfer-commands.ts'
 
 /** The node a command asks, unless --node says otherwise. */
 const DEFAULT_NODE = process.env.SHOAL_NODE ?? 'http://127.0.0.1:5000'
@@ -247,8 +248,32 @@ program.command('inspect')
     console.log(`pull:      ${new URL(options.node).host}/ipfs/${info.imageCid}:latest`)
   })
 
+// Transfers: an image between a node and files (issue 14), loaded only when asked for.
+const TRANSFERS: Array<{ verb: TransferVerb, source: string, destination: string, description: string }> = [
+  { verb: 'push', source: 'a file: docker-archive:FILE, oci-archive:FILE[:tag] or oci:DIR[:tag]', destination: '<node>/<repo>:<tag>', description: 'push an image from a file to a node' },
+  { verb: 'pull', source: '<node>/<repo>:<tag> (or @digest), or ipfs:<cid> (read through --node)', destination: 'a file: docker-archive:FILE[:name:tag], oci-archive:FILE[:tag] or oci:DIR[:tag]', description: 'pull an image from a node into a file' },
+  { verb: 'import', source: 'a file: docker-archive:FILE, oci-archive:FILE[:tag] or oci:DIR[:tag]', destination: '<repo>:<tag> on the node', description: 'import an image from a file into the local node' },
+  { verb: 'export', source: '<repo>:<tag> on the node, or ipfs:<cid>', destination: 'a file: docker-archive:FILE[:name:tag], oci-archive:FILE[:tag] or oci:DIR[:tag]', description: 'export an image of the local node into a file' }
+]
+for (const { verb, source, destination, description } of TRANSFERS) {
+  program.command(verb)
+    .description(description)
+    .argument('<source>', source)
+    .argument('<destination>', destination)
+    .option('--node <url>', 'the node for <repo>:<tag> and ipfs:<cid>', DEFAULT_NODE)
+    .option('--all', 'every platform of a multi-platform image (default: this machine\'s)')
+    .option('--platform <os/arch[/variant]>', 'the platform to copy from a multi-platform image')
+    .option('--quiet', 'no progress, no summary')
+    .option('--json', 'progress and the summary as JSON lines')
+    .action(async (from: string, to: string, options: TransferOptions) => {
+      const { transfer } = await import('./transfer-commands.ts')
+      await transfer(verb, from, to, options)
+    })
+}
+
 program.parseAsync().catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err)
   console.error(`shoal: ${err instanceof ConfigError ? 'config: ' : ''}${message}`)
-  process.exit(1)
+  // A command that set its own code (130: interrupted) keeps it.
+  process.exit(typeof process.exitCode === 'number' && process.exitCode !== 0 ? process.exitCode : 1)
 })

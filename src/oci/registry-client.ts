@@ -154,6 +154,22 @@ export class RegistryClient {
     return this.uploadUrl(response)
   }
 
+  /**
+   * Asks the registry to link a blob it holds elsewhere into `repository` (a mount without
+   * `from`: the registry looks for it itself). Undefined when it did; else the upload session
+   * it opened instead.
+   */
+  async mountBlob (repository: string, digest: string, signal?: AbortSignal): Promise<string | undefined> {
+    const response = await this.call({ method: 'POST', repository, path: `blobs/uploads/?mount=${encodeURIComponent(digest)}`, push: true, signal, body: '' })
+    if (response.statusCode === 201) {
+      await response.body.dump()
+      return undefined
+    }
+    if (response.statusCode !== 202) throw await this.refusal(response, `an upload to ${repository}`)
+    await response.body.dump()
+    return this.uploadUrl(response)
+  }
+
   /** How many bytes an upload session holds (to resume it after an interruption). */
   async uploadOffset (repository: string, location: string, signal?: AbortSignal): Promise<number> {
     const response = await this.call({ method: 'GET', repository, url: new URL(location), push: true, signal })
