@@ -183,8 +183,9 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
     const signer = await verifyRequest(peer, req.method, `${req.headers.host ?? ''}${req.url}`, time, signature)
     if (signer === undefined) throw new UnauthorizedError('the peer signature does not hold (another key, node, path or time)')
     if (!options.isMember(signer)) throw new DeniedError(`peer ${signer} is not a member of this fleet`)
-    // Members fetch raw blocks, one at a time: a signature is never a whole image (a CAR).
-    if (/[?&]format=car\b/.test(req.url) || (req.headers.accept ?? '').includes('application/vnd.ipld.car')) throw new DeniedError('a signed request gets raw blocks, not a CAR')
+    // Members fetch raw blocks, one at a time: a signature is never a whole image (a CAR, a tar)
+    // nor a file's bytes (the gateway's answer to a request that names no format).
+    if (!asksForRawBlock(req)) throw new DeniedError('a signed request gets raw blocks, not a CAR, a tar or a file\'s bytes')
     return
   }
   if (options.policy.actionsOn(undefined, '').has('pull')) return
@@ -195,6 +196,13 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
   const cid = /^\/ipfs\/([^/?]+)/.exec(req.url)?.[1]
   if (cid !== undefined && (await rightsOn(caller.user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull')) return
   if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
+}
+
+/** Whether a gateway request asks for a raw block, as mesh/gateway-routes.ts reads it: `?format=raw`, or no format and Accept raw. */
+function asksForRawBlock (req: FastifyRequest): boolean {
+  const format = new URLSearchParams(req.url.split('?', 2)[1] ?? '').getAll('format')
+  if (format.length > 0) return format.length === 1 && format[0] === 'raw'
+  return (req.headers.accept ?? '').includes('application/vnd.ipld.raw')
 }
 
 /**

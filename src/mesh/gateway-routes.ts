@@ -9,20 +9,13 @@ import type { Metrics } from '../metrics.ts'
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { ErrorRenderer } from '../http-errors.ts'
 import { untilClientLeaves } from '../http-request.ts'
-import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
+import { UnsupportedError } from '../oci/errors.ts'
 import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
+import { CAR, CidInvalidError, FormatUnacceptableError, RAW, TAR } from './gateway-errors.ts'
+import { serveUnixfs, type UnixfsFormat } from './gateway-unixfs.ts'
 import { relayedBlock } from './relayed-block.ts'
 
-const RAW = 'application/vnd.ipld.raw'
-const CAR = 'application/vnd.ipld.car'
-
-/** The gateway's refusals (its face renders them as plain text: renderGatewayError). */
-export class CidInvalidError extends ShoalError {
-  static override readonly descriptor: ErrorDescriptor = { code: 'CID_INVALID', status: 400, message: 'not a CID' }
-}
-export class FormatUnacceptableError extends ShoalError {
-  static override readonly descriptor: ErrorDescriptor = { code: 'FORMAT_UNACCEPTABLE', status: 406, message: `ask for ${RAW} or ${CAR}` }
-}
+export { CidInvalidError, FormatUnacceptableError } from './gateway-errors.ts'
 
 /** The /ipfs face's error format: one line of plain text. */
 export const renderGatewayError: ErrorRenderer = error => ({
@@ -51,10 +44,12 @@ export type Relay = (cid: CID, root: CID | undefined, peer: string | undefined, 
 /**
  * The IPFS Trustless Gateway (`GET /ipfs/<cid>`): one raw block, or a CAR of the whole DAG.
  * This is how blocks move between nodes (mesh/block-fetcher.ts): the receiver verifies each against its CID.
+ * Beyond it, path-gateway reads of UnixFS (gateway-unixfs.ts): `/ipfs/<cid>/<path>`, a file's
+ * bytes, a tree as tar.
  */
 export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, metrics, uploadLimiter, remote, relay }: GatewayRoutesOptions): void {
   const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    const { cid: text } = req.params as { cid: string }
+    const { text, segments } = target(req)
     let cid: CID
     try {
       cid = CID.parse(text)
@@ -62,10 +57,20 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
       throw new CidInvalidError(`not a CID: ${text}`)
     }
     const format = responseFormat(req)
-    if (format === undefined) throw new FormatUnacceptableError(`ask for ${RAW} or ${CAR} (Accept header or ?format=raw|car)`)
+    if (format === undefined) throw new FormatUnacceptableError(`ask for ${RAW}, ${CAR} or ${TAR} (Accept header or ?format=raw|car|tar), or no format for a file's bytes`)
     // Taken before the first wait: a peer that gives up while this node reads or relays the
     // block must not hold a place in the upload cap's queue afterwards.
     const gone = untilClientLeaves(reply)
+    if (segments !== undefined || format === 'tar' || format === 'file') {
+      // The same source as a CAR's: this node's blocks, or the fleet's when it lacks the root and fetches (gatewayFetch).
+      const blocks = remote === undefined || await local.has(cid) ? local : remote.source(cid)
+      if (!(await blocks.has(cid, { signal: gone }))) throw new BlockNotFoundError(cid, `block ${text} is not held by this node${remote === undefined ? '' : ' nor by its peers'}`)
+      const pace = async (bytes: number): Promise<void> => {
+        if (uploadLimiter !== undefined) await uploadLimiter.take(bytes, gone)
+        metrics.bytesOut.inc(bytes)
+      }
+      return await serveUnixfs(req, reply, { root: cid, segments: segments ?? [], format, blocks, pace, signal: gone })
+    }
     const held = await local.has(cid)
     const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay, gone)
     const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : remote === undefined || held ? local : remote.source(cid)
@@ -127,6 +132,24 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     return await reply.send(body)
   }
   app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid', exposeHeadRoute: false, handler })
+  app.route({ method: ['GET', 'HEAD'], url: '/ipfs/:cid/*', exposeHeadRoute: false, handler })
+}
+
+/**
+ * The CID and the path below it, read from the URL as sent: the router decodes the wildcard
+ * whole, which would split a name holding an encoded '/'. No path (`/ipfs/<cid>`): undefined;
+ * `/ipfs/<cid>/` is the root itself, through the UnixFS reads. Empty segments are skipped.
+ */
+function target (req: FastifyRequest): { text: string, segments: string[] | undefined } {
+  const params = req.params as { cid: string, '*'?: string }
+  if (params['*'] === undefined) return { text: params.cid, segments: undefined }
+  const below = (req.url.split('?', 1)[0] ?? '').split('/').slice(3).filter(segment => segment !== '')
+  try {
+    return { text: params.cid, segments: below.map(segment => decodeURIComponent(segment)) }
+  } catch {
+    // The router refuses bad escapes first (FST_ERR_BAD_URL); this is the backstop.
+    throw new UnsupportedError('the path is not validly percent-encoded')
+  }
 }
 
 /** Asks the relay for a block a peer wants, with what the peer said of itself. */
@@ -143,11 +166,15 @@ async function relayFor (req: FastifyRequest, cid: CID, relay: Relay | undefined
   return await relay(cid, root, typeof peer === 'string' ? peer : undefined, gone)
 }
 
-function responseFormat (req: FastifyRequest): 'raw' | 'car' | undefined {
-  const query = (req.query as Record<string, string | undefined>).format
-  if (query === 'raw' || query === 'car') return query
+/** `?format=` first, then Accept (raw before CAR, as ever); neither: a file's bytes (deserialized). */
+function responseFormat (req: FastifyRequest): UnixfsFormat | undefined {
+  const query = (req.query as Record<string, unknown>).format
+  if (query === 'raw' || query === 'car' || query === 'tar') return query
   const accept = req.headers.accept ?? ''
   if (accept.includes(RAW)) return 'raw'
   if (accept.includes(CAR)) return 'car'
-  return undefined
+  if (accept.includes(TAR)) return 'tar'
+  // A format asked by name that is none of these is refused, not answered with bytes.
+  if (query !== undefined) return undefined
+  return 'file'
 }
