@@ -1,0 +1,719 @@
+// Image layer encryption compatible with containers/ocicrypt (what `skopeo copy --encryption-key
+// jwe:…`, podman and containerd's imgcrypt write and read), JWE key wrapping only.
+//
+// The format, from ocicrypt's source (encryption.go, blockcipher/, keywrap/jwe/):
+// - A layer is encrypted with AES-256-CTR under a random 32-byte key and 16-byte IV ("nonce"), then
+//   HMAC-SHA256 is taken over the ciphertext with the same key. The ciphertext has the plaintext's
+//   length; the descriptor gets `+encrypted` appended to its media type and the ciphertext's digest.
+// - `org.opencontainers.image.enc.pubopts`: base64 of {"cipher","hmac","cipheroptions"} (byte
+//   fields base64 inside the JSON, as Go marshals []byte).
+// - `org.opencontainers.image.enc.keys.jwe`: base64 of a JWE (JSON serialization, content encryption
+//   A256GCM, one recipient per public key: RSA-OAEP for RSA, ECDH-ES+A256KW for EC) whose plaintext
+//   is {"symkey","digest","cipheroptions":{"nonce"}}; `digest` is meant to be the plain layer's, but
+//   containers/image writes its source's digest even when it compressed the layer before encrypting
+//   it, and readers ignore it (copy/encryption.go). Adding recipients later appends another base64
+//   JWE after a comma, so readers split on commas.
+// - The config and the manifest stay plain.
+//
+// Everything streams: layers can be gigabytes.
+
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { GeneralEncrypt, flattenedDecrypt, generalDecrypt, type DecryptOptions, type FlattenedJWE, type GeneralJWE } from 'jose'
+import { parseDigest } from '../oci/digest.ts'
+import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
+import type { Descriptor } from '../oci/manifest.ts'
+import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../oci/media-types.ts'
+import { KEY_MANAGEMENT_ALGORITHMS, type DecryptionKey, type EncryptionKey } from './keys.ts'
+
+export {
+  KeyFileError, keyIdOf, loadDecryptionKeys, loadEncryptionKeys, parseDecryptionKey, parseEncryptionKey,
+  type DecryptionKey, type EncryptionKey, type KeyManagementAlgorithm, type LoadOptions
+} from './keys.ts'
+
+export const ENCRYPTED_SUFFIX = '+encrypted'
+export const JWE_KEYS_ANNOTATION = 'org.opencontainers.image.enc.keys.jwe'
+export const PUBOPTS_ANNOTATION = 'org.opencontainers.image.enc.pubopts'
+/** Every ocicrypt annotation starts so; a decrypted layer keeps none of them (ocicrypt's FilterOutAnnotations). */
+const ENCRYPTION_ANNOTATION_PREFIX = 'org.opencontainers.image.enc.'
+/** `…keys.<scheme>`: jwe, pgp, pkcs7, pkcs11, provider.<name>. */
+const KEYS_ANNOTATION_PREFIX = 'org.opencontainers.image.enc.keys.'
+/** The only cipher ocicrypt has (blockcipher.AES256CTR). */
+export const LAYER_CIPHER = 'AES_256_CTR_HMAC_SHA256'
+
+const KEY_BYTES = 32
+const NONCE_BYTES = 16
+const HMAC_BYTES = 32
+const READ_CHUNK = 1024 * 1024
+/** Manifests and indexes are read whole; registries refuse bigger ones. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+// What ocicrypt's UnwrapKey accepts (keywrap/jwe/keywrapper_jwe.go): RFC 7518 section 5.1.
+const JWE_DECRYPT_OPTIONS: DecryptOptions = {
+  keyManagementAlgorithms: [...KEY_MANAGEMENT_ALGORITHMS],
+  contentEncryptionAlgorithms: ['A128CBC-HS256', 'A192CBC-HS384', 'A256CBC-HS512', 'A128GCM', 'A192GCM', 'A256GCM']
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** A layer or image that cannot be encrypted (already encrypted, bytes not matching the descriptor, no recipient). */
+export class EncryptionError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'ENCRYPTION_FAILED', status: 400, message: 'the layer cannot be encrypted' }
+}
+
+/** An encrypted layer whose encryption metadata is missing, malformed or of a kind Shoal does not read. */
+export class DecryptionError extends ShoalError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'DECRYPTION_FAILED', status: 400, message: 'the layer cannot be decrypted' }
+}
+
+/** None of the given keys unwraps the layer key. `detail` lists the layer's recipients and the keys tried. */
+export class DecryptionKeyError extends DecryptionError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'DECRYPTION_KEY_UNSUITABLE', status: 403, message: 'none of the given keys can decrypt the layer' }
+}
+
+/** Ciphertext whose HMAC, size or decrypted digest does not match: it was altered, or cut short. */
+export class LayerIntegrityError extends DecryptionError {
+  static override readonly descriptor: ErrorDescriptor = { code: 'LAYER_INTEGRITY', status: 400, message: 'the encrypted layer does not match its HMAC or digest' }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+export interface CryptOptions {
+  signal?: AbortSignal
+}
+
+export interface EncryptedLayer {
+  /** The ciphertext; read it once, to its end. A failure (including plaintext not matching its descriptor) throws from it. */
+  readonly ciphertext: AsyncIterable<Uint8Array>
+  /**
+   * The encrypted layer's descriptor: `+encrypted` media type, the ciphertext's digest and size, the
+   * two ocicrypt annotations. Settles once `ciphertext` has been read to its end, since the HMAC is
+   * known only then; rejects if reading it failed or stopped early.
+   */
+  descriptor (): Promise<Descriptor>
+}
+
+/** A layer's key and IV, and the jwe annotation that carries them to its recipients. */
+interface LayerSecrets {
+  symkey: Buffer
+  nonce: Buffer
+  keysAnnotation: string
+}
+
+/**
+ * Encrypts a plain layer for `recipients`. The layer key is wrapped before any byte is read, so a
+ * recipient key that does not work fails here; the plain bytes are checked against `descriptor`'s
+ * digest and size as they pass (that digest goes into the wrapped options, as ocicrypt records it).
+ */
+export async function encryptLayer (
+  plain: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  descriptor: Descriptor,
+  recipients: readonly EncryptionKey[],
+  options: CryptOptions = {}
+): Promise<EncryptedLayer> {
+  if (isEncrypted(descriptor)) throw new EncryptionError(`layer ${descriptor.digest} is already encrypted`)
+  if (recipients.length === 0) throw new EncryptionError('no recipient to encrypt the layer for')
+  const plainDigest = parseDigest(descriptor.digest)
+  const secrets = await wrapLayerKey(plainDigest.value, recipients)
+  options.signal?.throwIfAborted()
+
+  const result = Promise.withResolvers<Descriptor>()
+  // Nobody has to ask for the descriptor after a failure: the ciphertext already threw it.
+  result.promise.catch(() => {})
+
+  async function * produce (): AsyncGenerator<Uint8Array> {
+    let settled = false
+    try {
+      const cipher = createCipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
+      // ocicrypt MACs the ciphertext, keyed with the layer key itself (blockcipher_aes_ctr.go).
+      const mac = createHmac('sha256', secrets.symkey)
+      const cipherHash = createHash('sha256')
+      const plainHash = createHash(plainDigest.algorithm)
+      let size = 0
+      for await (const chunk of plain) {
+        options.signal?.throwIfAborted()
+        plainHash.update(chunk)
+        const out = cipher.update(chunk)
+        mac.update(out)
+        cipherHash.update(out)
+        size += out.byteLength
+        yield out
+      }
+      // CTR has no padding: final() is empty, and the sizes of plaintext and ciphertext are equal.
+      const tail = cipher.final()
+      if (tail.byteLength > 0) throw new EncryptionError('AES-CTR produced trailing bytes')
+      const actual = `${plainDigest.algorithm}:${plainHash.digest('hex')}`
+      if (actual !== plainDigest.value || size !== descriptor.size) {
+        throw new EncryptionError(`the layer's bytes (${actual}, ${size} bytes) do not match its descriptor (${descriptor.digest}, ${descriptor.size} bytes)`)
+      }
+      const pubopts = { cipher: LAYER_CIPHER, hmac: mac.digest().toString('base64'), cipheroptions: {} }
+      result.resolve({
+        ...descriptor,
+        mediaType: descriptor.mediaType + ENCRYPTED_SUFFIX,
+        digest: `sha256:${cipherHash.digest('hex')}`,
+        size,
+        annotations: {
+          ...withoutEncryptionAnnotations(descriptor.annotations),
+          [JWE_KEYS_ANNOTATION]: secrets.keysAnnotation,
+          [PUBOPTS_ANNOTATION]: Buffer.from(JSON.stringify(pubopts)).toString('base64')
+        }
+      })
+      settled = true
+    } catch (error) {
+      result.reject(error)
+      settled = true
+      throw error
+    } finally {
+      if (!settled) result.reject(new EncryptionError('the ciphertext was not read to its end'))
+    }
+  }
+
+  return {
+    ciphertext: once(produce, () => new EncryptionError('the ciphertext can be read only once')),
+    descriptor: async () => await result.promise
+  }
+}
+
+/** A fresh layer key and IV, and the JWE that gives them (with the plain digest) to the recipients. */
+async function wrapLayerKey (plainDigest: string, recipients: readonly EncryptionKey[]): Promise<LayerSecrets> {
+  const symkey = randomBytes(KEY_BYTES)
+  const nonce = randomBytes(NONCE_BYTES)
+  // Field names and order as Go marshals blockcipher.PrivateLayerBlockCipherOptions.
+  const privateOptions = JSON.stringify({
+    symkey: symkey.toString('base64'),
+    digest: plainDigest,
+    cipheroptions: { nonce: nonce.toString('base64') }
+  })
+  // One JWE, one recipient each, as ocicrypt's jose.NewMultiEncrypter(A256GCM, …). The `kid` (the key's
+  // thumbprint) is Shoal's addition, so that a reader can tell who may decrypt; ocicrypt ignores it.
+  const jwe = new GeneralEncrypt(Buffer.from(privateOptions)).setProtectedHeader({ enc: 'A256GCM' })
+  for (const recipient of recipients) {
+    jwe.addRecipient(recipient.key).setUnprotectedHeader({ alg: recipient.algorithm, kid: recipient.keyId })
+  }
+  let wrapped: GeneralJWE
+  try {
+    wrapped = await jwe.encrypt()
+  } catch (error) {
+    throw new EncryptionError(`cannot wrap the layer key for ${recipients.map((r) => r.source).join(', ')}: ${String(error)}`, undefined, { cause: error })
+  }
+  return { symkey, nonce, keysAnnotation: Buffer.from(JSON.stringify(wrapped)).toString('base64') }
+}
+
+export interface DecryptedLayer {
+  /** The key that unwrapped the layer key. */
+  readonly key: DecryptionKey
+  /**
+   * The plain digest written in the wrapped options, if any: a hint, not checked. Anyone can encrypt
+   * to a public key, so it proves nothing, and containers/image records the digest of the layer
+   * before it compresses it on the way to encryption (what `skopeo copy --encryption-key` does by
+   * default), so it often is not the digest of the plaintext.
+   */
+  readonly claimedDigest: string | undefined
+  /**
+   * The plaintext; read it once, to its end, and trust it only if that ends without an error. The
+   * last chunk is held back until the ciphertext's size, HMAC and digest have been checked (as
+   * ocicrypt's delayed reader holds back its tail), so a mismatch throws LayerIntegrityError before
+   * the layer is complete.
+   */
+  readonly plaintext: AsyncIterable<Uint8Array>
+  /**
+   * The plain layer's descriptor: the media type without `+encrypted`, the plaintext's digest, the
+   * same size (CTR does not pad), no ocicrypt annotations. Settles once `plaintext` has been read
+   * to its end; rejects if that failed or stopped early.
+   */
+  descriptor (): Promise<Descriptor>
+}
+
+/**
+ * Decrypts an encrypted layer with the first of `keys` that unwraps its layer key; throws
+ * DecryptionKeyError, naming the layer's recipients, when none does. The ciphertext is checked
+ * against the descriptor's digest and size (what a signed or pinned manifest vouches for) and
+ * against the HMAC (what ocicrypt checks).
+ */
+export async function decryptLayer (
+  ciphertext: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  descriptor: Descriptor,
+  keys: readonly DecryptionKey[],
+  options: CryptOptions = {}
+): Promise<DecryptedLayer> {
+  if (!isEncrypted(descriptor)) throw new DecryptionError(`layer ${descriptor.digest} is not encrypted (${descriptor.mediaType})`)
+  const cipherDigest = parseDigest(descriptor.digest)
+  const jwes = layerJwes(descriptor)
+  const pubopts = publicOptions(descriptor)
+  const { key, plaintext: wrapped } = await unwrapLayerKey(jwes, descriptor, keys, options.signal)
+  const secrets = privateOptions(wrapped, descriptor)
+
+  const result = Promise.withResolvers<Descriptor>()
+  result.promise.catch(() => {})
+
+  async function * produce (): AsyncGenerator<Uint8Array> {
+    let settled = false
+    try {
+      const decipher = createDecipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
+      const mac = createHmac('sha256', secrets.symkey)
+      const cipherHash = createHash(cipherDigest.algorithm)
+      const plainHash = createHash('sha256')
+      let size = 0
+      let held: Buffer | undefined
+      for await (const chunk of ciphertext) {
+        options.signal?.throwIfAborted()
+        mac.update(chunk)
+        cipherHash.update(chunk)
+        size += chunk.byteLength
+        const out = decipher.update(chunk)
+        plainHash.update(out)
+        if (held !== undefined) yield held
+        held = out
+      }
+      decipher.final()
+      const where = `layer ${descriptor.digest}`
+      if (size !== descriptor.size) throw new LayerIntegrityError(`${where}: ${size} bytes of ciphertext where the descriptor says ${descriptor.size}`)
+      if (!timingSafeEqual(mac.digest(), pubopts.hmac)) throw new LayerIntegrityError(`${where}: HMAC mismatch, the ciphertext was altered`)
+      const actual = `${cipherDigest.algorithm}:${cipherHash.digest('hex')}`
+      if (actual !== cipherDigest.value) throw new LayerIntegrityError(`${where}: the ciphertext's digest is ${actual}`)
+      const plain: Descriptor = {
+        ...descriptor,
+        mediaType: descriptor.mediaType.slice(0, -ENCRYPTED_SUFFIX.length),
+        digest: `sha256:${plainHash.digest('hex')}`,
+        size
+      }
+      const annotations = withoutEncryptionAnnotations(descriptor.annotations)
+      if (annotations === undefined) delete plain.annotations
+      else plain.annotations = annotations
+      result.resolve(plain)
+      settled = true
+      if (held !== undefined) yield held
+    } catch (error) {
+      result.reject(error)
+      settled = true
+      throw error
+    } finally {
+      if (!settled) result.reject(new DecryptionError('the plaintext was not read to its end'))
+    }
+  }
+
+  return {
+    key,
+    claimedDigest: secrets.digest,
+    plaintext: once(produce, () => new DecryptionError('the plaintext can be read only once')),
+    descriptor: async () => await result.promise
+  }
+}
+
+/** Whether a layer descriptor is an encrypted one (ocicrypt and containers/image go by the media type). */
+export function isEncrypted (descriptor: Pick<Descriptor, 'mediaType'>): boolean {
+  return descriptor.mediaType.endsWith(ENCRYPTED_SUFFIX)
+}
+
+/** Who can decrypt a layer, as far as its annotations tell. */
+export interface LayerRecipient {
+  /** ocicrypt's key wrapping scheme: `jwe` (the one Shoal reads), or `pgp`, `pkcs7`, `pkcs11`, `provider.<name>`. */
+  scheme: string
+  /** The JWE key management algorithm, e.g. RSA-OAEP or ECDH-ES+A256KW (jwe only). */
+  algorithm?: string
+  /** The JWE `kid`: Shoal writes the key's RFC 7638 thumbprint (keyIdOf); skopeo writes none. */
+  keyId?: string
+}
+
+/**
+ * The recipients of an encrypted layer: one per JWE recipient, one per other scheme (whose packets
+ * Shoal does not read). Empty for a plain layer. Throws DecryptionError on malformed annotations.
+ */
+export function recipientsOf (descriptor: Descriptor): LayerRecipient[] {
+  const recipients: LayerRecipient[] = []
+  for (const name of Object.keys(descriptor.annotations ?? {}).sort()) {
+    if (!name.startsWith(KEYS_ANNOTATION_PREFIX)) continue
+    const scheme = name.slice(KEYS_ANNOTATION_PREFIX.length)
+    if (scheme !== 'jwe') {
+      recipients.push({ scheme })
+      continue
+    }
+    for (const jwe of layerJwes(descriptor)) {
+      const shared = { ...protectedHeader(jwe), ...jwe.unprotected }
+      const perRecipient = 'recipients' in jwe ? jwe.recipients.map((r) => r.header ?? {}) : [jwe.header ?? {}]
+      for (const header of perRecipient) {
+        const merged: Record<string, unknown> = { ...shared, ...header }
+        recipients.push({
+          scheme,
+          ...(typeof merged.alg === 'string' ? { algorithm: merged.alg } : {}),
+          ...(typeof merged.kid === 'string' ? { keyId: merged.kid } : {})
+        })
+      }
+    }
+  }
+  return recipients
+}
+
+/** A one-line description of recipients, for messages. */
+export function describeRecipients (recipients: readonly LayerRecipient[]): string {
+  if (recipients.length === 0) return 'no recipient'
+  return recipients.map((r) => [r.scheme, r.algorithm, r.keyId === undefined ? undefined : `key ${r.keyId}`].filter((p) => p !== undefined).join(' ')).join('; ')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Annotations
+
+type LayerJwe = GeneralJWE | FlattenedJWE
+
+/** The JWEs of the jwe annotation: comma-separated base64, each a general or (go-jose, one recipient) flattened JWE. */
+function layerJwes (descriptor: Descriptor): LayerJwe[] {
+  const annotation = descriptor.annotations?.[JWE_KEYS_ANNOTATION]
+  const where = `layer ${descriptor.digest}`
+  if (annotation === undefined || annotation === '') {
+    const others = Object.keys(descriptor.annotations ?? {}).filter((name) => name.startsWith(KEYS_ANNOTATION_PREFIX))
+    if (others.length > 0) {
+      throw new DecryptionKeyError(`${where} is encrypted for ${others.map((name) => name.slice(KEYS_ANNOTATION_PREFIX.length)).join(', ')} recipients only; Shoal decrypts jwe`)
+    }
+    throw new DecryptionError(`${where} has no ${JWE_KEYS_ANNOTATION} annotation`)
+  }
+  return annotation.split(',').map((part) => {
+    const parsed = parseBase64Json(part, `${where}: ${JWE_KEYS_ANNOTATION}`)
+    if (typeof parsed.ciphertext !== 'string') throw new DecryptionError(`${where}: ${JWE_KEYS_ANNOTATION} holds no JWE`)
+    // jose checks the rest of the structure when it decrypts.
+    return parsed as unknown as LayerJwe
+  })
+}
+
+function protectedHeader (jwe: LayerJwe): Record<string, unknown> {
+  if (jwe.protected === undefined) return {}
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(jwe.protected, 'base64url').toString('utf8'))
+    return isRecord(parsed) ? parsed : {}
+  } catch {
+    return {}
+  }
+}
+
+interface PublicOptions { hmac: Buffer }
+
+function publicOptions (descriptor: Descriptor): PublicOptions {
+  const where = `layer ${descriptor.digest}: ${PUBOPTS_ANNOTATION}`
+  const annotation = descriptor.annotations?.[PUBOPTS_ANNOTATION]
+  if (annotation === undefined || annotation === '') throw new DecryptionError(`layer ${descriptor.digest} has no ${PUBOPTS_ANNOTATION} annotation`)
+  const options = parseBase64Json(annotation, where)
+  if (options.cipher !== LAYER_CIPHER) throw new DecryptionError(`${where}: unsupported cipher ${JSON.stringify(options.cipher)}`)
+  return { hmac: base64Bytes(options.hmac, HMAC_BYTES, `${where}: hmac`) }
+}
+
+interface PrivateOptions {
+  symkey: Buffer
+  nonce: Buffer
+  digest: string | undefined
+}
+
+function privateOptions (bytes: Uint8Array, descriptor: Descriptor): PrivateOptions {
+  const where = `layer ${descriptor.digest}: the wrapped options`
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'))
+  } catch {
+    throw new DecryptionError(`${where} are not JSON`)
+  }
+  if (!isRecord(parsed) || !isRecord(parsed.cipheroptions)) throw new DecryptionError(`${where} are malformed`)
+  return {
+    symkey: base64Bytes(parsed.symkey, KEY_BYTES, `${where}: symkey`),
+    nonce: base64Bytes(parsed.cipheroptions.nonce, NONCE_BYTES, `${where}: nonce`),
+    digest: typeof parsed.digest === 'string' && parsed.digest !== '' ? parsed.digest : undefined
+  }
+}
+
+async function unwrapLayerKey (
+  jwes: readonly LayerJwe[],
+  descriptor: Descriptor,
+  keys: readonly DecryptionKey[],
+  signal: AbortSignal | undefined
+): Promise<{ key: DecryptionKey, plaintext: Uint8Array }> {
+  for (const key of keys) {
+    for (const jwe of jwes) {
+      signal?.throwIfAborted()
+      try {
+        const { plaintext } = 'recipients' in jwe
+          ? await generalDecrypt(jwe, key.key, JWE_DECRYPT_OPTIONS)
+          : await flattenedDecrypt(jwe, key.key, JWE_DECRYPT_OPTIONS)
+        return { key, plaintext }
+      } catch {
+        // Not this key (or not this JWE): jose says no more than that, nor does ocicrypt.
+      }
+    }
+  }
+  const recipients = recipientsOf(descriptor)
+  const tried = keys.length === 0 ? 'no key given' : `tried ${keys.map((k) => `${k.source} (key ${k.keyId})`).join(', ')}`
+  throw new DecryptionKeyError(
+    `no given key can decrypt layer ${descriptor.digest}: it is encrypted for ${describeRecipients(recipients)}; ${tried}`,
+    { recipients, keys: keys.map((k) => ({ source: k.source, keyId: k.keyId })) }
+  )
+}
+
+function parseBase64Json (text: string, where: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(Buffer.from(text, 'base64').toString('utf8'))
+  } catch {
+    throw new DecryptionError(`${where} is not base64 JSON`)
+  }
+  if (!isRecord(parsed)) throw new DecryptionError(`${where} is not a JSON object`)
+  return parsed
+}
+
+function base64Bytes (value: unknown, length: number, where: string): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'base64') : undefined
+  if (bytes?.byteLength !== length) throw new DecryptionError(`${where} is not ${length} base64 bytes`)
+  return bytes
+}
+
+function withoutEncryptionAnnotations (annotations: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (annotations === undefined) return undefined
+  const kept = Object.entries(annotations).filter(([name]) => !name.startsWith(ENCRYPTION_ANNOTATION_PREFIX))
+  return kept.length === 0 ? undefined : Object.fromEntries(kept)
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** An iterable that starts `generate` on its first iteration and refuses a second one. */
+function once (generate: () => AsyncGenerator<Uint8Array>, again: () => Error): AsyncIterable<Uint8Array> {
+  let started = false
+  return {
+    [Symbol.asyncIterator] () {
+      if (started) throw again()
+      started = true
+      return generate()
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OCI image layouts (index.json + blobs/<alg>/<hex>)
+
+export interface LayoutOptions {
+  signal?: AbortSignal
+}
+
+export interface LayoutResult {
+  /** index.json's entries as written to the destination: their digests change with their layers. */
+  manifests: Descriptor[]
+  /** How many layers were encrypted or decrypted. */
+  layers: number
+}
+
+/**
+ * Writes to `dstDir` the images of the layout `srcDir` with every layer encrypted for `recipients`
+ * (configs stay plain, as ocicrypt leaves them). OCI manifests and indexes only: Docker schema 2
+ * descriptors cannot carry the annotations. `dstDir` may be `srcDir`.
+ */
+export async function encryptLayout (srcDir: string, dstDir: string, recipients: readonly EncryptionKey[], options: LayoutOptions = {}): Promise<LayoutResult> {
+  if (recipients.length === 0) throw new EncryptionError('no recipient to encrypt the image for')
+  const { signal } = options
+  return await rewriteLayout(srcDir, dstDir, {
+    fail: (message) => new EncryptionError(message),
+    encrypting: true,
+    layer: async (layer) => {
+      if (isEncrypted(layer)) throw new EncryptionError(`layer ${layer.digest} is already encrypted`)
+      const encrypted = await encryptLayer(blobChunks(srcDir, layer.digest, signal), layer, recipients, { signal })
+      const temporary = await writeTemporary(dstDir, encrypted.ciphertext, signal)
+      const descriptor = await encrypted.descriptor()
+      await placeBlob(temporary, dstDir, descriptor.digest)
+      return descriptor
+    }
+  }, signal)
+}
+
+/**
+ * Writes to `dstDir` the images of the layout `srcDir` with every encrypted layer decrypted by one of
+ * `keys`; plain layers and images are copied as they are. `dstDir` may be `srcDir`.
+ */
+export async function decryptLayout (srcDir: string, dstDir: string, keys: readonly DecryptionKey[], options: LayoutOptions = {}): Promise<LayoutResult> {
+  const { signal } = options
+  return await rewriteLayout(srcDir, dstDir, {
+    fail: (message) => new DecryptionError(message),
+    encrypting: false,
+    layer: async (layer) => {
+      if (!isEncrypted(layer)) return undefined
+      const decrypted = await decryptLayer(blobChunks(srcDir, layer.digest, signal), layer, keys, { signal })
+      const temporary = await writeTemporary(dstDir, decrypted.plaintext, signal)
+      const descriptor = await decrypted.descriptor()
+      await placeBlob(temporary, dstDir, descriptor.digest)
+      return descriptor
+    }
+  }, signal)
+}
+
+interface LayerRewrite {
+  fail: (message: string) => ShoalError
+  encrypting: boolean
+  /** The new layer (its blob written to the destination), or undefined to copy it as it is. */
+  layer: (layer: Descriptor) => Promise<Descriptor | undefined>
+}
+
+async function rewriteLayout (srcDir: string, dstDir: string, rewrite: LayerRewrite, signal: AbortSignal | undefined): Promise<LayoutResult> {
+  const index = await readJsonFile(path.join(srcDir, 'index.json'), rewrite)
+  if (!Array.isArray(index.manifests)) throw rewrite.fail(`${srcDir}/index.json has no manifests array`)
+  await mkdir(path.join(dstDir, 'blobs'), { recursive: true })
+  const counter = { layers: 0 }
+  const manifests: Descriptor[] = []
+  for (const entry of index.manifests) {
+    manifests.push(await rewriteManifest(srcDir, dstDir, asDescriptor(entry, 'index.json', rewrite), rewrite, counter, signal))
+  }
+  await writeAtomically(path.join(dstDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
+  // index.json last: a layout interrupted before has no new entry pointing at missing blobs.
+  await writeAtomically(path.join(dstDir, 'index.json'), JSON.stringify({ ...index, manifests }))
+  return { manifests, layers: counter.layers }
+}
+
+/** Rewrites one manifest or index and what it references; returns its descriptor in the destination. */
+async function rewriteManifest (
+  srcDir: string,
+  dstDir: string,
+  descriptor: Descriptor,
+  rewrite: LayerRewrite,
+  counter: { layers: number },
+  signal: AbortSignal | undefined
+): Promise<Descriptor> {
+  signal?.throwIfAborted()
+  const bytes = await readSmallBlob(srcDir, descriptor, rewrite)
+  let manifest: unknown
+  try {
+    manifest = JSON.parse(bytes.toString('utf8'))
+  } catch {
+    throw rewrite.fail(`manifest ${descriptor.digest} is not JSON`)
+  }
+  if (!isRecord(manifest)) throw rewrite.fail(`manifest ${descriptor.digest} is not a JSON object`)
+  const mediaType = typeof manifest.mediaType === 'string' ? manifest.mediaType : descriptor.mediaType
+  const where = `manifest ${descriptor.digest}`
+  let changed = false
+  let rewritten: Record<string, unknown>
+
+  if (mediaType === OCI_INDEX || mediaType === DOCKER_MANIFEST_LIST) {
+    if (!Array.isArray(manifest.manifests)) throw rewrite.fail(`${where} has no manifests array`)
+    const children: Descriptor[] = []
+    for (const child of manifest.manifests) {
+      const before = asDescriptor(child, where, rewrite)
+      const after = await rewriteManifest(srcDir, dstDir, before, rewrite, counter, signal)
+      changed ||= after.digest !== before.digest
+      children.push(after)
+    }
+    rewritten = { ...manifest, manifests: children }
+  } else if (mediaType === OCI_MANIFEST || mediaType === DOCKER_MANIFEST) {
+    if (rewrite.encrypting && mediaType === DOCKER_MANIFEST) {
+      throw rewrite.fail(`${where} is a Docker schema 2 manifest, whose layers cannot carry encryption annotations; convert the image to OCI first`)
+    }
+    if (!Array.isArray(manifest.layers)) throw rewrite.fail(`${where} has no layers array`)
+    await copyBlob(srcDir, dstDir, asDescriptor(manifest.config, where, rewrite).digest, signal)
+    const layers: Descriptor[] = []
+    for (const entry of manifest.layers) {
+      const layer = asDescriptor(entry, where, rewrite)
+      const after = await rewrite.layer(layer)
+      if (after === undefined) {
+        await copyBlob(srcDir, dstDir, layer.digest, signal)
+        layers.push(layer)
+      } else {
+        counter.layers++
+        changed = true
+        layers.push(after)
+      }
+    }
+    rewritten = { ...manifest, layers }
+  } else {
+    throw rewrite.fail(`${where} has media type ${mediaType}, which is not an image manifest or index`)
+  }
+
+  if (!changed) {
+    // Untouched: the same bytes, so the same digest (as skopeo --preserve-digests keeps it).
+    await copyBlob(srcDir, dstDir, descriptor.digest, signal)
+    return descriptor
+  }
+  const json = Buffer.from(JSON.stringify(rewritten))
+  const digest = `sha256:${createHash('sha256').update(json).digest('hex')}`
+  const temporary = await writeTemporary(dstDir, [json], signal)
+  await placeBlob(temporary, dstDir, digest)
+  return { ...descriptor, digest, size: json.byteLength }
+}
+
+function asDescriptor (value: unknown, where: string, rewrite: LayerRewrite): Descriptor {
+  if (!isRecord(value) || typeof value.mediaType !== 'string' || typeof value.digest !== 'string' || typeof value.size !== 'number') {
+    throw rewrite.fail(`${where}: a descriptor without mediaType, digest and size`)
+  }
+  // Checked here because digests become file paths.
+  parseDigest(value.digest)
+  return value as unknown as Descriptor
+}
+
+function blobPath (dir: string, digest: string): string {
+  const { algorithm, hex } = parseDigest(digest)
+  return path.join(dir, 'blobs', algorithm, hex)
+}
+
+/** A blob's bytes, read lazily: the file is opened only when iteration starts. */
+async function * blobChunks (dir: string, digest: string, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  yield * createReadStream(blobPath(dir, digest), { highWaterMark: READ_CHUNK, signal })
+}
+
+async function readSmallBlob (dir: string, descriptor: Descriptor, rewrite: LayerRewrite): Promise<Buffer> {
+  if (descriptor.size > MAX_MANIFEST_BYTES) throw rewrite.fail(`manifest ${descriptor.digest} is larger than ${MAX_MANIFEST_BYTES} bytes`)
+  return await readFile(blobPath(dir, descriptor.digest))
+}
+
+async function readJsonFile (file: string, rewrite: LayerRewrite): Promise<Record<string, unknown>> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'))
+  } catch (error) {
+    throw rewrite.fail(`${file}: ${String(error)}`)
+  }
+  if (!isRecord(parsed)) throw rewrite.fail(`${file} is not a JSON object`)
+  return parsed
+}
+
+/** Streams `chunks` to a temporary file beside the destination's blobs; removed if anything fails. */
+async function writeTemporary (dir: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, signal: AbortSignal | undefined): Promise<string> {
+  const temporary = path.join(dir, 'blobs', `.shoal-crypt-${randomBytes(8).toString('hex')}`)
+  try {
+    await pipeline(chunks, createWriteStream(temporary), { signal })
+  } catch (error) {
+    await rm(temporary, { force: true })
+    throw error
+  }
+  return temporary
+}
+
+async function placeBlob (temporary: string, dir: string, digest: string): Promise<void> {
+  const target = blobPath(dir, digest)
+  await mkdir(path.dirname(target), { recursive: true })
+  await rename(temporary, target)
+}
+
+/** Copies a blob unless the destination has it already (blobs are named by content; also the case when src is dst). */
+async function copyBlob (srcDir: string, dstDir: string, digest: string, signal: AbortSignal | undefined): Promise<void> {
+  signal?.throwIfAborted()
+  const target = blobPath(dstDir, digest)
+  if (await exists(target)) return
+  const temporary = path.join(dstDir, 'blobs', `.shoal-crypt-${randomBytes(8).toString('hex')}`)
+  try {
+    await copyFile(blobPath(srcDir, digest), temporary)
+    await placeBlob(temporary, dstDir, digest)
+  } catch (error) {
+    await rm(temporary, { force: true })
+    throw error
+  }
+}
+
+async function writeAtomically (file: string, text: string): Promise<void> {
+  const temporary = `${file}.tmp-${randomBytes(6).toString('hex')}`
+  await writeFile(temporary, text)
+  await rename(temporary, file)
+}
+
+async function exists (file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return true
+  } catch {
+    return false
+  }
+}
