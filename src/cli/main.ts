@@ -256,7 +256,7 @@ const TRANSFERS: Array<{ verb: TransferVerb, source: string, destination: string
   { verb: 'export', source: '<repo>:<tag> on the node, or ipfs:<cid>', destination: 'a file: docker-archive:FILE[:name:tag], oci-archive:FILE[:tag] or oci:DIR[:tag]', description: 'export an image of the local node into a file' }
 ]
 for (const { verb, source, destination, description } of TRANSFERS) {
-  program.command(verb)
+  const command = program.command(verb)
     .description(description)
     .argument('<source>', source)
     .argument('<destination>', destination)
@@ -265,10 +265,12 @@ for (const { verb, source, destination, description } of TRANSFERS) {
     .option('--platform <os/arch[/variant]>', 'the platform to copy from a multi-platform image')
     .option('--quiet', 'no progress, no summary')
     .option('--json', 'progress and the summary as JSON lines')
-    .action(async (from: string, to: string, options: TransferOptions) => {
-      const { transfer } = await import('./transfer-commands.ts')
-      await transfer(verb, from, to, options)
-    })
+  if (verb === 'push' || verb === 'import') command.option('--encrypt <key>', 'encrypt the layers for this recipient (jwe:pub.pem, repeatable; ocicrypt, as skopeo --encryption-key)', collect)
+  else command.option('--decrypt <key>', 'decrypt encrypted layers with this private key ([jwe:]priv.pem, repeatable; as skopeo --decryption-key)', collect)
+  command.action(async (from: string, to: string, options: TransferOptions) => {
+    const { transfer } = await import('./transfer-commands.ts')
+    await transfer(verb, from, to, options)
+  })
 }
 
 program.parseAsync().catch((err: unknown) => {

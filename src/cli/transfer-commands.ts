@@ -17,6 +17,10 @@ export interface TransferOptions {
   platform?: string
   quiet?: boolean
   json?: boolean
+  /** Recipients to encrypt the layers for (push, import). */
+  encrypt?: string[]
+  /** Keys to decrypt encrypted layers with (pull, export). */
+  decrypt?: string[]
 }
 
 const FILE_KINDS = new Set(['oci', 'oci-archive', 'docker-archive'])
@@ -52,10 +56,16 @@ export async function transfer (verb: TransferVerb, source: string, destination:
   const started = performance.now()
   let result: CopyResult
   try {
+    // Loaded only when asked for: the keys' parsing and the ciphers.
+    const crypt = options.encrypt !== undefined || options.decrypt !== undefined ? await import('../transfer/crypt-transforms.ts') : undefined
+    const transform = options.encrypt !== undefined
+      ? await crypt?.encryptingTransform(options.encrypt, interrupt.signal)
+      : options.decrypt !== undefined ? await crypt?.decryptingTransform(options.decrypt, interrupt.signal) : undefined
     result = await copyImage(openSource(from, { node: options.node, signal: interrupt.signal }), openDestination(to, from, { journal: new UploadJournal() }), {
       ...(options.all === true ? { all: true } : {}),
       ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
       progress: reporter,
+      ...(transform === undefined ? {} : { transform }),
       signal: interrupt.signal
     })
   } catch (err) {

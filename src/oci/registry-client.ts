@@ -88,8 +88,10 @@ export class RegistryClient {
       .compose(interceptors.redirect({ maxRedirections: 5 }))
   }
 
-  async close (): Promise<void> {
-    await this.dispatcher.close()
+  /** Closes the connections once their requests are done; `abort`: at once, cutting any still running. */
+  async close (abort = false): Promise<void> {
+    if (abort) await this.dispatcher.destroy()
+    else await this.dispatcher.close()
   }
 
   /** The digest and media type a tag (or digest) names upstream, by HEAD. */

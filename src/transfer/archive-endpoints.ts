@@ -7,7 +7,7 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { PassThrough, Transform, type Readable } from 'node:stream'
+import { PassThrough, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip, createZstdDecompress } from 'node:zlib'
 import { parseDigest } from '../oci/digest.ts'
@@ -77,6 +77,10 @@ export class OciArchiveDestination implements ImageDestination {
   async hasBlob (): Promise<boolean> { return false }
   async putBlob (descriptor: Descriptor, read: (offset: number) => Promise<AsyncIterable<Uint8Array>>, progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
     await (await this.layout).putBlob(descriptor, read, progress, signal)
+  }
+
+  async putTransformed (body: AsyncIterable<Uint8Array>, described: () => Promise<Descriptor>, signal?: AbortSignal): Promise<void> {
+    await (await this.layout).putTransformed(body, described, signal)
   }
 
   async putManifest (manifest: ManifestBytes, top: boolean): Promise<void> { await (await this.layout).putManifest(manifest, top) }
@@ -203,9 +207,17 @@ export class DockerArchiveDestination implements ImageDestination {
   async hasBlob (): Promise<boolean> { return false }
 
   async putBlob (descriptor: Descriptor, read: (offset: number) => Promise<AsyncIterable<Uint8Array>>, progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
+    await this.store(await read(0), async () => descriptor, progress, signal)
+  }
+
+  async putTransformed (body: AsyncIterable<Uint8Array>, described: () => Promise<Descriptor>, signal?: AbortSignal): Promise<void> {
+    await this.store(body, described, () => {}, signal)
+  }
+
+  /** A blob, checked against its descriptor once it has passed; a layer uncompressed on the way and named by its diff id. */
+  private async store (body: AsyncIterable<Uint8Array>, described: () => Promise<Descriptor>, progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
     const dir = await this.dir
-    const { algorithm, hex } = parseDigest(descriptor.digest)
-    const received = createHash(algorithm)
+    const received = createHash('sha256')
     const uncompressed = createHash('sha256')
     let size = 0
     const checking = new Transform({
@@ -214,9 +226,11 @@ export class DockerArchiveDestination implements ImageDestination {
     const hashing = new Transform({
       transform (chunk: Buffer, _encoding, done) { uncompressed.update(chunk); done(null, chunk) }
     })
-    const temporary = join(dir, `.${hex}`)
-    await pipeline(await read(0), checking, decompressorFor(descriptor.mediaType), hashing, createWriteStream(temporary), { signal })
-    if (size !== descriptor.size || received.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)
+    const temporary = join(dir, `.blob.${randomBytes(8).toString('hex')}`)
+    await pipeline(body, checking, uncompressing(), hashing, createWriteStream(temporary), { signal })
+    const descriptor = await described()
+    const { algorithm, hex } = parseDigest(descriptor.digest)
+    if (size !== descriptor.size || algorithm !== 'sha256' || received.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)
     const isLayer = /layer|rootfs/.test(descriptor.mediaType)
     const name = isLayer ? `${uncompressed.digest('hex')}.tar` : `${hex}.json`
     await rename(temporary, join(dir, name))
@@ -252,8 +266,28 @@ export class DockerArchiveDestination implements ImageDestination {
   }
 }
 
-function decompressorFor (mediaType: string): Readable & NodeJS.WritableStream {
-  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.tar.gzip')) return createGunzip()
-  if (mediaType.endsWith('+zstd')) return createZstdDecompress()
-  return new PassThrough()
+/** Passes bytes through, uncompressed when they start as gzip or zstd does (docker load wants plain tars). */
+function uncompressing (): Transform {
+  let inner: Transform | undefined
+  return new Transform({
+    transform (chunk: Buffer, _encoding, done) {
+      if (inner === undefined) {
+        inner = chunk[0] === 0x1f && chunk[1] === 0x8b
+          ? createGunzip()
+          : chunk.length >= 4 && chunk.readUInt32LE(0) === 0xfd2fb528 ? createZstdDecompress() : new PassThrough()
+        inner.on('data', (out: Buffer) => { this.push(out) })
+        inner.on('error', err => { this.destroy(err) })
+      }
+      if (inner.write(chunk)) done()
+      else inner.once('drain', () => { done() })
+    },
+    flush (done) {
+      if (inner === undefined) {
+        done()
+        return
+      }
+      inner.once('end', () => { done() })
+      inner.end()
+    }
+  })
 }

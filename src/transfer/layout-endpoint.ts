@@ -140,13 +140,19 @@ export class LayoutDestination implements ImageDestination {
 
   async putBlob (descriptor: Descriptor, read: (offset: number) => Promise<AsyncIterable<Uint8Array>>, progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
     await this.ensureDir()
-    await this.writeVerified(descriptor, await read(0), progress, signal)
+    await this.writeVerified(await read(0), async () => descriptor, progress, signal)
+  }
+
+  async putTransformed (body: AsyncIterable<Uint8Array>, described: () => Promise<Descriptor>, signal?: AbortSignal): Promise<void> {
+    await this.ensureDir()
+    await this.writeVerified(body, described, () => {}, signal)
   }
 
   async putManifest (manifest: ManifestBytes, top: boolean): Promise<void> {
     await this.ensureDir()
-    await this.writeVerified({ digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType }, [manifest.bytes], () => {})
-    if (top) this.top = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length }
+    const descriptor = { digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType }
+    await this.writeVerified([manifest.bytes], async () => descriptor, () => {})
+    if (top) this.top = descriptor
   }
 
   async commit (): Promise<void> {
@@ -168,13 +174,11 @@ export class LayoutDestination implements ImageDestination {
     if (this.created) await rm(this.dir, { recursive: true, force: true })
   }
 
-  private async writeVerified (descriptor: Descriptor, body: AsyncIterable<Uint8Array> | Uint8Array[], progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
-    const path = blobPath(this.dir, descriptor.digest)
-    const { algorithm, hex } = parseDigest(descriptor.digest)
-    await mkdir(dirname(path), { recursive: true })
-    const temporary = join(dirname(path), `.${hex}.${randomBytes(6).toString('hex')}`)
+  /** Writes a blob under a temporary name, hashing it, and renames it into place once it matches its descriptor (known by then). */
+  private async writeVerified (body: AsyncIterable<Uint8Array> | Uint8Array[], described: () => Promise<Descriptor>, progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
+    const temporary = join(this.dir, 'blobs', `.blob.${randomBytes(8).toString('hex')}`)
     this.temporary.add(temporary)
-    const hash = createHash(algorithm)
+    const hash = createHash('sha256')
     let size = 0
     const counting = new Transform({
       transform (chunk: Buffer, _encoding, done) {
@@ -186,8 +190,12 @@ export class LayoutDestination implements ImageDestination {
     })
     try {
       await pipeline(body, counting, createWriteStream(temporary), { signal })
+      const descriptor = await described()
+      const { algorithm, hex } = parseDigest(descriptor.digest)
       if (size !== descriptor.size) throw new ImageFileError(`${descriptor.digest}: got ${size} bytes, the manifest says ${descriptor.size}`)
-      if (hash.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)
+      if (algorithm !== 'sha256' || hash.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)
+      const path = blobPath(this.dir, descriptor.digest)
+      await mkdir(dirname(path), { recursive: true })
       await rename(temporary, path)
     } finally {
       await rm(temporary, { force: true })

@@ -48,8 +48,9 @@ export class RegistrySource implements ImageSource {
     return (await this.client.blob(this.ref.repository, descriptor.digest, signal, offset)).body
   }
 
+  /** The copy is over, whether it finished or failed: a failed one may leave a response unread. */
   async close (): Promise<void> {
-    await this.client.close()
+    await this.client.close(true)
   }
 }
 
@@ -125,6 +126,13 @@ export class RegistryDestination implements ImageDestination {
     await this.journal?.set(key, undefined)
   }
 
+  /** One upload, streamed without a length; its digest is named when the bytes have passed (no resume: a rewrite is not the same twice). */
+  async putTransformed (body: AsyncIterable<Uint8Array>, described: () => Promise<Descriptor>, signal?: AbortSignal): Promise<void> {
+    const { repository } = this.ref
+    const { location } = await this.client.appendUpload(repository, await this.client.startUpload(repository, signal), body, 0, undefined, signal)
+    await this.client.finishUpload(repository, location, (await described()).digest, signal)
+  }
+
   async putManifest (manifest: ManifestBytes, top: boolean, signal?: AbortSignal): Promise<void> {
     await this.client.putManifest(this.ref.repository, top ? this.ref.reference : manifest.digest, manifest.bytes, manifest.mediaType, signal)
   }
@@ -135,7 +143,7 @@ export class RegistryDestination implements ImageDestination {
 
   async discard (): Promise<void> {
     // Unfinished uploads stay for the next run (the journal has them); the registry expires them.
-    await this.client.close()
+    await this.client.close(true)
   }
 }
 
