@@ -4,6 +4,7 @@ import { Agent, fetch, type Dispatcher } from 'undici'
 // fetch (and record) the image's manifests from its peers just because a page was open.
 import type { FastifyInstance } from 'fastify'
 import type { ImageAnswer } from '../api/schemas.ts'
+import { describeRecipients, isEncrypted, recipientsOf } from '../crypt/ocicrypt.ts'
 import type { ApiNode } from './api.ts'
 
 export interface Referrer {
@@ -20,6 +21,8 @@ export interface ImageDetails {
   artifactType?: string
   /** Manifests whose subject is this image (undefined: could not be read). */
   referrers?: Referrer[]
+  /** Who can decrypt its encrypted layers (ocicrypt recipients: scheme, algorithm, key id); undefined: none is encrypted. */
+  encryptedFor?: string[]
 }
 
 /** Reads one registry path (`/v2/…`) from one node. */
@@ -43,7 +46,7 @@ const REFERRERS_TTL_MS = 10_000
 const FAILED_RETRY_MS = 10_000
 const CACHE_LIMIT = 1_000
 
-interface Descriptor { mediaType?: string, digest?: string, size?: number, artifactType?: string, platform?: { os?: string, architecture?: string, variant?: string } }
+interface Descriptor { mediaType?: string, digest?: string, size?: number, artifactType?: string, annotations?: Record<string, string>, platform?: { os?: string, architecture?: string, variant?: string } }
 interface ManifestDocument { mediaType?: string, artifactType?: string, config?: Descriptor, layers?: Descriptor[], manifests?: Descriptor[] }
 
 interface Cached<T> {
@@ -184,14 +187,23 @@ async function readContent (read: RegistryRead, imageCid: string, digest: string
   if (Array.isArray(top.manifests) && (top.mediaType === undefined || INDEX_TYPES.has(top.mediaType))) {
     const platforms = top.manifests.map(child => child.platform).filter(isRealPlatform).map(formatPlatform)
     let sizeBytes = bytes
+    const recipients = new Set<string>()
     for (const child of top.manifests.slice(0, MAX_CHILDREN)) {
       if (typeof child.digest !== 'string') continue
       const { document, bytes: childBytes } = await readJson<ManifestDocument>(read, `${repository}/manifests/${child.digest}`, MANIFEST_ACCEPT)
       sizeBytes += childBytes + blobBytes(document)
+      for (const recipient of encryptedFor(document) ?? []) recipients.add(recipient)
     }
-    return { sizeBytes, platforms: [...new Set(platforms)] }
+    return { sizeBytes, platforms: [...new Set(platforms)], ...(recipients.size === 0 ? {} : { encryptedFor: [...recipients] }) }
   }
   const sizeBytes = bytes + blobBytes(top)
+  const encrypted = encryptedFor(top)
+  if (encrypted !== undefined) return { ...await readPlain(read, repository, top, sizeBytes), encryptedFor: encrypted }
+  return await readPlain(read, repository, top, sizeBytes)
+}
+
+/** An image manifest's size, platform or artifact type. */
+async function readPlain (read: RegistryRead, repository: string, top: ManifestDocument, sizeBytes: number): Promise<Omit<ImageDetails, 'referrers'>> {
   const config = top.config
   if (config?.mediaType === undefined || !IMAGE_CONFIG_TYPES.has(config.mediaType) || typeof config.digest !== 'string') {
     return { sizeBytes, platforms: [], artifactType: top.artifactType ?? config?.mediaType }
@@ -205,6 +217,21 @@ async function readReferrers (read: RegistryRead, repository: string, digest: st
   const { document } = await readJson<ManifestDocument>(read, `/v2/${repository}/referrers/${digest}`, 'application/vnd.oci.image.index.v1+json')
   return (document.manifests ?? []).filter(m => typeof m.digest === 'string')
     .map(m => ({ digest: m.digest as string, ...(m.artifactType === undefined ? {} : { artifactType: m.artifactType }) }))
+}
+
+/** The recipients of a manifest's encrypted layers, each once (undefined: no layer is encrypted). */
+function encryptedFor (manifest: ManifestDocument): string[] | undefined {
+  const encrypted = (manifest.layers ?? []).filter(layer => typeof layer.mediaType === 'string' && isEncrypted({ mediaType: layer.mediaType }))
+  if (encrypted.length === 0) return undefined
+  const recipients = new Set<string>()
+  for (const layer of encrypted) {
+    try {
+      for (const recipient of recipientsOf({ mediaType: layer.mediaType ?? '', digest: layer.digest ?? '', size: layer.size ?? 0, ...(layer.annotations === undefined ? {} : { annotations: layer.annotations }) })) recipients.add(describeRecipients([recipient]))
+    } catch {
+      recipients.add('unreadable recipients')
+    }
+  }
+  return [...recipients]
 }
 
 function blobBytes (manifest: ManifestDocument): number {

@@ -3,11 +3,13 @@
 // a fleet member without the key holds and serves the image but cannot read it.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { createPublicKey } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
+import { keyIdOf } from '../../src/crypt/keys.ts'
 import { shoalWith } from '../support/cli.ts'
 import { eventually, startFleet, type TestNode } from '../support/in-process-node.ts'
 import { createImageLayout, type ImageLayoutResult } from '../support/oci-image.ts'
@@ -89,6 +91,17 @@ describe('encrypted images', () => {
     const plain = await manifestOf(join(dir, 'from-b-plain'))
     assert.deepEqual(plain.layers.map(layer => layer.digest), image.layerDigests)
     assert.ok(plain.layers.every(layer => layer.annotations === undefined || Object.keys(layer.annotations).every(name => !name.startsWith('org.opencontainers.image.enc.'))))
+  })
+
+  it('marks the encrypted image in the UI with its recipients\' key ids', async () => {
+    const ids = await Promise.all(['rsa.pub.pem', 'ec.pub.pem'].map(async name => keyIdOf(createPublicKey(await readFile(key(name))))))
+    await eventually(async () => {
+      const page = await (await fetch(`${b.url}/`)).text()
+      if (!page.includes('data-encrypted')) return undefined
+      assert.match(page, /secret\/app:1<\/span> <span class="chip" data-encrypted/)
+      for (const id of ids) assert.ok(page.includes(id), `key ${id} listed`)
+      return true
+    }, 15_000, 'the encrypted chip and the key ids')
   })
 
   it('refuses a key that is not a recipient in one line, and writes nothing', async () => {

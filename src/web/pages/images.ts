@@ -41,7 +41,7 @@ function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly A
   const pull = `docker pull ${host}/ipfs/${image.imageCid}`
   const pusher = nodes.find(node => node.id === image.node)
   return html`<li class="card" id="${key}" aria-labelledby="${key}-title">
-  <h2 class="card-title" id="${key}-title"><span data-announce-key="${key}" data-announce="Image ${reference} listed">${reference}</span>${mirror === undefined ? '' : html` <span class="chip" data-mirrored-from="${mirror.url}" title="Fetched from ${mirror.url} when the fleet lacked it">mirrored from ${mirror.registry}</span>`}</h2>
+  <h2 class="card-title" id="${key}-title"><span data-announce-key="${key}" data-announce="Image ${reference} listed">${reference}</span>${mirror === undefined ? '' : html` <span class="chip" data-mirrored-from="${mirror.url}" title="Fetched from ${mirror.url} when the fleet lacked it">mirrored from ${mirror.registry}</span>`}${details.encryptedFor === undefined ? '' : html` <span class="chip" data-encrypted title="Its layers are encrypted: nodes hold and serve them, only the recipients' keys read them">encrypted</span>`}</h2>
   <dl class="facts">
     <div class="wide"><dt>Image CID</dt><dd><code class="cid">${image.imageCid}</code></dd></div>
     <div class="wide"><dt><label for="${key}-pull">Pull by CID<span class="visually-hidden"> of ${reference}</span></label></dt><dd class="copy-line">
@@ -51,6 +51,7 @@ function imageCard (image: ImageAnswer, details: ImageDetails, nodes: readonly A
     <div><dt>Size</dt><dd>${details.sizeBytes === undefined ? html`<span class="muted">unknown</span>` : formatBytes(details.sizeBytes)}</dd></div>
     <div><dt>Platforms</dt><dd>${platformsOf(details)}</dd></div>
     <div><dt>Referrers</dt><dd>${referrersOf(details)}</dd></div>
+    ${details.encryptedFor === undefined ? '' : html`<div class="wide"><dt>Encrypted for</dt><dd><ul class="plain" aria-label="Recipients of ${reference}">${details.encryptedFor.map(recipient => html`<li><code>${recipient}</code></li>`)}</ul></dd></div>`}
     <div><dt>Held by</dt><dd>${heldBy(image, nodes)}</dd></div>
     <div><dt>Pushed</dt><dd>${image.pushedAt === undefined ? html`<span class="muted">here</span>` : html`${relativeTime(image.pushedAt, now)}${image.node === undefined ? '' : html` to ${pusher === undefined ? shortId(image.node) : pusher.name}`}${image.pushedBy === undefined ? '' : html` by ${image.pushedBy}`}`}</dd></div>
   </dl>
