@@ -17,7 +17,7 @@
 //
 // Everything streams: layers can be gigabytes.
 
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -28,6 +28,7 @@ import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../oci/media-types.ts'
 import { KEY_MANAGEMENT_ALGORITHMS, type DecryptionKey, type EncryptionKey } from './keys.ts'
+import { OffloadedDigests } from './offloaded-digests.ts'
 
 export {
   KeyFileError, keyIdOf, loadDecryptionKeys, loadEncryptionKeys, parseDecryptionKey, parseEncryptionKey,
@@ -128,22 +129,24 @@ export async function encryptLayer (
 
   async function * produce (): AsyncGenerator<Uint8Array> {
     let settled = false
+    let cleanup = (): void => {}
     try {
       const cipher = createCipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
-      // ocicrypt MACs the ciphertext, keyed with the layer key itself (blockcipher_aes_ctr.go).
-      const mac = createHmac('sha256', secrets.symkey)
-      const cipherHash = createHash('sha256')
+      // ocicrypt MACs the ciphertext, keyed with the layer key itself (blockcipher_aes_ctr.go);
+      // the MAC and the ciphertext's digest are computed on another thread.
+      const offloaded = new OffloadedDigests(secrets.symkey)
+      cleanup = () => { offloaded.close() }
       const plainHash = createHash(plainDigest.algorithm)
       let size = 0
       for await (const chunk of plain) {
         options.signal?.throwIfAborted()
         plainHash.update(chunk)
         const out = cipher.update(chunk)
-        mac.update(out)
-        cipherHash.update(out)
+        await offloaded.update(out)
         size += out.byteLength
         yield out
       }
+      const { hmac, sha256 } = await offloaded.digests()
       // CTR has no padding: final() is empty, and the sizes of plaintext and ciphertext are equal.
       const tail = cipher.final()
       if (tail.byteLength > 0) throw new EncryptionError('AES-CTR produced trailing bytes')
@@ -151,11 +154,11 @@ export async function encryptLayer (
       if (actual !== plainDigest.value || size !== descriptor.size) {
         throw new EncryptionError(`the layer's bytes (${actual}, ${size} bytes) do not match its descriptor (${descriptor.digest}, ${descriptor.size} bytes)`)
       }
-      const pubopts = { cipher: LAYER_CIPHER, hmac: mac.digest().toString('base64'), cipheroptions: {} }
+      const pubopts = { cipher: LAYER_CIPHER, hmac: hmac.toString('base64'), cipheroptions: {} }
       result.resolve({
         ...descriptor,
         mediaType: descriptor.mediaType + ENCRYPTED_SUFFIX,
-        digest: `sha256:${cipherHash.digest('hex')}`,
+        digest: `sha256:${sha256}`,
         size,
         annotations: {
           ...withoutEncryptionAnnotations(descriptor.annotations),
@@ -169,6 +172,7 @@ export async function encryptLayer (
       settled = true
       throw error
     } finally {
+      cleanup()
       if (!settled) result.reject(new EncryptionError('the ciphertext was not read to its end'))
     }
   }
@@ -253,17 +257,19 @@ export async function decryptLayer (
 
   async function * produce (): AsyncGenerator<Uint8Array> {
     let settled = false
+    let cleanup = (): void => {}
     try {
       const decipher = createDecipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
-      const mac = createHmac('sha256', secrets.symkey)
-      const cipherHash = createHash(cipherDigest.algorithm)
+      // The MAC and the ciphertext's digest on another thread (sha256 only: the worker's hash).
+      if (cipherDigest.algorithm !== 'sha256') throw new LayerIntegrityError(`layer ${descriptor.digest}: only sha256 ciphertext digests are checked`)
+      const offloaded = new OffloadedDigests(secrets.symkey)
+      cleanup = () => { offloaded.close() }
       const plainHash = createHash('sha256')
       let size = 0
       let held: Buffer | undefined
       for await (const chunk of ciphertext) {
         options.signal?.throwIfAborted()
-        mac.update(chunk)
-        cipherHash.update(chunk)
+        await offloaded.update(chunk)
         size += chunk.byteLength
         const out = decipher.update(chunk)
         plainHash.update(out)
@@ -273,8 +279,9 @@ export async function decryptLayer (
       decipher.final()
       const where = `layer ${descriptor.digest}`
       if (size !== descriptor.size) throw new LayerIntegrityError(`${where}: ${size} bytes of ciphertext where the descriptor says ${descriptor.size}`)
-      if (!timingSafeEqual(mac.digest(), pubopts.hmac)) throw new LayerIntegrityError(`${where}: HMAC mismatch, the ciphertext was altered`)
-      const actual = `${cipherDigest.algorithm}:${cipherHash.digest('hex')}`
+      const { hmac, sha256 } = await offloaded.digests()
+      if (hmac.length !== pubopts.hmac.length || !timingSafeEqual(hmac, pubopts.hmac)) throw new LayerIntegrityError(`${where}: HMAC mismatch, the ciphertext was altered`)
+      const actual = `${cipherDigest.algorithm}:${sha256}`
       if (actual !== cipherDigest.value) throw new LayerIntegrityError(`${where}: the ciphertext's digest is ${actual}`)
       const plain: Descriptor = {
         ...descriptor,
@@ -293,6 +300,7 @@ export async function decryptLayer (
       settled = true
       throw error
     } finally {
+      cleanup()
       if (!settled) result.reject(new DecryptionError('the plaintext was not read to its end'))
     }
   }
