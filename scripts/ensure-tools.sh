@@ -2,8 +2,9 @@
 # Makes sure the external tools the tests drive are installed: skopeo (the client the integration
 # tests and benchmarks push and pull with), podman and containerd's ctr (pulls with TLS
 # verification and sign-in), umoci (unpacks the layouts the test image builders write), docker-registry (CNCF Distribution, the reference the selftest and benchmarks compare
-# with) and Debian's chromium (the browser the web UI tests drive through playwright-core, which
-# downloads no browser of its own). Fast when all are there already: no apt call then.
+# with), Debian's chromium (the browser the web UI tests drive through playwright-core, which
+# downloads no browser of its own), tmux (the terminal the CLI's progress bars are drawn in) and
+# openssl (keys for the encryption tests). Fast when all are there already: no apt call then.
 set -eu
 
 missing=""
@@ -13,6 +14,8 @@ command -v ctr >/dev/null 2>&1 || missing="$missing containerd"
 command -v umoci >/dev/null 2>&1 || missing="$missing umoci"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 
 if [ -z "$missing" ]; then
   exit 0
@@ -33,7 +36,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 # shellcheck disable=SC2086 # one word per package
 apt-get install -y -qq $missing >/dev/null
-for tool in skopeo podman ctr containerd umoci docker-registry; do
+for tool in skopeo podman ctr containerd umoci docker-registry tmux openssl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "ensure-tools: $tool still not on PATH after install" >&2; exit 1; }
 done
 [ -x /usr/bin/chromium ] || { echo "ensure-tools: /usr/bin/chromium still missing after install" >&2; exit 1; }

@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { IMAGE_CID_HEADER } from '../../src/registry/handlers/http.ts'
 import { shoal, shoalWith } from '../support/cli.ts'
 import { startCountingProxy } from '../support/counting-proxy.ts'
-import { startTestNode, type TestNode } from '../support/in-process-node.ts'
+import { eventually, startTestNode, type TestNode } from '../support/in-process-node.ts'
 import { metricSum } from '../support/metrics.ts'
 import { REPO_ROOT } from '../support/node-process.ts'
 import { createImageLayout, createMultiArchLayout, type ImageLayoutResult } from '../support/oci-image.ts'
@@ -192,6 +192,30 @@ describe('an interrupted transfer', () => {
       assert.equal(layout.code, 130, layout.stderr)
       await assert.rejects(stat(join(dir, 'layout')), 'the layout directory it made is gone')
     } finally {
+      await slow.stop()
+    }
+  })
+
+  it('draws a bar per blob and one in total on a terminal (tmux)', async () => {
+    const slow = await startCountingProxy(node.url, { bytesPerSecond: 8 * MiB })
+    const socket = `shoal-test-${process.pid}`
+    try {
+      const host = new URL(slow.url).host
+      const command = `${join(REPO_ROOT, 'bin', 'shoal')} pull ${host}/team/big:1 oci:${join(dir, 'tty')}; sleep 30`
+      await run('tmux', ['-L', socket, 'new-session', '-d', '-x', '160', '-y', '20', '-e', `XDG_STATE_HOME=${join(dir, 'state')}`, command])
+      // Mid-transfer: the bars, with bytes, rate and time left.
+      const screen = await eventually(async () => {
+        const { stdout } = await run('tmux', ['-L', socket, 'capture-pane', '-p'])
+        return /total .*\|.*\| +\d+% .*MiB\/24 MiB .*\/s ETA +\d+s/.test(stdout) ? stdout : undefined
+      }, 10_000, 'the progress bars')
+      assert.match(screen, /^[0-9a-f]{12} .*\| +\d+% /m, 'a bar for the layer, named by its digest')
+      const done = await eventually(async () => {
+        const { stdout } = await run('tmux', ['-L', socket, 'capture-pane', '-p'])
+        return stdout.includes('blobs (24 MiB) copied') ? stdout : undefined
+      }, 20_000, 'the summary')
+      assert.match(done, /total .*100%/)
+    } finally {
+      await run('tmux', ['-L', socket, 'kill-server']).catch(() => {})
       await slow.stop()
     }
   })
