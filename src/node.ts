@@ -359,7 +359,7 @@ export class ShoalNode {
       },
       manifests: {
         tagged: async (repository, tag) => await manifests.tagged(repository, tag),
-        has: async (repository, digest) => await metadata.hasManifestLink(repository, digest),
+        has: async (repository, digest) => await metadata.hasManifestLink(repository, digest) || await manifests.fleetTagOf(repository, digest) !== undefined,
         put: async (repository, reference, body, mediaType) => await manifests.put(repository, reference, body, mediaType)
       }
     })

@@ -29,7 +29,7 @@ export interface MirrorBlobs {
 export interface MirrorManifests {
   /** The digest a tag names (in a mesh, the fleet's catalogue), if any. */
   tagged(repository: string, tag: string): Promise<string | undefined>
-  /** Whether the manifest is recorded in `repository` on this node. */
+  /** Whether the manifest is recorded in `repository` on this node, or (in a mesh) a tag of the fleet names it. */
   has(repository: string, digest: string): Promise<boolean>
   /** Records a manifest as a push does (under `reference`: a tag or its digest). */
   put(repository: string, reference: string, body: Buffer, mediaType: string): Promise<unknown>

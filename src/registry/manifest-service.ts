@@ -188,8 +188,18 @@ export class ManifestService {
       if (digest === undefined) throw new ManifestUnknownError(`no tag ${ref.tag} in ${repository}`)
       return digest
     }
-    if (!(await this.metadata.hasManifestLink(repository, ref.digest))) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
+    if (!(await this.metadata.hasManifestLink(repository, ref.digest))) {
+      // In a mesh, a manifest a tag of the fleet names is adopted from the nodes that hold it.
+      const shared = await this.fleetTagOf(repository, ref.digest)
+      if (shared === undefined) throw new ManifestUnknownError(`manifest ${ref.digest} is not in ${repository}`)
+      await this.adopt(repository, ref.digest, shared.imageCid, signal)
+    }
     return ref.digest
+  }
+
+  /** A tag of the fleet's catalogue that names `digest` in `repository`, if any (a scan: digest reads of manifests a node lacks are rare). */
+  async fleetTagOf (repository: string, digest: string): Promise<{ imageCid: string } | undefined> {
+    return (await this.shared?.all())?.find(tag => tag.repository === repository && tag.digest === digest)
   }
 
   /**

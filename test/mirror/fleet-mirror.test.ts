@@ -59,6 +59,14 @@ describe('three meshed nodes mirroring one upstream', () => {
     assert.ok(fromUpstream.reduce((sum, bytes) => sum + bytes, 0) >= IMAGE_BYTES)
   })
 
+  it('serves a pull by digest of an image the fleet mirrored from the fleet, not the upstream', async () => {
+    const digest = (await fetch(`${a.url}/v2/docker.io/library/app/manifests/1.0`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).headers.get('docker-content-digest') ?? ''
+    const before = proxy.bytesSent()
+    await eventually(async () => await c.node.fleet?.catalogue.getTag('docker.io/library/app', '1.0'), 10_000, 'the mirrored tag on C')
+    await copyFromRegistry(`${c.host}/docker.io/library/app@${digest}`, join(dir, 'by-digest-c'))
+    assert.equal(proxy.bytesSent() - before, 0, 'the upstream sent nothing')
+  })
+
   it('pre-warms the fleet when a strategy names a mirrored image no node has pulled', async () => {
     const created = await fetch(`${b.url}/api/v1/strategies`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'docker.io/library/warm:2.0', kind: 'all' }) })
     const text = await created.text()
