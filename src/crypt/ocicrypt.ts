@@ -123,64 +123,45 @@ export async function encryptLayer (
   const secrets = await wrapLayerKey(plainDigest.value, recipients)
   options.signal?.throwIfAborted()
 
-  const result = Promise.withResolvers<Descriptor>()
-  // Nobody has to ask for the descriptor after a failure: the ciphertext already threw it.
-  result.promise.catch(() => {})
-
-  async function * produce (): AsyncGenerator<Uint8Array> {
-    let settled = false
-    let cleanup = (): void => {}
-    try {
-      const cipher = createCipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
-      // ocicrypt MACs the ciphertext, keyed with the layer key itself (blockcipher_aes_ctr.go);
-      // the MAC and the ciphertext's digest are computed on another thread.
-      const offloaded = new OffloadedDigests(secrets.symkey)
-      cleanup = () => { offloaded.close() }
-      const plainHash = createHash(plainDigest.algorithm)
-      let size = 0
-      for await (const chunk of plain) {
-        options.signal?.throwIfAborted()
-        plainHash.update(chunk)
-        const out = cipher.update(chunk)
-        await offloaded.update(out)
-        size += out.byteLength
-        yield out
-      }
-      const { hmac, sha256 } = await offloaded.digests()
-      // CTR has no padding: final() is empty, and the sizes of plaintext and ciphertext are equal.
-      const tail = cipher.final()
-      if (tail.byteLength > 0) throw new EncryptionError('AES-CTR produced trailing bytes')
-      const actual = `${plainDigest.algorithm}:${plainHash.digest('hex')}`
-      if (actual !== plainDigest.value || size !== descriptor.size) {
-        throw new EncryptionError(`the layer's bytes (${actual}, ${size} bytes) do not match its descriptor (${descriptor.digest}, ${descriptor.size} bytes)`)
-      }
-      const pubopts = { cipher: LAYER_CIPHER, hmac: hmac.toString('base64'), cipheroptions: {} }
-      result.resolve({
-        ...descriptor,
-        mediaType: descriptor.mediaType + ENCRYPTED_SUFFIX,
-        digest: `sha256:${sha256}`,
-        size,
-        annotations: {
-          ...withoutEncryptionAnnotations(descriptor.annotations),
-          [JWE_KEYS_ANNOTATION]: secrets.keysAnnotation,
-          [PUBOPTS_ANNOTATION]: Buffer.from(JSON.stringify(pubopts)).toString('base64')
-        }
-      })
-      settled = true
-    } catch (error) {
-      result.reject(error)
-      settled = true
-      throw error
-    } finally {
-      cleanup()
-      if (!settled) result.reject(new EncryptionError('the ciphertext was not read to its end'))
+  const { stream, outcome } = streamWithOutcome<Descriptor>(async function * (resolve, onEnd) {
+    const cipher = createCipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
+    // ocicrypt MACs the ciphertext, keyed with the layer key itself (blockcipher_aes_ctr.go);
+    // the MAC and the ciphertext's digest are computed on another thread.
+    const offloaded = new OffloadedDigests(secrets.symkey)
+    onEnd(() => { offloaded.close() })
+    const plainHash = createHash(plainDigest.algorithm)
+    let size = 0
+    for await (const chunk of plain) {
+      options.signal?.throwIfAborted()
+      plainHash.update(chunk)
+      const out = cipher.update(chunk)
+      await offloaded.update(out)
+      size += out.byteLength
+      yield out
     }
-  }
+    const { hmac, sha256 } = await offloaded.digests()
+    // CTR has no padding: final() is empty, and the sizes of plaintext and ciphertext are equal.
+    const tail = cipher.final()
+    if (tail.byteLength > 0) throw new EncryptionError('AES-CTR produced trailing bytes')
+    const actual = `${plainDigest.algorithm}:${plainHash.digest('hex')}`
+    if (actual !== plainDigest.value || size !== descriptor.size) {
+      throw new EncryptionError(`the layer's bytes (${actual}, ${size} bytes) do not match its descriptor (${descriptor.digest}, ${descriptor.size} bytes)`)
+    }
+    const pubopts = { cipher: LAYER_CIPHER, hmac: hmac.toString('base64'), cipheroptions: {} }
+    resolve({
+      ...descriptor,
+      mediaType: descriptor.mediaType + ENCRYPTED_SUFFIX,
+      digest: `sha256:${sha256}`,
+      size,
+      annotations: {
+        ...withoutEncryptionAnnotations(descriptor.annotations),
+        [JWE_KEYS_ANNOTATION]: secrets.keysAnnotation,
+        [PUBOPTS_ANNOTATION]: Buffer.from(JSON.stringify(pubopts)).toString('base64')
+      }
+    })
+  }, () => new EncryptionError('the ciphertext was not read to its end'), () => new EncryptionError('the ciphertext can be read only once'))
 
-  return {
-    ciphertext: once(produce, () => new EncryptionError('the ciphertext can be read only once')),
-    descriptor: async () => await result.promise
-  }
+  return { ciphertext: stream, descriptor: outcome }
 }
 
 /** A fresh layer key and IV, and the JWE that gives them (with the plain digest) to the recipients. */
@@ -252,64 +233,49 @@ export async function decryptLayer (
   const { key, plaintext: wrapped } = await unwrapLayerKey(jwes, descriptor, keys, options.signal)
   const secrets = privateOptions(wrapped, descriptor)
 
-  const result = Promise.withResolvers<Descriptor>()
-  result.promise.catch(() => {})
-
-  async function * produce (): AsyncGenerator<Uint8Array> {
-    let settled = false
-    let cleanup = (): void => {}
-    try {
-      const decipher = createDecipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
-      // The MAC and the ciphertext's digest on another thread (sha256 only: the worker's hash).
-      if (cipherDigest.algorithm !== 'sha256') throw new LayerIntegrityError(`layer ${descriptor.digest}: only sha256 ciphertext digests are checked`)
-      const offloaded = new OffloadedDigests(secrets.symkey)
-      cleanup = () => { offloaded.close() }
-      const plainHash = createHash('sha256')
-      let size = 0
-      let held: Buffer | undefined
-      for await (const chunk of ciphertext) {
-        options.signal?.throwIfAborted()
-        await offloaded.update(chunk)
-        size += chunk.byteLength
-        const out = decipher.update(chunk)
-        plainHash.update(out)
-        if (held !== undefined) yield held
-        held = out
-      }
-      decipher.final()
-      const where = `layer ${descriptor.digest}`
-      if (size !== descriptor.size) throw new LayerIntegrityError(`${where}: ${size} bytes of ciphertext where the descriptor says ${descriptor.size}`)
-      const { hmac, sha256 } = await offloaded.digests()
-      if (hmac.length !== pubopts.hmac.length || !timingSafeEqual(hmac, pubopts.hmac)) throw new LayerIntegrityError(`${where}: HMAC mismatch, the ciphertext was altered`)
-      const actual = `${cipherDigest.algorithm}:${sha256}`
-      if (actual !== cipherDigest.value) throw new LayerIntegrityError(`${where}: the ciphertext's digest is ${actual}`)
-      const plain: Descriptor = {
-        ...descriptor,
-        mediaType: descriptor.mediaType.slice(0, -ENCRYPTED_SUFFIX.length),
-        digest: `sha256:${plainHash.digest('hex')}`,
-        size
-      }
-      const annotations = withoutEncryptionAnnotations(descriptor.annotations)
-      if (annotations === undefined) delete plain.annotations
-      else plain.annotations = annotations
-      result.resolve(plain)
-      settled = true
+  const { stream, outcome } = streamWithOutcome<Descriptor>(async function * (resolve, onEnd) {
+    const decipher = createDecipheriv('aes-256-ctr', secrets.symkey, secrets.nonce)
+    // The MAC and the ciphertext's digest on another thread (sha256 only: the worker's hash).
+    if (cipherDigest.algorithm !== 'sha256') throw new LayerIntegrityError(`layer ${descriptor.digest}: only sha256 ciphertext digests are checked`)
+    const offloaded = new OffloadedDigests(secrets.symkey)
+    onEnd(() => { offloaded.close() })
+    const plainHash = createHash('sha256')
+    let size = 0
+    let held: Buffer | undefined
+    for await (const chunk of ciphertext) {
+      options.signal?.throwIfAborted()
+      await offloaded.update(chunk)
+      size += chunk.byteLength
+      const out = decipher.update(chunk)
+      plainHash.update(out)
       if (held !== undefined) yield held
-    } catch (error) {
-      result.reject(error)
-      settled = true
-      throw error
-    } finally {
-      cleanup()
-      if (!settled) result.reject(new DecryptionError('the plaintext was not read to its end'))
+      held = out
     }
-  }
+    decipher.final()
+    const where = `layer ${descriptor.digest}`
+    if (size !== descriptor.size) throw new LayerIntegrityError(`${where}: ${size} bytes of ciphertext where the descriptor says ${descriptor.size}`)
+    const { hmac, sha256 } = await offloaded.digests()
+    if (hmac.length !== pubopts.hmac.length || !timingSafeEqual(hmac, pubopts.hmac)) throw new LayerIntegrityError(`${where}: HMAC mismatch, the ciphertext was altered`)
+    const actual = `${cipherDigest.algorithm}:${sha256}`
+    if (actual !== cipherDigest.value) throw new LayerIntegrityError(`${where}: the ciphertext's digest is ${actual}`)
+    const plain: Descriptor = {
+      ...descriptor,
+      mediaType: descriptor.mediaType.slice(0, -ENCRYPTED_SUFFIX.length),
+      digest: `sha256:${plainHash.digest('hex')}`,
+      size
+    }
+    const annotations = withoutEncryptionAnnotations(descriptor.annotations)
+    if (annotations === undefined) delete plain.annotations
+    else plain.annotations = annotations
+    resolve(plain)
+    if (held !== undefined) yield held
+  }, () => new DecryptionError('the plaintext was not read to its end'), () => new DecryptionError('the plaintext can be read only once'))
 
   return {
     key,
     claimedDigest: secrets.digest,
-    plaintext: once(produce, () => new DecryptionError('the plaintext can be read only once')),
-    descriptor: async () => await result.promise
+    plaintext: stream,
+    descriptor: outcome
   }
 }
 
@@ -485,14 +451,44 @@ function isRecord (value: unknown): value is Record<string, unknown> {
 }
 
 /** An iterable that starts `generate` on its first iteration and refuses a second one. */
-function once (generate: () => AsyncGenerator<Uint8Array>, again: () => Error): AsyncIterable<Uint8Array> {
+/**
+ * A stream that can be read once, and the outcome its producer resolves as it ends (a layer's
+ * descriptor, known only when the last byte has passed). A failure rejects the outcome too; a
+ * reader that stops early gets `unfinished` there. `onEnd` registers what to release however the
+ * stream ends.
+ */
+function streamWithOutcome<T> (
+  produce: (resolve: (value: T) => void, onEnd: (release: () => void) => void) => AsyncGenerator<Uint8Array>,
+  unfinished: () => Error,
+  again: () => Error
+): { stream: AsyncIterable<Uint8Array>, outcome: () => Promise<T> } {
+  const result = Promise.withResolvers<T>()
+  // Nobody has to ask for the outcome after a failure: the stream already threw it.
+  result.promise.catch(() => {})
   let started = false
-  return {
-    [Symbol.asyncIterator] () {
-      if (started) throw again()
-      started = true
-      return generate()
+  async function * run (): AsyncGenerator<Uint8Array> {
+    let settled = false
+    const releases: Array<() => void> = []
+    try {
+      yield * produce(value => { settled = true; result.resolve(value) }, release => { releases.push(release) })
+    } catch (error) {
+      settled = true
+      result.reject(error)
+      throw error
+    } finally {
+      for (const release of releases) release()
+      if (!settled) result.reject(unfinished())
     }
+  }
+  return {
+    stream: {
+      [Symbol.asyncIterator] () {
+        if (started) throw again()
+        started = true
+        return run()
+      }
+    },
+    outcome: async () => await result.promise
   }
 }
 
