@@ -94,7 +94,10 @@ export function hostPlatform (): Platform {
 }
 
 export async function copyImage (source: ImageSource, destination: ImageDestination, options: CopyOptions = {}): Promise<CopyResult> {
-  const { signal } = options
+  // The first blob that fails stops the others, and the copy waits for them all before the
+  // destination discards what they wrote (one still writing would race the removal).
+  const failing = new AbortController()
+  const signal = options.signal === undefined ? failing.signal : AbortSignal.any([options.signal, failing.signal])
   const result = { blobs: 0, bytes: 0, skipped: 0 }
   try {
     let top = await source.top(signal)
@@ -126,7 +129,7 @@ export async function copyImage (source: ImageSource, destination: ImageDestinat
     /** Blobs (then manifests) the copy rewrote: their new descriptors, by their old digests. */
     const replaced = new Map<string, Descriptor>()
     const limit = pLimit(options.concurrency ?? 4)
-    await Promise.all([...blobs.values()].map(async blob => await limit(async () => {
+    const copies = await Promise.allSettled([...blobs.values()].map(async blob => await limit(async () => {
       signal?.throwIfAborted()
       options.progress?.blobStarted(blob)
       const counting = (bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> => counted(bytes, count => { options.progress?.blobProgress(blob, count) })
@@ -149,7 +152,11 @@ export async function copyImage (source: ImageSource, destination: ImageDestinat
       result.blobs++
       result.bytes += blob.size
       options.progress?.blobDone(blob, false)
+    }).catch((err: unknown) => {
+      if (!failing.signal.aborted) failing.abort(err)
+      throw err
     })))
+    if (copies.some(copy => copy.status === 'rejected')) throw options.signal?.aborted === true ? options.signal.reason : failing.signal.reason
     for (const manifest of below) await destination.putManifest(rewrite(manifest, replaced), false, signal)
     top = rewrite(top, replaced)
     await destination.putManifest(top, true, signal)
