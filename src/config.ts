@@ -165,6 +165,9 @@ export function parseMirrors (value: unknown): MirrorSetting[] {
   })
 }
 
+/** A DNS server as node:dns's setServers takes it: an IPv4 address with an optional port, or an IPv6 one (in brackets with a port). */
+const DNS_SERVER = /^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|[0-9a-f:]+|\[[0-9a-f:]+\]:\d{1,5})$/i
+
 /** Declares one setting; its value type comes from its kind. */
 const declare = <T>(setting: Setting<T>): Setting<T> => setting
 
@@ -309,6 +312,12 @@ export const SETTINGS = {
   swarmKeyFile: declare({
     kind: optionalText, default: undefined, arg: '<file>', flag: 'swarm-key',
     help: 'pre-shared key file (swarm.key format): only nodes with the same key connect'
+  }),
+  dnsServers: declare({
+    kind: list, default: [], arg: '<host:port>', flag: 'dns-server',
+    // node:dns takes `host`, `host:port` and `[v6]:port`; checked here so a typo fails at start.
+    help: 'a DNS server for DNSLink lookups: an IP address, with :port if not 53 ([v6]:port) (repeatable); default: the system\'s',
+    check: servers => servers.find(server => !DNS_SERVER.test(server)) === undefined ? undefined : 'must be IP addresses, each with an optional :port ([v6]:port)'
   }),
   mirrors: declare({
     kind: structured(parseMirrors), default: [], arg: '<json>',

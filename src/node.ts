@@ -12,7 +12,7 @@ import { FsBlockstore, type BlockCorruptError } from './content/fs-blockstore.ts
 import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from './content/gc.ts'
 import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
-import { Lifecycle, gateUntilReady } from './lifecycle.ts'
+import { Lifecycle, NotReadyError, gateUntilReady } from './lifecycle.ts'
 import { BlockFetcher } from './mesh/block-fetcher.ts'
 import { Fleet } from './mesh/fleet.ts'
 import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
@@ -22,7 +22,7 @@ import { Metrics } from './metrics.ts'
 import { Mirrors } from './mirror/mirrors.ts'
 import { BlobService } from './registry/blob-service.ts'
 import { IpfsImages } from './registry/ipfs-images.ts'
-import { ImageHoldings } from './registry/image-holdings.ts'
+import { ImageHoldings, type ResolvedImage } from './registry/image-holdings.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
 import { listLocalImages, resolveImage, type ImageResolver } from './replication/images.ts'
@@ -39,11 +39,13 @@ import { Sessions } from './access/sessions.ts'
 import { renderLoginPage } from './web/pages/login.ts'
 import { TokenIssuer, TokenVerifier, jwkThumbprint } from './access/tokens.ts'
 import { registerWebUi } from './web/routes.ts'
+import { Names } from './names/names.ts'
+import { registerNameGatewayRoutes } from './names/gateway-routes.ts'
 
 const UPLOAD_PURGE_INTERVAL_MS = 3_600_000
 
 /** Users, rights and tokens when the configuration turns authentication on (htpasswd, or an external token issuer). */
-function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>, mirrors: Mirrors | undefined): AccessControlOptions | undefined {
+function buildAccessControl (config: Config, data: string, fleet: Fleet | undefined, repositoriesOfImage: (imageCid: string) => Promise<string[]>, mirrors: Mirrors | undefined, names: Names): AccessControlOptions | undefined {
   if (config.htpasswd === undefined && config.tokenPublicKey === undefined) return undefined
   const settings = { issuer: config.tokenIssuer, service: config.tokenService, ttlSeconds: config.tokenTtlSeconds }
   // In a fleet, a token any member issued counts here too (sign in once, use any node).
@@ -63,6 +65,8 @@ function buildAccessControl (config: Config, data: string, fleet: Fleet | undefi
     isMember: peer => fleet?.isMember(peer) ?? false,
     sessions: users === undefined ? undefined : new Sessions(),
     repositoriesOfImage,
+    // A name is read with the rights on the image it names now; one that names nothing guards nothing.
+    imageOfName: async (repository, signal) => await names.imageCid(repository, signal).catch(() => undefined),
     ...(mirrors === undefined ? {} : { localName: (name: string, ns: string | undefined) => mirrors.localName(name, ns) })
   }
 }
@@ -160,6 +164,8 @@ export class ShoalNode {
   readonly mirrors: Mirrors | undefined
   /** Users, rights and tokens (issue 12); undefined: no authentication, a local registry as before. */
   readonly access: AccessControlOptions | undefined
+  /** IPNS names and DNSLink (issue 14): keys, publishing, resolving. */
+  readonly names: Names
   private purgeTimer: NodeJS.Timeout | undefined
   private dataDirLock: DataDirLock | undefined
 
@@ -208,12 +214,21 @@ export class ShoalNode {
     this.ipfsImages = new IpfsImages(this.blockstore, remote)
     this.holdings = new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote })
     this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
+    this.names = new Names({
+      dataDir: data,
+      // The mesh's identity file (mesh/mesh.ts): the node's own name is its peer id.
+      identityFile: join(data, 'mesh', 'identity.key'),
+      routing: fleet?.nameRouting(),
+      dnsServers: config.dnsServers,
+      imageCidOf: async (image, signal) => (await this.resolveImageReference(image, signal))?.imageCid,
+      logger: this.logger.child({ part: 'names' })
+    })
 
     this.http = createHttpServer(this.logger.child({ part: 'http' }), this.metrics, readTlsIdentity(config))
     // Before the routes, with or without authentication: DNS rebinding and cross-site changes.
     registerHostCheck(this.http, config.allowedHosts.length > 0 ? config.allowedHosts : defaultAllowedHosts(parseListen(config.listen).host, config.advertiseUrl))
     this.mirrors = this.buildMirrors(config, peerCa)
-    this.access = buildAccessControl(config, data, fleet, async imageCid => await this.repositoriesOfImage(imageCid), this.mirrors)
+    this.access = buildAccessControl(config, data, fleet, async imageCid => await this.repositoriesOfImage(imageCid), this.mirrors, this.names)
     // Before the routes: every /v2 request is checked before a handler sees it.
     if (this.access !== undefined) registerAccessControl(this.http, this.access)
     if (this.access?.users !== undefined && this.access.sessions !== undefined) {
@@ -225,6 +240,7 @@ export class ShoalNode {
       ipfsImages: this.ipfsImages,
       metrics: this.metrics,
       mirrors: this.mirrors,
+      names: this.names,
       bodyPace: { idleMs: config.bodyIdleSeconds * 1000, minBytesPerSecond: config.bodyMinBytesPerSecond, windowMs: config.bodyRateWindowSeconds * 1000 }
     })
     registerGatewayRoutes(this.http, {
@@ -234,7 +250,8 @@ export class ShoalNode {
       remote: config.gatewayFetch ? remote : undefined,
       relay: remote === undefined ? undefined : async (cid, root, peer, signal) => await remote.relay(cid, root, peer, signal)
     })
-    registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata, mirrors: config.mirrors })
+    registerNameGatewayRoutes(this.http, { names: this.names })
+    registerApiRoutes(this.http, { membership: this.lifecycle, local: this.metadata, tagChanges: fleet ?? this.metadata, mirrors: config.mirrors, names: this.names })
     registerHealthRoutes(this.http, this.lifecycle)
     gateUntilReady(this.http, this.lifecycle)
     const issuer = this.access?.issuer
@@ -280,6 +297,7 @@ export class ShoalNode {
     if (this.access === undefined && !isLoopback(host)) this.logger.warn({ listen: this.config.listen }, 'no authentication: anyone who reaches this address may push, pull and delete (set auth.htpasswd, see "Securing a fleet" in the README)')
     // The fleet's first heartbeat names this node's URL, so it starts once the node listens.
     if (this.fleet !== undefined) await this.joinFleet(this.fleet)
+    else await this.names.start()
     this.gc.start()
     this.scrubber.start()
     this.reconciler?.start()
@@ -288,6 +306,9 @@ export class ShoalNode {
   /** Starts the mesh and the catalogue, then serves what needs them (the API's mesh parts). */
   private async joinFleet (fleet: Fleet): Promise<void> {
     await fleet.start()
+    // Before the node says it has joined: the node's own name is the mesh's identity, and
+    // records travel over the mesh, so names start once it runs.
+    await this.names.start()
     const reconciler = this.reconciler
     if (reconciler !== undefined) this.stopWatchingCatalogue = fleet.onChange(() => { reconciler.poke() })
     this.lifecycle.meshJoined(await this.meshApi(fleet))
@@ -299,6 +320,17 @@ export class ShoalNode {
       ? await this.fleet.allTags()
       : this.fleet === undefined ? await listLocalImages(this.metadata) : []
     return [...new Set(tags.filter(tag => tag.imageCid === imageCid).map(tag => tag.repository))]
+  }
+
+  /** Where an image reference (`repo:tag`, `repo@digest`, image CID) points now: the fleet's tags in a mesh, this node's outside one. */
+  private async resolveImageReference (image: string, signal: AbortSignal): Promise<ResolvedImage | undefined> {
+    if (this.fleet !== undefined) {
+      if (this.lifecycle.mesh.state !== 'joined') throw new NotReadyError('the node is joining its mesh: try again in a moment')
+      return await resolveImage(image, this.fleet, this.metadata, signal)
+    }
+    // A single node's tags, in the catalogue's shape (what resolveImage reads of them).
+    const local = { allTags: async () => (await listLocalImages(this.metadata, signal)).map(listing => ({ ...listing, mediaType: '', node: '', pushedAt: '' })) }
+    return await resolveImage(image, local, this.metadata, signal)
   }
 
   /** A strategy's image under a mirrored registry is brought in from its upstream before it is looked up (pre-warming a fleet). */
@@ -505,6 +537,7 @@ export class ShoalNode {
     await this.scrubber.stop()
     clearInterval(this.purgeTimer)
     await this.http.close()
+    await this.names.stop()
     await this.mirrors?.stop()
     await this.fetcher?.close()
     await this.fleet?.stop()

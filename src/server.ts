@@ -21,6 +21,9 @@ import { EndpointUnknownError } from './oci/errors.ts'
 const FACES: Array<[prefix: string, render: ErrorRenderer]> = [
   [API_PREFIX, renderApiError],
   ['/ipfs', renderGatewayError],
+  // The names' gateway and routing faces (names/gateway-routes.ts) speak as the /ipfs one does.
+  ['/ipns', renderGatewayError],
+  ['/routing', renderGatewayError],
   ['/v2', renderOciError]
 ]
 

@@ -8,6 +8,7 @@ import { CID } from 'multiformats/cid'
 import { DeniedError, EndpointUnknownError, UnauthorizedError, UnsupportedError } from '../oci/errors.ts'
 import { setRequestAccess } from '../registry/request-access.ts'
 import { IPFS_REPOSITORY_PREFIX } from '../registry/ipfs-images.ts'
+import { isNameRepository } from '../names/names.ts'
 import { API_PREFIX } from '../api/scope.ts'
 import { ASSETS_PREFIX } from '../web/layout.ts'
 import { LOGIN_PATH, LOGOUT_PATH, sessionIdOf } from './login-routes.ts'
@@ -49,7 +50,12 @@ export interface AccessControlOptions {
   repositoriesOfImage: (imageCid: string) => Promise<string[]>
   /** The repository a /v2 path's name stands for, given containerd's `ns` (the router's own mapping: pull-through mirrors); none: the name. */
   localName?: (name: string, ns: string | undefined) => string
+  /** The image CID a name's repository (`ipns/<name>`, `dnslink/<domain>`) points at now; undefined when it points at none. */
+  imageOfName?: (repository: string, signal: AbortSignal) => Promise<string | undefined>
 }
+
+/** How long the guard waits for a name to resolve (resolution bounds itself well within this). */
+const NAME_RESOLUTION_MS = 15_000
 
 /**
  * What `user` may do to `repository`: the policy's answer, and for an image by CID
@@ -58,6 +64,7 @@ export interface AccessControlOptions {
  * by CID what one may pull by tag.
  */
 async function rightsOn (user: string | undefined, repository: string, options: AccessControlOptions): Promise<Set<Action>> {
+  if (isNameRepository(repository)) return await rightsOnName(user, repository, options)
   const actions = options.policy.actionsOn(user, repository)
   if (actions.has('pull') || !repository.startsWith(IPFS_REPOSITORY_PREFIX)) return actions
   const cid = repository.slice(IPFS_REPOSITORY_PREFIX.length)
@@ -70,6 +77,18 @@ async function rightsOn (user: string | undefined, repository: string, options: 
   const tagged = await options.repositoriesOfImage(cid)
   if (tagged.some(name => options.policy.actionsOn(user, name).has('pull'))) actions.add('pull')
   return actions
+}
+
+/**
+ * What `user` may do to a name's repository (`ipns/<name>`, `dnslink/<domain>`): pull it when
+ * the user may pull the image it names now by CID (the same rule as `ipfs/<cid>`), nothing else
+ * (names are read-only). A name that names nothing guards nothing: a signed-in user (anyone with
+ * anonymousPull) is let through to hear why it does not resolve; anyone else is asked to sign in.
+ */
+async function rightsOnName (user: string | undefined, repository: string, options: AccessControlOptions): Promise<Set<Action>> {
+  const cid = await options.imageOfName?.(repository, AbortSignal.timeout(NAME_RESOLUTION_MS)).catch(() => undefined)
+  if (cid === undefined) return new Set(user !== undefined || options.policy.actionsOn(undefined, '').has('pull') ? ['pull'] : [])
+  return new Set((await rightsOn(user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull') ? ['pull'] : [])
 }
 
 export const INTERNAL_HEADER = 'x-shoal-internal'
@@ -94,6 +113,7 @@ export function registerAccessControl (app: FastifyInstance, options: AccessCont
     if (isInternalRead(req, internalKey)) return
     if (isUnder(req.url, '/v2')) await guardRegistry(req, options)
     else if (isUnder(req.url, '/ipfs')) await guardBlocks(req, options)
+    else if (isUnder(req.url, '/ipns') || isUnder(req.url, NAME_ROUTING_PREFIX)) await guardNames(req, options)
     else if (!PUBLIC.some(prefix => isUnder(req.url, prefix))) {
       // A browser asking for a page is sent to the sign-in page rather than challenged.
       if (!(await guardManagement(req, options))) return await reply.code(303).header('location', `${LOGIN_PATH}?next=${encodeURIComponent(req.url)}`).header('cache-control', 'no-store').send()
@@ -196,6 +216,31 @@ async function guardBlocks (req: FastifyRequest, options: AccessControlOptions):
   const cid = /^\/ipfs\/([^/?]+)/.exec(req.url)?.[1]
   if (cid !== undefined && (await rightsOn(caller.user, IPFS_REPOSITORY_PREFIX + cid, options)).has('pull')) return
   if (!options.policy.isAdmin(caller.user)) throw new DeniedError(`${caller.user} may not read blocks by CID: fleet members and admins may (pull images through /v2)`)
+}
+
+const NAME_ROUTING_PREFIX = '/routing/v1/ipns'
+
+/**
+ * Names (`/ipns/<name>`, `/routing/v1/ipns/<name>`): to anyone when anonymous pulls are allowed;
+ * else to admins, and to a signed-in user who may pull the image the name points at now (as
+ * through /v2). What a name leads to under /ipfs is guarded there again.
+ */
+async function guardNames (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+  if (options.policy.actionsOn(undefined, '').has('pull')) return
+  const challenge = { 'www-authenticate': 'Basic realm="shoal", charset="UTF-8"' }
+  const caller = await identifyBeyondRegistry(req, options, challenge)
+  if (caller.user === undefined) throw new UnauthorizedError('sign in to resolve names', undefined, { headers: challenge })
+  if (options.policy.isAdmin(caller.user)) return
+  const path = req.url.split('?', 1)[0] ?? ''
+  const encoded = (isUnder(path, NAME_ROUTING_PREFIX) ? path.slice(NAME_ROUTING_PREFIX.length) : path.slice('/ipns'.length)).split('/')[1] ?? ''
+  let name: string
+  try {
+    name = decodeURIComponent(encoded)
+  } catch {
+    return // the route refuses it
+  }
+  if ((await rightsOnName(caller.user, `ipns/${name}`, options)).has('pull')) return
+  throw new DeniedError(`${caller.user} may not pull what ${name} names`)
 }
 
 /** Whether a gateway request asks for a raw block, as mesh/gateway-routes.ts reads it: `?format=raw`, or no format and Accept raw. */

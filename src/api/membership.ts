@@ -4,6 +4,7 @@ import type { Signed, Statement } from '../access/certificates.ts'
 import type { CatalogueDatabase, TagRecord, TrustStatus } from '../catalogue/catalogue.ts'
 import type { MeshPhase } from '../lifecycle.ts'
 import type { TagChanges } from './event-routes.ts'
+import type { NamesApi } from './name-routes.ts'
 import type { PeerStatus } from '../mesh/mesh.ts'
 import type { LocalManifests, LocalTags } from '../replication/images.ts'
 import type { ListedNode, StrategyService } from '../replication/strategy-service.ts'
@@ -46,6 +47,8 @@ export interface ApiRoutesOptions {
   tagChanges: TagChanges
   /** The upstream registries this node mirrors (their credentials left out). */
   mirrors: ReadonlyArray<{ registry: string, url: string }>
+  /** IPNS keys, publishing and resolving (names/names.ts). */
+  names: NamesApi
 }
 
 /** The joined mesh's services, or the refusal that says why there are none. */

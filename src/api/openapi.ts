@@ -25,7 +25,8 @@ export function registerOpenApi (app: FastifyInstance): void {
       tags: [
         { name: 'mesh', description: 'The libp2p mesh and the fleet\'s nodes' },
         { name: 'strategies', description: 'Replication strategies: where images must live, and how far the nodes got' },
-        { name: 'images', description: 'The fleet\'s tagged images and the nodes that hold them' }
+        { name: 'images', description: 'The fleet\'s tagged images and the nodes that hold them' },
+        { name: 'names', description: 'IPNS names and DNSLink: keys, publishing an image under a name, resolving (also /ipns/<name> and /routing/v1/ipns/<name>)' }
       ]
     },
     // Only the management API is described; /v2, /ipfs, /metrics and the UI's own routes are not.

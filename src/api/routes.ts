@@ -6,6 +6,7 @@ import { idParams, mirrorsSchema, nodesSchema, peersSchema, statementSchema, tru
 import { joinedMesh, type ApiRoutesOptions } from './membership.ts'
 import { API_PREFIX, configureApiScope } from './scope.ts'
 import { registerStrategyRoutes } from './strategy-routes.ts'
+import { registerNameRoutes } from './name-routes.ts'
 
 export type { ApiRoutesOptions, FleetView, LocalImages, MeshApi } from './membership.ts'
 
@@ -23,6 +24,7 @@ export function registerApiRoutes (app: FastifyInstance, options: ApiRoutesOptio
       schema: { tags: ['registry'], summary: 'The upstream registries this node mirrors', response: { 200: mirrorsSchema, ...apiErrorResponses } }
     }, async (): Promise<MirrorsAnswer> => ({ mirrors: options.mirrors.map(({ registry, url }) => ({ registry, url })) }))
     registerStrategyRoutes(api, options)
+    registerNameRoutes(api, options)
     registerDatastoreRoutes(api, options)
     registerEventRoutes(api, options)
   }, { prefix: API_PREFIX })

@@ -347,3 +347,93 @@ export type StatementBody = FromSchema<typeof statementSchema>
 export type TrustAnswer = FromSchema<typeof trustSchema>
 export type MirrorsAnswer = FromSchema<typeof mirrorsSchema>
 export type DatastoreEntry = Datastore['databases'][number]['entries'][number]
+
+// IPNS names (issue 14): keys, publishing, resolving.
+const ipnsNameProperty = { type: 'string', description: 'IPNS name: the key\'s identity as a CIDv1 (libp2p-key, base36: k51…)' } as const
+
+export const ipnsKeySchema = {
+  type: 'object', additionalProperties: false,
+  required: ['key', 'name', 'peerId', 'createdAt'],
+  properties: {
+    key: { type: 'string', description: '`self` (the node\'s own libp2p key) or the name it was created with' },
+    name: ipnsNameProperty,
+    peerId: { type: 'string', description: 'The same identity as a peer id (12D3Koo…)' },
+    createdAt: { type: 'string', format: 'date-time' }
+  }
+} as const
+
+export const ipnsKeysSchema = { type: 'object', additionalProperties: false, required: ['keys'], properties: { keys: { type: 'array', items: ipnsKeySchema } } } as const
+
+export const createKeyBodySchema = {
+  type: 'object', additionalProperties: false,
+  required: ['name'],
+  properties: { name: { type: 'string', minLength: 1, maxLength: 64, description: 'Letters, digits, `.`, `_` and `-`, starting with a letter or digit' } }
+} as const
+
+export const publishBodySchema = {
+  type: 'object', additionalProperties: false,
+  required: ['image'],
+  properties: {
+    image: { type: 'string', minLength: 1, description: '`repo:tag`, `repo@digest` or an image CID: the name points at its image CID' },
+    key: { type: 'string', minLength: 1, description: 'The key to publish with (default `self`: the node\'s peer id)' },
+    lifetimeSeconds: { type: 'integer', minimum: 2, maximum: 31_536_000, description: 'How long the record is valid (default 86400); the node signs it again every half lifetime, at most hourly' },
+    ttlSeconds: { type: 'integer', minimum: 0, maximum: 31_536_000, description: 'How long resolvers may keep the record before asking again (default 300)' }
+  }
+} as const
+
+export const publishedSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['name', 'key', 'image', 'value', 'sequence', 'validUntil', 'lifetimeSeconds', 'ttlSeconds', 'publishedAt', 'peers'],
+  properties: {
+    name: ipnsNameProperty,
+    key: { type: 'string' },
+    image: { type: 'string', description: 'What the publish named' },
+    value: { type: 'string', description: '/ipfs/<image CID>' },
+    sequence: { type: 'integer', description: 'One above the key\'s previous record' },
+    validUntil: { type: 'string', format: 'date-time' },
+    lifetimeSeconds: { type: 'integer' },
+    ttlSeconds: { type: 'integer' },
+    publishedAt: { type: 'string', format: 'date-time' },
+    peers: { type: 'integer', description: 'DHT peers that stored the record (every member also hears it by broadcast)' }
+  }
+} as const
+
+export const nameParams = { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', minLength: 1 } } } as const
+
+export const resolvedNameSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['name', 'path', 'cid', 'chain'],
+  properties: {
+    name: { type: 'string', description: 'As asked: an IPNS name or a domain (DNSLink)' },
+    path: { type: 'string', description: '/ipfs/<cid>[/path]: what it points at now' },
+    cid: { type: 'string' },
+    chain: { type: 'array', items: { type: 'string' }, description: 'Every hop, the name first' }
+  }
+} as const
+
+export const nameRecordSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['name', 'value', 'sequence', 'validUntil', 'ttlSeconds', 'signer', 'source'],
+  properties: {
+    name: ipnsNameProperty,
+    value: { type: 'string', description: 'What the record points at' },
+    sequence: { type: 'integer' },
+    validUntil: { type: 'string', format: 'date-time' },
+    ttlSeconds: { type: 'number' },
+    signer: {
+      type: 'object', additionalProperties: false,
+      required: ['peerId', 'name'],
+      description: 'The key that signed the record, checked: the name is that key\'s identity, so no authority vouches for it',
+      properties: { peerId: { type: 'string' }, name: ipnsNameProperty }
+    },
+    source: { type: 'string', enum: ['published here', 'broadcast', 'dht'], description: 'Where this node got it: its own publication, a member\'s broadcast, the DHT' }
+  }
+} as const
+
+export type IpnsKeysAnswer = FromSchema<typeof ipnsKeysSchema>
+export type IpnsKeyAnswer = FromSchema<typeof ipnsKeySchema>
+export type CreateKeyBody = FromSchema<typeof createKeyBodySchema>
+export type PublishBody = FromSchema<typeof publishBodySchema>
+export type PublishedAnswer = FromSchema<typeof publishedSchema>
+export type ResolvedNameAnswer = FromSchema<typeof resolvedNameSchema>
+export type NameRecordAnswer = FromSchema<typeof nameRecordSchema>

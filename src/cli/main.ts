@@ -248,6 +248,64 @@ program.command('inspect')
     console.log(`pull:      ${new URL(options.node).host}/ipfs/${info.imageCid}:latest`)
   })
 
+// IPNS names and DNSLink (issue 14).
+const nameGroup = program.command('name')
+  .description('IPNS names: keys, publishing an image under a name, resolving names and DNSLink domains')
+const nameKey = nameGroup.command('key')
+  .description('the keys a node publishes names with (self: its peer id)')
+
+nameKey.command('create')
+  .description('make a named key (Ed25519, kept in the node\'s data directory)')
+  .argument('<name>', 'the key\'s name: letters, digits, ., _ and -')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (key: string, options: NodeOptions) => {
+    const { createKey } = await import('./name-commands.ts')
+    console.log(await createKey(options.node, key, options.json === true))
+  })
+
+nameKey.command('ls')
+  .description('list the node\'s keys with their IPNS names')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (options: NodeOptions) => {
+    const { listKeys } = await import('./name-commands.ts')
+    console.log(await listKeys(options.node, options.json === true))
+  })
+
+nameGroup.command('publish')
+  .description('point an IPNS name at an image (pullable as <node>/ipns/<name>:latest); republished before it expires')
+  .argument('<image>', 'repository:tag, repository@digest or an image CID')
+  .option('--key <name>', 'the key to publish with (default self: the node\'s peer id)')
+  .option('--lifetime <duration>', 'how long the record is valid, e.g. 24h (the default)')
+  .option('--ttl <duration>', 'how long resolvers may keep it, e.g. 5m (the default)')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (image: string, options: NodeOptions & { key?: string, lifetime?: string, ttl?: string }) => {
+    const { publishName } = await import('./name-commands.ts')
+    console.log(await publishName(options.node, image, options, options.json === true))
+  })
+
+nameGroup.command('resolve')
+  .description('what a name points at now: an IPNS name (k51…, a peer id) or a domain with a DNSLink')
+  .argument('<name>', 'IPNS name or domain')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON, with every hop')
+  .action(async (text: string, options: NodeOptions) => {
+    const { resolveName } = await import('./name-commands.ts')
+    console.log(await resolveName(options.node, text, options.json === true))
+  })
+
+nameGroup.command('inspect')
+  .description('an IPNS name\'s record: value, sequence, validity, TTL and the key that signed it')
+  .argument('<name>', 'IPNS name (k51…, a peer id)')
+  .option('--node <url>', 'node to ask', DEFAULT_NODE)
+  .option('--json', 'print JSON')
+  .action(async (text: string, options: NodeOptions) => {
+    const { inspectName } = await import('./name-commands.ts')
+    console.log(await inspectName(options.node, text, options.json === true))
+  })
+
 // Transfers: an image between a node and files (issue 14), loaded only when asked for.
 const TRANSFERS: Array<{ verb: TransferVerb, source: string, destination: string, description: string }> = [
   { verb: 'push', source: 'a file: docker-archive:FILE, oci-archive:FILE[:tag] or oci:DIR[:tag]', destination: '<node>/<repo>:<tag>', description: 'push an image from a file to a node' },

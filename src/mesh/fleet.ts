@@ -15,6 +15,8 @@ import type { SharedTag, SharedTags, TagChange } from '../registry/shared-tags.t
 import type { Provider } from './block-fetcher.ts'
 import { Mesh, type PeerStatus } from './mesh.ts'
 import { Membership, type FleetNode } from './membership.ts'
+import { meshNameRouting } from './name-routing.ts'
+import type { NameRouting } from '../names/name-routing.ts'
 import type { PlacementState, Presence } from './presence.ts'
 import type { PresenceLink } from './presence-link.ts'
 import { PullNotices, type NoticeTransport } from './pull-notices.ts'
@@ -328,6 +330,14 @@ export class Fleet {
   onTagChange (listener: (change: TagChange) => void): () => void {
     this.tagListeners.add(listener)
     return () => this.tagListeners.delete(listener)
+  }
+
+  /**
+   * How IPNS records travel between members (the DHT and a gossip topic). Built with the node,
+   * before the fleet starts: each call reaches the mesh when it is made.
+   */
+  nameRouting (): NameRouting {
+    return meshNameRouting(() => this.mesh.helia.libp2p, this.logger.child({ part: 'names' }))
   }
 
   /**

@@ -12,6 +12,8 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { ipnsSelector } from 'ipns/selector'
+import { ipnsValidator } from 'ipns/validator'
 import type { Blockstore } from 'interface-blockstore'
 import type { Datastore } from 'interface-datastore'
 import { MemoryDatastore } from 'datastore-core'
@@ -68,7 +70,12 @@ export function createMeshNode (options: MeshNodeOptions) {
       // a quarter (bench/RESULTS.md), but a late joiner then missed the catalogue within 10 s
       // under two busy loops, 2 runs of 2 (test/mesh/fleet.test.ts; it passed in the one such
       // run with the defaults).
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, querySelfInterval: 30 * 60_000 }),
+      // IPNS records (issue 14): every record is checked against its name as it is stored or
+      // answered, and of several the higher sequence (then the later end of life) wins.
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, querySelfInterval: 30 * 60_000,
+        validators: { ipns: ipnsValidator }, selectors: { ipns: ipnsSelector }
+      }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,

@@ -3,7 +3,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import type { Metrics } from '../metrics.ts'
-import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError, UnsupportedError } from '../oci/errors.ts'
+import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError, NameUnknownError, UnsupportedError } from '../oci/errors.ts'
+import { untilClientLeaves } from '../http-request.ts'
+import { isNameRepository } from '../names/names.ts'
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService } from './blob-service.ts'
 import { blobHandlers } from './handlers/blobs.ts'
@@ -33,6 +35,11 @@ export interface RegistryMirrors {
   dockerHubName(name: string): string | undefined
 }
 
+/** IPNS names and DNSLink (names/names.ts): `ipns/<name>` and `dnslink/<domain>` stand for the image CID they name now. */
+export interface RegistryNames {
+  imageCid(repository: string, signal: AbortSignal): Promise<string>
+}
+
 export interface RegistryRoutesOptions {
   blobs: BlobService
   manifests: ManifestService
@@ -41,6 +48,7 @@ export interface RegistryRoutesOptions {
   /** How slow a request body may be before it is cut (none given: no limit). */
   bodyPace?: BodyPace
   mirrors?: RegistryMirrors
+  names?: RegistryNames
 }
 
 /** A resource: the path after /v2/ that names it (the repository first), a label for metrics, its handlers. */
@@ -82,7 +90,9 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
         const [, named = '', ...rest] = match
         routeLabels.set(req, route.label)
         const ns = (req.query as Record<string, unknown>).ns
-        const name = options.mirrors?.localName(named, typeof ns === 'string' ? ns : undefined) ?? named
+        const local = options.mirrors?.localName(named, typeof ns === 'string' ? ns : undefined) ?? named
+        // A name's repository is the image it names now, served as ipfs/<cid>: this is the one place it is resolved.
+        const name = isNameRepository(local) ? await imageRepositoryOf(local, req.method, untilClientLeaves(reply), options.names) : local
         assertRepositoryName(name)
         if (req.method !== 'GET' && req.method !== 'HEAD' && options.mirrors?.isMirrored(name) === true) {
           throw new UnsupportedError(`${name} is mirrored from its upstream registry: it is read-only here`)
@@ -95,6 +105,16 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
       throw new EndpointUnknownError(`no registry endpoint at /v2/${path}`)
     }
   })
+}
+
+/** `ipns/<name>` or `dnslink/<domain>` as the repository `ipfs/<cid>` of the image it names now (read-only). */
+async function imageRepositoryOf (name: string, method: string, signal: AbortSignal, names: RegistryNames | undefined): Promise<string> {
+  // Repository names are lowercase: a peer id (12D3Koo…) cannot be one, its k51… form can.
+  if (/[A-Z]/.test(name)) throw new NameInvalidError(`invalid repository name: ${JSON.stringify(name)}: repository names are lowercase, so an IPNS name goes in its k51… form (shoal name key ls, shoal name inspect show it)`)
+  assertRepositoryName(name)
+  if (method !== 'GET' && method !== 'HEAD') throw new UnsupportedError(`${name} is a name for an image: it is read-only (shoal name publish points it elsewhere)`)
+  if (names === undefined) throw new NameUnknownError(`${name}: this node resolves no names`)
+  return IPFS_REPOSITORY_PREFIX + await names.imageCid(name, signal)
 }
 
 /** `ipfs/<cid>` names an image directory by its CID; anything else under ipfs/ is a bad name, on every route. */

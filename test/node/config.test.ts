@@ -78,7 +78,7 @@ describe('configuration: defaults, then file, then SHOAL_* variables, then flags
         heartbeatSeconds: 2, goneAfterSeconds: 61, forgetAfterHours: 3, maxUploadSessions: 9, scrubIntervalHours: 6, scrubMbps: 80,
         catalogueCompactEntries: 700, catalogueGraceSeconds: 7, tlsCert: '/c.pem', tlsKey: '/k.pem', tlsCa: '/ca.pem',
         htpasswd: '/h', anonymousPull: true, admins: ['alice', 'root'], accessRules: [{ repositories: ['team-a/*'], users: ['bob'], allow: ['pull', 'push'] }],
-        tokenTtlSeconds: 60, tokenService: 'reg', tokenIssuer: 'iss', tokenRealm: 'https://auth.example/token', tokenPublicKey: '/pub.pem', allowedHosts: ['registry.example', 'localhost']
+        tokenTtlSeconds: 60, tokenService: 'reg', tokenIssuer: 'iss', tokenRealm: 'https://auth.example/token', tokenPublicKey: '/pub.pem', allowedHosts: ['registry.example', 'localhost'], dnsServers: ['127.0.0.1:5353', '[::1]:53']
       }
       assert.deepEqual(Object.keys(samples).sort(), [...names].sort(), 'the sample covers every setting')
       const file = join(dir, 'all.yaml')
