@@ -5,13 +5,15 @@ import { untilClientLeaves } from '../http-request.ts'
 import { apiErrorResponses } from './errors.ts'
 import type { ApiRoutesOptions } from './membership.ts'
 import {
-  createKeyBodySchema, ipnsKeySchema, ipnsKeysSchema, nameParams, nameRecordSchema, publishBodySchema, publishedSchema, resolvedNameSchema,
-  type CreateKeyBody, type IpnsKeyAnswer, type IpnsKeysAnswer, type NameRecordAnswer, type PublishBody, type PublishedAnswer, type ResolvedNameAnswer
+  createKeyBodySchema, ipnsKeySchema, ipnsKeysSchema, nameParams, nameRecordSchema, publishBodySchema, publishedNamesSchema, publishedSchema, resolvedNameSchema,
+  type CreateKeyBody, type IpnsKeyAnswer, type IpnsKeysAnswer, type NameRecordAnswer, type PublishBody, type PublishedAnswer, type PublishedNamesAnswer, type ResolvedNameAnswer
 } from './schemas.ts'
 
 /** What the routes use of the node's names (names/names.ts). */
 export interface NamesApi {
   listKeys(): Promise<IpnsKeyAnswer[]>
+  /** The names this node publishes (and republishes). */
+  published(): Promise<Array<{ key: string, name: string, value: string, image: string, sequence: string, lifetimeSeconds: number, publishedAt: string, signedAt: string }>>
   createKey(name: string): Promise<IpnsKeyAnswer>
   publish(options: { image: string, key?: string, lifetimeSeconds?: number, ttlSeconds?: number }, signal: AbortSignal): Promise<{
     publication: { key: string, name: string, value: string, image: string, sequence: string, lifetimeSeconds: number, ttlSeconds: number, publishedAt: string, record: string }
@@ -30,6 +32,15 @@ export function registerNameRoutes (api: FastifyInstance, { names }: ApiRoutesOp
   api.get('/names/keys', {
     schema: { tags: ['names'], summary: 'This node\'s IPNS keys: `self` (its peer id) and the keys made with POST /names/keys', response: { 200: ipnsKeysSchema, ...apiErrorResponses } }
   }, async (): Promise<IpnsKeysAnswer> => ({ keys: await names.listKeys() }))
+
+  api.get('/names/published', {
+    schema: { tags: ['names'], summary: 'The names this node publishes, and keeps republishing', response: { 200: publishedNamesSchema, ...apiErrorResponses } }
+  }, async (): Promise<PublishedNamesAnswer> => ({
+    names: (await names.published()).map(entry => ({
+      key: entry.key, name: entry.name, image: entry.image, value: entry.value, sequence: Number(entry.sequence),
+      publishedAt: entry.publishedAt, signedAt: entry.signedAt, lifetimeSeconds: entry.lifetimeSeconds
+    }))
+  }))
 
   api.post<{ Body: CreateKeyBody }>('/names/keys', {
     schema: {

@@ -364,6 +364,30 @@ export const ipnsKeySchema = {
 
 export const ipnsKeysSchema = { type: 'object', additionalProperties: false, required: ['keys'], properties: { keys: { type: 'array', items: ipnsKeySchema } } } as const
 
+export const publishedNamesSchema = {
+  type: 'object', additionalProperties: false,
+  required: ['names'],
+  properties: {
+    names: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false,
+        required: ['key', 'name', 'image', 'value', 'sequence', 'publishedAt', 'signedAt', 'lifetimeSeconds'],
+        properties: {
+          key: { type: 'string' },
+          name: ipnsNameProperty,
+          image: { type: 'string', description: 'What the publish named (`repo:tag`)' },
+          value: { type: 'string', description: '`/ipfs/<image CID>`' },
+          sequence: { type: 'integer' },
+          publishedAt: { type: 'string', format: 'date-time' },
+          signedAt: { type: 'string', format: 'date-time', description: 'When the record was last signed (republished)' },
+          lifetimeSeconds: { type: 'integer' }
+        }
+      }
+    }
+  }
+} as const
+
 export const createKeyBodySchema = {
   type: 'object', additionalProperties: false,
   required: ['name'],
@@ -431,6 +455,7 @@ export const nameRecordSchema = {
 } as const
 
 export type IpnsKeysAnswer = FromSchema<typeof ipnsKeysSchema>
+export type PublishedNamesAnswer = FromSchema<typeof publishedNamesSchema>
 export type IpnsKeyAnswer = FromSchema<typeof ipnsKeySchema>
 export type CreateKeyBody = FromSchema<typeof createKeyBodySchema>
 export type PublishBody = FromSchema<typeof publishBodySchema>

@@ -10,7 +10,7 @@ import { DEFAULT_LIFETIME_SECONDS, DEFAULT_TTL_SECONDS, type NamesOptions, type 
 import { ipnsNameOfRoutingKey, parseIpnsName } from './ipns-name.ts'
 import { IpnsResolver, type ResolvedRecord } from './ipns-resolver.ts'
 import { NameResolver, type ContentPath } from './name-resolver.ts'
-import { Publications } from './publications.ts'
+import { Publications, type Publication } from './publications.ts'
 import { NamePublisher, type Published } from './publisher.ts'
 import { RecordCache } from './record-cache.ts'
 
@@ -60,6 +60,10 @@ export class NameService {
 
   async listKeys (): Promise<IpnsKeyInfo[]> {
     return await this.keys.list()
+  }
+
+  published (): Publication[] {
+    return this.publications.all()
   }
 
   async createKey (name: string): Promise<IpnsKeyInfo> {

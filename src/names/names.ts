@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { NotReadyError } from '../lifecycle.ts'
 import type { IpnsKeyInfo } from './ipns-keys.ts'
+import type { Publication } from './publications.ts'
 import type { ResolvedRecord } from './ipns-resolver.ts'
 import type { NameRouting } from './name-routing.ts'
 import type { ContentPath } from './name-resolver.ts'
@@ -77,6 +78,12 @@ export class Names {
 
   async listKeys (): Promise<IpnsKeyInfo[]> {
     return await (await this.service()).listKeys()
+  }
+
+  /** The names this node publishes; none without loading the names' code when it never published. */
+  async published (): Promise<Publication[]> {
+    if (this.loading === undefined && !await exists(join(this.options.dataDir, 'ipns', 'published.json'))) return []
+    return (await this.service()).published()
   }
 
   async createKey (name: string): Promise<IpnsKeyInfo> {

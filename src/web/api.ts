@@ -29,5 +29,5 @@ export function bodyOr<T> (answer: ApiAnswer<T>, fallback: T): T {
 }
 
 // The API's answers as the pages read them: derived from the API's schemas (src/api/schemas.ts).
-export type { ApiNode, Datastore, ImagesAnswer, MirrorsAnswer, NodesAnswer, PeersAnswer, StatusAnswer, StrategiesAnswer, TrustAnswer } from '../api/schemas.ts'
+export type { ApiNode, Datastore, ImagesAnswer, MirrorsAnswer, NodesAnswer, PeersAnswer, PublishedNamesAnswer, StatusAnswer, StrategiesAnswer, TrustAnswer } from '../api/schemas.ts'
 export type { DesiredNodeAnswer as DesiredNode, DroppingNodeAnswer as DroppingNode, ListedStrategy as ApiStrategy } from '../api/schemas.ts'

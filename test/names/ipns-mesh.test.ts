@@ -115,6 +115,12 @@ describe('IPNS names across a mesh', () => {
     const manifest = await fetch(`${a.url}/v2/ipns/${published.name}/manifests/latest`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
     assert.equal(manifest.status, 200)
     assert.equal(manifest.headers.get('docker-content-digest'), images.v2?.manifestDigest)
+    // The publisher lists what it publishes, on the API and in the UI; the others publish nothing.
+    const listed = await (await fetch(`${b.url}/api/v1/names/published`)).json() as { names: Array<{ name: string, image: string, sequence: number }> }
+    assert.deepEqual(listed.names.map(entry => [entry.name, entry.image, entry.sequence]), [[published.name, 'names/app:v2', 2]])
+    assert.deepEqual(await (await fetch(`${a.url}/api/v1/names/published`)).json(), { names: [] })
+    const page = await (await fetch(`${b.url}/`)).text()
+    assert.match(page, new RegExp(`<tr data-ipns-name="${published.name}"><td>[^]*?names/app:v2[^]*?${b.host}/ipns/${published.name}:latest`))
   })
 
   it('named keys publish names of their own; an unknown key is refused in one line', async () => {

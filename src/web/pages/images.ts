@@ -1,5 +1,5 @@
 // Images: every repo:tag of the catalogue (of this node outside a mesh), what it is and where it is.
-import { bodyOr, type ApiNode, type ImagesAnswer, type ManagementApi, type MirrorsAnswer, type NodesAnswer } from '../api.ts'
+import { bodyOr, type ApiNode, type ImagesAnswer, type ManagementApi, type MirrorsAnswer, type NodesAnswer, type PublishedNamesAnswer } from '../api.ts'
 import { formatBytes, relativeTime, shortDigest, shortId } from '../format.ts'
 import { html, idFor, type SafeHtml } from '../html.ts'
 import type { ImageDetails, ImageDetailsReader } from '../image-details.ts'
@@ -18,7 +18,8 @@ export interface ImagesPageInput {
 }
 
 export async function renderImagesLive ({ api, details, host, now }: ImagesPageInput): Promise<SafeHtml> {
-  const [images, nodesAnswer, mirrorsAnswer] = await Promise.all([api.get<ImagesAnswer>('/images'), api.get<NodesAnswer>('/nodes'), api.get<MirrorsAnswer>('/mirrors')])
+  const [images, nodesAnswer, mirrorsAnswer, namesAnswer] = await Promise.all([api.get<ImagesAnswer>('/images'), api.get<NodesAnswer>('/nodes'), api.get<MirrorsAnswer>('/mirrors'), api.get<PublishedNamesAnswer>('/names/published')])
+  const names = bodyOr(namesAnswer, { names: [] }).names
   const mirrors = bodyOr(mirrorsAnswer, { mirrors: [] }).mirrors
   if (!images.ok) return apiProblem('The images could not be listed', images.message)
   const nodes = bodyOr(nodesAnswer, { nodes: [] }).nodes
@@ -31,7 +32,20 @@ export async function renderImagesLive ({ api, details, host, now }: ImagesPageI
   return html`<p class="count">${described.length === 1 ? '1 image' : `${described.length} images`}</p>
 <ul class="cards" aria-label="Images">
   ${described.map(({ image, details }) => imageCard(image, details, nodes, host, now, mirrors.find(mirror => image.repository.startsWith(`${mirror.registry}/`))))}
-</ul>`
+</ul>
+${names.length === 0 ? '' : publishedNames(names, host, now)}`
+}
+
+/** The IPNS names this node publishes: who (the key), what it points at, and the pull by name. */
+function publishedNames (names: PublishedNamesAnswer['names'], host: string, now: number): SafeHtml {
+  return html`<section aria-labelledby="names-title">
+<h2 class="section-title" id="names-title">Names this node publishes <span class="muted small">${names.length}</span></h2>
+<div class="table-wrap"><table class="names">
+  <caption class="visually-hidden">IPNS names this node publishes and republishes</caption>
+  <thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Image</th><th scope="col">Sequence</th><th scope="col">Signed</th><th scope="col">Pull</th></tr></thead>
+  <tbody>${names.map(entry => html`<tr data-ipns-name="${entry.name}"><td><code class="cid">${entry.name}</code></td><td>${entry.key}</td><td>${entry.image}<br><code class="cid small">${entry.value}</code></td><td>${entry.sequence}</td><td>${relativeTime(entry.signedAt, now)}</td><td><code>${host}/ipns/${entry.name}:latest</code></td></tr>`)}</tbody>
+</table></div>
+</section>`
 }
 
 /** `mirror`: the upstream the image's repository is mirrored from, if any. */
