@@ -242,7 +242,9 @@ export async function decryptLayer (
     const plainHash = createHash('sha256')
     let size = 0
     let held: Buffer | undefined
-    for await (const chunk of ciphertext) {
+    // A socket's small chunks gathered into large ones: each chunk costs a hand-over to the
+    // hashing thread, a cipher call and a file write (64 KiB chunks: 1.8x a plain pull's time).
+    for await (const chunk of gathered(ciphertext, GATHER_BYTES)) {
       options.signal?.throwIfAborted()
       await offloaded.update(chunk)
       size += chunk.byteLength
@@ -451,6 +453,29 @@ function isRecord (value: unknown): value is Record<string, unknown> {
 }
 
 /** An iterable that starts `generate` on its first iteration and refuses a second one. */
+/** The size the ciphertext is gathered into before it is decrypted. */
+const GATHER_BYTES = 1024 * 1024
+
+/** Chunks of at least `size` bytes (the last one shorter), copied together from smaller ones. */
+async function * gathered (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+  let parts: Uint8Array[] = []
+  let length = 0
+  for await (const chunk of source) {
+    if (length === 0 && chunk.byteLength >= size) {
+      yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+      continue
+    }
+    parts.push(chunk)
+    length += chunk.byteLength
+    if (length >= size) {
+      yield Buffer.concat(parts, length)
+      parts = []
+      length = 0
+    }
+  }
+  if (length > 0) yield Buffer.concat(parts, length)
+}
+
 /**
  * A stream that can be read once, and the outcome its producer resolves as it ends (a layer's
  * descriptor, known only when the last byte has passed). A failure rejects the outcome too; a
