@@ -395,7 +395,9 @@ describe('ocicrypt-compatible encryption', () => {
       assert.equal(`sha256:${plainHash.digest('hex')}`, descriptor.digest)
       assert.deepEqual(await decrypted.descriptor(), descriptor)
       const growthMiB = (peak - baseline) / MiB
-      assert.ok(growthMiB < LAYER_MIB / 2, `memory grew by ${growthMiB.toFixed(1)} MiB for a ${LAYER_MIB} MiB layer`)
+      // Buffering either side would grow by the layer's size or more; streaming grows by what the
+      // garbage collector has not taken back yet (10-20 MiB idle, up to 32 MiB beside two busy loops).
+      assert.ok(growthMiB < LAYER_MIB * 3 / 4, `memory grew by ${growthMiB.toFixed(1)} MiB for a ${LAYER_MIB} MiB layer`)
     })
   })
 })
