@@ -195,7 +195,8 @@ function rewrite (manifest: ManifestBytes, replaced: Map<string, Descriptor>): M
   return rewritten
 }
 
-async function * counted (body: AsyncIterable<Uint8Array>, count: (bytes: number) => void): AsyncIterable<Uint8Array> {
+/** The bytes as they pass, each chunk counted. */
+export async function * counted (body: AsyncIterable<Uint8Array>, count: (bytes: number) => void): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
     count(chunk.length)
     yield chunk

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { RegistryClient, RegistryRefusedError } from '../oci/registry-client.ts'
 import type { Descriptor } from '../oci/manifest.ts'
-import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
+import { counted, type ImageDestination, type ImageSource, type ManifestBytes } from './image-copy.ts'
 import type { UploadJournal } from './upload-journal.ts'
 
 /** Tries of one blob's upload before the push gives up. */
@@ -144,12 +144,5 @@ export class RegistryDestination implements ImageDestination {
   async discard (): Promise<void> {
     // Unfinished uploads stay for the next run (the journal has them); the registry expires them.
     await this.client.close(true)
-  }
-}
-
-async function * counted (body: AsyncIterable<Uint8Array>, count: (bytes: number) => void): AsyncIterable<Uint8Array> {
-  for await (const chunk of body) {
-    count(chunk.length)
-    yield chunk
   }
 }
