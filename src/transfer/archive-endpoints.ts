@@ -7,7 +7,7 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { PassThrough, Transform } from 'node:stream'
+import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip, createZstdDecompress } from 'node:zlib'
 import { parseDigest } from '../oci/digest.ts'
@@ -227,7 +227,7 @@ export class DockerArchiveDestination implements ImageDestination {
       transform (chunk: Buffer, _encoding, done) { uncompressed.update(chunk); done(null, chunk) }
     })
     const temporary = join(dir, `.blob.${randomBytes(8).toString('hex')}`)
-    await pipeline(body, checking, uncompressing(), hashing, createWriteStream(temporary), { signal })
+    await pipeline(body, checking, uncompressing, hashing, createWriteStream(temporary), { signal })
     const descriptor = await described()
     const { algorithm, hex } = parseDigest(descriptor.digest)
     if (size !== descriptor.size || algorithm !== 'sha256' || received.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)
@@ -266,28 +266,27 @@ export class DockerArchiveDestination implements ImageDestination {
   }
 }
 
-/** Passes bytes through, uncompressed when they start as gzip or zstd does (docker load wants plain tars). */
-function uncompressing (): Transform {
-  let inner: Transform | undefined
-  return new Transform({
-    transform (chunk: Buffer, _encoding, done) {
-      if (inner === undefined) {
-        inner = chunk[0] === 0x1f && chunk[1] === 0x8b
-          ? createGunzip()
-          : chunk.length >= 4 && chunk.readUInt32LE(0) === 0xfd2fb528 ? createZstdDecompress() : new PassThrough()
-        inner.on('data', (out: Buffer) => { this.push(out) })
-        inner.on('error', err => { this.destroy(err) })
-      }
-      if (inner.write(chunk)) done()
-      else inner.once('drain', () => { done() })
-    },
-    flush (done) {
-      if (inner === undefined) {
-        done()
-        return
-      }
-      inner.once('end', () => { done() })
-      inner.end()
-    }
-  })
+/**
+ * Passes bytes through, uncompressed when they start as gzip or zstd does (docker load wants plain
+ * tars). A generator stage: the file's pace holds back the decompressor, and it the source.
+ */
+async function * uncompressing (source: AsyncIterable<Buffer>, options?: { signal?: AbortSignal }): AsyncGenerator<Buffer> {
+  const chunks = source[Symbol.asyncIterator]()
+  const first = await chunks.next()
+  if (first.done === true) return
+  const head = first.value
+  const decompressor = head[0] === 0x1f && head[1] === 0x8b
+    ? createGunzip()
+    : head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528 ? createZstdDecompress() : undefined
+  const rest = (async function * () {
+    yield head
+    for (let next = await chunks.next(); next.done !== true; next = await chunks.next()) yield next.value
+  })()
+  if (decompressor === undefined) {
+    yield * rest
+    return
+  }
+  const feeding = pipeline(rest, decompressor, { ...(options?.signal === undefined ? {} : { signal: options.signal }), end: true }).catch((err: unknown) => { decompressor.destroy(err as Error) })
+  for await (const out of decompressor) yield out as Buffer
+  await feeding
 }

@@ -87,6 +87,18 @@ describe('shoal push, pull, import and export', () => {
     assert.deepEqual(archive[0]?.RepoTags, ['team/saved:2.0'])
   })
 
+  it('writes a gzip-compressed image into a docker archive with plain layers, which podman loads', async () => {
+    // skopeo compresses the layers on the way in: the node holds tar+gzip layers.
+    await skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-compress', `oci:${join(dir, 'image')}:latest`, `docker://${node.host}/team/gzipped:1`])
+    const stored = JSON.parse((await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${node.host}/team/gzipped:1`])).stdout) as { layers: Array<{ mediaType: string }> }
+    assert.ok(stored.layers.every(layer => /gzip/.test(layer.mediaType)), 'the node holds compressed layers')
+    const pulled = await shoalWith(env, 'pull', `${node.host}/team/gzipped:1`, `docker-archive:${join(dir, 'gzipped.tar')}`)
+    assert.equal(pulled.code, 0, pulled.stderr)
+    const names = (await run('tar', ['-tf', join(dir, 'gzipped.tar')])).stdout.trim().split('\n').filter(name => name.endsWith('.tar'))
+    assert.deepEqual(names.map(name => `sha256:${name.slice(0, -'.tar'.length)}`).sort(), [...image.layerDigests].sort(), 'each layer named by its diff id: uncompressed')
+    assert.equal(`sha256:${await podmanPull(`docker-archive:${join(dir, 'gzipped.tar')}`)}`, image.configDigest)
+  })
+
   it('pulls into an OCI archive that skopeo reads, and pushes it back', async () => {
     const pulled = await shoalWith(env, 'pull', `${node.host}/team/app:1.0`, `oci-archive:${join(dir, 'app.oci.tar')}`)
     assert.equal(pulled.code, 0, pulled.stderr)
