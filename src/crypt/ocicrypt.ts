@@ -15,18 +15,14 @@
 //   JWE after a comma, so readers split on commas.
 // - The config and the manifest stay plain.
 //
-// Everything streams: layers can be gigabytes.
+// Everything streams: layers can be gigabytes. Whole images (manifests rewritten over their new
+// layers) are transfer/'s: the copy's layer transforms (transfer/crypt-transforms.ts).
 
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import path from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { GeneralEncrypt, flattenedDecrypt, generalDecrypt, type DecryptOptions, type FlattenedJWE, type GeneralJWE } from 'jose'
 import { parseDigest } from '../oci/digest.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
-import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../oci/media-types.ts'
 import { KEY_MANAGEMENT_ALGORITHMS, type DecryptionKey, type EncryptionKey } from './keys.ts'
 import { OffloadedDigests } from './offloaded-digests.ts'
 
@@ -48,9 +44,6 @@ export const LAYER_CIPHER = 'AES_256_CTR_HMAC_SHA256'
 const KEY_BYTES = 32
 const NONCE_BYTES = 16
 const HMAC_BYTES = 32
-const READ_CHUNK = 1024 * 1024
-/** Manifests and indexes are read whole; registries refuse bigger ones. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 // What ocicrypt's UnwrapKey accepts (keywrap/jwe/keywrapper_jwe.go): RFC 7518 section 5.1.
 const JWE_DECRYPT_OPTIONS: DecryptOptions = {
@@ -514,235 +507,5 @@ function streamWithOutcome<T> (
       }
     },
     outcome: async () => await result.promise
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// OCI image layouts (index.json + blobs/<alg>/<hex>)
-
-export interface LayoutOptions {
-  signal?: AbortSignal
-}
-
-export interface LayoutResult {
-  /** index.json's entries as written to the destination: their digests change with their layers. */
-  manifests: Descriptor[]
-  /** How many layers were encrypted or decrypted. */
-  layers: number
-}
-
-/**
- * Writes to `dstDir` the images of the layout `srcDir` with every layer encrypted for `recipients`
- * (configs stay plain, as ocicrypt leaves them). OCI manifests and indexes only: Docker schema 2
- * descriptors cannot carry the annotations. `dstDir` may be `srcDir`.
- */
-export async function encryptLayout (srcDir: string, dstDir: string, recipients: readonly EncryptionKey[], options: LayoutOptions = {}): Promise<LayoutResult> {
-  if (recipients.length === 0) throw new EncryptionError('no recipient to encrypt the image for')
-  const { signal } = options
-  return await rewriteLayout(srcDir, dstDir, {
-    fail: (message) => new EncryptionError(message),
-    encrypting: true,
-    layer: async (layer) => {
-      if (isEncrypted(layer)) throw new EncryptionError(`layer ${layer.digest} is already encrypted`)
-      const encrypted = await encryptLayer(blobChunks(srcDir, layer.digest, signal), layer, recipients, { signal })
-      const temporary = await writeTemporary(dstDir, encrypted.ciphertext, signal)
-      const descriptor = await encrypted.descriptor()
-      await placeBlob(temporary, dstDir, descriptor.digest)
-      return descriptor
-    }
-  }, signal)
-}
-
-/**
- * Writes to `dstDir` the images of the layout `srcDir` with every encrypted layer decrypted by one of
- * `keys`; plain layers and images are copied as they are. `dstDir` may be `srcDir`.
- */
-export async function decryptLayout (srcDir: string, dstDir: string, keys: readonly DecryptionKey[], options: LayoutOptions = {}): Promise<LayoutResult> {
-  const { signal } = options
-  return await rewriteLayout(srcDir, dstDir, {
-    fail: (message) => new DecryptionError(message),
-    encrypting: false,
-    layer: async (layer) => {
-      if (!isEncrypted(layer)) return undefined
-      const decrypted = await decryptLayer(blobChunks(srcDir, layer.digest, signal), layer, keys, { signal })
-      const temporary = await writeTemporary(dstDir, decrypted.plaintext, signal)
-      const descriptor = await decrypted.descriptor()
-      await placeBlob(temporary, dstDir, descriptor.digest)
-      return descriptor
-    }
-  }, signal)
-}
-
-interface LayerRewrite {
-  fail: (message: string) => ShoalError
-  encrypting: boolean
-  /** The new layer (its blob written to the destination), or undefined to copy it as it is. */
-  layer: (layer: Descriptor) => Promise<Descriptor | undefined>
-}
-
-async function rewriteLayout (srcDir: string, dstDir: string, rewrite: LayerRewrite, signal: AbortSignal | undefined): Promise<LayoutResult> {
-  const index = await readJsonFile(path.join(srcDir, 'index.json'), rewrite)
-  if (!Array.isArray(index.manifests)) throw rewrite.fail(`${srcDir}/index.json has no manifests array`)
-  await mkdir(path.join(dstDir, 'blobs'), { recursive: true })
-  const counter = { layers: 0 }
-  const manifests: Descriptor[] = []
-  for (const entry of index.manifests) {
-    manifests.push(await rewriteManifest(srcDir, dstDir, asDescriptor(entry, 'index.json', rewrite), rewrite, counter, signal))
-  }
-  await writeAtomically(path.join(dstDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
-  // index.json last: a layout interrupted before has no new entry pointing at missing blobs.
-  await writeAtomically(path.join(dstDir, 'index.json'), JSON.stringify({ ...index, manifests }))
-  return { manifests, layers: counter.layers }
-}
-
-/** Rewrites one manifest or index and what it references; returns its descriptor in the destination. */
-async function rewriteManifest (
-  srcDir: string,
-  dstDir: string,
-  descriptor: Descriptor,
-  rewrite: LayerRewrite,
-  counter: { layers: number },
-  signal: AbortSignal | undefined
-): Promise<Descriptor> {
-  signal?.throwIfAborted()
-  const bytes = await readSmallBlob(srcDir, descriptor, rewrite)
-  let manifest: unknown
-  try {
-    manifest = JSON.parse(bytes.toString('utf8'))
-  } catch {
-    throw rewrite.fail(`manifest ${descriptor.digest} is not JSON`)
-  }
-  if (!isRecord(manifest)) throw rewrite.fail(`manifest ${descriptor.digest} is not a JSON object`)
-  const mediaType = typeof manifest.mediaType === 'string' ? manifest.mediaType : descriptor.mediaType
-  const where = `manifest ${descriptor.digest}`
-  let changed = false
-  let rewritten: Record<string, unknown>
-
-  if (mediaType === OCI_INDEX || mediaType === DOCKER_MANIFEST_LIST) {
-    if (!Array.isArray(manifest.manifests)) throw rewrite.fail(`${where} has no manifests array`)
-    const children: Descriptor[] = []
-    for (const child of manifest.manifests) {
-      const before = asDescriptor(child, where, rewrite)
-      const after = await rewriteManifest(srcDir, dstDir, before, rewrite, counter, signal)
-      changed ||= after.digest !== before.digest
-      children.push(after)
-    }
-    rewritten = { ...manifest, manifests: children }
-  } else if (mediaType === OCI_MANIFEST || mediaType === DOCKER_MANIFEST) {
-    if (rewrite.encrypting && mediaType === DOCKER_MANIFEST) {
-      throw rewrite.fail(`${where} is a Docker schema 2 manifest, whose layers cannot carry encryption annotations; convert the image to OCI first`)
-    }
-    if (!Array.isArray(manifest.layers)) throw rewrite.fail(`${where} has no layers array`)
-    await copyBlob(srcDir, dstDir, asDescriptor(manifest.config, where, rewrite).digest, signal)
-    const layers: Descriptor[] = []
-    for (const entry of manifest.layers) {
-      const layer = asDescriptor(entry, where, rewrite)
-      const after = await rewrite.layer(layer)
-      if (after === undefined) {
-        await copyBlob(srcDir, dstDir, layer.digest, signal)
-        layers.push(layer)
-      } else {
-        counter.layers++
-        changed = true
-        layers.push(after)
-      }
-    }
-    rewritten = { ...manifest, layers }
-  } else {
-    throw rewrite.fail(`${where} has media type ${mediaType}, which is not an image manifest or index`)
-  }
-
-  if (!changed) {
-    // Untouched: the same bytes, so the same digest (as skopeo --preserve-digests keeps it).
-    await copyBlob(srcDir, dstDir, descriptor.digest, signal)
-    return descriptor
-  }
-  const json = Buffer.from(JSON.stringify(rewritten))
-  const digest = `sha256:${createHash('sha256').update(json).digest('hex')}`
-  const temporary = await writeTemporary(dstDir, [json], signal)
-  await placeBlob(temporary, dstDir, digest)
-  return { ...descriptor, digest, size: json.byteLength }
-}
-
-function asDescriptor (value: unknown, where: string, rewrite: LayerRewrite): Descriptor {
-  if (!isRecord(value) || typeof value.mediaType !== 'string' || typeof value.digest !== 'string' || typeof value.size !== 'number') {
-    throw rewrite.fail(`${where}: a descriptor without mediaType, digest and size`)
-  }
-  // Checked here because digests become file paths.
-  parseDigest(value.digest)
-  return value as unknown as Descriptor
-}
-
-function blobPath (dir: string, digest: string): string {
-  const { algorithm, hex } = parseDigest(digest)
-  return path.join(dir, 'blobs', algorithm, hex)
-}
-
-/** A blob's bytes, read lazily: the file is opened only when iteration starts. */
-async function * blobChunks (dir: string, digest: string, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
-  yield * createReadStream(blobPath(dir, digest), { highWaterMark: READ_CHUNK, signal })
-}
-
-async function readSmallBlob (dir: string, descriptor: Descriptor, rewrite: LayerRewrite): Promise<Buffer> {
-  if (descriptor.size > MAX_MANIFEST_BYTES) throw rewrite.fail(`manifest ${descriptor.digest} is larger than ${MAX_MANIFEST_BYTES} bytes`)
-  return await readFile(blobPath(dir, descriptor.digest))
-}
-
-async function readJsonFile (file: string, rewrite: LayerRewrite): Promise<Record<string, unknown>> {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(await readFile(file, 'utf8'))
-  } catch (error) {
-    throw rewrite.fail(`${file}: ${String(error)}`)
-  }
-  if (!isRecord(parsed)) throw rewrite.fail(`${file} is not a JSON object`)
-  return parsed
-}
-
-/** Streams `chunks` to a temporary file beside the destination's blobs; removed if anything fails. */
-async function writeTemporary (dir: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, signal: AbortSignal | undefined): Promise<string> {
-  const temporary = path.join(dir, 'blobs', `.shoal-crypt-${randomBytes(8).toString('hex')}`)
-  try {
-    await pipeline(chunks, createWriteStream(temporary), { signal })
-  } catch (error) {
-    await rm(temporary, { force: true })
-    throw error
-  }
-  return temporary
-}
-
-async function placeBlob (temporary: string, dir: string, digest: string): Promise<void> {
-  const target = blobPath(dir, digest)
-  await mkdir(path.dirname(target), { recursive: true })
-  await rename(temporary, target)
-}
-
-/** Copies a blob unless the destination has it already (blobs are named by content; also the case when src is dst). */
-async function copyBlob (srcDir: string, dstDir: string, digest: string, signal: AbortSignal | undefined): Promise<void> {
-  signal?.throwIfAborted()
-  const target = blobPath(dstDir, digest)
-  if (await exists(target)) return
-  const temporary = path.join(dstDir, 'blobs', `.shoal-crypt-${randomBytes(8).toString('hex')}`)
-  try {
-    await copyFile(blobPath(srcDir, digest), temporary)
-    await placeBlob(temporary, dstDir, digest)
-  } catch (error) {
-    await rm(temporary, { force: true })
-    throw error
-  }
-}
-
-async function writeAtomically (file: string, text: string): Promise<void> {
-  const temporary = `${file}.tmp-${randomBytes(6).toString('hex')}`
-  await writeFile(temporary, text)
-  await rename(temporary, file)
-}
-
-async function exists (file: string): Promise<boolean> {
-  try {
-    await stat(file)
-    return true
-  } catch {
-    return false
   }
 }

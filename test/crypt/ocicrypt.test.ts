@@ -14,9 +14,10 @@ import { promisify } from 'node:util'
 import { createGunzip } from 'node:zlib'
 import {
   DecryptionKeyError, KeyFileError, LAYER_CIPHER, JWE_KEYS_ANNOTATION, LayerIntegrityError, PUBOPTS_ANNOTATION,
-  decryptLayer, decryptLayout, encryptLayer, encryptLayout, isEncrypted, loadDecryptionKeys, loadEncryptionKeys, recipientsOf,
+  decryptLayer, encryptLayer, isEncrypted, loadDecryptionKeys, loadEncryptionKeys, recipientsOf,
   type DecryptionKey, type EncryptionKey
 } from '../../src/crypt/ocicrypt.ts'
+import { decryptLayout, encryptLayout } from '../../src/transfer/crypt-transforms.ts'
 import type { Descriptor } from '../../src/oci/manifest.ts'
 import { createImageLayout, findLayoutEntry, layoutBlobPath, type ImageLayoutResult } from '../support/oci-image.ts'
 import { skopeo } from '../support/skopeo.ts'
