@@ -2,7 +2,7 @@
 // with skopeo, podman and umoci reading and writing the same files.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -85,6 +85,26 @@ describe('shoal push, pull, import and export', () => {
     assert.equal(`sha256:${id}`, image.configDigest, 'podman loads it as the same image (its id is the config digest)')
     const archive = JSON.parse((await run('tar', ['-xOf', join(dir, 'pulled.tar'), 'manifest.json'])).stdout) as Array<{ RepoTags: string[] }>
     assert.deepEqual(archive[0]?.RepoTags, ['team/saved:2.0'])
+  })
+
+  it('imports a docker archive as docker save 25+ writes it (blobs named by digest), and the node checks those names', async () => {
+    const archiveDir = join(dir, 'save25')
+    await run('cp', ['-r', join(dir, 'image'), archiveDir])
+    const hexOf = (digest: string): string => digest.slice('sha256:'.length)
+    const entry = { Config: `blobs/sha256/${hexOf(image.configDigest)}`, RepoTags: ['team/save25:1'], Layers: image.layerDigests.map(digest => `blobs/sha256/${hexOf(digest)}`) }
+    await writeFile(join(archiveDir, 'manifest.json'), JSON.stringify([entry]))
+    await run('tar', ['-C', archiveDir, '-cf', join(dir, 'save25.tar'), '.'])
+    const imported = await shoalWith(env, 'import', `docker-archive:${join(dir, 'save25.tar')}`, 'team/save25:1', '--node', node.url, '--quiet')
+    assert.equal(imported.code, 0, imported.stderr)
+    const stored = JSON.parse((await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${node.host}/team/save25:1`])).stdout) as { layers: Array<{ digest: string }> }
+    assert.deepEqual(stored.layers.map(layer => layer.digest), image.layerDigests)
+    // A blob whose bytes are not its name: the node refuses the upload.
+    await run('cp', [join(archiveDir, entry.Layers[0] ?? ''), join(archiveDir, 'blobs', 'sha256', 'f'.repeat(64))])
+    await writeFile(join(archiveDir, 'manifest.json'), JSON.stringify([{ ...entry, Layers: [`blobs/sha256/${'f'.repeat(64)}`] }]))
+    await run('tar', ['-C', archiveDir, '-cf', join(dir, 'lying.tar'), '.'])
+    const refused = await shoalWith(env, 'import', `docker-archive:${join(dir, 'lying.tar')}`, 'team/lying:1', '--node', node.url, '--quiet')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stderr, /^shoal: .*DIGEST_INVALID/)
   })
 
   it('writes a gzip-compressed image into a docker archive with plain layers, which podman loads', async () => {
