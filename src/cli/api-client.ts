@@ -1,12 +1,17 @@
 /** A failure the CLI reports in one line. */
 export class CliError extends Error {}
 
+/** `user:password` for a node at `url`: the URL's own (https://alice:pw@host), else SHOAL_USER (undefined: none). */
+export function nodeCredentials (url: URL): string | undefined {
+  return url.username !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : process.env.SHOAL_USER
+}
+
 /** A request to a node; a node that cannot be reached becomes a one-line CLI error. */
 export async function requestNode (node: string, path: string, init: RequestInit = {}): Promise<Response> {
   // A node with authentication on: user and password in the node's URL (https://alice:pw@host),
   // else SHOAL_USER=user:password. fetch refuses URLs with credentials, so they become a header.
   const url = new URL(path, node)
-  const credentials = url.username !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : process.env.SHOAL_USER
+  const credentials = nodeCredentials(url)
   url.username = ''
   url.password = ''
   const headers = new Headers(init.headers)

@@ -4,6 +4,7 @@
 import { CID } from 'multiformats/cid'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import { isTag } from '../oci/names.ts'
+import { nodeCredentials } from '../cli/api-client.ts'
 import { IPFS_IMAGE_TAG, IPFS_REPOSITORY_PREFIX } from '../registry/ipfs-images.ts'
 import type { RegistryRef } from './registry-endpoint.ts'
 
@@ -89,25 +90,26 @@ export function parseRegistryRef (text: string, node?: string): RegistryRef {
   const hasHost = rest.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')
   let url: string
   let repository: string
+  /** Where the node's own credentials are read (the `--node` URL's, else SHOAL_USER). */
+  let nodeUrl: URL
   if (hasHost) {
     const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(first)
     url = `${scheme ?? (loopback ? 'http' : 'https')}://${first}`
+    nodeUrl = new URL(url)
     repository = rest.slice(first.length + 1)
   } else {
     if (node === undefined) throw new ImageRefError(`${text}: name the registry (host:port/${rest})`)
-    const base = new URL(node)
-    url = base.origin
-    if (credentials === undefined && base.username !== '') credentials = { username: decodeURIComponent(base.username), password: decodeURIComponent(base.password) }
+    nodeUrl = new URL(node)
+    url = nodeUrl.origin
     repository = rest
   }
   if (!REPOSITORY.test(repository)) throw new ImageRefError(`${text}: ${repository === '' ? 'no repository' : `${repository} is not a repository name`}`)
-  credentials ??= credentialsFromEnvironment()
+  credentials ??= userAndPassword(nodeCredentials(nodeUrl))
   return { url, repository, reference, ...(credentials === undefined ? {} : { credentials }) }
 }
 
-/** `SHOAL_USER=user:password`, as the other commands take it. */
-function credentialsFromEnvironment (): RegistryRef['credentials'] {
-  const given = process.env.SHOAL_USER
+/** `user:password` split at its first colon (none: no credentials). */
+function userAndPassword (given: string | undefined): RegistryRef['credentials'] {
   if (given === undefined || !given.includes(':')) return undefined
   const colon = given.indexOf(':')
   return { username: given.slice(0, colon), password: given.slice(colon + 1) }

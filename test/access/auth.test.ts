@@ -104,6 +104,20 @@ describe('a node with users and rights', () => {
     assert.equal((await get('/v2/team-a/app/tags/list', { headers: { authorization: basic('carol') } })).status, 200)
   })
 
+  it('shoal push and pull sign in with SHOAL_USER or the reference\'s user:password@, and a user without the right is refused in one line', async () => {
+    const layout = join(dir, 'cli-image')
+    const image = await createImageLayout(layout, { layers: [200_000], seed: 'auth-cli' })
+    const pushed = await shoalWith({ SHOAL_USER: `alice:${PASSWORDS.alice}`, XDG_STATE_HOME: join(dir, 'cli-state') }, 'push', `oci:${layout}`, `${node.host}/team-a/cli:1`, '--quiet')
+    assert.equal(pushed.code, 0, pushed.stderr)
+    const pulled = await shoalWith({ XDG_STATE_HOME: join(dir, 'cli-state') }, 'pull', `carol:${PASSWORDS.carol}@${node.host}/team-a/cli:1`, `oci:${join(dir, 'cli-out')}`, '--quiet')
+    assert.equal(pulled.code, 0, pulled.stderr)
+    assert.equal(JSON.parse(await readFile(join(dir, 'cli-out', 'index.json'), 'utf8')).manifests[0].digest, image.manifestDigest)
+    const refused = await shoalWith({ SHOAL_USER: `carol:${PASSWORDS.carol}`, XDG_STATE_HOME: join(dir, 'cli-state') }, 'push', `oci:${layout}`, `${node.host}/team-a/cli:carol`, '--quiet')
+    assert.equal(refused.code, 1)
+    assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr)
+    assert.match(refused.stderr, /^shoal: .*refused/)
+  })
+
   it('answers 403 DENIED to a signed-in user without the right, with Basic or a token', async () => {
     const registry = new RegistryClient(node.url)
     const alice = { authorization: basic('alice') }
