@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip, createZstdDecompress } from 'node:zlib'
-import { parseDigest } from '../oci/digest.ts'
+import { digestOf, parseDigest } from '../oci/digest.ts'
 import { parseManifest, type Descriptor } from '../oci/manifest.ts'
 import { OCI_MANIFEST } from '../oci/media-types.ts'
 import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
@@ -135,7 +135,7 @@ class DockerArchiveImage implements ImageSource {
     const layers: Descriptor[] = []
     for (const layer of entry.Layers) layers.push(await this.describe(layer, await isGzip(join(this.dir, layer)) ? OCI_LAYER_GZIP : OCI_LAYER, signal))
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers }))
-    this.built = { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, mediaType: OCI_MANIFEST, bytes }
+    this.built = { digest: digestOf(bytes), mediaType: OCI_MANIFEST, bytes }
     return this.built
   }
 

@@ -7,7 +7,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/p
 import { dirname, join } from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { parseDigest } from '../oci/digest.ts'
+import { digestOf, parseDigest } from '../oci/digest.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
 import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
@@ -50,8 +50,7 @@ async function readManifest (dir: string, descriptor: Descriptor): Promise<Manif
   } catch {
     throw new ImageFileError(`${dir} lacks the manifest ${descriptor.digest}`)
   }
-  const { algorithm, hex } = parseDigest(descriptor.digest)
-  if (createHash(algorithm).update(bytes).digest('hex') !== hex) throw new ImageFileError(`${dir}: the manifest ${descriptor.digest} does not match its digest`)
+  if (digestOf(bytes, parseDigest(descriptor.digest).algorithm) !== descriptor.digest) throw new ImageFileError(`${dir}: the manifest ${descriptor.digest} does not match its digest`)
   return { digest: descriptor.digest, mediaType: descriptor.mediaType, bytes }
 }
 
