@@ -1,9 +1,10 @@
 // IPNS names and DNSLink (issue 14) as the node's faces use them: keys, publishing, resolving.
 // Built with the node and started once the mesh has joined (the node's own key is the mesh's
 // identity, and records travel over it); until then every call answers 503. The machinery
-// (the ipns package, libp2p's keys: some 30 MB) loads only when needed: at start in a mesh or
-// with names to republish, else at the first call, so a single node that never uses names
-// carries none of it.
+// (the ipns package, libp2p's keys: some 30 MB) loads only when needed: at start with names to
+// republish, else at the first call. In a mesh, loading is also what joins the names' gossip topic:
+// a fleet that never uses names carries neither the code nor the topic, and a member that starts
+// using them hears every current record at once (publishers rebroadcast to a new listener).
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -65,8 +66,8 @@ export class Names {
 
   async start (): Promise<void> {
     this.state = 'started'
-    // Loaded now if it has work at once: records to hear from members, names to republish.
-    if (this.options.routing !== undefined || await exists(join(this.options.dataDir, 'ipns', 'published.json'))) await this.service()
+    // Loaded now if it has work at once: names to republish.
+    if (await exists(join(this.options.dataDir, 'ipns', 'published.json'))) await this.service()
   }
 
   async stop (): Promise<void> {
