@@ -79,8 +79,11 @@ export function createHttpServer (logger: Logger, metrics: Metrics, tls?: TlsIde
   })
   app.addHook('preClose', async () => {
     for (const socket of sockets) {
-      if (inFlight.get(socket)?.response.writableEnded === false) continue
-      socket.destroy()
+      const response = inFlight.get(socket)?.response
+      // A response being sent is finished first; then its connection closes too, or a kept-alive
+      // client would hold the stop for the keep-alive timeout (72 s).
+      if (response?.writableEnded === false) response.once('close', () => { socket.destroy() })
+      else socket.destroy()
     }
   })
   app.addHook('onResponse', async (req, reply) => {
