@@ -25,6 +25,7 @@ import { REPO_ROOT, startDockerRegistry, startNodeProcess } from '../test/suppor
 import type { RegistryProcess } from '../test/support/node-process.ts'
 import { copyFromRegistry, copyToRegistry } from '../test/support/skopeo.ts'
 import { gitCommit, machineDescription, toolVersion } from './environment.ts'
+import { CLOCK_TICKS, processStat } from './node-probes.ts'
 
 const MiB = 1024 * 1024
 const OUT_DIR = path.join(REPO_ROOT, 'bench', 'out')
@@ -79,6 +80,8 @@ type Operation = 'push' | 'pull'
 interface Measurement {
   seconds: number
   peakRssBytes: number
+  /** CPU seconds (user and system, every thread) the registry process spent on the operation. */
+  cpuSeconds: number
 }
 
 /** results[case][contender][operation] = one measurement per run */
@@ -198,7 +201,7 @@ async function measureRun (benchCase: BenchCase, image: ImageLayoutResult, conte
       throw new Error(`${contender.name} returned manifest ${pulled.digest}, pushed ${image.manifestDigest}`)
     }
     log(`${benchCase.name} run ${run + 1} ${contender.name}: push ${push.seconds.toFixed(2)} s, pull ${pull.seconds.toFixed(2)} s, ` +
-      `peak RSS push ${formatMiB(push.peakRssBytes)} pull ${formatMiB(pull.peakRssBytes)}`)
+      `CPU push ${push.cpuSeconds.toFixed(2)} s pull ${pull.cpuSeconds.toFixed(2)} s, peak RSS push ${formatMiB(push.peakRssBytes)} pull ${formatMiB(pull.peakRssBytes)}`)
     return { push, pull }
   } finally {
     // Run directories are removed only at the end: on ext4 without a journal (this machine's
@@ -226,15 +229,23 @@ async function timed (contender: Contender, dataDir: string, operation: (registr
     await copyFromRegistry(warmupRef, warmupOut, { creds: contender.creds })
     await rm(warmupOut, { recursive: true, force: true })
     await registry.resetPeakRss()
+    const cpuBefore = await cpuJiffies(registry)
     const started = performance.now()
     await operation(registry)
     const seconds = (performance.now() - started) / 1000
+    const cpuSeconds = (await cpuJiffies(registry) - cpuBefore) / CLOCK_TICKS
     const { peakRssBytes } = await registry.stop()
-    return { seconds, peakRssBytes }
+    return { seconds, peakRssBytes, cpuSeconds }
   } catch (error) {
     await registry.kill9()
     throw new Error(`${contender.name}: ${(error as Error).message}\n--- registry output ---\n${registry.output()}`, { cause: error })
   }
+}
+
+/** User and system jiffies of the registry process, all its threads. */
+async function cpuJiffies (registry: RegistryProcess): Promise<number> {
+  const stat = await processStat(String(registry.process.pid))
+  return (stat[11] ?? 0) + (stat[12] ?? 0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,10 +282,11 @@ function renderReport (settings: Settings, images: Map<string, ImageLayoutResult
       `Reference: ${toolVersion('docker-registry', ['--version'])}. Node ${process.version}. Commit ${gitCommit()}.`,
     `Median of ${settings.runs} run(s); every run on a fresh data directory and a fresh process per push and per pull. ` +
       'MB/s = bytes of all blobs (manifest, config, layers) / 10^6 / seconds of the whole `skopeo copy`. ' +
+      'CPU s/GiB = user and system CPU seconds of the registry process (all threads) during the copy, per GiB of blobs, median. ' +
       'Peak RSS = VmHWM of the registry process, highest over the runs.',
     '',
-    '| image | op | Shoal s | Shoal MB/s | docker-registry s | docker-registry MB/s | Shoal / docker-registry | Shoal peak RSS | docker-registry peak RSS |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|'
+    '| image | op | Shoal s | Shoal MB/s | docker-registry s | docker-registry MB/s | Shoal / docker-registry | Shoal CPU s/GiB | docker-registry CPU s/GiB | Shoal peak RSS | docker-registry peak RSS |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
   ]
   for (const benchCase of settings.cases) {
     const bytes = images.get(benchCase.name)!.totalSize
@@ -285,7 +297,8 @@ function renderReport (settings: Settings, images: Map<string, ImageLayoutResult
         ? (shoal.megabytesPerSecond / reference.megabytesPerSecond).toFixed(2)
         : '—'
       lines.push(`| ${benchCase.label} | ${operation} | ${shoal?.seconds ?? '—'} | ${shoal?.throughput ?? '—'} | ` +
-        `${reference?.seconds ?? '—'} | ${reference?.throughput ?? '—'} | ${ratio} | ${shoal?.peakRss ?? '—'} | ${reference?.peakRss ?? '—'} |`)
+        `${reference?.seconds ?? '—'} | ${reference?.throughput ?? '—'} | ${ratio} | ${shoal?.cpuPerGiB ?? '—'} | ${reference?.cpuPerGiB ?? '—'} | ` +
+        `${shoal?.peakRss ?? '—'} | ${reference?.peakRss ?? '—'} |`)
     }
   }
   if (settings.contenders.some((key) => key.endsWith('-auth'))) lines.push('', ...authTable(settings, images, results))
@@ -307,6 +320,7 @@ interface Summary {
   seconds: string
   throughput: string
   megabytesPerSecond: number
+  cpuPerGiB: string
   peakRss: string
 }
 
@@ -318,6 +332,7 @@ function summarize (measurements: Measurement[] | undefined, bytes: number): Sum
     seconds: seconds.toFixed(2),
     throughput: megabytesPerSecond.toFixed(0),
     megabytesPerSecond,
+    cpuPerGiB: (median(measurements.map((m) => m.cpuSeconds)) / (bytes / (1024 * MiB))).toFixed(2),
     peakRss: formatMiB(Math.max(...measurements.map((m) => m.peakRssBytes)))
   }
 }
