@@ -13,6 +13,7 @@ import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from
 import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { Lifecycle, NotReadyError, gateUntilReady } from './lifecycle.ts'
+import { BitswapSource } from './mesh/bitswap-source.ts'
 import { BlockFetcher } from './mesh/block-fetcher.ts'
 import { Fleet } from './mesh/fleet.ts'
 import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
@@ -438,6 +439,11 @@ export class ShoalNode {
         this.metrics.meshBytesFetched.inc({ provider: provider.id }, size)
       },
       peerId: () => fleet.peerId,
+      // Content no member holds over HTTP: from any connected peer over bitswap (a plain IPFS node).
+      fallback: new BitswapSource({
+        blocks: () => fleet.mesh.helia.blockstore,
+        outsiders: () => fleet.mesh.helia.libp2p.getPeers().some(peer => !fleet.isMember(peer.toString()))
+      }),
       logger: this.logger.child({ part: 'fetch' })
     })
   }

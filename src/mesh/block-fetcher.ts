@@ -61,7 +61,19 @@ export interface BlockFetcherOptions {
   onBlockFetched?: (provider: Provider, size: number) => void
   /** This node's peer id, sent with requests (see FetchContext); asked when a request goes out. */
   peerId?: () => string
+  /** Asked for a block no provider could deliver (none known, or all failed): bitswap-source.ts. */
+  fallback?: FallbackSource
   logger?: Logger
+}
+
+/**
+ * Where a block comes from when no provider has it over HTTP; its bytes are checked against the
+ * CID like a provider's. It rejects when it cannot get the block, and stops when `signal` aborts.
+ */
+export interface FallbackSource {
+  /** Named in BlockUnavailableError's reasons, and as the provider in the fetch metrics. */
+  readonly name: string
+  get(cid: CID, signal: AbortSignal): Promise<Uint8Array>
 }
 
 /**
@@ -104,6 +116,7 @@ export class BlockFetcher {
   private readonly readAhead: number
   private readonly onBadBlock: ((provider: Provider, cid: CID) => void) | undefined
   private readonly onBlockFetched: ((provider: Provider, size: number) => void) | undefined
+  private readonly fallback: FallbackSource | undefined
   private readonly logger: Logger | undefined
   /** Blocks being fetched now, settled once each is stored (or has failed). */
   private readonly arriving = new Map<string, Promise<void>>()
@@ -118,6 +131,7 @@ export class BlockFetcher {
     this.retry = { tries: TRIES_PER_PROVIDER, delayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS }
     this.onBadBlock = options.onBadBlock
     this.onBlockFetched = options.onBlockFetched
+    this.fallback = options.fallback
     this.logger = options.logger
   }
 
@@ -309,7 +323,7 @@ export class BlockFetcher {
       // Asked again every round: who is worth asking changes while a pull goes on.
       const candidates = [...new Map(listOf(providers, cid).map(p => [p.id, p])).values()]
       const usable = candidates.filter(p => !lying.has(p.id) && mayRetry(this.retry, failures.get(p.id) ?? 0))
-      if (usable.length === 0) throw new BlockUnavailableError(cid, reasons)
+      if (usable.length === 0) return await this.fromFallback(cid, signal, reasons)
       const fewestFailures = Math.min(...usable.map(p => failures.get(p.id) ?? 0))
       if (fewestFailures > retryRound) {
         // Everyone left has failed: they may have been busy, or still pulling the block themselves.
@@ -347,6 +361,25 @@ export class BlockFetcher {
       this.onBlockFetched?.(provider, bytes.length)
       return bytes
     }
+  }
+
+  /** No provider could deliver the block: the fallback source, if any, once. */
+  private async fromFallback (cid: CID, signal: AbortSignal, reasons: string[]): Promise<Buffer> {
+    const fallback = this.fallback
+    if (fallback === undefined) throw new BlockUnavailableError(cid, reasons)
+    let bytes: Uint8Array
+    try {
+      bytes = await fallback.get(cid, signal)
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw new BlockUnavailableError(cid, [...reasons, `${fallback.name}: ${describe(err)}`])
+    }
+    if (!checkBlock(cid, bytes).ok) {
+      this.logger?.warn({ source: fallback.name, cid: cid.toString() }, 'fallback source sent a block that does not match its CID')
+      throw new BlockUnavailableError(cid, [...reasons, `${fallback.name}: sent bytes that do not match the CID`])
+    }
+    this.onBlockFetched?.({ id: fallback.name, url: '' }, bytes.length)
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 }
 

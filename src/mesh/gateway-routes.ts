@@ -62,8 +62,10 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     // block must not hold a place in the upload cap's queue afterwards.
     const gone = untilClientLeaves(reply)
     if (segments !== undefined || format === 'tar' || format === 'file') {
-      // The same source as a CAR's: this node's blocks, or the fleet's when it lacks the root and fetches (gatewayFetch).
-      const blocks = remote === undefined || await local.has(cid) ? local : remote.source(cid)
+      // The same source as a CAR's: this node's blocks, and the fleet's for those it lacks (gatewayFetch).
+      // The fleet's source reads what is held here first; a DAG held in part (its root alone, fetched
+      // by an earlier ?format=raw) is completed from the fleet instead of ending in a 404.
+      const blocks = remote === undefined ? local : remote.source(cid)
       if (!(await blocks.has(cid, { signal: gone }))) throw new BlockNotFoundError(cid, `block ${text} is not held by this node${remote === undefined ? '' : ' nor by its peers'}`)
       const pace = async (bytes: number): Promise<void> => {
         if (uploadLimiter !== undefined) await uploadLimiter.take(bytes, gone)
@@ -73,7 +75,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     }
     const held = await local.has(cid)
     const relayed = held || format !== 'raw' ? undefined : await relayFor(req, cid, relay, gone)
-    const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : remote === undefined || held ? local : remote.source(cid)
+    const blocks = relayed !== undefined ? relayedBlock(cid, relayed) : remote === undefined || (held && format === 'raw') ? local : remote.source(cid)
     if (!(await blocks.has(cid, { signal: gone }))) throw new BlockNotFoundError(cid, `block ${text} is not held by this node${remote === undefined ? '' : ' nor by its peers'}`)
     reply.header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=29030400, immutable')
       .header('etag', `"${cid.toString()}.${format}"`).header('vary', 'Accept')

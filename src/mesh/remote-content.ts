@@ -6,7 +6,7 @@ import { BlockNotFoundError, type FsBlockstore } from '../content/fs-blockstore.
 import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { untilAborted } from '../until-aborted.ts'
-import { readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts'
+import { BlockUnavailableError, readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts'
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
 export interface ProviderFinder {
@@ -55,7 +55,8 @@ export class RemoteContent implements RemoteBlocks {
   private readonly blockstore: FsBlockstore
   private readonly finder: ProviderFinder
   private readonly logger: Logger
-  private readonly seeders = new Map<string, { found: Promise<Provider[]>, at: number }>()
+  /** `none`: nobody holds the root, and its blocks came from elsewhere (see servedElsewhere). */
+  private readonly seeders = new Map<string, { found: Promise<Provider[]>, at: number, none?: true }>()
   /** Roots being fetched here -> the images they are part of (a relay asked for one looks there too). */
   private readonly imagesOfPull = new Map<string, CID[]>()
 
@@ -94,6 +95,17 @@ export class RemoteContent implements RemoteBlocks {
     }
   }
 
+  /**
+   * A root no member holds, whose blocks came all the same (the fetcher's fallback: bitswap, from
+   * a peer outside the fleet): the empty holder list is kept, renewed by each such block, so that
+   * the next block does not wait out another lookup (~7 s) first.
+   */
+  private servedElsewhere (root: CID): void {
+    const key = root.toString()
+    const entry = this.seeders.get(key)
+    if (entry === undefined || entry.none === true) this.seeders.set(key, { found: Promise.resolve([]), at: Date.now(), none: true })
+  }
+
   source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {
     const fetched = async (cid: CID, signal: AbortSignal | undefined): Promise<Uint8Array> => {
       const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
@@ -101,10 +113,23 @@ export class RemoteContent implements RemoteBlocks {
       const known = await this.seedersOf(root, signal)
       // The caller's signal, or none: every request has its own timeout, and a fetch that no
       // provider can serve ends with BlockUnavailableError, so nothing waits forever.
-      return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, known, block), signal ?? NEVER, root)
+      const bytes = await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, known, block), signal ?? NEVER, root)
+      if (known.length === 0) this.servedElsewhere(root)
+      return bytes
+    }
+    // Held by no member: it is here if the fetcher's fallback brings it (and keeps it).
+    const fromElsewhere = async (cid: CID, signal: AbortSignal | undefined): Promise<boolean> => {
+      try {
+        await this.fetcher.fetchBlock(cid, [], signal ?? NEVER, root)
+      } catch (err) {
+        if (err instanceof BlockUnavailableError) return false
+        throw err
+      }
+      this.servedElsewhere(root)
+      return true
     }
     return {
-      has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0,
+      has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0 || await fromElsewhere(cid, options?.signal),
       getBytes: async (cid, options) => await fetched(cid, options?.signal),
       getRange: async (cid, start, end, into, options) => {
         const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getRange(cid, start, end, into))
