@@ -97,13 +97,54 @@ export class OffloadedDigests {
     while (offset < chunk.byteLength) {
       // A piece never wraps around the ring's end, and never overwrites bytes not yet hashed.
       const length = Math.min(chunk.byteLength - offset, RING_BYTES - this.head, RING_BYTES / 4)
-      while (this.pending.queued + length > RING_BYTES) await new Promise<void>(resolve => { this.pending.wake = resolve })
+      await this.room(length)
       new Uint8Array(this.ring, this.head, length).set(chunk.subarray(offset, offset + length))
-      this.state.worker.postMessage({ id: this.id, op: 'update', offset: this.head, length })
-      this.pending.queued += length
-      this.head = (this.head + length) % RING_BYTES
+      this.handOver(this.head, length)
       offset += length
     }
+  }
+
+  /**
+   * The chunks of `source` gathered into pieces of `size` bytes (the last one shorter) in the ring
+   * itself, each handed to the worker once full: one copy where gathering the socket's small chunks
+   * and then copying them into the ring were two (and a 1 MiB buffer of garbage a piece). A piece is
+   * a view of the ring, valid until the next one is asked for.
+   */
+  async * gather (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size = RING_BYTES / 4): AsyncGenerator<Buffer> {
+    // Pieces start at multiples of `size`, so none wraps around the ring's end.
+    if (RING_BYTES % size !== 0 || this.head % size !== 0) throw new RangeError(`pieces of ${size} bytes do not tile the ring`)
+    let start = this.head
+    let filled = 0
+    await this.room(size)
+    for await (const chunk of source) {
+      let offset = 0
+      while (offset < chunk.byteLength) {
+        const length = Math.min(chunk.byteLength - offset, size - filled)
+        new Uint8Array(this.ring, start + filled, length).set(chunk.subarray(offset, offset + length))
+        filled += length
+        offset += length
+        if (filled === size) {
+          yield this.handOver(start, size)
+          start = this.head
+          filled = 0
+          await this.room(size)
+        }
+      }
+    }
+    if (filled > 0) yield this.handOver(start, filled)
+  }
+
+  /** Waits until the ring has `length` bytes the worker is done with after the head. */
+  private async room (length: number): Promise<void> {
+    while (this.pending.queued + length > RING_BYTES) await new Promise<void>(resolve => { this.pending.wake = resolve })
+  }
+
+  /** Gives the worker the ring's bytes at `start`, and the caller a view of them. */
+  private handOver (start: number, length: number): Buffer {
+    this.state.worker.postMessage({ id: this.id, op: 'update', offset: start, length })
+    this.pending.queued += length
+    this.head = (start + length) % RING_BYTES
+    return Buffer.from(this.ring, start, length)
   }
 
   async digests (): Promise<{ hmac: Buffer, sha256: string }> {
