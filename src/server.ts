@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { recordRequest, type Metrics } from './metrics.ts'
@@ -10,7 +10,7 @@ import { renderApiError } from './api/errors.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { API_PREFIX } from './api/scope.ts'
 import { isUnder } from './http-request.ts'
-import { describeError, type DescribedError, type ErrorRenderer } from './http-errors.ts'
+import { STATUS_CODES, describeError, type DescribedError, type ErrorRenderer } from './http-errors.ts'
 import { EndpointUnknownError } from './oci/errors.ts'
 
 /**

@@ -5,10 +5,16 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose'
+import type * as Jose from 'jose'
 import { ConfigError } from '../config.ts'
 
 const ALGORITHM = 'ES256'
+
+let jose: Promise<typeof Jose> | undefined
+/** jose, imported with the first token rather than with this module: a node without authentication never loads it. */
+async function loadJose (): Promise<typeof Jose> {
+  return await (jose ??= import('jose'))
+}
 
 /** One grant of a token: `repository` `team-a/app` `[pull, push]`, or `registry` `catalog` `[*]`. */
 export interface ResourceAccess {
@@ -59,6 +65,7 @@ export class TokenVerifier {
 
   /** The key a token names in its header: this verifier's own, or a trusted one. */
   private async keyFor (token: string): Promise<KeyObject | undefined> {
+    const { decodeProtectedHeader } = await loadJose()
     let keyId: string | undefined
     try {
       keyId = decodeProtectedHeader(token).kid
@@ -101,7 +108,8 @@ export class TokenVerifier {
   async verify (token: string): Promise<TokenClaims | undefined> {
     const key = await this.keyFor(token)
     if (key === undefined) return undefined
-    let payload: JWTPayload
+    const { jwtVerify } = await loadJose()
+    let payload: Jose.JWTPayload
     try {
       ({ payload } = await jwtVerify(token, key, { issuer: this.settings.issuer, audience: this.settings.service, algorithms: [ALGORITHM], clockTolerance: 5 }))
     } catch {
@@ -146,6 +154,7 @@ export class TokenIssuer extends TokenVerifier {
 
   /** A token for `subject` (undefined: anonymous) granting `access`, and how long it lasts. */
   async issue (subject: string | undefined, access: ResourceAccess[]): Promise<{ token: string, expiresIn: number, issuedAt: Date }> {
+    const { SignJWT } = await loadJose()
     const issuedAt = new Date()
     const token = await new SignJWT({ access })
       .setProtectedHeader({ alg: ALGORITHM, kid: this.keyId, typ: 'JWT' })

@@ -2,8 +2,7 @@
 // descriptor each, and every error of an /api/v1 request, whoever raised it (a handler, a schema,
 // fastify, Node's parser), is rendered here as `{ statusCode, error, code, message }` by the
 // server's one error handler (server.ts picks the face by URL).
-import { STATUS_CODES } from 'node:http'
-import type { DescribedError, ErrorRenderer } from '../http-errors.ts'
+import { STATUS_CODES, type DescribedError, type ErrorRenderer } from '../http-errors.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 
 /** A request that asks for the mesh on a node that is configured for none. */

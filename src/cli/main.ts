@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { flushCompileCache } from 'node:module'
 import { Command, Option } from 'commander'
 import { ConfigError, DEFAULT_CONFIG, envName, flagsFromText, loadConfig, settingFlags, type SettingName } from '../config.ts'
 import type { PeersAnswer } from '../api/schemas.ts'
@@ -65,6 +66,9 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
     process.on('SIGTERM', () => shutdown('SIGTERM'))
     // The node logs "listening" (at info) itself; a normal start says nothing at warn.
     await started
+    // Node's compile cache (bin/shoal turns it on) is written now rather than only at exit, so
+    // that a node that never exits cleanly (killed, crashed) still leaves it for the next start.
+    flushCompileCache()
   })
 
 program.command('fsck')

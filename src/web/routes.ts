@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { inProcessApi, type ManagementApi, type NodesAnswer } from './api.ts'
 import type { SafeHtml } from './html.ts'
-import { ImageDetailsReader, type PeerToken } from './image-details.ts'
+import type { ImageDetailsReader, PeerToken } from './image-details.ts'
 import { sessionOf } from '../registry/request-access.ts'
 import { ASSETS_PREFIX, renderPage } from './layout.ts'
 import { renderDatastoreLive } from './pages/datastore.ts'
@@ -16,7 +16,7 @@ import { renderStrategiesLive, renderStrategyForm, strategiesAvailable } from '.
 
 interface PageInput {
   api: ManagementApi
-  details: ImageDetailsReader
+  details: Pick<ImageDetailsReader, 'details'>
   host: string
   now: number
 }
@@ -80,7 +80,12 @@ const ASSETS: Record<string, string> = {
  */
 export function registerWebUi (app: FastifyInstance, peerCa?: string[], internalRead?: Record<string, string>, peerToken?: PeerToken): void {
   const api = (headers: FastifyRequest['headers']): ManagementApi => inProcessApi(app, { authorization: headers.authorization, cookie: headers.cookie })
-  const details = new ImageDetailsReader(app, peerCa, internalRead, peerToken)
+  // The image details' reader (registry reads, the ocicrypt parser and jose behind it) is loaded
+  // with the first page that describes an image: a node nobody browses never holds it.
+  let reader: Promise<ImageDetailsReader> | undefined
+  const readerOnce = async (): Promise<ImageDetailsReader> => await (reader ??= import('./image-details.ts')
+    .then(({ ImageDetailsReader }) => new ImageDetailsReader(app, peerCa, internalRead, peerToken)))
+  const details: PageInput['details'] = { details: async (...args) => await (await readerOnce()).details(...args) }
   for (const [file, contentType] of Object.entries(ASSETS)) {
     // Read once at start: a few kilobytes, served as they are (no build step).
     const body = readFileSync(join(import.meta.dirname, 'assets', file))

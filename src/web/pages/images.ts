@@ -11,7 +11,7 @@ const DETAILS_WAIT_MS = 1_500
 
 export interface ImagesPageInput {
   api: ManagementApi
-  details: ImageDetailsReader
+  details: Pick<ImageDetailsReader, 'details'>
   /** host:port the browser reached this node at: the registry in the pull command. */
   host: string
   now: number
