@@ -1,5 +1,6 @@
 import { createHash, randomUUID, webcrypto } from 'node:crypto'
-import { mkdir, open, rename, rm, stat, readdir, type FileHandle } from 'node:fs/promises'
+import { closeSync, fstatSync, openSync, read } from 'node:fs'
+import { mkdir, open, rename, rm, stat, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
@@ -203,15 +204,6 @@ export class FsBlockstore implements Blockstore {
     return await this.verified(cid, bytes, stamp)
   }
 
-  private async openBlock (cid: CID): Promise<FileHandle> {
-    try {
-      return await open(this.pathOf(cid), 'r')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
-      throw err
-    }
-  }
-
   /**
    * The whole block read into `into` when it fits (a pooled buffer: no garbage per block),
    * checked against its CID; undefined when it does not fit.
@@ -233,17 +225,28 @@ export class FsBlockstore implements Blockstore {
     return block.subarray(start, end + 1)
   }
 
-  /** The block's bytes, in `into` when it fits, else in a new buffer, and its file's stamp; not checked. */
+  /**
+   * The block's bytes, in `into` when it fits, else in a new buffer, and its file's stamp; not
+   * checked. The open, fstat and close run on the event loop (metadata calls of a few
+   * microseconds) and only the read goes to the thread pool: four pool round trips per block
+   * made the pull's server spend a fifth of its CPU switching threads (perf, 1 GiB pull).
+   */
   private async readWhole (cid: CID, into: Buffer | undefined): Promise<{ bytes: Buffer, stamp: string }> {
-    const handle = await this.openBlock(cid)
+    let fd: number
     try {
-      const stats = await handle.stat({ bigint: true })
+      fd = openSync(this.pathOf(cid), 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
+      throw err
+    }
+    try {
+      const stats = fstatSync(fd, { bigint: true })
       const size = Number(stats.size)
       const bytes = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
-      const { bytesRead } = await handle.read(bytes, 0, size, 0)
+      const bytesRead = await readAt(fd, bytes, size)
       return { bytes: bytes.subarray(0, bytesRead), stamp: fileStamp(stats) }
     } finally {
-      await handle.close()
+      closeSync(fd)
     }
   }
 
@@ -396,6 +399,13 @@ export class FsBlockstore implements Blockstore {
 }
 
 const TMP_SUFFIX = '.tmp'
+
+/** Up to `length` bytes from the start of the file into `into`, on the thread pool; the count read. */
+async function readAt (fd: number, into: Buffer, length: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    read(fd, into, 0, length, 0, (err, bytesRead) => { if (err === null) resolve(bytesRead); else reject(err) })
+  })
+}
 const BASE32_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 
 function shardNames (): string[] {
