@@ -7,6 +7,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { DeniedError } from '../oci/errors.ts'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+/**
+ * Every address of 127.0.0.0/8 is this machine's loopback, listed by the interface or not (a
+ * client on 127.0.0.2 is as local as one on 127.0.0.1); a rebinding page names a host, not these.
+ */
+const LOOPBACK_V4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/
 
 /**
  * What a node answers to by default: its listen host (unless it listens on every address), the
@@ -39,7 +44,7 @@ export function registerHostCheck (app: FastifyInstance, allowed: readonly strin
   app.addHook('onRequest', async (req: FastifyRequest) => {
     const host = req.headers.host
     // HTTP/1.0 clients may send none: nothing to check, and no browser does that.
-    if (host !== undefined && !names.has(hostOf(host))) {
+    if (host !== undefined && !names.has(hostOf(host)) && !LOOPBACK_V4.test(hostOf(host))) {
       throw new DeniedError(`Host ${JSON.stringify(host)} is not a name of this node (allowedHosts: ${[...names].join(', ')})`)
     }
     if (SAFE_METHODS.has(req.method)) return
