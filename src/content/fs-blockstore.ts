@@ -232,9 +232,15 @@ export class FsBlockstore implements Blockstore {
    * made the pull's server spend a fifth of its CPU switching threads (perf, 1 GiB pull).
    */
   private async readWhole (cid: CID, into: Buffer | undefined): Promise<{ bytes: Buffer, stamp: string }> {
+    // A reader that finds a block may rely on it as a caller of `has` does (the fetcher does not
+    // fetch it again): the same use for a collection, and the same wait for an unlink under way.
+    const key = this.keyOf(cid)
+    this.noteUse(key)
+    const removal = this.removing.get(key)
+    if (removal !== undefined) await removal
     let fd: number
     try {
-      fd = openSync(this.pathOf(cid), 'r')
+      fd = openSync(this.pathOfKey(key), 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockNotFoundError(cid)
       throw err

@@ -34,7 +34,11 @@ export interface FetchContext {
   root?: CID
 }
 
-/** The block store reads and writes the fetcher needs; FsBlockstore provides them. */
+/**
+ * The block store reads and writes the fetcher needs; FsBlockstore provides them. A read of a
+ * block the store lacks throws BlockNotFoundError, and counts as a use for a collection running
+ * (as `has` does): a block the fetcher finds it does not fetch again.
+ */
 export interface FetcherBlockstore extends BlockSource {
   has(cid: CID): Promise<boolean>
   /** `onWritten` runs once `bytes` may be reused, before the block is durable. */
@@ -173,10 +177,10 @@ export class BlockFetcher {
    * it (both happen at once in a swarm; relay-tree.ts).
    */
   private async heldOrArrived<T> (cid: CID, signal: AbortSignal, read: () => Promise<T>): Promise<T | undefined> {
-    const local = await readIfHeld(this.blockstore, cid, read)
+    const local = await readIfHeld(read)
     if (local !== undefined || !(await this.whenArrived(cid, signal))) return local
     signal.throwIfAborted()
-    return await readIfHeld(this.blockstore, cid, read)
+    return await readIfHeld(read)
   }
 
   /** Marks a block as arriving; the returned function marks it settled. */
@@ -259,7 +263,7 @@ export class BlockFetcher {
     // A held raw block has no links: nothing to read.
     if (held && cid.code === raw.code) return { links: [] }
     let bytes: Uint8Array | undefined
-    if (held) bytes = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
+    if (held) bytes = await readIfHeld(async () => await this.blockstore.getBytes(cid))
     held = bytes !== undefined
     if (bytes === undefined) {
       const done = this.expect(cid)
@@ -333,11 +337,9 @@ export class BlockFetcher {
       }
       const leastFailed = usable.filter(p => (failures.get(p.id) ?? 0) === fewestFailures)
       const tier = Math.min(...leastFailed.map(p => p.tier ?? 0))
-      const provider = this.pool.tryAcquire(leastFailed.filter(p => (p.tier ?? 0) === tier))
-      if (provider === undefined) {
-        await this.pool.slotFreed(signal)
-        continue
-      }
+      const provider = await this.pool.acquire(leastFailed.filter(p => (p.tier ?? 0) === tier), signal)
+      // None within a while (or the signal aborted): who is worth asking is looked at again.
+      if (provider === undefined) continue
       let bytes: Buffer
       try {
         bytes = await this.requests.get(provider, cid, signal, into, root)
@@ -389,10 +391,10 @@ function assertVerifiable (cid: CID): void {
 
 /**
  * A local read of a block, or undefined when the block is absent or was found corrupt (and
- * quarantined): either way it is to be fetched like a missing one.
+ * quarantined): either way it is to be fetched like a missing one. No `has` first: the read's
+ * own open finds out, and a stat per block was 4 % of a fetching node's CPU (bench/fleet.ts).
  */
-export async function readIfHeld<T> (store: { has(cid: CID): Promise<boolean> }, cid: CID, read: () => Promise<T>): Promise<T | undefined> {
-  if (!(await store.has(cid))) return undefined
+export async function readIfHeld<T> (read: () => Promise<T>): Promise<T | undefined> {
   try {
     return await read()
   } catch (err) {

@@ -19,10 +19,15 @@ import { meshNameRouting } from './name-routing.ts'
 import type { NameRouting } from '../names/name-routing.ts'
 import type { PlacementState, Presence } from './presence.ts'
 import type { PresenceLink } from './presence-link.ts'
-import { PullNotices, type NoticeTransport } from './pull-notices.ts'
-import { rankProviders, ranksAbove, relayTrees } from './relay-tree.ts'
+import { PULL_EXPIRY_MS, PullNotices, type NoticeTransport } from './pull-notices.ts'
+import { rankProviders, ranksAbove, relayTrees, type RelayTrees } from './relay-tree.ts'
 
 export type { FleetNode }
+
+/** Relay trees are built again at least this often, whatever the notices say. */
+const TREES_KEPT_MS = 1_000
+/** DAGs whose relay trees are kept at once (pulls at the same time); past this all go. */
+const MAX_KEPT_TREES = 64
 
 /** What the fleet needs to know of this node that only the node itself can tell. */
 export interface LocalNodeFacts {
@@ -48,6 +53,8 @@ export class Fleet {
   private catalogueInstance: Catalogue | undefined
   private membershipInstance: Membership | undefined
   private pullNotices: PullNotices | undefined
+  /** Relay trees by DAG root: see relayTreesOf. */
+  private readonly keptTrees = new Map<string, { version: number | undefined, validUntil: number, trees: RelayTrees }>()
   private presenceLink: PresenceLink | undefined
   /** Collects unpinned blocks (the catalogue unpins a dropped generation's entries). */
   private readonly collectGarbage: (() => Promise<unknown>) | undefined
@@ -211,8 +218,25 @@ export class Fleet {
 
   /** Whom to ask for `block` of the DAG `root` now: see relay-tree.ts. */
   rankedProviders (root: CID, seeders: Provider[], block: CID): Provider[] {
-    const pullers = (this.pullNotices?.pullersOf(root.toString()) ?? []).map(([id, pull]) => ({ id, url: pull.url, done: pull.done }))
-    return rankProviders(this.mesh.peerId, relayTrees(root.toString(), pullers), seeders, block.multihash.digest)
+    return rankProviders(this.mesh.peerId, this.relayTreesOf(root.toString()), seeders, block.multihash.digest)
+  }
+
+  /**
+   * The relay trees of `root` as the pull notices stand, kept until a notice changes them or a
+   * puller in them may have expired: built for every block asked (and again by every fetch that
+   * waited for a slot), they were a fifth of a fetching node's allocations.
+   */
+  private relayTreesOf (root: string): RelayTrees {
+    const notices = this.pullNotices
+    const now = Date.now()
+    const kept = this.keptTrees.get(root)
+    if (kept !== undefined && kept.version === notices?.version && now < kept.validUntil) return kept.trees
+    const heard = notices?.pullersOf(root, now) ?? []
+    const trees = relayTrees(root, heard.map(([id, pull]) => ({ id, url: pull.url, done: pull.done })))
+    const validUntil = Math.min(now + TREES_KEPT_MS, ...heard.map(([, pull]) => pull.at + PULL_EXPIRY_MS))
+    if (this.keptTrees.size >= MAX_KEPT_TREES) this.keptTrees.clear()
+    this.keptTrees.set(root, { version: notices?.version, validUntil, trees })
+    return trees
   }
 
   /** Whether `peer` ranks above this node in the relay tree of `block` (and may wait on it). */

@@ -21,6 +21,15 @@ export function listOf (providers: Providers, cid: CID): Provider[] {
   return typeof providers === 'function' ? providers(cid) : providers
 }
 
+const RECHECK_MS = 1_000
+
+/** A fetch waiting for a slot of one of its candidates. */
+interface SlotWaiter {
+  candidates: Provider[]
+  /** Ends the wait with the provider whose slot it was handed, or with none. */
+  settle(provider: Provider | undefined): void
+}
+
 /**
  * The requests in flight to each provider, across every fetch of a node, bounded per provider
  * so that no peer is swamped: a fetch takes a slot of the least busy provider it may ask, and
@@ -29,8 +38,13 @@ export function listOf (providers: Providers, cid: CID): Provider[] {
 export class ProviderPool {
   readonly maxInFlightPerProvider: number
   private readonly inFlight = new Map<string, number>()
-  /** Fetches waiting for a slot; each is woken whenever any slot frees. */
-  private readonly slotWaiters = new Set<() => void>()
+  /**
+   * Fetches waiting for a slot, in the order they began to wait, under each provider they may
+   * ask: a freed slot is handed to the first of them. Waking every waiter at every release made
+   * each rank its providers again, and most went back to waiting: a fifth of a fetching node's
+   * allocations.
+   */
+  private readonly slotWaiters = new Map<string, Set<SlotWaiter>>()
 
   constructor (maxInFlightPerProvider: number) {
     if (maxInFlightPerProvider < 1) throw new RangeError('maxInFlightPerProvider must be at least 1')
@@ -60,25 +74,51 @@ export class ProviderPool {
     return best
   }
 
+  /**
+   * A slot of one of `candidates`: at once when one is free, else the first that frees and is
+   * not handed to a fetch that waited longer. Undefined when the signal aborts, or after
+   * RECHECK_MS: whom a fetch may ask changes (a puller starts relaying), and a provider that
+   * stopped answering holds its slots until its requests time out.
+   */
+  async acquire (candidates: Provider[], signal: AbortSignal): Promise<Provider | undefined> {
+    const now = this.tryAcquire(candidates)
+    if (now !== undefined || candidates.length === 0 || signal.aborted) return now
+    return await new Promise<Provider | undefined>(resolve => {
+      const waiter: SlotWaiter = {
+        candidates,
+        settle: (provider) => {
+          clearTimeout(recheck)
+          signal.removeEventListener('abort', giveUp)
+          for (const candidate of candidates) {
+            const waiters = this.slotWaiters.get(candidate.id)
+            waiters?.delete(waiter)
+            if (waiters?.size === 0) this.slotWaiters.delete(candidate.id)
+          }
+          resolve(provider)
+        }
+      }
+      const giveUp = (): void => { waiter.settle(undefined) }
+      const recheck = setTimeout(giveUp, RECHECK_MS)
+      signal.addEventListener('abort', giveUp, { once: true })
+      for (const candidate of candidates) {
+        let waiters = this.slotWaiters.get(candidate.id)
+        if (waiters === undefined) this.slotWaiters.set(candidate.id, waiters = new Set())
+        waiters.add(waiter)
+      }
+    })
+  }
+
+  /** Gives back a slot: to the fetch that has waited longest for one of this provider's, if any. */
   release (id: string): void {
+    const next = this.slotWaiters.get(id)?.values().next().value
+    const provider = next?.candidates.find(candidate => candidate.id === id)
+    if (next !== undefined && provider !== undefined) {
+      // Handed over: the provider's load stays as it is.
+      next.settle(provider)
+      return
+    }
     const load = (this.inFlight.get(id) ?? 1) - 1
     if (load === 0) this.inFlight.delete(id)
     else this.inFlight.set(id, load)
-    const waiters = [...this.slotWaiters]
-    this.slotWaiters.clear()
-    for (const wake of waiters) wake()
-  }
-
-  /** Resolves once any slot frees (or the signal aborts: the caller then checks it). */
-  async slotFreed (signal: AbortSignal): Promise<void> {
-    await new Promise<void>(resolve => {
-      const wake = (): void => {
-        signal.removeEventListener('abort', wake)
-        this.slotWaiters.delete(wake)
-        resolve()
-      }
-      this.slotWaiters.add(wake)
-      signal.addEventListener('abort', wake, { once: true })
-    })
   }
 }

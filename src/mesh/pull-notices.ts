@@ -42,6 +42,8 @@ export class PullNotices {
   private readonly own = new Map<string, { done: boolean, at: number }>()
   /** root -> peer id -> that peer's pull of root. */
   private readonly heard = new Map<string, Map<string, PullState>>()
+  /** Goes up whenever a puller is heard of anew, changes its URL or state, or is forgotten. */
+  private changes = 0
   private unsubscribe: (() => void) | undefined
   private repeatTimer: NodeJS.Timeout | undefined
   private sendSoon: NodeJS.Timeout | undefined
@@ -83,9 +85,16 @@ export class PullNotices {
     if (current === undefined || current.done !== done) this.sendShortly()
   }
 
+  /**
+   * A number that changes whenever what pullersOf answers may change other than by time (a
+   * pull heard of, changed or forgotten): its callers may keep what they derive from it until then.
+   */
+  get version (): number {
+    return this.changes
+  }
+
   /** What other nodes said lately of their pulls of `root`, by peer id. */
-  pullersOf (root: string): Array<[string, PullState]> {
-    const now = Date.now()
+  pullersOf (root: string, now = Date.now()): Array<[string, PullState]> {
     return [...(this.heard.get(root) ?? new Map<string, PullState>()).entries()]
       .filter(([peer, pull]) => peer !== this.self.peer && now - pull.at < PULL_EXPIRY_MS)
   }
@@ -124,6 +133,8 @@ export class PullNotices {
 
   private note (peer: string, url: string, root: string, done: boolean): void {
     const peers = this.heard.get(root) ?? new Map<string, PullState>()
+    const before = peers.get(peer)
+    if (before === undefined || before.url !== url || before.done !== done) this.changes++
     peers.set(peer, { url, done, at: Date.now() })
     this.heard.set(root, peers)
   }
@@ -132,7 +143,11 @@ export class PullNotices {
     const now = Date.now()
     for (const [root, pull] of this.own) if (now - pull.at >= PULL_EXPIRY_MS) this.own.delete(root)
     for (const [root, peers] of this.heard) {
-      for (const [peer, pull] of peers) if (now - pull.at >= PULL_EXPIRY_MS) peers.delete(peer)
+      for (const [peer, pull] of peers) {
+        if (now - pull.at < PULL_EXPIRY_MS) continue
+        peers.delete(peer)
+        this.changes++
+      }
       if (peers.size === 0) this.heard.delete(root)
     }
   }

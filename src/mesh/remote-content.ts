@@ -108,7 +108,7 @@ export class RemoteContent implements RemoteBlocks {
 
   source (root: CID): BlockSource & { has(cid: CID, options?: BlockReadOptions): Promise<boolean> } {
     const fetched = async (cid: CID, signal: AbortSignal | undefined): Promise<Uint8Array> => {
-      const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getBytes(cid))
+      const local = await readIfHeld(async () => await this.blockstore.getBytes(cid))
       if (local !== undefined) return local
       const known = await this.seedersOf(root, signal)
       // The caller's signal, or none: every request has its own timeout, and a fetch that no
@@ -132,7 +132,7 @@ export class RemoteContent implements RemoteBlocks {
       has: async (cid, options) => await this.blockstore.has(cid) || (await this.seedersOf(root, options?.signal)).length > 0 || await fromElsewhere(cid, options?.signal),
       getBytes: async (cid, options) => await fetched(cid, options?.signal),
       getRange: async (cid, start, end, into, options) => {
-        const local = await readIfHeld(this.blockstore, cid, async () => await this.blockstore.getRange(cid, start, end, into))
+        const local = await readIfHeld(async () => await this.blockstore.getRange(cid, start, end, into))
         if (local !== undefined) return local
         const bytes = await fetched(cid, options?.signal)
         const part = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1)

@@ -42,12 +42,16 @@ test('a root held after a push, which nobody pulls, sends no notice', async () =
 test('a pull this node told of, and its end, reach the other node', async () => {
   const { a, b, sent } = pair()
   try {
+    const before = b.version
     a.announce('root', false)
     await settle()
     assert.deepEqual(b.pullersOf('root').map(([peer, pull]) => [peer, pull.done]), [['a', false]])
+    const heard = b.version
+    assert.notEqual(heard, before, 'a new puller changes the version (relay trees kept on it are built again)')
     a.announce('root', true)
     await settle()
     assert.deepEqual(b.pullersOf('root').map(([peer, pull]) => [peer, pull.done]), [['a', true]])
+    assert.notEqual(b.version, heard, 'so does a pull that ends')
     assert.equal(sent.length, 2)
   } finally {
     a.stop()
