@@ -7,6 +7,7 @@ import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import { mayRetry, waitToRetry, type RetryPolicy } from '../retry-policy.ts'
 import { untilAborted } from '../until-aborted.ts'
 import { BlockUnavailableError, readIfHeld, type BlockFetcher, type Provider } from './block-fetcher.ts'
+import { PULL_EXPIRY_MS } from './pull-notices.ts'
 
 /** Who holds a CID, and who is pulling it: the fleet's answers. */
 export interface ProviderFinder {
@@ -59,6 +60,14 @@ export class RemoteContent implements RemoteBlocks {
   private readonly seeders = new Map<string, { found: Promise<Provider[]>, at: number, none?: true }>()
   /** Roots being fetched here -> the images they are part of (a relay asked for one looks there too). */
   private readonly imagesOfPull = new Map<string, CID[]>()
+  /**
+   * Roots announced as pulls before their reads begin (willPull) -> the image they are part of,
+   * and when. Peers ask this node for their blocks from the announcement on; a relay for one
+   * that found no images looked the blob itself up, which no presence lists, and waited out the
+   * whole lookup (~7 s) before it fetched: every `all` convergence stalled ~7 s on the blob
+   * that a node reads last (bench/convergence.ts).
+   */
+  private readonly announcedPulls = new Map<string, { image: CID, at: number }>()
 
   constructor (options: { fetcher: BlockFetcher, blockstore: FsBlockstore, finder: ProviderFinder, logger: Logger }) {
     this.fetcher = options.fetcher
@@ -201,7 +210,7 @@ export class RemoteContent implements RemoteBlocks {
     try {
       if (await this.fetcher.whenArrived(cid, bounded) && await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
       if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer, root, cid)) return undefined
-      const seeders = await this.holdersOf(root, this.imagesOfPull.get(root.toString()) ?? [], bounded)
+      const seeders = await this.holdersOf(root, this.imagesOf(root), bounded)
       return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, seeders, block), bounded, root)
     } catch (err) {
       this.logger.debug({ err, cid: cid.toString() }, 'could not relay a block')
@@ -209,8 +218,22 @@ export class RemoteContent implements RemoteBlocks {
     }
   }
 
-  willPull (cids: CID[]): void {
-    for (const cid of cids) void this.finder.announcePull(cid, false)
+  willPull (cids: CID[], image: CID): void {
+    const now = Date.now()
+    for (const [key, announced] of this.announcedPulls) if (now - announced.at >= PULL_EXPIRY_MS) this.announcedPulls.delete(key)
+    for (const cid of cids) {
+      this.announcedPulls.set(cid.toString(), { image, at: now })
+      void this.finder.announcePull(cid, false)
+    }
+  }
+
+  /** The images a root being pulled here (or about to be) is part of. */
+  private imagesOf (root: CID): CID[] {
+    const key = root.toString()
+    const reading = this.imagesOfPull.get(key)
+    if (reading !== undefined && reading.length > 0) return reading
+    const announced = this.announcedPulls.get(key)
+    return announced !== undefined && Date.now() - announced.at < PULL_EXPIRY_MS ? [announced.image] : []
   }
 
   announce (imageCids: CID[]): void {

@@ -231,7 +231,7 @@ export class ManifestService {
       })
       if ((await this.metadata.getBlob(blob.digest))?.remote === true) roots.push(blobLink.cid)
     }
-    this.remote?.willPull(roots)
+    this.remote?.willPull(roots, root)
     for (const child of parsed.manifests) {
       if (!(await this.metadata.hasManifestLink(repository, child.digest))) await this.adoptManifest(repository, child.digest, root, source, signal)
     }

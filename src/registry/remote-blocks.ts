@@ -30,7 +30,8 @@ export interface RemoteBlocks {
   withdraw(cids: CID[]): void
   /**
    * Tells the fleet this node is about to pull these (a client asked for their manifest), so
-   * that nodes pulling them at the same moment find each other before the bytes flow.
+   * that nodes pulling them at the same moment find each other before the bytes flow. `image`
+   * is the image they are part of: where their holders are found.
    */
-  willPull(cids: CID[]): void
+  willPull(cids: CID[], image: CID): void
 }
