@@ -3,7 +3,10 @@
 // with the server's for this 2-core machine. Shoal and the reference (Debian's docker-registry)
 // hold the same image and are read alternately, `--runs` times each.
 //
-//   node bench/serve-cpu.ts [--runs 5] [--parallel 8] [--registries shoal,docker-registry]
+//   node bench/serve-cpu.ts [--runs 5] [--parallel 8] [--limit-rate 30M] [--registries shoal,docker-registry]
+//
+// --limit-rate caps each curl (curl's own option, e.g. 30M): a reader slower than the server, as
+// skopeo is, makes the server write in many partial pieces, which costs more per GiB.
 //
 // Reports per registry: the median seconds and MB/s of fetching every layer blob (`--parallel`
 // at a time), and the median server CPU seconds per GiB sent (user and system, all threads).

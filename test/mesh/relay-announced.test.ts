@@ -33,18 +33,7 @@ describe('a relay for a blob announced but not yet read', () => {
     ;[seeder, relay] = await startFleet(2, { swarmKeyFile }) as [TestNode, TestNode]
     const layer = randomBytes(3 * MiB)
     const digest = sha256(layer)
-    const registry = new RegistryClient(seeder.url)
-    const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } })
-    await registry.pushBlob('relay/app', config)
-    await registry.pushBlob('relay/app', layer)
-    const manifest = JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: layer.length }]
-    })
-    const pushed = await registry.pushManifest('relay/app', '1.0', manifest, OCI_MANIFEST)
-    assert.equal(pushed.status, 201, await pushed.text())
+    await new RegistryClient(seeder.url).pushImage('relay/app', '1.0', layer)
     await eventually(async () => await relay.node.fleet?.catalogue.getTag('relay/app', '1.0'), 10_000, 'the tag on the relay')
     // The manifest GET adopts the image and announces the pull of its blobs; none is read.
     const adopted = await fetch(`${relay.url}/v2/relay/app/manifests/1.0`, { headers: { accept: OCI_MANIFEST } })

@@ -32,7 +32,7 @@ export class RegistryClient {
   }
 
   /** Pushes a config and one layer; returns the OCI image manifest naming them (with `extra` fields), not pushed. */
-  async pushImageBlobs (repository: string, layer: string, extra: object = {}): Promise<string> {
+  async pushImageBlobs (repository: string, layer: string | Uint8Array, extra: object = {}): Promise<string> {
     const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } })
     await this.pushBlob(repository, config)
     await this.pushBlob(repository, layer)
@@ -58,7 +58,7 @@ export class RegistryClient {
   }
 
   /** Pushes a config and one layer, then an image manifest naming them; returns the manifest digest. */
-  async pushImage (repository: string, tag: string, layer: string, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
+  async pushImage (repository: string, tag: string, layer: string | Uint8Array, extra: object = {}): Promise<{ digest: string, body: string, response: Response }> {
     const body = await this.pushImageBlobs(repository, layer, extra)
     const response = await this.pushManifest(repository, tag, body, OCI_MANIFEST)
     assert.equal(response.status, 201, await response.text())
