@@ -231,13 +231,16 @@ export class FsBlockstore implements Blockstore {
    * microseconds) and only the read goes to the thread pool: four pool round trips per block
    * made the pull's server spend a fifth of its CPU switching threads (perf, 1 GiB pull).
    */
-  private async readWhole (cid: CID, into: Buffer | undefined): Promise<{ bytes: Buffer, stamp: string }> {
+  private async readWhole (cid: CID, into: Buffer | undefined, use = true): Promise<{ bytes: Buffer, stamp: string }> {
     // A reader that finds a block may rely on it as a caller of `has` does (the fetcher does not
     // fetch it again): the same use for a collection, and the same wait for an unlink under way.
+    // Not the scrub's or fsck's reads (`use` false): they would keep every block they pass.
     const key = this.keyOf(cid)
-    this.noteUse(key)
-    const removal = this.removing.get(key)
-    if (removal !== undefined) await removal
+    if (use) {
+      this.noteUse(key)
+      const removal = this.removing.get(key)
+      if (removal !== undefined) await removal
+    }
     let fd: number
     try {
       fd = openSync(this.pathOfKey(key), 'r')
@@ -282,7 +285,7 @@ export class FsBlockstore implements Blockstore {
     const cid = this.cidOf(key)
     let read: { bytes: Buffer, stamp: string }
     try {
-      read = await this.readWhole(cid, undefined)
+      read = await this.readWhole(cid, undefined, false)
     } catch (err) {
       if (err instanceof BlockNotFoundError) return { state: 'missing' }
       throw err
