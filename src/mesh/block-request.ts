@@ -1,7 +1,7 @@
 import type { CID } from 'multiformats/cid'
-import { createRequire } from 'node:module'
 import type * as Undici from 'undici'
 import type { Pool } from 'undici'
+import { undici } from '../undici.ts'
 import type { Provider } from './provider-pool.ts'
 
 const RAW = 'application/vnd.ipld.raw'
@@ -117,9 +117,8 @@ export class BlockRequests {
   private poolOf (origin: string): Pool {
     let pool = this.pools.get(origin)
     if (pool === undefined) {
-      // undici is required with the first pool, not imported with this module: every node imports
-      // this one, and a node outside a mesh need not load undici's 109 modules (~4 MiB of RSS).
-      const { Pool: UndiciPool } = createRequire(import.meta.url)('undici') as typeof Undici
+      // undici is loaded with the first pool (src/undici.ts).
+      const { Pool: UndiciPool } = undici()
       pool = new UndiciPool(origin, { connections: this.options.connectionsPerProvider, pipelining: 1, ...(this.options.ca === undefined ? {} : { connect: { ca: this.options.ca } }) })
       this.pools.set(origin, pool)
     }

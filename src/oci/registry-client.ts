@@ -2,10 +2,10 @@
 // upstream, issue 13; the CLI's transfers, issue 14), and pushes. It goes through the Docker token
 // flow when the registry asks (anonymous, or with credentials), and waits out 429s. Manifests are
 // checked against their digests here; blobs are streamed to the caller, who checks them.
-import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type * as Undici from 'undici'
 import type { Dispatcher } from 'undici'
+import { undici } from '../undici.ts'
 import { digestOf, parseDigest } from './digest.ts'
 import { MANIFEST_MEDIA_TYPES } from './media-types.ts'
 import { ShoalError, type ErrorDescriptor } from './errors.ts'
@@ -56,15 +56,6 @@ export interface RateLimitListener {
   (registry: string, waitMs: number): void
 }
 
-/**
- * undici, required when the first client is made rather than imported with this module: a node
- * with no mirror need not load its 109 modules (about 4 MiB of RSS, once mesh/block-request.ts,
- * which every node imports, takes it the same way).
- */
-function undici (): typeof Undici {
-  return createRequire(import.meta.url)('undici') as typeof Undici
-}
-
 export class RegistryClient {
   readonly registry: string
   private readonly base: URL
@@ -95,6 +86,7 @@ export class RegistryClient {
     this.base = new URL(settings.url)
     this.credentials = settings.credentials
     this.onRateLimited = options.onRateLimited ?? (() => {})
+    // undici is loaded with the first client (src/undici.ts).
     const { Agent, interceptors, request } = undici()
     this.request = request
     // Registries send blobs from elsewhere (Docker Hub: a 307 to its CDN).
