@@ -208,7 +208,10 @@ export class RemoteContent implements RemoteBlocks {
   async relay (cid: CID, root: CID | undefined, peer: string | undefined, signal: AbortSignal): Promise<Uint8Array | undefined> {
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(RELAY_WAIT_MS)])
     try {
-      if (await this.fetcher.whenArrived(cid, bounded) && await this.blockstore.has(cid)) return await this.blockstore.getBytes(cid)
+      if (await this.fetcher.whenArrived(cid, bounded)) {
+        const arrived = await readIfHeld(async () => await this.blockstore.getBytes(cid))
+        if (arrived !== undefined) return arrived
+      }
       if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer, root, cid)) return undefined
       const seeders = await this.holdersOf(root, this.imagesOf(root), bounded)
       return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, seeders, block), bounded, root)
