@@ -27,3 +27,17 @@ export interface PooledBytes {
   bytes: Buffer
   release(): void
 }
+
+/**
+ * Frees a chunk's memory now rather than at the next scavenge, by detaching its ArrayBuffer; a
+ * chunk that shares its ArrayBuffer (a slice, Node's small-buffer pool) is left alone. Only for
+ * chunks nothing else holds once the caller is done with them: each body read of Node's HTTP
+ * parser is a copy of its own, which a 1 GiB push made ~20,000 of. Left to the collector, they
+ * piled up between scavenges (~20 MiB of RSS at the push's peak) and came back as fresh pages.
+ */
+export function reclaimChunk (chunk: Uint8Array): void {
+  const buffer = chunk.buffer
+  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength && !buffer.detached && !buffer.resizable) {
+    buffer.transfer(0)
+  }
+}

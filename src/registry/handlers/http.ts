@@ -3,7 +3,7 @@
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { PooledBytes } from '../../content/chunk-pool.ts'
+import { reclaimChunk, type PooledBytes } from '../../content/chunk-pool.ts'
 import type { Metrics } from '../../metrics.ts'
 import { BlobUploadInvalidError, BodyTooSlowError, ClientAbortedError, TooLargeError, UnsupportedError } from '../../oci/errors.ts'
 import { isIpfsRepository } from '../ipfs-images.ts'
@@ -15,6 +15,8 @@ export type ResourceHandlers = Partial<Record<'GET' | 'HEAD' | 'PUT' | 'PATCH' |
 
 /** Response header carrying the CID of the image directory a manifest names (D3). */
 export const IMAGE_CID_HEADER = 'shoal-image-cid'
+// Not an ESM import of node:http: see http-errors.ts.
+const { IncomingMessage } = process.getBuiltinModule('node:http')
 const DEFAULT_PAGE = 1000
 const MAX_PAGE = 10_000
 
@@ -126,12 +128,19 @@ class PaceWatch {
   }
 }
 
-/** The request body, counted into the bytes-received metric. */
+/**
+ * An upload's body, counted into the bytes-received metric. Each chunk is lent: once the next
+ * is asked for, a chunk read from a socket (a copy of its own, made by Node's HTTP parser) is
+ * freed (reclaimChunk), so a consumer copies what it keeps; the upload writer does. An injected
+ * request's body may be its caller's own buffer, and is left alone.
+ */
 export function countIn (req: FastifyRequest, metrics: Metrics, pace: BodyPace): AsyncIterable<Uint8Array> {
+  const fromSocket = req.raw instanceof IncomingMessage
   return (async function * () {
     for await (const chunk of requestBody(req, pace)) {
       metrics.bytesIn.inc(chunk.length)
       yield chunk
+      if (fromSocket) reclaimChunk(chunk)
     }
   })()
 }
