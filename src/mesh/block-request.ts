@@ -1,6 +1,7 @@
 import type { CID } from 'multiformats/cid'
 import type * as Undici from 'undici'
 import type { Pool } from 'undici'
+import { reclaimChunk } from '../content/chunk-pool.ts'
 import { undici } from '../undici.ts'
 import type { Provider } from './provider-pool.ts'
 
@@ -96,6 +97,11 @@ export class BlockRequests {
             if (settled) return
             if (body.length + chunk.length > MAX_BLOCK_BYTES) return finish(new ProviderResponseError(`block is over the ${MAX_BLOCK_BYTES} byte limit`))
             body.add(chunk)
+            // undici lends the socket read it is parsing: a chunk that is that whole read is not
+            // looked at again (the parser works on its own copy, and only a paused parser, which
+            // this handler never asks for, hands a read's rest back to the socket), so its memory
+            // is freed now rather than at the next scavenge (reclaimChunk).
+            reclaimChunk(chunk)
           },
           onResponseEnd: () => { finish(undefined, body.bytes()) },
           onResponseError: (_controller, err) => { finish(err) }
