@@ -213,7 +213,14 @@ export class RemoteContent implements RemoteBlocks {
         if (arrived !== undefined) return arrived
       }
       if (root === undefined || peer === undefined || !this.finder.ranksAbove(peer, root, cid)) return undefined
-      const seeders = await this.holdersOf(root, this.imagesOf(root), bounded)
+      const images = this.imagesOf(root)
+      // With no image known (a pull announced long enough ago to have expired here, while the
+      // asking peer still ranks this node), one look at who holds the root itself, not the
+      // retried lookup: no presence lists a blob, so retrying held the asking peer ~7 s for
+      // nothing (bench/fleet.ts --timeline: the config blob, read last, cost every pull 7 s).
+      const seeders = images.length > 0
+        ? await this.holdersOf(root, images, bounded)
+        : await untilAborted(this.finder.providersOf(root).catch(() => []), bounded)
       return await this.fetcher.fetchBlock(cid, block => this.finder.rankedProviders(root, seeders, block), bounded, root)
     } catch (err) {
       this.logger.debug({ err, cid: cid.toString() }, 'could not relay a block')

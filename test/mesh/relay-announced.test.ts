@@ -2,6 +2,8 @@
 // have not begun: a strategy's fetch reads three blobs at a time) finds the blob's holders through
 // its image at once. It used to look the blob itself up, which no presence lists, and wait out the
 // whole lookup (~7 s) first: every `all` convergence stalled that long (bench/convergence.ts).
+// A relay that knows no image for the blob answers at once: retrying a lookup of the blob held
+// the asking peer ~7 s as well (the config blob, which skopeo reads last: bench/fleet.ts --timeline).
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -62,5 +64,25 @@ describe('a relay for a blob announced but not yet read', () => {
     const bytes = Buffer.from(await response.arrayBuffer())
     assert.deepEqual(createHash('sha256').update(bytes).digest(), Buffer.from(leaf.multihash.digest), 'the block asked for')
     assert.ok(elapsed < PROMPT_MS, `relayed in ${elapsed.toFixed(0)} ms`)
+  })
+
+  it('answers at once for a blob whose image it does not know (a pull announced long ago), so the peer asks elsewhere', async () => {
+    // A second image the relay never read: it knows no image for the blob, as when its own
+    // announcement expired while the asking peer still ranks it.
+    const layer = randomBytes(2 * MiB)
+    const digest = sha256(layer)
+    await new RegistryClient(seeder.url).pushImage('relay/other', '1.0', layer)
+    const root = CID.parse((await seeder.node.metadata.getBlob(digest))?.cid ?? '')
+    const leaf = dagPb.decode(await seeder.node.blockstore.getBytes(root)).Links[0]?.Hash as CID
+    const relayId = relay.node.fleet?.peerId ?? ''
+    let asker = ''
+    for (let i = 0; asker === ''; i++) if (ranksAbove(relayId, `12D3KooWasker${i}`, root.toString(), leaf.multihash.digest)) asker = `12D3KooWasker${i}`
+    const started = performance.now()
+    const response = await fetch(`${relay.url}/ipfs/${leaf.toString()}`, {
+      headers: { accept: 'application/vnd.ipld.raw', 'shoal-peer': asker, 'shoal-root': root.toString() }
+    })
+    const elapsed = performance.now() - started
+    assert.equal(response.status, 404, await response.clone().text())
+    assert.ok(elapsed < PROMPT_MS, `answered in ${elapsed.toFixed(0)} ms`)
   })
 })
