@@ -33,6 +33,7 @@
 // The table goes to stdout and to bench/out/fleet-latest.md, the raw numbers to fleet-latest.json.
 
 import { execFileSync, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -71,6 +72,8 @@ interface Settings {
   central: boolean
   shoal: boolean
   shapeClients: boolean
+  /** Print each node's fetched MiB every second of the pull (a diagnosis: where the time goes). */
+  timeline: boolean
 }
 
 interface PullRun {
@@ -168,7 +171,8 @@ function parseSettings (): { settings: Settings, inside: boolean } {
       mib: { type: 'string', default: '256' },
       'skip-central': { type: 'boolean', default: false },
       'skip-shoal': { type: 'boolean', default: false },
-      'shape-clients': { type: 'boolean', default: false }
+      'shape-clients': { type: 'boolean', default: false },
+      timeline: { type: 'boolean', default: false }
     }
   })
   const sizes = values.sizes.split(',').map((s) => Number(s.trim()))
@@ -184,7 +188,8 @@ function parseSettings (): { settings: Settings, inside: boolean } {
     mib,
     central: !values['skip-central'],
     shoal: !values['skip-shoal'],
-    shapeClients: values['shape-clients']
+    shapeClients: values['shape-clients'],
+    timeline: values.timeline
   }
   if (!settings.central && !settings.shoal) throw new Error('--skip-central and --skip-shoal leave nothing to measure')
   return { settings, inside: values.inside }
@@ -316,13 +321,23 @@ async function measureShoal (n: number, image: Image, settings: Settings): Promi
   const clientHostOf = (port: number): string => `${settings.shapeClients ? SHAPED_HOST : LOCAL_HOST}:${port}`
   const fleet: FleetNode[] = []
   try {
-    const seeder = await startShoalNode('seeder', 0, runDir, [])
+    // --timeline: every node's access log (one line per request) goes to bench/out/fleet-timeline-<name>.log.
+    const logArgs = settings.timeline ? ['--log-level', 'info'] : []
+    const keepLog = (name: string, node: RegistryProcess): void => {
+      if (!settings.timeline) return
+      const file = createWriteStream(path.join(OUT_DIR, `fleet-timeline-${name}.log`))
+      node.process.stdout?.on('data', (chunk: Buffer) => file.write(chunk))
+      node.process.once('exit', () => file.end())
+    }
+    const seeder = await startShoalNode('seeder', 0, runDir, logArgs)
+    keepLog('seeder', seeder)
     fleet.push({ name: 'seeder', port: seeder.port, process: seeder, clientHost: clientHostOf(seeder.port) })
     const { id: seederId, address: seederAddress } = await meshAddressOf(seeder)
     fleet[0]!.id = seederId
     const nodes = await Promise.all(Array.from({ length: n }, async (_, index) => {
       const name = `node-${index + 1}`
-      const node = await startShoalNode(name, index + 1, runDir, ['--peer', seederAddress])
+      const node = await startShoalNode(name, index + 1, runDir, ['--peer', seederAddress, ...logArgs])
+      keepLog(name, node)
       return { name, port: node.port, process: node, clientHost: clientHostOf(node.port) }
     }))
     fleet.push(...nodes)
@@ -339,7 +354,9 @@ async function measureShoal (n: number, image: Image, settings: Settings): Promi
     const metricsBefore = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.process.url, node.name)))
     const before = readClassBytes()
     const cpuBefore = await sampleCpu(fleet.map((node) => node.process))
+    const timeline = settings.timeline ? new FetchTimeline(fleet) : undefined
     const pulls = await pullAll(nodes.map((node) => `${node.clientHost}/${REPOSITORY}:${TAG}`), runDir, image)
+    timeline?.stop()
     const cpu = cpuUse(cpuBefore, await sampleCpu(fleet.map((node) => node.process)))
     const after = readClassBytes()
     const metricsAfter = await Promise.all(fleet.map(async (node) => await scrapeMetrics(node.process.url, node.name)))
@@ -438,6 +455,42 @@ async function warmUp (clientHosts: string[], pushHost: string, runDir: string, 
   await Promise.all(clientHosts.map(async (host, index) => {
     await copyFromRegistry(`${host}/${WARMUP_REPOSITORY}:${TAG}`, path.join(runDir, `warmup-${index + 1}`))
   }))
+}
+
+/**
+ * Each node's verified bytes fetched from peers (`shoal_mesh_bytes_fetched_total`), scraped every
+ * second while the pulls run and printed as one line per second: how the fleet's pull unfolds,
+ * and which nodes wait at its end.
+ */
+class FetchTimeline {
+  private readonly fleet: FleetNode[]
+  private readonly started = performance.now()
+  private readonly timer: NodeJS.Timeout
+  private scraping = false
+
+  constructor (fleet: FleetNode[]) {
+    this.fleet = fleet
+    log(`timeline: seconds, then MiB fetched so far by ${fleet.map((node) => node.name).join(', ')}`)
+    this.timer = setInterval(() => { void this.sample() }, 1000)
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  private async sample (): Promise<void> {
+    if (this.scraping) return
+    this.scraping = true
+    try {
+      const fetched = await Promise.all(this.fleet.map(async (node) => {
+        const samples = await scrapeMetrics(node.process.url, node.name).catch(() => [])
+        return samples.filter((s) => s.name === 'shoal_mesh_bytes_fetched_total').reduce((sum, s) => sum + s.value, 0)
+      }))
+      log(`timeline ${((performance.now() - this.started) / 1000).toFixed(1).padStart(5)} s: ${fetched.map((bytes) => (bytes / MiB).toFixed(0).padStart(4)).join(' ')}`)
+    } finally {
+      this.scraping = false
+    }
+  }
 }
 
 /** Starts every pull at once; the wall time ends with the last. Checks every pulled manifest. */
