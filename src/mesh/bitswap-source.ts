@@ -42,6 +42,8 @@ export class NoOutsiderError extends ShoalError {
  */
 export class BitswapSource {
   readonly name = 'bitswap'
+  /** helia puts what bitswap brings into the blockstore it shares with the registry. */
+  readonly keepsBlocks = true
   private readonly blocks: () => NetworkedBlocks
   private readonly outsiders: () => boolean
   private readonly waitMs: number

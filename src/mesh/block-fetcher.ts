@@ -77,6 +77,8 @@ export interface BlockFetcherOptions {
 export interface FallbackSource {
   /** Named in BlockUnavailableError's reasons, and as the provider in the fetch metrics. */
   readonly name: string
+  /** Whether a block it gets is already in this node's blockstore (helia's bitswap puts it there), so the fetcher does not write it again. */
+  readonly keepsBlocks: boolean
   get(cid: CID, signal: AbortSignal): Promise<Uint8Array>
 }
 
@@ -121,6 +123,8 @@ export class BlockFetcher {
   private readonly onBadBlock: ((provider: Provider, cid: CID) => void) | undefined
   private readonly onBlockFetched: ((provider: Provider, size: number) => void) | undefined
   private readonly fallback: FallbackSource | undefined
+  /** Bytes the fallback source got and already stored here: written once, not again by the fetcher. */
+  private readonly keptByFallback = new WeakSet<Uint8Array>()
   private readonly logger: Logger | undefined
   /** Blocks being fetched now, settled once each is stored (or has failed). */
   private readonly arriving = new Map<string, Promise<void>>()
@@ -153,7 +157,7 @@ export class BlockFetcher {
     const done = this.expect(cid)
     try {
       const bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
-      await this.blockstore.put(cid, bytes, { signal })
+      if (!this.keptByFallback.has(bytes)) await this.blockstore.put(cid, bytes, { signal })
       return bytes
     } finally {
       done()
@@ -269,7 +273,7 @@ export class BlockFetcher {
       const done = this.expect(cid)
       try {
         bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
-        await this.blockstore.put(cid, bytes, { signal })
+        if (!this.keptByFallback.has(bytes)) await this.blockstore.put(cid, bytes, { signal })
       } finally {
         done()
       }
@@ -293,7 +297,7 @@ export class BlockFetcher {
       // The chunk may go to the consumer once the bytes are in the file; the fsync and rename
       // that make the block durable need not hold it up.
       await new Promise<void>((resolve, reject) => {
-        const durable = this.blockstore.put(cid, bytes, { signal, onWritten: resolve })
+        const durable = this.keptByFallback.has(bytes) ? Promise.resolve(cid).finally(resolve) : this.blockstore.put(cid, bytes, { signal, onWritten: resolve })
         durable.catch(reject)
         const tracked = durable.finally(() => {
           settling.delete(tracked)
@@ -381,7 +385,9 @@ export class BlockFetcher {
       throw new BlockUnavailableError(cid, [...reasons, `${fallback.name}: sent bytes that do not match the CID`])
     }
     this.onBlockFetched?.({ id: fallback.name, url: '' }, bytes.length)
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const fetched = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    if (fallback.keepsBlocks) this.keptByFallback.add(fetched)
+    return fetched
   }
 }
 

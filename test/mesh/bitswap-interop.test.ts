@@ -172,11 +172,23 @@ describe('bitswap with a plain helia node', () => {
 
   it('a fallback\'s bytes are checked against the CID like a provider\'s', async () => {
     const wanted = CID.createV1(raw.code, await sha256Hasher.digest(Buffer.from('the real block')))
-    const lying = { name: 'bitswap', get: async () => Buffer.from('another block') }
+    const lying = { name: 'bitswap', keepsBlocks: false, get: async () => Buffer.from('another block') }
     const fetcher = new BlockFetcher({ blockstore: b.node.blockstore, fallback: lying })
     await assert.rejects(fetcher.fetchBlock(wanted, [], AbortSignal.timeout(5_000)), (err: Error) =>
       err instanceof BlockUnavailableError && /bitswap: sent bytes that do not match the CID/.test(err.message))
     assert.equal(await b.node.blockstore.has(wanted), false, 'nothing stored')
+  })
+
+  it('a block the fallback already stored (helia puts what bitswap brings) is not written a second time', async () => {
+    const bytes = Buffer.from('a block bitswap brought')
+    const cid = CID.createV1(raw.code, await sha256Hasher.digest(bytes))
+    // These fallbacks store nothing themselves: whether the block lands is the fetcher's doing.
+    const keeping = new BlockFetcher({ blockstore: b.node.blockstore, fallback: { name: 'bitswap', keepsBlocks: true, get: async () => bytes } })
+    assert.deepEqual(Buffer.from(await keeping.fetchBlock(cid, [], AbortSignal.timeout(5_000))), bytes)
+    assert.equal(await b.node.blockstore.has(cid), false, 'the fetcher left the write to the fallback')
+    const other = new BlockFetcher({ blockstore: b.node.blockstore, fallback: { name: 'other', keepsBlocks: false, get: async () => bytes } })
+    await other.fetchBlock(cid, [], AbortSignal.timeout(5_000))
+    assert.equal(await b.node.blockstore.has(cid), true, 'a fallback that keeps nothing has its block stored by the fetcher')
   })
 })
 
