@@ -122,6 +122,34 @@ export function registerAccessControl (app: FastifyInstance, options: AccessCont
   if (options.issuer !== undefined) registerTokenEndpoint(app, options, options.issuer)
 }
 
+/**
+ * `options` whose name resolution runs once per name for one request, and what each name resolved
+ * to: the guard may ask twice (its rights, then a denial's wording), and the router serves the
+ * image the rights were checked on.
+ */
+function resolvingNamesOnce (options: AccessControlOptions): { options: AccessControlOptions, imageOfName: (repository: string) => string | undefined } {
+  const resolving = new Map<string, Promise<string | undefined>>()
+  const resolved = new Map<string, string>()
+  const resolve = options.imageOfName
+  if (resolve === undefined) return { options, imageOfName: () => undefined }
+  return {
+    options: {
+      ...options,
+      imageOfName: async (repository, signal) => {
+        let cid = resolving.get(repository)
+        if (cid === undefined) {
+          cid = resolve(repository, signal).catch(() => undefined)
+          resolving.set(repository, cid)
+        }
+        const target = await cid
+        if (target !== undefined) resolved.set(repository, target)
+        return target
+      }
+    },
+    imageOfName: repository => resolved.get(repository)
+  }
+}
+
 /** The web UI's own reads of this node's registry (GET and HEAD under /v2 only), by the secret made at start. */
 function isInternalRead (req: FastifyRequest, key: Buffer): boolean {
   const given = req.headers[INTERNAL_HEADER]
@@ -130,7 +158,8 @@ function isInternalRead (req: FastifyRequest, key: Buffer): boolean {
   return bytes.length === key.length && timingSafeEqual(bytes, key)
 }
 
-async function guardRegistry (req: FastifyRequest, options: AccessControlOptions): Promise<void> {
+async function guardRegistry (req: FastifyRequest, requestOptions: AccessControlOptions): Promise<void> {
+  const { options, imageOfName } = resolvingNamesOnce(requestOptions)
   const requirement = requirementOf(req.method, req.url, options.localName)
   const caller = await identify(req, options, requirement)
   // The path's repository with its image-by-CID rights, read once; others (a mount's source, the catalogue's entries) by the policy.
@@ -140,7 +169,7 @@ async function guardRegistry (req: FastifyRequest, options: AccessControlOptions
     : (own !== undefined && requirement.kind === 'repository' && repository === requirement.name ? own : options.policy.actionsOn(caller.user, repository)).has(action)
   // The catalogue is listed by the user's rights when the token grants it (registry:catalog:*), not by the token's repository grants.
   const listsByPolicy = requirement.kind === 'catalog' && caller.grants?.some(grant => grant.type === 'registry' && grant.name === 'catalog') === true
-  setRequestAccess(req, { user: caller.user, pullable: repository => listsByPolicy ? options.policy.actionsOn(caller.user, repository).has('pull') : may(repository, 'pull') })
+  setRequestAccess(req, { user: caller.user, pullable: repository => listsByPolicy ? options.policy.actionsOn(caller.user, repository).has('pull') : may(repository, 'pull'), imageOfName })
   switch (requirement.kind) {
     case 'base':
     case 'catalog':

@@ -10,6 +10,12 @@ export interface RequestAccess {
   pullable(repository: string): boolean
   /** Signed in with the UI's session cookie: the CSRF token its pages send with changes. */
   csrf?: string
+  /**
+   * The image CID a name's repository (`ipns/<name>`, `dnslink/<domain>`) pointed at when the
+   * guard checked the rights on it: the router serves that image, not a second resolution's (a
+   * name republished in between would be served on the rights of the image it named before).
+   */
+  imageOfName?: (repository: string) => string | undefined
 }
 
 const decisions = new WeakMap<FastifyRequest, RequestAccess>()
@@ -44,4 +50,9 @@ export function mountAllowed (req: FastifyRequest): boolean {
   if (access === undefined) return true
   const from = (req.query as Record<string, unknown>).from
   return typeof from === 'string' && access.pullable(from)
+}
+
+/** The image CID the guard resolved `repository` (a name's) to for this request, if it did. */
+export function imageOfNameFor (req: FastifyRequest, repository: string): string | undefined {
+  return decisions.get(req)?.imageOfName?.(repository)
 }

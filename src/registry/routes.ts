@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.ts'
 import { EndpointUnknownError, MethodUnsupportedError, NameInvalidError, NameUnknownError, UnsupportedError } from '../oci/errors.ts'
 import { untilClientLeaves } from '../http-request.ts'
 import { isNameRepository } from '../names/names.ts'
+import { imageOfNameFor } from './request-access.ts'
 import { assertRepositoryName } from '../oci/names.ts'
 import type { BlobService } from './blob-service.ts'
 import { blobHandlers } from './handlers/blobs.ts'
@@ -92,7 +93,7 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
         const ns = (req.query as Record<string, unknown>).ns
         const local = options.mirrors?.localName(named, typeof ns === 'string' ? ns : undefined) ?? named
         // A name's repository is the image it names now, served as ipfs/<cid>: this is the one place it is resolved.
-        const name = isNameRepository(local) ? await imageRepositoryOf(local, req.method, untilClientLeaves(reply), options.names) : local
+        const name = isNameRepository(local) ? await imageRepositoryOf(local, req.method, untilClientLeaves(reply), options.names, imageOfNameFor(req, local)) : local
         assertRepositoryName(name)
         if (req.method !== 'GET' && req.method !== 'HEAD' && options.mirrors?.isMirrored(name) === true) {
           throw new UnsupportedError(`${name} is mirrored from its upstream registry: it is read-only here`)
@@ -108,13 +109,14 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
 }
 
 /** `ipns/<name>` or `dnslink/<domain>` as the repository `ipfs/<cid>` of the image it names now (read-only). */
-async function imageRepositoryOf (name: string, method: string, signal: AbortSignal, names: RegistryNames | undefined): Promise<string> {
+async function imageRepositoryOf (name: string, method: string, signal: AbortSignal, names: RegistryNames | undefined, checked: string | undefined): Promise<string> {
   // Repository names are lowercase: a peer id (12D3Koo…) cannot be one, its k51… form can.
   if (/[A-Z]/.test(name)) throw new NameInvalidError(`invalid repository name: ${JSON.stringify(name)}: repository names are lowercase, so an IPNS name goes in its k51… form (shoal name key ls, shoal name inspect show it)`)
   assertRepositoryName(name)
   if (method !== 'GET' && method !== 'HEAD') throw new UnsupportedError(`${name} is a name for an image: it is read-only (shoal name publish points it elsewhere)`)
   if (names === undefined) throw new NameUnknownError(`${name}: this node resolves no names`)
-  return IPFS_REPOSITORY_PREFIX + await names.imageCid(name, signal)
+  // With authentication on, the guard resolved it already, and checked the rights on that image.
+  return IPFS_REPOSITORY_PREFIX + (checked ?? await names.imageCid(name, signal))
 }
 
 /** `ipfs/<cid>` names an image directory by its CID; anything else under ipfs/ is a bad name, on every route. */

@@ -69,6 +69,27 @@ describe('names with users and rights', () => {
     await assert.rejects(copyFromRegistry(`${node.host}/ipns/${name}:latest`, join(dir, 'refused'), { creds: 'bob:bob-pw' }))
   })
 
+  it('/v2: a name is resolved once per request, and the image served is the one whose rights were checked', async () => {
+    const names = node.node.names
+    const resolve = names.imageCid.bind(names)
+    const asked: string[] = []
+    names.imageCid = async (repository, signal) => {
+      asked.push(repository)
+      return await resolve(repository, signal)
+    }
+    try {
+      const answer = await fetch(`${node.url}/v2/ipns/${name}/manifests/latest`, { headers: { accept: MANIFEST, authorization: basic('alice') } })
+      assert.equal(answer.status, 200)
+      assert.equal(answer.headers.get('docker-content-digest'), manifestDigest)
+      assert.deepEqual(asked, [`ipns/${name}`], 'the guard\'s resolution is the one the router serves')
+      asked.length = 0
+      assert.equal((await fetch(`${node.url}/v2/ipns/${name}/manifests/latest`, { headers: { accept: MANIFEST, authorization: basic('bob') } })).status, 403)
+      assert.deepEqual(asked, [`ipns/${name}`], 'a denial resolves it once too')
+    } finally {
+      names.imageCid = resolve
+    }
+  })
+
   it('/ipns and /routing/v1/ipns: the same rule', async () => {
     for (const path of [`/ipns/${name}`, `/routing/v1/ipns/${name}`, '/ipns/app.example.com']) {
       const get = async (authorization?: string): Promise<number> => (await fetch(`${node.url}${path}`, { redirect: 'manual', headers: authorization === undefined ? {} : { authorization } })).status
