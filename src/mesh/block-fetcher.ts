@@ -157,7 +157,7 @@ export class BlockFetcher {
     const done = this.expect(cid)
     try {
       const bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
-      if (!this.keptByFallback.has(bytes)) await this.blockstore.put(cid, bytes, { signal })
+      await this.store(cid, bytes, { signal })
       return bytes
     } finally {
       done()
@@ -273,7 +273,7 @@ export class BlockFetcher {
       const done = this.expect(cid)
       try {
         bytes = await this.fetchRemote(cid, providers, signal, undefined, root)
-        if (!this.keptByFallback.has(bytes)) await this.blockstore.put(cid, bytes, { signal })
+        await this.store(cid, bytes, { signal })
       } finally {
         done()
       }
@@ -297,7 +297,7 @@ export class BlockFetcher {
       // The chunk may go to the consumer once the bytes are in the file; the fsync and rename
       // that make the block durable need not hold it up.
       await new Promise<void>((resolve, reject) => {
-        const durable = this.keptByFallback.has(bytes) ? Promise.resolve(cid).finally(resolve) : this.blockstore.put(cid, bytes, { signal, onWritten: resolve })
+        const durable = this.store(cid, bytes, { signal, onWritten: resolve })
         durable.catch(reject)
         const tracked = durable.finally(() => {
           settling.delete(tracked)
@@ -367,6 +367,12 @@ export class BlockFetcher {
       this.onBlockFetched?.(provider, bytes.length)
       return bytes
     }
+  }
+
+  /** Keeps a fetched block: in the blockstore, unless the fallback source that brought it put it there already. */
+  private async store (cid: CID, bytes: Uint8Array, options: { signal: AbortSignal, onWritten?: () => void }): Promise<void> {
+    if (this.keptByFallback.has(bytes)) options.onWritten?.()
+    else await this.blockstore.put(cid, bytes, options)
   }
 
   /** No provider could deliver the block: the fallback source, if any, once. */
