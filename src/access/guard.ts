@@ -124,8 +124,8 @@ export function registerAccessControl (app: FastifyInstance, options: AccessCont
 
 /**
  * `options` whose name resolution runs once per name for one request, and what each name resolved
- * to: the guard may ask twice (its rights, then a denial's wording), and the router serves the
- * image the rights were checked on.
+ * to: the guard may ask twice (its rights, then a denial's rights check), and the router serves
+ * the image the rights were checked on.
  */
 function resolvingNamesOnce (options: AccessControlOptions): { options: AccessControlOptions, imageOfName: (repository: string) => string | undefined } {
   const resolving = new Map<string, Promise<string | undefined>>()
@@ -158,9 +158,11 @@ function isInternalRead (req: FastifyRequest, key: Buffer): boolean {
   return bytes.length === key.length && timingSafeEqual(bytes, key)
 }
 
-async function guardRegistry (req: FastifyRequest, requestOptions: AccessControlOptions): Promise<void> {
-  const { options, imageOfName } = resolvingNamesOnce(requestOptions)
-  const requirement = requirementOf(req.method, req.url, options.localName)
+async function guardRegistry (req: FastifyRequest, configured: AccessControlOptions): Promise<void> {
+  const requirement = requirementOf(req.method, req.url, configured.localName)
+  // Only a name's repository has a name to resolve: other requests go without the per-request memo.
+  const names = requirement.kind === 'repository' && isNameRepository(requirement.name) ? resolvingNamesOnce(configured) : undefined
+  const options = names?.options ?? configured
   const caller = await identify(req, options, requirement)
   // The path's repository with its image-by-CID rights, read once; others (a mount's source, the catalogue's entries) by the policy.
   const own = requirement.kind === 'repository' && caller.grants === undefined ? await rightsOn(caller.user, requirement.name, options) : undefined
@@ -169,7 +171,7 @@ async function guardRegistry (req: FastifyRequest, requestOptions: AccessControl
     : (own !== undefined && requirement.kind === 'repository' && repository === requirement.name ? own : options.policy.actionsOn(caller.user, repository)).has(action)
   // The catalogue is listed by the user's rights when the token grants it (registry:catalog:*), not by the token's repository grants.
   const listsByPolicy = requirement.kind === 'catalog' && caller.grants?.some(grant => grant.type === 'registry' && grant.name === 'catalog') === true
-  setRequestAccess(req, { user: caller.user, pullable: repository => listsByPolicy ? options.policy.actionsOn(caller.user, repository).has('pull') : may(repository, 'pull'), imageOfName })
+  setRequestAccess(req, { user: caller.user, pullable: repository => listsByPolicy ? options.policy.actionsOn(caller.user, repository).has('pull') : may(repository, 'pull'), ...(names === undefined ? {} : { imageOfName: names.imageOfName }) })
   switch (requirement.kind) {
     case 'base':
     case 'catalog':

@@ -92,7 +92,8 @@ export function registerRegistryRoutes (app: FastifyInstance, registryOptions: R
         routeLabels.set(req, route.label)
         const ns = (req.query as Record<string, unknown>).ns
         const local = options.mirrors?.localName(named, typeof ns === 'string' ? ns : undefined) ?? named
-        // A name's repository is the image it names now, served as ipfs/<cid>: this is the one place it is resolved.
+        // A name's repository is the image it names now, served as ipfs/<cid>: resolved here, or,
+        // with authentication on, by the guard, whose answer (the image it checked) is served.
         const name = isNameRepository(local) ? await imageRepositoryOf(local, req.method, untilClientLeaves(reply), options.names, imageOfNameFor(req, local)) : local
         assertRepositoryName(name)
         if (req.method !== 'GET' && req.method !== 'HEAD' && options.mirrors?.isMirrored(name) === true) {
