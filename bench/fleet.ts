@@ -2,7 +2,10 @@
 // one central registry or each through its own Shoal node of a fleet where one seeder holds it.
 //
 //   node bench/fleet.ts [--sizes 1,2,4,8] [--rate 200mbit] [--mib 256] [--skip-central] [--skip-shoal]
-//                       [--shape-clients]
+//                       [--shape-clients] [--timeline]
+//
+// --timeline prints every node's fetched MiB each second of the Shoal pull and writes every node's
+// access log to bench/out/fleet-timeline-<node>.log: where a fleet pull's time goes.
 //
 // Needs root: it re-executes itself as `unshare -n -- node bench/fleet.ts --inside ...`, so every
 // registry, node and client runs in a private network namespace holding only a loopback, and there
