@@ -1,5 +1,6 @@
 import { AjvCompiler } from '@fastify/ajv-compiler'
 import type { FastifyInstance, FastifySchemaValidationError } from 'fastify'
+import { validatorOnFirstUse } from '../validator-on-first-use.ts'
 import { InvalidRequestError, UnsupportedMediaTypeError } from './errors.ts'
 
 export const API_PREFIX = '/api/v1'
@@ -36,7 +37,9 @@ export function configureApiScope (api: FastifyInstance): void {
 
   // Strict: a field the schema does not name is refused, and a value of the wrong type is
   // refused rather than converted (fastify's default Ajv turns "2" into 2 and null into 0).
-  api.setValidatorCompiler(strictValidator({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } }))
+  // Each route's schema is compiled by its first request (memory a node that is never managed
+  // through the API does not need).
+  api.setValidatorCompiler(validatorOnFirstUse(strictValidator({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } })))
   // One refusal, in the words the domain uses for its own: "replicas must be a whole number, not \"2\"".
   api.setSchemaErrorFormatter((errors, dataVar) => new InvalidRequestError(describeSchemaError(firstError(errors), dataVar)))
 }
