@@ -63,7 +63,7 @@ interface History {
 }
 
 async function writeHistory (dataDir: string, compaction: boolean): Promise<History> {
-  const node = new ShoalNode({
+  const node = await ShoalNode.create({
     config: {
       ...DEFAULT_CONFIG,
       listen: '127.0.0.1:0',

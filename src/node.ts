@@ -13,11 +13,11 @@ import { GarbageCollector, GcUnavailableError, registryRoots, type PinSet } from
 import { Scrubber } from './content/scrub.ts'
 import { UploadStore } from './content/upload-store.ts'
 import { Lifecycle, NotReadyError, gateUntilReady } from './lifecycle.ts'
-import { BitswapSource } from './mesh/bitswap-source.ts'
-import { BlockFetcher } from './mesh/block-fetcher.ts'
-import { Fleet } from './mesh/fleet.ts'
+import type { BlockFetcher } from './mesh/block-fetcher.ts'
+import type { Fleet } from './mesh/fleet.ts'
+import type * as MeshParts from './mesh/parts.ts'
 import { registerGatewayRoutes } from './mesh/gateway-routes.ts'
-import { RemoteContent } from './mesh/remote-content.ts'
+import type { RemoteContent } from './mesh/remote-content.ts'
 import { TokenBucket } from './mesh/token-bucket.ts'
 import { Metrics } from './metrics.ts'
 import { Mirrors } from './mirror/mirrors.ts'
@@ -27,7 +27,7 @@ import { ImageHoldings, type ResolvedImage } from './registry/image-holdings.ts'
 import { ManifestService } from './registry/manifest-service.ts'
 import { Metadata } from './registry/metadata.ts'
 import { listLocalImages, resolveImage, type ImageResolver } from './replication/images.ts'
-import { Reconciler } from './replication/reconciler.ts'
+import type { Reconciler } from './replication/reconciler.ts'
 import { registerRegistryRoutes } from './registry/routes.ts'
 import { createHttpServer, type TlsIdentity } from './server.ts'
 import { INTERNAL_HEADER, TOKEN_PATH, registerAccessControl, type AccessControlOptions } from './access/guard.ts'
@@ -128,10 +128,16 @@ export interface NodeOptions {
  * Composition root: builds every part of a node once, in the constructor, and starts them in
  * order and stops them in reverse. A node configured for a mesh builds its mesh-facing parts
  * (the fleet, the fetcher, the fleet's content) with the rest and hands them to the services
- * that use them; libp2p, helia and OrbitDB themselves load only when the fleet starts. Nothing
- * is rewired while the node runs.
+ * that use them; `create` loads their classes first (mesh/parts.ts), so a node on its own never
+ * does, and libp2p, helia and OrbitDB themselves load only when the fleet starts. Nothing is
+ * rewired while the node runs.
  */
 export class ShoalNode {
+  /** Builds a node; the mesh's classes are loaded only when the configuration puts it in a mesh. */
+  static async create (options: NodeOptions): Promise<ShoalNode> {
+    return new ShoalNode(options, meshEnabled(options.config) ? await import('./mesh/parts.ts') : undefined)
+  }
+
   readonly config: Config
   readonly logger: Logger
   readonly blockstore: FsBlockstore
@@ -170,7 +176,7 @@ export class ShoalNode {
   private purgeTimer: NodeJS.Timeout | undefined
   private dataDirLock: DataDirLock | undefined
 
-  constructor ({ config, logger }: NodeOptions) {
+  private constructor ({ config, logger }: NodeOptions, mesh: typeof MeshParts | undefined) {
     this.config = config
     this.logger = logger ?? pino({ level: config.logLevel, base: { node: 'shoal' } })
     this.lifecycle = new Lifecycle({ meshEnabled: meshEnabled(config) })
@@ -185,10 +191,10 @@ export class ShoalNode {
 
     const peerCa = readPeerCa(config)
     // The mesh-facing parts: built now, started in start().
-    const fleet = meshEnabled(config) ? this.buildFleet() : undefined
+    const fleet = mesh === undefined ? undefined : this.buildFleet(mesh)
     this.fleet = fleet
-    this.fetcher = fleet === undefined ? undefined : this.buildFetcher(fleet, peerCa)
-    const remote = fleet === undefined || this.fetcher === undefined ? undefined : this.buildRemote(fleet, this.fetcher)
+    this.fetcher = fleet === undefined || mesh === undefined ? undefined : this.buildFetcher(mesh, fleet, peerCa)
+    const remote = fleet === undefined || mesh === undefined || this.fetcher === undefined ? undefined : this.buildRemote(mesh, fleet, this.fetcher)
     this.remote = remote
 
     this.gc = new GarbageCollector({
@@ -214,7 +220,7 @@ export class ShoalNode {
     this.blobs = new BlobService(this.metadata, this.blockstore, this.uploads, remote)
     this.ipfsImages = new IpfsImages(this.blockstore, remote)
     this.holdings = new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote })
-    this.reconciler = fleet === undefined ? undefined : this.buildReconciler(fleet, this.holdings)
+    this.reconciler = fleet === undefined || mesh === undefined ? undefined : this.buildReconciler(mesh, fleet, this.holdings)
     this.names = new Names({
       dataDir: data,
       // The mesh's identity file (mesh/mesh.ts): the node's own name is its peer id.
@@ -399,8 +405,8 @@ export class ShoalNode {
   }
 
   /** The fleet: the mesh, the catalogue and this node's inventory record. */
-  private buildFleet (): Fleet {
-    return new Fleet({
+  private buildFleet (mesh: typeof MeshParts): Fleet {
+    return new mesh.Fleet({
       config: this.config,
       operatorKey: readOperatorKey(this.config),
       dataDir: resolve(this.config.data),
@@ -418,8 +424,8 @@ export class ShoalNode {
   }
 
   /** The fleet's content as the registry reads it: blocks fetched from peers, verified, kept. */
-  private buildRemote (fleet: Fleet, fetcher: BlockFetcher): RemoteContent {
-    return new RemoteContent({
+  private buildRemote (mesh: typeof MeshParts, fleet: Fleet, fetcher: BlockFetcher): RemoteContent {
+    return new mesh.RemoteContent({
       fetcher,
       blockstore: this.blockstore,
       finder: fleet,
@@ -428,8 +434,8 @@ export class ShoalNode {
   }
 
   /** Verified block fetches from peers: a provider pool, block requests, the DAG and file reads. */
-  private buildFetcher (fleet: Fleet, ca: string[] | undefined): BlockFetcher {
-    return new BlockFetcher({
+  private buildFetcher (mesh: typeof MeshParts, fleet: Fleet, ca: string[] | undefined): BlockFetcher {
+    return new mesh.BlockFetcher({
       ca,
       sign: async (method, target) => await fleet.mesh.signRequest(method, target),
       blockstore: this.blockstore,
@@ -440,7 +446,7 @@ export class ShoalNode {
       },
       peerId: () => fleet.peerId,
       // Content no member holds over HTTP: from any connected peer over bitswap (a plain IPFS node).
-      fallback: new BitswapSource({
+      fallback: new mesh.BitswapSource({
         blocks: () => fleet.mesh.helia.blockstore,
         outsiders: () => fleet.mesh.helia.libp2p.getPeers().some(peer => !fleet.isMember(peer.toString()))
       }),
@@ -448,8 +454,8 @@ export class ShoalNode {
     })
   }
 
-  private buildReconciler (fleet: Fleet, holder: ImageHoldings): Reconciler {
-    return new Reconciler({
+  private buildReconciler (mesh: typeof MeshParts, fleet: Fleet, holder: ImageHoldings): Reconciler {
+    return new mesh.Reconciler({
       selfId: () => fleet.peerId,
       strategies: async () => await fleet.strategies(),
       members: async () => (await fleet.members()).map(node => ({ id: node.id, name: node.name, labels: node.labels, gone: node.gone })),

@@ -48,7 +48,7 @@ serve.action(async (options: Record<string, string | string[] | boolean | undefi
     const config = loadConfig({ file: options.config as string | undefined, flags: flagsFromText(raw) })
     // Loaded here, not at the top: the other commands are HTTP clients and start faster without it.
     const { ShoalNode } = await import('../node.ts')
-    const node = new ShoalNode({ config })
+    const node = await ShoalNode.create({ config })
     // Handlers go in before the node listens: a signal that arrives while it starts still
     // gets a clean stop once the start is done.
     let stopping = false

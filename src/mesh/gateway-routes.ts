@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream'
-import { CarWriter } from '@ipld/car'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CID } from 'multiformats/cid'
 import { walkDag, type BlockReadOptions, type BlockSource } from '../content/dag-reader.ts'
@@ -10,9 +9,9 @@ import type { RemoteBlocks } from '../registry/remote-blocks.ts'
 import type { ErrorRenderer } from '../http-errors.ts'
 import { untilClientLeaves } from '../http-request.ts'
 import { UnsupportedError } from '../oci/errors.ts'
-import { PEER_HEADER, ROOT_HEADER } from './block-fetcher.ts'
+import { PEER_HEADER, ROOT_HEADER } from './block-request.ts'
 import { CAR, CidInvalidError, FormatUnacceptableError, RAW, TAR } from './gateway-errors.ts'
-import { serveUnixfs, type UnixfsFormat } from './gateway-unixfs.ts'
+import type { UnixfsFormat } from './gateway-unixfs.ts'
 import { relayedBlock } from './relayed-block.ts'
 
 export { CidInvalidError, FormatUnacceptableError } from './gateway-errors.ts'
@@ -71,6 +70,8 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
         if (uploadLimiter !== undefined) await uploadLimiter.take(bytes, gone)
         metrics.bytesOut.inc(bytes)
       }
+      // Loaded with the first path, tar or file asked for (tar-stream, @ipld/car): most nodes serve only /v2 and raw blocks.
+      const { serveUnixfs } = await import('./gateway-unixfs.ts')
       return await serveUnixfs(req, reply, { root: cid, segments: segments ?? [], format, blocks, pace, signal: gone })
     }
     const held = await local.has(cid)
@@ -114,6 +115,7 @@ export function registerGatewayRoutes (app: FastifyInstance, { blocks: local, me
     }
     reply.header('content-type', `${CAR}; version=1`)
     if (req.method === 'HEAD') return await reply.send()
+    const { CarWriter } = await import('@ipld/car')
     const { writer, out } = CarWriter.create([cid])
     const body = Readable.from(out)
     const abort = new AbortController()

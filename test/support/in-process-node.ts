@@ -35,7 +35,7 @@ export async function startTestNode (options: TestNodeOptions = {}): Promise<Tes
       done()
     }
   })
-  const node = new ShoalNode({
+  const node = await ShoalNode.create({
     config: { ...DEFAULT_CONFIG, listen: '127.0.0.1:0', data: dir, ...options.config },
     logger: pino({ level: 'warn' }, sink)
   })
