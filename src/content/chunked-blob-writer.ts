@@ -22,8 +22,10 @@ export interface FinishedBlob {
   sha256?: string
 }
 
-// Leaves whose bytes are still being written (each holds a pooled 1 MiB buffer)...
-const MAX_LEAVES_IN_MEMORY = 4
+// Leaves whose bytes are still being written (each holds a pooled 1 MiB buffer): a write into
+// the page cache takes about as long as the next leaf takes to arrive, so two keep the upload
+// going; four held ~1 MiB more at a 1 GiB push's peak for no faster push (bench/RESULTS.md)...
+const MAX_LEAVES_IN_MEMORY = 2
 // ...and leaves written but still being fsynced and renamed (these hold no memory).
 const MAX_LEAVES_IN_FLIGHT = 32
 // A long chunk is checkpointed so a crash mid-request keeps most of what arrived.
