@@ -1,26 +1,51 @@
 import { CHUNK_SIZE } from './unixfs-dag.ts'
 
 const MAX_POOLED = 32
+// How often chunks the node did not use are freed: a burst (many pulls or pushes at once) left
+// up to MAX_POOLED MiB held for the rest of the process's life.
+const TRIM_INTERVAL_MS = 30_000
 
 /**
  * Reused 1 MiB buffers for leaves on their way in (uploads, only while a request streams) and
  * out (blob reads). A fresh
  * buffer per MiB made garbage collection the largest cost after hashing, and let tens of MB
- * of dead buffers pile up between collections.
+ * of dead buffers pile up between collections. Every TRIM_INTERVAL_MS the chunks that stayed in
+ * the pool the whole interval are freed: what the work of the last interval did not need.
  */
-class ChunkPool {
+export class ChunkPool {
   private readonly free: Buffer[] = []
+  /** The fewest chunks the pool held since the last trim: those none of the work took. */
+  private untouched = 0
+
+  constructor (trimIntervalMs?: number) {
+    if (trimIntervalMs !== undefined) setInterval(() => { this.trim() }, trimIntervalMs).unref()
+  }
 
   take (): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_SIZE)
+    const chunk = this.free.pop()
+    if (this.free.length < this.untouched) this.untouched = this.free.length
+    return chunk ?? Buffer.allocUnsafeSlow(CHUNK_SIZE)
   }
 
   give (chunk: Buffer): void {
     if (this.free.length < MAX_POOLED) this.free.push(chunk)
   }
+
+  /** Frees the chunks no take reached since the last trim (the bottom of the stack); how many. */
+  trim (): number {
+    const unused = this.free.splice(0, this.untouched)
+    for (const chunk of unused) reclaimChunk(chunk)
+    this.untouched = this.free.length
+    return unused.length
+  }
+
+  /** Chunks held for reuse now. */
+  get size (): number {
+    return this.free.length
+  }
 }
 
-export const chunkPool = new ChunkPool()
+export const chunkPool = new ChunkPool(TRIM_INTERVAL_MS)
 
 /** Bytes lent from the pool: call `release` once they are written out and not before. */
 export interface PooledBytes {
