@@ -191,10 +191,11 @@ export class ShoalNode {
 
     const peerCa = readPeerCa(config)
     // The mesh-facing parts: built now, started in start().
-    const fleet = mesh === undefined ? undefined : this.buildFleet(mesh)
+    const meshParts = mesh === undefined ? undefined : this.buildMeshParts(mesh, peerCa)
+    const fleet = meshParts?.fleet
     this.fleet = fleet
-    this.fetcher = fleet === undefined || mesh === undefined ? undefined : this.buildFetcher(mesh, fleet, peerCa)
-    const remote = fleet === undefined || mesh === undefined || this.fetcher === undefined ? undefined : this.buildRemote(mesh, fleet, this.fetcher)
+    this.fetcher = meshParts?.fetcher
+    const remote = meshParts?.remote
     this.remote = remote
 
     this.gc = new GarbageCollector({
@@ -220,7 +221,7 @@ export class ShoalNode {
     this.blobs = new BlobService(this.metadata, this.blockstore, this.uploads, remote)
     this.ipfsImages = new IpfsImages(this.blockstore, remote)
     this.holdings = new ImageHoldings({ metadata: this.metadata, manifests: this.manifests, blobs: this.blobs, remote })
-    this.reconciler = fleet === undefined || mesh === undefined ? undefined : this.buildReconciler(mesh, fleet, this.holdings)
+    this.reconciler = mesh === undefined || fleet === undefined ? undefined : this.buildReconciler(mesh, fleet, this.holdings)
     this.names = new Names({
       dataDir: data,
       // The mesh's identity file (mesh/mesh.ts): the node's own name is its peer id.
@@ -402,6 +403,13 @@ export class ShoalNode {
         put: async (repository, reference, body, mediaType) => await manifests.put(repository, reference, body, mediaType)
       }
     })
+  }
+
+  /** The fleet, its fetcher and its content, for a node its configuration puts in a mesh. */
+  private buildMeshParts (mesh: typeof MeshParts, ca: string[] | undefined): { fleet: Fleet, fetcher: BlockFetcher, remote: RemoteContent } {
+    const fleet = this.buildFleet(mesh)
+    const fetcher = this.buildFetcher(mesh, fleet, ca)
+    return { fleet, fetcher, remote: this.buildRemote(mesh, fleet, fetcher) }
   }
 
   /** The fleet: the mesh, the catalogue and this node's inventory record. */
