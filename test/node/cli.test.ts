@@ -76,4 +76,17 @@ describe('shoal CLI', () => {
     assert.match(text, /shoal_blobs_stored 2/)
     assert.match(text, /shoal_upload_sessions_open 1/)
   })
+
+  // Last: the page reads the images' details through the node, which the metrics above count.
+  it('serves the web UI with its assets, as the launcher runs it (dist/ once built)', async () => {
+    const page = await fetch(`${node.url}/`)
+    assert.equal(page.status, 200)
+    assert.match(await page.text(), /\/ui\/app\.js/)
+    for (const [file, type] of [['app.js', /javascript/], ['style.css', /text\/css/]] as const) {
+      const asset = await fetch(`${node.url}/ui/${file}`)
+      assert.equal(asset.status, 200, file)
+      assert.match(asset.headers.get('content-type') ?? '', type)
+      assert.ok((await asset.arrayBuffer()).byteLength > 1000, `${file} has its content`)
+    }
+  })
 })
