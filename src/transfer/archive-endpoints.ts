@@ -3,7 +3,8 @@
 // source is unpacked into a temporary directory first; a destination is built in one and packed
 // into FILE.<random>.part, which becomes FILE only when whole.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
+import { createFileWriteStream } from './file-write-stream.ts'
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -236,7 +237,7 @@ export class DockerArchiveDestination implements ImageDestination {
       transform (chunk: Buffer, _encoding, done) { uncompressed.update(chunk); done(null, chunk) }
     })
     const temporary = join(dir, `.blob.${randomBytes(8).toString('hex')}`)
-    await pipeline(body, checking, uncompressing, hashing, createWriteStream(temporary), { signal })
+    await pipeline(body, checking, uncompressing, hashing, createFileWriteStream(temporary), { signal })
     const descriptor = await described()
     const { algorithm, hex } = parseDigest(descriptor.digest)
     if (size !== descriptor.size || algorithm !== 'sha256' || received.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)

@@ -2,7 +2,8 @@
 // umoci read and write it: blobs under blobs/<alg>/<hex>, index.json naming the images, a tag in
 // each entry's org.opencontainers.image.ref.name annotation.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
+import { createFileWriteStream } from './file-write-stream.ts'
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Transform } from 'node:stream'
@@ -189,7 +190,7 @@ export class LayoutDestination implements ImageDestination {
       }
     })
     try {
-      await pipeline(body, counting, createWriteStream(temporary), { signal })
+      await pipeline(body, counting, createFileWriteStream(temporary), { signal })
       const descriptor = await described()
       const { algorithm, hex } = parseDigest(descriptor.digest)
       if (size !== descriptor.size) throw new ImageFileError(`${descriptor.digest}: got ${size} bytes, the manifest says ${descriptor.size}`)

@@ -1,5 +1,6 @@
 // A tar archive to a directory and back, streamed (archives hold images of GBs).
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
+import { createFileWriteStream } from './file-write-stream.ts'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { dirname, join, normalize, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -24,7 +25,7 @@ export async function extractTar (file: string, dir: string, signal?: AbortSigna
         entry.resume()
       } else if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') {
         await mkdir(dirname(path), { recursive: true })
-        await pipeline(entry, createWriteStream(path), { signal })
+        await pipeline(entry, createFileWriteStream(path), { signal })
       } else {
         entry.resume()
       }
@@ -40,7 +41,7 @@ export async function extractTar (file: string, dir: string, signal?: AbortSigna
 /** Packs every file below `dir` into a tar stream written to `file`, sorted by name. */
 export async function packDirectory (dir: string, file: string, signal?: AbortSignal): Promise<void> {
   const archive = pack()
-  const writing = pipeline(archive, createWriteStream(file), { signal })
+  const writing = pipeline(archive, createFileWriteStream(file), { signal })
   writing.catch(() => {})
   const walk = async (relative: string): Promise<void> => {
     for (const name of (await readdir(join(dir, relative))).sort()) {
