@@ -8,7 +8,7 @@ import { close, createWriteStream, open, write, type WriteStream } from 'node:fs
  * host had taken back cost 2.5-3.0 s of system time per GiB, against 0.6-0.7 s in 128 KiB writes
  * (one file written after 12 s idle, alternated; a warm page cache takes both in ~0.23 s). A
  * decrypted pull hands over 1 MiB pieces: 3.3 s of system time, 1.5 s in pieces
- * (docs/architecture.md, "Memory").
+ * (docs/architecture.md, "Encrypted images").
  */
 export const FILE_WRITE_PIECE = 128 * 1024
 
