@@ -1,6 +1,6 @@
-// The ciphertext's HMAC and SHA-256 computed on another thread: a layer's AES pass stays on the
-// copy's thread while its two hash passes run beside it, so an encrypted copy costs a second core
-// rather than twice the time (bench/transfer.ts).
+// A layer's ciphertext hashed on another thread: its HMAC, and for an encryption its SHA-256 (the
+// new digest), while the AES pass stays on the copy's thread, so an encrypted copy costs a second
+// core rather than twice the time (bench/transfer.ts).
 import { Worker } from 'node:worker_threads'
 
 /**
@@ -15,22 +15,25 @@ const { parentPort } = require('node:worker_threads')
 const { createHash, createHmac } = require('node:crypto')
 const open = new Map()
 parentPort.on('message', message => {
-  if (message.op === 'open') open.set(message.id, { mac: createHmac('sha256', Buffer.from(message.key)), hash: createHash('sha256'), ring: message.ring })
+  if (message.op === 'open') open.set(message.id, { mac: message.hmacKey === undefined ? undefined : createHmac('sha256', Buffer.from(message.hmacKey)), hash: message.sha256 ? createHash('sha256') : undefined, ring: message.ring })
   else if (message.op === 'update') {
     const state = open.get(message.id)
     const chunk = Buffer.from(state.ring, message.offset, message.length)
-    state.mac.update(chunk)
-    state.hash.update(chunk)
+    state.mac?.update(chunk)
+    state.hash?.update(chunk)
     parentPort.postMessage({ id: message.id, op: 'hashed', bytes: chunk.length })
   } else if (message.op === 'finish') {
     const state = open.get(message.id)
     open.delete(message.id)
-    parentPort.postMessage({ id: message.id, op: 'finished', hmac: state.mac.digest(), sha256: state.hash.digest('hex') })
+    parentPort.postMessage({ id: message.id, op: 'finished', hmac: state.mac?.digest(), sha256: state.hash?.digest('hex') })
   } else if (message.op === 'drop') open.delete(message.id)
 })
 `
 
-interface Pending { queued: number, wake?: () => void, finished?: (digests: { hmac: Buffer, sha256: string }) => void }
+/** What the worker computed: what it was asked for. */
+export interface Digests { hmac?: Buffer, sha256?: string }
+
+interface Pending { queued: number, wake?: () => void, finished?: (digests: Digests) => void }
 
 /** How long the worker outlives its last layer (the next layer of a copy reuses it). */
 const IDLE_MS = 2_000
@@ -53,7 +56,10 @@ function acquire (): NonNullable<typeof shared> {
         pending.queued -= message.bytes ?? 0
         pending.wake?.()
       } else if (message.op === 'finished') {
-        pending.finished?.({ hmac: Buffer.from(message.hmac ?? new Uint8Array()), sha256: message.sha256 ?? '' })
+        pending.finished?.({
+          ...(message.hmac === undefined ? {} : { hmac: Buffer.from(message.hmac) }),
+          ...(message.sha256 === undefined ? {} : { sha256: message.sha256 })
+        })
       }
     })
     // Ref'd while a layer uses it (a copy waiting on its digests is alive); stopped when none does.
@@ -76,7 +82,7 @@ function release (): void {
   }, IDLE_MS).unref()
 }
 
-/** HMAC-SHA256 (keyed with `key`) and SHA-256 of a stream of chunks, on the worker. */
+/** HMAC-SHA256 (keyed with `hmacKey`) and SHA-256 of a stream of chunks, either or both, on the worker. */
 export class OffloadedDigests {
   private readonly state = acquire()
   private readonly id = this.state.next++
@@ -86,9 +92,9 @@ export class OffloadedDigests {
   private head = 0
   private done = false
 
-  constructor (key: Uint8Array) {
+  constructor ({ hmacKey, sha256 }: { hmacKey?: Uint8Array, sha256: boolean }) {
     this.state.pending.set(this.id, this.pending)
-    this.state.worker.postMessage({ id: this.id, op: 'open', key, ring: this.ring })
+    this.state.worker.postMessage({ id: this.id, op: 'open', hmacKey, sha256, ring: this.ring })
   }
 
   /** Copies a chunk into the ring for the worker (the caller may go on using it), waiting for room. */
@@ -147,8 +153,8 @@ export class OffloadedDigests {
     return Buffer.from(this.ring, start, length)
   }
 
-  async digests (): Promise<{ hmac: Buffer, sha256: string }> {
-    const finished = new Promise<{ hmac: Buffer, sha256: string }>(resolve => { this.pending.finished = resolve })
+  async digests (): Promise<Digests> {
+    const finished = new Promise<Digests>(resolve => { this.pending.finished = resolve })
     this.state.worker.postMessage({ id: this.id, op: 'finish' })
     try {
       return await finished
