@@ -11,7 +11,6 @@ import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { ErrorDescriptor } from '../oci/errors.ts'
 import { DirectorySync, syncDirectory, type SyncDirectory } from './directory-sync.ts'
 import { VerifiedBlocks, fileStamp } from './verified-blocks.ts'
-import { writeInPieces } from './file-pieces.ts'
 
 export interface FsBlockstoreOptions {
   /** How a directory is synced (tests watch it); default fsync. */
@@ -163,9 +162,9 @@ export class FsBlockstore implements Blockstore {
       const handle = await open(tmpPath, 'w')
       try {
         if (bytes instanceof Uint8Array) {
-          await writeInPieces(handle, bytes)
+          await handle.write(bytes)
         } else {
-          for await (const chunk of bytes) await writeInPieces(handle, chunk)
+          for await (const chunk of bytes) await handle.write(chunk)
         }
         options?.onWritten?.()
         await handle.sync()

@@ -1,8 +1,16 @@
 // The write stream every transfer writes a file with (a layout's blob, an archive, an unpacked
-// entry): Node's own, with each write handed to the kernel in pieces of at most 128 KiB (why:
-// content/file-pieces.ts).
+// entry): Node's own, with each write handed to the kernel in pieces of at most 128 KiB.
 import { close, createWriteStream, open, write, type WriteStream } from 'node:fs'
-import { FILE_WRITE_PIECE } from '../content/file-pieces.ts'
+
+/**
+ * Why pieces: on this kind of VM (Linux 6.18, ext4's large folios, free page reporting) the
+ * page cache takes a write of 1 MiB as one large folio, and filling large folios from memory the
+ * host had taken back cost 2.5-3.0 s of system time per GiB, against 0.6-0.7 s in 128 KiB writes
+ * (one file written after 12 s idle, alternated; a warm page cache takes both in ~0.23 s). A
+ * decrypted pull hands over 1 MiB pieces: 3.3 s of system time, 1.5 s in pieces
+ * (docs/architecture.md, "Encrypted images").
+ */
+export const FILE_WRITE_PIECE = 128 * 1024
 
 type WriteDone = (error: NodeJS.ErrnoException | null, written: number) => void
 

@@ -8,8 +8,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { after, before, describe, it } from 'node:test'
-import { FILE_WRITE_PIECE } from '../../src/content/file-pieces.ts'
-import { createFileWriteStream } from '../../src/transfer/file-write-stream.ts'
+import { FILE_WRITE_PIECE, createFileWriteStream } from '../../src/transfer/file-write-stream.ts'
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
 
