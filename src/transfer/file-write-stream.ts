@@ -7,7 +7,8 @@ import { close, createWriteStream, open, write, type WriteStream } from 'node:fs
  * page cache takes a write of 1 MiB as one large folio, and filling large folios from memory the
  * host had taken back cost 2.5-3.0 s of system time per GiB, against 0.6-0.7 s in 128 KiB writes
  * (one file written after 12 s idle, alternated; a warm page cache takes both in ~0.23 s). A
- * decrypted pull hands over 1 MiB pieces: 3.3 s of system time, 1.5 s in pieces
+ * decrypted pull that wrote the decipher's 1 MiB pieces: 3.3 s of system time, 1.5 s in pieces.
+ * Small chunks queued behind a write would otherwise go as one large writev
  * (docs/architecture.md, "Encrypted images").
  */
 export const FILE_WRITE_PIECE = 128 * 1024

@@ -3,7 +3,6 @@
 // each entry's org.opencontainers.image.ref.name annotation.
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { createFileWriteStream } from './file-write-stream.ts'
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Transform } from 'node:stream'
@@ -11,6 +10,7 @@ import { pipeline } from 'node:stream/promises'
 import { digestOf, parseDigest } from '../oci/digest.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
+import { createFileWriteStream } from './file-write-stream.ts'
 import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
 
 export const REF_NAME = 'org.opencontainers.image.ref.name'

@@ -1,10 +1,10 @@
 // A tar archive to a directory and back, streamed (archives hold images of GBs).
 import { createReadStream } from 'node:fs'
-import { createFileWriteStream } from './file-write-stream.ts'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { dirname, join, normalize, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { extract, pack } from 'tar-stream'
+import { createFileWriteStream } from './file-write-stream.ts'
 import { ImageFileError } from './layout-endpoint.ts'
 
 /** Unpacks regular files and directories of `file` under `dir`; links and names that leave `dir` are refused. */
