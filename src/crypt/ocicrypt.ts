@@ -455,8 +455,9 @@ const GATHER_BYTES = 1024 * 1024
  * The size each piece is decrypted in: every call gives a new buffer, and 1 MiB ones, few and
  * large, let the young generation go uncollected while their memory grew outside V8's heap,
  * until that forced a full collection every ~15 MiB: 72 in a 1 GiB decrypted pull, ~1.9 s of
- * marking. In 64 KiB pieces the scavenges free them: 1 full collection, 3.6 s instead of 3.9-4.0
- * (docs/architecture.md, "Encrypted images").
+ * marking. In 64 KiB pieces the scavenges free them: 1 full collection, 3.6 s instead of 3.9-4.0.
+ * They also reach the layer's file as 64 KiB writes: 1 MiB ones cost this VM's page cache 2-3 s
+ * of system time per GiB (docs/architecture.md, "Encrypted images").
  */
 const DECIPHER_PIECE = 64 * 1024
 

@@ -3,7 +3,7 @@
 // source is unpacked into a temporary directory first; a destination is built in one and packed
 // into FILE.<random>.part, which becomes FILE only when whole.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -13,7 +13,6 @@ import { createGunzip, createZstdDecompress } from 'node:zlib'
 import { digestOf, parseDigest } from '../oci/digest.ts'
 import { parseManifest, type Descriptor } from '../oci/manifest.ts'
 import { OCI_MANIFEST } from '../oci/media-types.ts'
-import { createFileWriteStream } from './file-write-stream.ts'
 import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
 import { ImageFileError, LayoutDestination, LayoutSource } from './layout-endpoint.ts'
 import { extractTar, packDirectory } from './tar-files.ts'
@@ -237,7 +236,7 @@ export class DockerArchiveDestination implements ImageDestination {
       transform (chunk: Buffer, _encoding, done) { uncompressed.update(chunk); done(null, chunk) }
     })
     const temporary = join(dir, `.blob.${randomBytes(8).toString('hex')}`)
-    await pipeline(body, checking, uncompressing, hashing, createFileWriteStream(temporary), { signal })
+    await pipeline(body, checking, uncompressing, hashing, createWriteStream(temporary), { signal })
     const descriptor = await described()
     const { algorithm, hex } = parseDigest(descriptor.digest)
     if (size !== descriptor.size || algorithm !== 'sha256' || received.digest('hex') !== hex) throw new ImageFileError(`${descriptor.digest}: the bytes do not match the digest`)

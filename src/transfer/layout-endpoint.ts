@@ -2,7 +2,7 @@
 // umoci read and write it: blobs under blobs/<alg>/<hex>, index.json naming the images, a tag in
 // each entry's org.opencontainers.image.ref.name annotation.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Transform } from 'node:stream'
@@ -10,7 +10,6 @@ import { pipeline } from 'node:stream/promises'
 import { digestOf, parseDigest } from '../oci/digest.ts'
 import { ShoalError, type ErrorDescriptor } from '../oci/errors.ts'
 import type { Descriptor } from '../oci/manifest.ts'
-import { createFileWriteStream } from './file-write-stream.ts'
 import type { ImageDestination, ImageSource, ManifestBytes } from './image-copy.ts'
 
 export const REF_NAME = 'org.opencontainers.image.ref.name'
@@ -190,7 +189,7 @@ export class LayoutDestination implements ImageDestination {
       }
     })
     try {
-      await pipeline(body, counting, createFileWriteStream(temporary), { signal })
+      await pipeline(body, counting, createWriteStream(temporary), { signal })
       const descriptor = await described()
       const { algorithm, hex } = parseDigest(descriptor.digest)
       if (size !== descriptor.size) throw new ImageFileError(`${descriptor.digest}: got ${size} bytes, the manifest says ${descriptor.size}`)

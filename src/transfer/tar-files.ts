@@ -1,10 +1,9 @@
 // A tar archive to a directory and back, streamed (archives hold images of GBs).
-import { createReadStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { dirname, join, normalize, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { extract, pack } from 'tar-stream'
-import { createFileWriteStream } from './file-write-stream.ts'
 import { ImageFileError } from './layout-endpoint.ts'
 
 /** Unpacks regular files and directories of `file` under `dir`; links and names that leave `dir` are refused. */
@@ -25,7 +24,7 @@ export async function extractTar (file: string, dir: string, signal?: AbortSigna
         entry.resume()
       } else if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') {
         await mkdir(dirname(path), { recursive: true })
-        await pipeline(entry, createFileWriteStream(path), { signal })
+        await pipeline(entry, createWriteStream(path), { signal })
       } else {
         entry.resume()
       }
@@ -41,7 +40,7 @@ export async function extractTar (file: string, dir: string, signal?: AbortSigna
 /** Packs every file below `dir` into a tar stream written to `file`, sorted by name. */
 export async function packDirectory (dir: string, file: string, signal?: AbortSignal): Promise<void> {
   const archive = pack()
-  const writing = pipeline(archive, createFileWriteStream(file), { signal })
+  const writing = pipeline(archive, createWriteStream(file), { signal })
   writing.catch(() => {})
   const walk = async (relative: string): Promise<void> => {
     for (const name of (await readdir(join(dir, relative))).sort()) {
