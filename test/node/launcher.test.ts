@@ -14,7 +14,7 @@ const run = promisify(execFile)
 
 describe('bin/shoal', () => {
   let root: string
-  const launch = async (): Promise<string> => (await run(path.join(root, 'bin', 'shoal'), ['which'], { env: { ...process.env, NODE_COMPILE_CACHE: '', NODE_DISABLE_COMPILE_CACHE: undefined } })).stdout.trim()
+  const launch = async (command = 'which'): Promise<string> => (await run(path.join(root, 'bin', 'shoal'), [command], { env: { ...process.env, NODE_COMPILE_CACHE: '', NODE_DISABLE_COMPILE_CACHE: undefined } })).stdout.trim()
   const at = async (file: string, secondsAgo: number): Promise<void> => {
     const time = new Date(Date.now() - secondsAgo * 1000)
     await utimes(path.join(root, file), time, time)
@@ -53,5 +53,11 @@ describe('bin/shoal', () => {
     assert.match(await launch(), /^dist/)
     await writeFile(path.join(root, 'src', 'new-module.ts'), '\n')
     assert.equal(await launch(), 'src edited')
+  })
+
+  it('lets the old generation grow by half for serve only: a transfer\'s small heap collected all the time with it', async () => {
+    await writeFile(path.join(root, 'src', 'cli', 'main.ts'), 'console.log(process.execArgv.join(" "))\n')
+    assert.equal(await launch('serve'), '--max-semi-space-size=2 --heap-growing-percent=50')
+    assert.equal(await launch('pull'), '--max-semi-space-size=2')
   })
 })
